@@ -1,0 +1,149 @@
+// AnswerCache: answers tagged with the PvD that produced them. The key
+// carries the PvD's tag, so an answer is only ever found by a query routed to
+// that PvD; withdrawing a PvD drops its entries. Entries hold the answer's
+// octets; their TTLs are rewritten at most once a second as they count down.
+
+import { LRUCache } from 'lru-cache';
+import { RR_STRIDE, setTtls, type Answer } from '../dns/answer.js';
+import { RCODE } from '../dns/constants.js';
+
+export interface CacheOptions {
+  maxEntries: number;
+  minTtl: number;
+  maxTtl: number;
+  negativeTtl: number;
+}
+
+interface Entry {
+  answer: Answer;
+  pvdTag: number;
+  storedAt: number;
+  expiresAt: number;
+  /** The elapsed second the answer's TTLs were last written for. */
+  patchedSec: number;
+}
+
+/**
+ * answerKey is the cache key of a question in a PvD: the lower-cased wire
+ * name, type, class, the DO and CD bits (answers differ with them, RFC 4035
+ * §3.2.1, RFC 6840 §5.9) and the PvD's tag.
+ */
+export function answerKey(tag: number, nameKey: string, qtype: number, qclass: number, flags: number): string {
+  return nameKey + String.fromCharCode(qtype, qclass, flags, tag & 0xffff, tag >>> 16);
+}
+
+/**
+ * nxdomainKey is the key under which an NXDOMAIN is also kept for every type
+ * of the name (RFC 2308 §5: NXDOMAIN is cached per name and class). It starts
+ * with a character no wire name starts with.
+ */
+export function nxdomainKey(tag: number, nameKey: string, qclass: number, flags: number): string {
+  return 'N' + nameKey + String.fromCharCode(qclass, flags, tag & 0xffff, tag >>> 16);
+}
+
+export class AnswerCache {
+  private readonly lru: LRUCache<string, Entry> | null;
+  private readonly perPvd = new Map<number, number>();
+
+  constructor(
+    private readonly opts: CacheOptions,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.lru =
+      opts.maxEntries > 0
+        ? new LRUCache<string, Entry>({
+            max: opts.maxEntries,
+            dispose: (e) => this.perPvd.set(e.pvdTag, (this.perPvd.get(e.pvdTag) ?? 1) - 1),
+          })
+        : null;
+  }
+
+  /** get returns a live answer with its TTLs counted down, or undefined. */
+  get(key: string): Answer | undefined {
+    const e = this.lru?.get(key);
+    if (e === undefined) return undefined;
+    const now = this.now();
+    if (now >= e.expiresAt) {
+      this.lru!.delete(key);
+      return undefined;
+    }
+    const sec = ((now - e.storedAt) / 1000) | 0;
+    if (sec !== e.patchedSec) {
+      setTtls(e.answer, sec);
+      e.patchedSec = sec;
+    }
+    return e.answer;
+  }
+
+  /**
+   * admit stores an upstream answer if it may be cached: a positive answer
+   * for its smallest TTL (clamped to minTtl..maxTtl), a negative one for
+   * min(SOA TTL, SOA MINIMUM, negativeTtl) and only with an SOA (RFC 2308
+   * §5). Other RCODEs are not cached. The answer's TTLs are rewritten to the
+   * clamped values, so the client that caused the lookup sees what later
+   * ones will.
+   */
+  admit(key: string, nxKey: string | null, pvdTag: number, a: Answer): void {
+    const lru = this.lru;
+    if (lru === null || lru.peek(key)?.answer === a) return;
+    const ttl = this.lifetime(a);
+    if (!(ttl > 0)) return;
+    setTtls(a, 0);
+    const now = this.now();
+    const entry: Entry = { answer: a, pvdTag, storedAt: now, expiresAt: now + ttl * 1000, patchedSec: 0 };
+    this.store(key, entry);
+    if (nxKey !== null && a.rcode === RCODE.NXDOMAIN && a.an === 0) this.store(nxKey, entry);
+  }
+
+  private store(key: string, entry: Entry): void {
+    this.lru!.set(key, entry);
+    this.perPvd.set(entry.pvdTag, (this.perPvd.get(entry.pvdTag) ?? 0) + 1);
+  }
+
+  /** lifetime clamps the answer's stored TTLs and returns how long it may be cached, in seconds. */
+  private lifetime(a: Answer): number {
+    const { rr } = a;
+    const { minTtl, maxTtl, negativeTtl } = this.opts;
+    const authoritative = (a.an + a.ns) * RR_STRIDE;
+    if (a.rcode === RCODE.NOERROR && a.an > 0) {
+      let ttl = Infinity;
+      for (let i = 0; i < rr.length; i += RR_STRIDE) {
+        const t = Math.min(Math.max(rr[i + 2]!, minTtl), maxTtl);
+        rr[i + 2] = t;
+        if (i < authoritative && t < ttl) ttl = t;
+      }
+      return ttl;
+    }
+    if ((a.rcode === RCODE.NXDOMAIN || a.rcode === RCODE.NOERROR) && a.soaTtl >= 0) {
+      const ttl = Math.min(a.soaTtl, negativeTtl);
+      for (let i = 0; i < rr.length; i += RR_STRIDE) rr[i + 2] = Math.min(rr[i + 2]!, ttl);
+      return ttl;
+    }
+    return 0;
+  }
+
+  /** dropPvd removes every entry of a PvD; returns how many went. */
+  dropPvd(pvdTag: number): number {
+    if (!this.lru) return 0;
+    const doomed: string[] = [];
+    for (const [k, e] of this.lru.entries()) if (e.pvdTag === pvdTag) doomed.push(k);
+    for (const k of doomed) this.lru.delete(k);
+    this.perPvd.delete(pvdTag);
+    return doomed.length;
+  }
+
+  /** clear removes everything. */
+  clear(): void {
+    this.lru?.clear();
+    this.perPvd.clear();
+  }
+
+  /** entries counts a PvD's entries (a cached NXDOMAIN counts under both its keys). */
+  entries(pvdTag: number): number {
+    return this.perPvd.get(pvdTag) ?? 0;
+  }
+
+  get size(): number {
+    return this.lru?.size ?? 0;
+  }
+}

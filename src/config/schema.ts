@@ -1,0 +1,109 @@
+// The configuration file's schema. Defaults live here, next to the keys they
+// belong to; every object is strict so a misspelt key is an error, not a
+// silently ignored wish.
+
+import { z } from 'zod';
+import { normalizeDomain, pvdSpecSchema } from '../pvd/schema.js';
+import { parsePrefix, parseSocketAddress } from './address.js';
+
+const listenAddress = (defaultPort: number) =>
+  z.string().superRefine((v, ctx) => {
+    const r = parseSocketAddress(v, defaultPort);
+    if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+  });
+
+const cidr = z.string().superRefine((v, ctx) => {
+  const r = parsePrefix(v);
+  if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+});
+
+const seconds = z.number().int().min(0);
+
+export const configSchema = z
+  .strictObject({
+    listen: z.array(listenAddress(53)).min(1).default(['127.0.0.1:5300']),
+    http: z
+      .strictObject({
+        listen: listenAddress(8053).nullable().default('127.0.0.1:8053'),
+        token: z.string().min(16, 'must be at least 16 characters').nullable().default(null),
+      })
+      .prefault({}),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .prefault({}),
+    access: z
+      .strictObject({
+        allow: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
+      })
+      .prefault({}),
+    cache: z
+      .strictObject({
+        maxEntries: z.number().int().min(0).max(10_000_000).default(100_000),
+        minTtl: seconds.default(0),
+        maxTtl: seconds.default(86_400),
+        negativeTtl: seconds.default(900),
+        serveStale: z.boolean().default(false),
+      })
+      .prefault({})
+      .refine((c) => c.minTtl <= c.maxTtl, { message: 'minTtl must not exceed maxTtl', path: ['minTtl'] }),
+    upstream: z
+      .strictObject({
+        timeoutMs: z.number().int().min(10).max(60_000).default(1500),
+        attempts: z.number().int().min(1).max(10).default(3),
+      })
+      .prefault({}),
+    tcp: z
+      .strictObject({
+        idleTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+        maxConnections: z.number().int().min(1).max(65_535).default(256),
+        maxPipelined: z.number().int().min(1).max(65_535).default(100),
+      })
+      .prefault({}),
+    captive: z
+      .strictObject({
+        probeIntervalS: z.number().int().min(5).max(86_400).default(60),
+        canary: z
+          .strictObject({
+            name: z.string().min(1).default('example.com'),
+            addresses: z.array(z.string()).default([]),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    pvdSources: z
+      .strictObject({
+        directory: z.string().min(1).nullable().default(null),
+        host: z.boolean().default(true),
+        resolvConf: z.string().min(1).default('/etc/resolv.conf'),
+      })
+      .prefault({}),
+    pvds: z.array(pvdSpecSchema).default([]),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Map<string, number>();
+    c.pvds.forEach((p, i) => {
+      const id = normalizeDomain(p.identifier);
+      const first = seen.get(id);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['pvds', i, 'identifier'],
+          message: `"${p.identifier}" is already the identifier of pvds[${first}] (identifiers compare case-insensitively, RFC 8801 §3.4)`,
+        });
+      } else {
+        seen.set(id, i);
+      }
+      if (id === 'system' && c.pvdSources.host) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['pvds', i, 'identifier'],
+          message: '"system" is the PvD pvdSources.host builds from resolv.conf; set pvdSources.host: false to define it here',
+        });
+      }
+    });
+  });
+
+/** Config is the validated configuration with every default filled in. */
+export type Config = z.output<typeof configSchema>;

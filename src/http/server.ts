@@ -1,0 +1,99 @@
+// The HTTP listener: health, readiness and Prometheus metrics. Errors are
+// JSON with a 4xx/5xx status, never a stack trace.
+
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { socketAddress, type SocketAddress } from '../config/address.js';
+
+/** Readiness is what /readyz reports: ready, or why not. */
+export type Readiness = { ready: true } | { ready: false; reason: string };
+
+export interface HttpDeps {
+  registry: Registry;
+  readiness: () => Readiness;
+  log: Logger;
+}
+
+/** HttpServer serves the HTTP side of pvdns on `http.listen`. */
+export class HttpServer {
+  private server: http.Server | null = null;
+
+  constructor(
+    private readonly addr: SocketAddress,
+    private readonly deps: HttpDeps,
+  ) {}
+
+  start(): Promise<void> {
+    const server = http.createServer((req, res) => {
+      this.route(req, res).catch((err: unknown) => {
+        this.deps.log.error({ err, url: req.url }, 'http handler failed');
+        if (!res.headersSent) json(res, 500, { error: 'internal error' });
+        else res.end();
+      });
+    });
+    server.keepAliveTimeout = 5000;
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: this.addr.port, host: this.addr.host.split('%')[0], ipv6Only: this.addr.family === 6 }, () => {
+        server.removeListener('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://pvdns');
+    const get = req.method === 'GET' || req.method === 'HEAD';
+    switch (url.pathname) {
+      case '/healthz':
+        if (!get) return methodNotAllowed(res, 'GET');
+        return json(res, 200, { status: 'ok' });
+      case '/readyz': {
+        if (!get) return methodNotAllowed(res, 'GET');
+        const r = this.deps.readiness();
+        return r.ready ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'not ready', reason: r.reason });
+      }
+      case '/metrics': {
+        if (!get) return methodNotAllowed(res, 'GET');
+        const body = await this.deps.registry.metrics();
+        res.writeHead(200, { 'content-type': this.deps.registry.contentType });
+        res.end(body);
+        return;
+      }
+      default:
+        return json(res, 404, { error: `no such endpoint: ${url.pathname}` });
+    }
+  }
+
+  get address(): SocketAddress {
+    const a = this.server!.address() as AddressInfo;
+    return socketAddress(a.address, a.port);
+  }
+
+  stop(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (!s) return Promise.resolve();
+    return new Promise((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    });
+  }
+}
+
+/** json sends a JSON body with a status. */
+export function json(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function methodNotAllowed(res: http.ServerResponse, allow: string): void {
+  res.setHeader('allow', allow);
+  json(res, 405, { error: `method not allowed; use ${allow}` });
+}

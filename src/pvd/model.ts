@@ -1,0 +1,98 @@
+// Pvd: one provisioning domain as pvdns works with it — its servers parsed,
+// its zones normalized, the reverse zones of its prefixes derived.
+
+import { parsePrefix, parseSocketAddress, type SocketAddress } from '../config/address.js';
+import { reverseZones } from './reverse.js';
+import { normalizeDomain, type PvdSpec } from './schema.js';
+
+/** Where a PvD came from. */
+export type PvdSource = 'config' | 'host' | 'api' | 'file';
+
+/** Pvd is immutable; an update replaces the object (and keeps its tag). */
+export interface Pvd {
+  /** The identifier lower-cased without a trailing dot: PvD IDs compare case-insensitively (RFC 8801 §3.4). */
+  readonly id: string;
+  /** The identifier as announced. */
+  readonly identifier: string;
+  /** Unique per announcement: the namespace of this PvD's cache entries. */
+  readonly tag: number;
+  readonly source: PvdSource;
+  readonly servers: readonly SocketAddress[];
+  /** Normalized dnsZones (lower case, no trailing dot). */
+  readonly dnsZones: readonly string[];
+  readonly prefixes: readonly string[];
+  /** The reverse zones its prefixes own. */
+  readonly reverseZones: readonly string[];
+  /** Serves names nobody claims. */
+  readonly isDefault: boolean;
+  readonly priority: number;
+  readonly noInternet: boolean;
+  /** Epoch milliseconds, or null for never. */
+  readonly expiresAt: number | null;
+  readonly sourceAddress: string | null;
+  readonly interface: string | null;
+  readonly dns64: string;
+  readonly dns64Synthesize: boolean;
+  readonly captivePortal: string | null;
+  readonly rebindProtection: boolean;
+  /** Declaration order: breaks ties of priority. */
+  readonly order: number;
+}
+
+let nextTag = 1;
+
+/** newTag hands out the next PvD tag. */
+export function newTag(): number {
+  return nextTag++;
+}
+
+/** pvdFromSpec builds a Pvd from a validated spec. */
+export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag = newTag()): Pvd {
+  const servers = spec.dnsServers.map((s) => {
+    const r = parseSocketAddress(s, 53);
+    if (typeof r === 'string') throw new Error(r); // the schema has checked it
+    return r;
+  });
+  const reverse = new Set<string>();
+  for (const p of spec.prefixes) {
+    const r = parsePrefix(p);
+    if (typeof r === 'string') throw new Error(r);
+    for (const z of reverseZones(r[0], r[1])) reverse.add(z);
+  }
+  return Object.freeze({
+    id: normalizeDomain(spec.identifier),
+    identifier: spec.identifier,
+    tag,
+    source,
+    servers: Object.freeze(servers),
+    dnsZones: Object.freeze([...new Set(spec.dnsZones.map(normalizeDomain))]),
+    prefixes: Object.freeze([...spec.prefixes]),
+    reverseZones: Object.freeze([...reverse]),
+    isDefault: spec.default ?? !spec.noInternet,
+    priority: spec.priority,
+    noInternet: spec.noInternet,
+    expiresAt: spec.expires === null ? null : Date.parse(spec.expires),
+    sourceAddress: spec.sourceAddress,
+    interface: spec.interface,
+    dns64: spec.dns64,
+    dns64Synthesize: spec.dns64Synthesize,
+    captivePortal: spec.captivePortal,
+    rebindProtection: spec.rebindProtection,
+    order,
+  });
+}
+
+/** describePvd is the PvD as logs and check-config show it. */
+export function describePvd(p: Pvd): Record<string, unknown> {
+  return {
+    identifier: p.identifier,
+    source: p.source,
+    servers: p.servers.map((s) => s.label),
+    dnsZones: p.dnsZones,
+    prefixes: p.prefixes,
+    default: p.isDefault,
+    priority: p.priority,
+    noInternet: p.noInternet,
+    expires: p.expiresAt === null ? null : new Date(p.expiresAt).toISOString(),
+  };
+}

@@ -1,0 +1,93 @@
+// PvdRegistry: the PvDs the host is attached to right now. Sources announce
+// and withdraw; the router, the cache and (later) the API subscribe to its
+// events. Nothing here knows about queries.
+
+import { EventEmitter } from 'node:events';
+import type { Pvd } from './model.js';
+
+/** Why a PvD left. */
+export type WithdrawReason = 'withdrawn' | 'expired' | 'replaced';
+
+interface RegistryEvents {
+  announced: [pvd: Pvd];
+  updated: [pvd: Pvd, previous: Pvd];
+  withdrawn: [pvd: Pvd, reason: WithdrawReason];
+  /** Any of the above; listeners that rebuild from list() need only this. */
+  changed: [];
+}
+
+/** Longest delay setTimeout takes (about 24.8 days); later expiries re-arm. */
+const MAX_TIMER_MS = 0x7fffffff;
+
+/** PvdRegistry holds the current PvDs by id and withdraws them when they expire (RFC 8801 §4.3). */
+export class PvdRegistry extends EventEmitter<RegistryEvents> {
+  private readonly byId = new Map<string, Pvd>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  constructor(private readonly now: () => number = Date.now) {
+    super();
+  }
+
+  /** announce adds a PvD, or replaces the one with the same id. A PvD already expired is refused. */
+  announce(pvd: Pvd): 'announced' | 'updated' | 'expired' {
+    if (pvd.expiresAt !== null && pvd.expiresAt <= this.now()) return 'expired';
+    const previous = this.byId.get(pvd.id);
+    this.byId.set(pvd.id, pvd);
+    this.armExpiry(pvd);
+    if (previous) this.emit('updated', pvd, previous);
+    else this.emit('announced', pvd);
+    this.emit('changed');
+    return previous ? 'updated' : 'announced';
+  }
+
+  /** withdraw removes a PvD; false when there was none with that id. */
+  withdraw(id: string, reason: WithdrawReason = 'withdrawn'): boolean {
+    const key = id.toLowerCase().replace(/\.$/, '');
+    const pvd = this.byId.get(key);
+    if (!pvd) return false;
+    this.byId.delete(key);
+    this.clearTimer(key);
+    this.emit('withdrawn', pvd, reason);
+    this.emit('changed');
+    return true;
+  }
+
+  get(id: string): Pvd | undefined {
+    return this.byId.get(id.toLowerCase().replace(/\.$/, ''));
+  }
+
+  /** list returns the PvDs in declaration order. */
+  list(): Pvd[] {
+    return [...this.byId.values()].sort((a, b) => a.order - b.order);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  /** close stops the expiry timers. */
+  close(): void {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  private armExpiry(pvd: Pvd): void {
+    this.clearTimer(pvd.id);
+    if (pvd.expiresAt === null) return;
+    const delay = Math.min(Math.max(0, pvd.expiresAt - this.now()), MAX_TIMER_MS);
+    const timer = setTimeout(() => {
+      this.timers.delete(pvd.id);
+      if (this.byId.get(pvd.id) !== pvd) return;
+      if (pvd.expiresAt! <= this.now()) this.withdraw(pvd.id, 'expired');
+      else this.armExpiry(pvd);
+    }, delay);
+    timer.unref();
+    this.timers.set(pvd.id, timer);
+  }
+
+  private clearTimer(id: string): void {
+    const t = this.timers.get(id);
+    if (t) clearTimeout(t);
+    this.timers.delete(id);
+  }
+}

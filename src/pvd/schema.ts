@@ -1,0 +1,107 @@
+// PvdSpec: a PvD as configuration, the API and PvD files write it — the RFC
+// 8801 PvD Additional Information keys (identifier, expires, prefixes,
+// dnsZones, noInternet) plus pvdns's local ones. Unknown keys are refused.
+
+import { z } from 'zod';
+import { parsePrefix, parseSocketAddress, isIpLiteral } from '../config/address.js';
+
+const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+
+/** domainProblem says what is wrong with a domain name in presentation form, or null. */
+export function domainProblem(name: string): string | null {
+  const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
+  if (trimmed.length === 0) return 'is empty';
+  if (trimmed.length > 253) return 'is longer than 253 characters';
+  for (const label of trimmed.split('.')) {
+    if (!LABEL.test(label)) return `has an invalid label "${label}" (letters, digits, "-" and "_", 1–63 long)`;
+  }
+  return null;
+}
+
+/** normalizeDomain lower-cases a name and drops the trailing dot (RFC 4343). */
+export function normalizeDomain(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
+}
+
+const domain = z.string().superRefine((v, ctx) => {
+  const problem = domainProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: `"${v}" ${problem}` });
+});
+
+const zone = domain.superRefine((v, ctx) => {
+  const n = normalizeDomain(v);
+  // RFC 6761 §6.3, §6.4: these names never leave the host, whoever claims them.
+  for (const pinned of ['localhost', 'invalid']) {
+    if (n === pinned || n.endsWith(`.${pinned}`)) {
+      ctx.addIssue({ code: 'custom', message: `"${v}" is always answered locally (RFC 6761) and cannot be claimed by a PvD` });
+    }
+  }
+});
+
+/** A DNS server: an IP literal, port 53 unless given. */
+export const serverAddress = z.string().superRefine((v, ctx) => {
+  const r = parseSocketAddress(v, 53);
+  if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+  else if (r.port === 0) ctx.addIssue({ code: 'custom', message: `"${v}" has port 0` });
+});
+
+const prefix = z.string().superRefine((v, ctx) => {
+  const r = parsePrefix(v);
+  if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+});
+
+const rfc3339 = /^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)$/;
+
+const NSP_LENGTHS = [32, 40, 48, 56, 64, 96]; // RFC 6052 §2.2
+
+const dns64 = z.string().superRefine((v, ctx) => {
+  if (v === 'auto' || v === 'off') return;
+  const r = parsePrefix(v);
+  if (typeof r === 'string' || r[0].kind() !== 'ipv6' || !NSP_LENGTHS.includes(r[1])) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${v}" must be auto, off or an IPv6 prefix of length 32, 40, 48, 56, 64 or 96 (RFC 6052 §2.2)`,
+    });
+  }
+});
+
+/** pvdSpecSchema validates one PvD object. */
+export const pvdSpecSchema = z
+  .strictObject({
+    identifier: domain,
+    dnsServers: z.array(serverAddress).default([]),
+    dnsZones: z.array(zone).default([]),
+    prefixes: z.array(prefix).default([]),
+    noInternet: z.boolean().default(false),
+    default: z.boolean().optional(),
+    priority: z.number().int().min(0).max(65535).default(100),
+    expires: z
+      .string()
+      .regex(rfc3339, 'must be an RFC 3339 date-time, e.g. "2030-01-01T00:00:00Z"')
+      .refine((v) => !Number.isNaN(Date.parse(v)), 'is not a valid date-time')
+      .nullable()
+      .default(null),
+    sourceAddress: z
+      .string()
+      .refine(isIpLiteral, 'must be an IP address of this host')
+      .nullable()
+      .default(null),
+    interface: z.string().min(1).nullable().default(null),
+    dns64: dns64.default('auto'),
+    dns64Synthesize: z.boolean().default(false),
+    captivePortal: z
+      .string()
+      .refine((v) => URL.canParse(v) && new URL(v).protocol === 'https:', 'must be an https URI (RFC 8908 §2)')
+      .nullable()
+      .default(null),
+    rebindProtection: z.boolean().default(false),
+  })
+  .superRefine((p, ctx) => {
+    if (p.noInternet && p.default === true) {
+      ctx.addIssue({ code: 'custom', path: ['default'], message: 'a PvD with noInternet: true cannot serve names nobody owns' });
+    }
+  });
+
+/** PvdSpec is a validated PvD object with defaults filled in. */
+export type PvdSpec = z.output<typeof pvdSpecSchema>;

@@ -1,0 +1,41 @@
+// A PvD server that is pvdns itself would send every query in a circle.
+
+import { networkInterfaces } from 'node:os';
+import ipaddr from 'ipaddr.js';
+import type { SocketAddress } from '../../config/address.js';
+
+/**
+ * isOwnListener says whether `server` is one of pvdns's listeners: the same
+ * address and port, or the port of a wildcard listener on any address of
+ * this host.
+ */
+export function isOwnListener(server: SocketAddress, listeners: readonly SocketAddress[]): boolean {
+  for (const l of listeners) {
+    if (l.port !== server.port) continue;
+    if (sameHost(l.host, server.host)) return true;
+    if (isUnspecified(l.host) && isLocalAddress(server.host)) return true;
+  }
+  return false;
+}
+
+function sameHost(a: string, b: string): boolean {
+  try {
+    return ipaddr.process(a.split('%')[0]!).toString() === ipaddr.process(b.split('%')[0]!).toString();
+  } catch {
+    return a === b;
+  }
+}
+
+function isUnspecified(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
+}
+
+function isLocalAddress(host: string): boolean {
+  const plain = host.split('%')[0]!;
+  const addr = ipaddr.process(plain);
+  if (addr.range() === 'loopback') return true;
+  for (const list of Object.values(networkInterfaces())) {
+    for (const i of list ?? []) if (sameHost(i.address, plain)) return true;
+  }
+  return false;
+}

@@ -1,0 +1,50 @@
+// Bringing the registry in line with what one source says now: announce new
+// PvDs, update changed ones (keeping their tag, and with it their cache),
+// withdraw the ones the source no longer lists. Start-up and reload both
+// go through here.
+
+import { isDeepStrictEqual } from 'node:util';
+import { pvdFromSpec, type Pvd, type PvdSource } from '../model.js';
+import type { PvdRegistry } from '../registry.js';
+import { normalizeDomain, type PvdSpec } from '../schema.js';
+
+/** Declaration order of each source's PvDs, so config PvDs sort before host ones on ties. */
+const ORDER_BASE: Record<PvdSource, number> = { config: 0, host: 100_000, file: 200_000, api: 300_000 };
+
+export interface SyncResult {
+  announced: string[];
+  updated: string[];
+  withdrawn: string[];
+  /** PvDs another source already holds under the same id. */
+  conflicts: string[];
+}
+
+export function syncSource(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSpec[]): SyncResult {
+  const result: SyncResult = { announced: [], updated: [], withdrawn: [], conflicts: [] };
+  const wanted = new Set<string>();
+  specs.forEach((spec, i) => {
+    const id = normalizeDomain(spec.identifier);
+    wanted.add(id);
+    const existing = registry.get(id);
+    if (existing && existing.source !== source) {
+      result.conflicts.push(id);
+      return;
+    }
+    const pvd = pvdFromSpec(spec, source, ORDER_BASE[source] + i, existing?.tag);
+    if (existing && sameExceptTag(existing, pvd)) return;
+    const r = registry.announce(pvd);
+    if (r === 'announced') result.announced.push(id);
+    else if (r === 'updated') result.updated.push(id);
+  });
+  for (const p of registry.list()) {
+    if (p.source === source && !wanted.has(p.id)) {
+      registry.withdraw(p.id);
+      result.withdrawn.push(p.id);
+    }
+  }
+  return result;
+}
+
+function sameExceptTag(a: Pvd, b: Pvd): boolean {
+  return isDeepStrictEqual({ ...a, tag: 0 }, { ...b, tag: 0 });
+}

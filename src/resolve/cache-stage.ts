@@ -1,0 +1,34 @@
+// The cache stage: answers from the PvD's own cache entries, or asks the
+// rest of the pipeline and keeps what it may. It runs after the router (the
+// key needs the PvD) and before coalescing (a hit never waits).
+
+import type { Answer } from '../dns/answer.js';
+import { FLAG_CD } from '../dns/constants.js';
+import { answerKey, nxdomainKey, type AnswerCache } from '../cache/answer-cache.js';
+import type { Query } from './query.js';
+import { isPromise, type Next, type Result, type Stage } from './stage.js';
+
+export class CacheStage implements Stage {
+  readonly name = 'cache';
+
+  constructor(private readonly cache: AnswerCache) {}
+
+  handle(q: Query, next: Next): Result {
+    const tag = q.pvd!.tag;
+    const flags = (q.dnssecOk ? 1 : 0) | (q.flags & FLAG_CD ? 2 : 0);
+    const key = (q.cacheKey = answerKey(tag, q.nameKey, q.qtype, q.qclass, flags));
+    const nxKey = nxdomainKey(tag, q.nameKey, q.qclass, flags);
+    const hit = this.cache.get(key) ?? this.cache.get(nxKey);
+    if (hit !== undefined) {
+      q.cache = 'hit';
+      return hit;
+    }
+    q.cache = 'miss';
+    const r = next(q);
+    const keep = (a: Answer): Answer => {
+      this.cache.admit(key, nxKey, tag, a);
+      return a;
+    };
+    return isPromise(r) ? r.then(keep) : keep(r);
+  }
+}

@@ -1,0 +1,48 @@
+// Query: one client query on its way through the pipeline. Every stage reads
+// and records facts here (route, PvD, cache verdict, server), so logs,
+// metrics and the API all tell the same story about a query.
+
+import type { WireQuery } from '../dns/query.js';
+import type { Pvd } from '../pvd/model.js';
+import type { Route } from './routes.js';
+
+export type Transport = 'udp' | 'tcp';
+
+/** What the cache stage concluded: answered from cache, asked upstream, or not consulted. */
+export type CacheVerdict = 'hit' | 'miss' | 'none';
+
+export class Query implements WireQuery {
+  msg: Buffer = EMPTY;
+  id = 0;
+  flags = 0;
+  qEnd = 0;
+  qtype = 0;
+  qclass = 0;
+  nameKey = '';
+  edns = false;
+  udpSize = 0;
+  dnssecOk = false;
+
+  route: Route | null = null;
+  /** The PvD the query is being answered in (the router sets it). */
+  pvd: Pvd | null = null;
+  cache: CacheVerdict = 'none';
+  /** The answer-cache key in the current PvD; the coalescing stage shares it. */
+  cacheKey = '';
+  /** The upstream server that answered, as "address:port". */
+  server: string | null = null;
+
+  constructor(
+    readonly transport: Transport,
+    readonly client: string,
+    /** performance.now() when the query arrived. */
+    readonly startedAt: number,
+  ) {}
+
+  /** question is the question section as the client wrote it (name, type, class). */
+  question(): Buffer {
+    return this.msg.subarray(12, this.qEnd);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

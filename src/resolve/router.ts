@@ -1,0 +1,43 @@
+// The router stage: picks the PvD a query is answered in. A claimed name
+// goes only to the PvDs that claim it and unclaimed names to the default
+// PvDs, in order; when one fails (SERVFAIL) the next of the same route is
+// tried, so a name never reaches a PvD outside its route (RFC 7556 §5.2.1).
+// The decision depends on the name alone, so the A and AAAA queries of one
+// lookup land in the same PvD (RFC 8801 §3.4.4).
+
+import { errorAnswer, type Answer } from '../dns/answer.js';
+import { EDE, RCODE } from '../dns/constants.js';
+import type { Pvd } from '../pvd/model.js';
+import type { Query } from './query.js';
+import type { RouteTable } from './routes.js';
+import { isPromise, type Next, type Result, type Stage } from './stage.js';
+
+const NO_DEFAULT = errorAnswer(RCODE.SERVFAIL, {
+  code: EDE.NO_REACHABLE_AUTHORITY,
+  text: 'no default PvD with DNS servers for names no PvD claims',
+});
+
+export class Router implements Stage {
+  readonly name = 'router';
+
+  constructor(private readonly routes: () => RouteTable) {}
+
+  handle(q: Query, next: Next): Result {
+    const route = q.route ?? (q.route = this.routes().match(q.nameKey));
+    const pvds = route.pvds;
+    if (pvds.length === 0) return NO_DEFAULT;
+    q.pvd = pvds[0]!;
+    const r = next(q);
+    return pvds.length === 1 ? r : this.failover(q, pvds, 0, r, next);
+  }
+
+  private failover(q: Query, pvds: readonly Pvd[], i: number, r: Result, next: Next): Result {
+    const after = (a: Answer): Result => {
+      if (a.rcode !== RCODE.SERVFAIL || i + 1 >= pvds.length) return a;
+      q.pvd = pvds[i + 1]!;
+      q.server = null;
+      return this.failover(q, pvds, i + 1, next(q), next);
+    };
+    return isPromise(r) ? r.then(after) : after(r);
+  }
+}

@@ -1,0 +1,121 @@
+// QueryHandler: from a client's octets to the reply's octets, shared by the
+// UDP and TCP listeners. It reads the query, applies access control, runs
+// the pipeline and encodes the reply within the client's size; whatever
+// happens inside, the client gets an answer and the process lives on.
+
+import type { Logger } from 'pino';
+import { errorAnswer, type Answer } from '../dns/answer.js';
+import { CLASS_IN, EDE, RCODE, TYPE, rcodeName, typeName } from '../dns/constants.js';
+import { keyToName } from '../dns/name.js';
+import { PARSE_DROP, PARSE_OK, parseQuery } from '../dns/query.js';
+import { encodeError, encodeReply, TCP_LIMIT, udpLimit } from '../dns/reply.js';
+import { Query, type Transport } from '../resolve/query.js';
+import { isPromise, type Next } from '../resolve/stage.js';
+import type { AccessList } from './access.js';
+import { LOCAL_LABEL, NONE_LABEL, type QueryStats } from './metrics.js';
+
+const NOT_ALLOWED = { code: EDE.PROHIBITED, text: 'client address not in access.allow' };
+const CLASS_NOT_SERVED = { code: EDE.NOT_SUPPORTED, text: 'only class IN is served' };
+const ZONE_TRANSFER = { code: EDE.NOT_SUPPORTED, text: 'zone transfers are not served by a resolver' };
+
+/** Reply is what a listener sends: octets now, octets later, or nothing (dropped). */
+export type Reply = Buffer | null | Promise<Buffer | null>;
+
+export class QueryHandler {
+  private inflight = 0;
+  private idle: Array<() => void> = [];
+  private debug: boolean;
+
+  constructor(
+    private pipeline: Next,
+    private access: AccessList,
+    private readonly stats: QueryStats,
+    private readonly log: Logger,
+  ) {
+    this.debug = log.isLevelEnabled('debug');
+  }
+
+  /** reconfigure swaps the pipeline and access list (a reload); queries in flight finish on the old ones. */
+  reconfigure(pipeline: Next, access: AccessList): void {
+    this.pipeline = pipeline;
+    this.access = access;
+    this.debug = this.log.isLevelEnabled('debug');
+  }
+
+  handle(msg: Buffer, client: string, transport: Transport): Reply {
+    const q = new Query(transport, client, performance.now());
+    const status = parseQuery(msg, q);
+    if (status === PARSE_DROP) {
+      this.stats.dropped++;
+      return null;
+    }
+    if (status !== PARSE_OK) return this.refuse(q, status, null);
+    if (!this.access.allows(client)) return this.refuse(q, RCODE.REFUSED, NOT_ALLOWED);
+    if (q.qclass !== CLASS_IN) return this.refuse(q, RCODE.REFUSED, CLASS_NOT_SERVED);
+    if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return this.refuse(q, RCODE.REFUSED, ZONE_TRANSFER);
+    let r;
+    try {
+      r = this.pipeline(q);
+    } catch (err) {
+      r = this.internalError(q, err);
+    }
+    if (!isPromise(r)) return this.reply(q, r);
+    this.inflight++;
+    return r.then(
+      (a) => this.settle(q, a),
+      (err: unknown) => this.settle(q, this.internalError(q, err)),
+    );
+  }
+
+  private settle(q: Query, a: Answer): Buffer {
+    if (--this.inflight === 0) for (const wake of this.idle.splice(0)) wake();
+    return this.reply(q, a);
+  }
+
+  private reply(q: Query, a: Answer): Buffer {
+    const out = encodeReply(q, a, q.transport === 'udp' ? udpLimit(q) : TCP_LIMIT);
+    const label = q.pvd !== null ? q.pvd.id : q.route?.local ? LOCAL_LABEL : NONE_LABEL;
+    const seconds = (performance.now() - q.startedAt) / 1000;
+    this.stats.record(label, q.qtype, q.transport, a.rcode, q.cache, seconds);
+    if (this.debug) {
+      this.log.debug(
+        {
+          client: q.client,
+          transport: q.transport,
+          qname: keyToName(q.nameKey),
+          type: typeName(q.qtype),
+          pvd: label,
+          cache: q.cache,
+          server: q.server,
+          rcode: rcodeName(a.rcode),
+          ede: a.ede,
+          ms: Math.round(seconds * 1e5) / 100,
+        },
+        'query',
+      );
+    }
+    return out;
+  }
+
+  private refuse(q: Query, rcode: number, ede: { code: number; text: string } | null): Buffer {
+    const out = encodeError(q, rcode, ede);
+    this.stats.record(NONE_LABEL, q.qtype, q.transport, rcode, 'none', (performance.now() - q.startedAt) / 1000);
+    if (this.debug) this.log.debug({ client: q.client, transport: q.transport, rcode: rcodeName(rcode), ede }, 'query refused');
+    return out;
+  }
+
+  private internalError(q: Query, err: unknown): Answer {
+    this.log.error({ err, qname: keyToName(q.nameKey), type: typeName(q.qtype) }, 'query failed inside pvdns');
+    return errorAnswer(RCODE.SERVFAIL, { code: EDE.OTHER, text: 'internal error in pvdns' });
+  }
+
+  /** drained resolves once no query is waiting for an answer. */
+  drained(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  get pending(): number {
+    return this.inflight;
+  }
+}

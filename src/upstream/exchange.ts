@@ -1,0 +1,36 @@
+// One query to one upstream server and its outcome. The Transport interface
+// is what the pool depends on, so tests can script upstreams without sockets.
+
+import type { Answer, Expected } from '../dns/answer.js';
+import type { SocketAddress } from '../config/address.js';
+
+/** Why an exchange gave no answer; the reason label of pvdns_upstream_errors_total. */
+export type FailureReason = 'timeout' | 'refused' | 'network' | 'closed' | 'rcode';
+
+export type Exchange =
+  | { ok: true; answer: Answer; truncated: boolean }
+  | { ok: false; reason: FailureReason; detail: string };
+
+export interface ExchangeRequest {
+  server: SocketAddress;
+  /** The query's octets, ID included. */
+  message: Buffer;
+  expect: Expected;
+  timeoutMs: number;
+  /** Bind the socket here: the PvD's source address (RFC 8801 §3.4.4). */
+  sourceAddress: string | null;
+}
+
+/** Transport sends one query over UDP or TCP and waits for its answer. */
+export interface Transport {
+  udp(req: ExchangeRequest): Promise<Exchange>;
+  tcp(req: ExchangeRequest): Promise<Exchange>;
+}
+
+/** networkFailure classifies a socket error. */
+export function networkFailure(err: NodeJS.ErrnoException): Exchange {
+  const code = err.code ?? 'EIO';
+  // ICMP port unreachable on a connected UDP socket, or a TCP RST: nobody listens.
+  if (code === 'ECONNREFUSED') return { ok: false, reason: 'refused', detail: 'connection refused' };
+  return { ok: false, reason: 'network', detail: code };
+}

@@ -1,0 +1,20 @@
+// Upstream metrics, read from the pools' plain counters at scrape time.
+
+import type { Registry } from 'prom-client';
+import { CollectedHistogram, CollectedValue, type Buckets, type Labels, type Sample } from '../metrics/collected.js';
+import type { UpstreamPool } from './pool.js';
+
+/** registerUpstreamMetrics exposes every live pool's counters. */
+export function registerUpstreamMetrics(registry: Registry, pools: () => Iterable<UpstreamPool>): void {
+  new CollectedValue('pvdns_upstream_requests_total', 'Queries sent to upstream servers.', 'counter', function* (): Iterable<Sample> {
+    for (const p of pools()) for (const [server, s] of p.stats) yield { labels: { pvd: p.pvdId, server }, value: s.requests };
+  }).register(registry);
+  new CollectedValue('pvdns_upstream_errors_total', 'Upstream exchanges that gave no usable answer, by reason.', 'counter', function* (): Iterable<Sample> {
+    for (const p of pools()) {
+      for (const [server, s] of p.stats) for (const [reason, n] of s.errors) yield { labels: { pvd: p.pvdId, server, reason }, value: n };
+    }
+  }).register(registry);
+  new CollectedHistogram('pvdns_upstream_rtt_seconds', 'Time from sending a query upstream to its answer.', function* (): Iterable<[Labels, Buckets]> {
+    for (const p of pools()) for (const [server, s] of p.stats) yield [{ pvd: p.pvdId, server }, s.rtt];
+  }).register(registry);
+}

@@ -1,0 +1,35 @@
+// startPvdns: a real pvdns (the App, with real UDP/TCP/HTTP listeners) on
+// loopback ports the kernel picks, configured as a test needs.
+
+import { App } from '../../src/app.js';
+import { configSchema } from '../../src/config/schema.js';
+import { createLogger } from '../../src/log.js';
+import type { Server } from './client.js';
+
+export interface Running {
+  app: App;
+  dns: Server;
+  http: string;
+  stop(): Promise<void>;
+}
+
+/** startPvdns runs pvdns with `config` on top of test defaults (listen on 127.0.0.1:0, no host PvD, silent). */
+export async function startPvdns(config: Record<string, unknown>, opts: { clock?: () => number; host?: string } = {}): Promise<Running> {
+  const cfg = configSchema.parse({
+    listen: [`${opts.host ?? '127.0.0.1'}:0`],
+    http: { listen: '127.0.0.1:0' },
+    log: { level: 'silent' },
+    pvdSources: { host: false },
+    upstream: { timeoutMs: 400, attempts: 3 },
+    ...config,
+  });
+  const app = new App(cfg, { configFile: null, log: createLogger(process.env.PVDNS_TEST_LOG ?? 'silent'), clock: opts.clock });
+  await app.start();
+  const { dns, http } = app.addresses();
+  return {
+    app,
+    dns: { host: dns[0]!.host, port: dns[0]!.port },
+    http: `http://${http!.label}`,
+    stop: () => app.stop(),
+  };
+}
