@@ -128,14 +128,7 @@ export class App {
   async start(): Promise<void> {
     await this.preview();
     const listenAddrs = this.listenAddresses();
-    for (const addr of listenAddrs) {
-      const udp = new UdpListener(addr, this.handler, this.log);
-      const tcp = new TcpListener(addr, this.handler, { ...this.config.tcp }, this.log);
-      await this.bind(udp.label, () => udp.start());
-      this.udp.push(udp);
-      await this.bind(tcp.label, () => tcp.start());
-      this.tcp.push(tcp);
-    }
+    for (const addr of listenAddrs) await this.bindDns(addr);
     if (this.config.http.listen !== null) {
       const addr = parseSocketAddress(this.config.http.listen, 8053) as SocketAddress;
       const http = new HttpServer(addr, { registry: this.metrics, readiness: () => this.readiness(), log: this.log });
@@ -154,6 +147,29 @@ export class App {
       'pvdns started',
     );
     for (const key of this.inactiveKeys()) this.log.warn({ key }, 'configuration key is accepted but not active in this version');
+  }
+
+  /**
+   * bindDns binds UDP and TCP on one address. With port 0 the kernel picks
+   * the UDP port and TCP takes the same one, retrying if it is taken.
+   */
+  private async bindDns(addr: SocketAddress): Promise<void> {
+    for (let tries = 0; ; tries++) {
+      const udp = new UdpListener(addr, this.handler, this.log);
+      await this.bind(udp.label, () => udp.start());
+      const tcpAddr = addr.port === 0 ? { ...addr, port: udp.address.port } : addr;
+      const tcp = new TcpListener(tcpAddr, this.handler, { ...this.config.tcp }, this.log);
+      try {
+        await tcp.start();
+      } catch (err) {
+        await udp.stop();
+        if (addr.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
+        await this.bind(tcp.label, () => Promise.reject(err));
+      }
+      this.udp.push(udp);
+      this.tcp.push(tcp);
+      return;
+    }
   }
 
   private async bind(label: string, start: () => Promise<void>): Promise<void> {

@@ -15,6 +15,8 @@ export interface Seen {
   id: number;
   packet: Packet;
   raw: Buffer;
+  /** The querier's source address and port. */
+  from: string;
   port: number;
 }
 
@@ -56,7 +58,7 @@ export class FakeUpstream {
       if (tries > 20) throw new Error(`no free port on ${host} for UDP and TCP`);
     }
     this.udp.on('message', (msg, rinfo) => {
-      void this.handle(msg, 'udp', rinfo.port).then((out) => {
+      void this.handle(msg, 'udp', rinfo.address, rinfo.port).then((out) => {
         if (out) this.udp?.send(out, rinfo.port, rinfo.address);
       });
     });
@@ -78,7 +80,7 @@ export class FakeUpstream {
     this.udp?.send(msg, port, host);
   }
 
-  private async handle(raw: Buffer, transport: Transport, port: number): Promise<Buffer | null> {
+  private async handle(raw: Buffer, transport: Transport, from: string, port: number): Promise<Buffer | null> {
     let packet: Packet;
     try {
       packet = Packet.parse(raw);
@@ -86,7 +88,7 @@ export class FakeUpstream {
       return null;
     }
     const q = packet.questions[0];
-    const seen: Seen = { name: q?.name ?? '', type: q?.type ?? 0, transport, id: packet.header.id, packet, raw, port };
+    const seen: Seen = { name: q?.name ?? '', type: q?.type ?? 0, transport, id: packet.header.id, packet, raw, from, port };
     this.seen.push(seen);
     const r = await this.respond(packet, { transport, raw, seen });
     if (r === null) return null;
@@ -103,7 +105,7 @@ export class FakeUpstream {
       while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
         const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
         buf = buf.subarray(2 + msg.length);
-        void this.handle(Buffer.from(msg), 'tcp', s.remotePort ?? 0).then((out) => {
+        void this.handle(Buffer.from(msg), 'tcp', s.remoteAddress ?? '', s.remotePort ?? 0).then((out) => {
           if (!out || s.destroyed) return;
           const len = Buffer.alloc(2);
           len.writeUInt16BE(out.length);

@@ -1,0 +1,135 @@
+// The command line as a user runs it: `node dist/cli.js` (built by pretest).
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ask } from '../helpers/client.js';
+import { a, answer, FakeUpstream } from '../helpers/fake-upstream.js';
+
+const CLI = join(import.meta.dirname, '../../dist/cli.js');
+const dir = mkdtempSync(join(tmpdir(), 'pvdns-cli-'));
+
+function run(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 10_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+describe('pvdns --help, --version, check-config', () => {
+  it('prints its version and usage', () => {
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '../../package.json'), 'utf8')) as { version: string };
+    expect(run('--version')).toMatchObject({ code: 0, stdout: `pvdns ${pkg.version}\n` });
+    const help = run('--help');
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/pvdns serve \[--config FILE\]/);
+    expect(help.stdout).toMatch(/pvdns check-config FILE/);
+  });
+
+  it('rejects an unknown command with usage and exit code 2', () => {
+    const r = run('frobnicate');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown command "frobnicate"/);
+  });
+
+  it('prints the effective PvDs of a valid file', () => {
+    const f = file(
+      'ok.yaml',
+      ['listen: ["127.0.0.1:5353"]', 'pvdSources: { host: false }', 'pvds:', '  - identifier: corp.example.com', '    dnsServers: ["10.8.0.1"]', '    dnsZones: [corp.example.com]', '    prefixes: ["10.8.0.0/16"]', '    noInternet: true', '  - identifier: wifi', '    dnsServers: ["192.168.1.1", "[fd00::1]:5353"]', ''].join('\n'),
+    );
+    const r = run('check-config', f);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`${f}: OK`);
+    expect(r.stdout).toContain('corp.example.com (config)');
+    expect(r.stdout).toContain('servers:  192.168.1.1:53, [fd00::1]:5353');
+    expect(r.stdout).toContain('names nobody claims go to: wifi');
+  });
+
+  it('names the file, line and key of an error in one line and exits 1', () => {
+    const f = file('bad.yaml', ['pvds:', '  - identifier: wifi', '    dnsServers: ["192.168.1.1"]', '    dnsZone: [lan]', ''].join('\n'));
+    const r = run('check-config', f);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(`pvdns: config error: ${f}:4: pvds[0].dnsZone: unknown key "dnsZone"\n`);
+  });
+
+  it('loads JSON as well as YAML', () => {
+    const f = file('ok.json', JSON.stringify({ pvdSources: { host: false }, pvds: [{ identifier: 'wifi', dnsServers: ['192.0.2.53'] }] }, null, 2));
+    expect(run('check-config', f).code).toBe(0);
+    const bad = file('bad.json', '{\n  "pvdSources": { "host": false },\n  "cache": { "maxTtl": "long" }\n}\n');
+    expect(run('check-config', bad).stderr).toMatch(new RegExp(`^pvdns: config error: ${bad}:3: cache\\.maxTtl: `));
+  });
+
+  it('accepts the shipped default and example configurations', () => {
+    for (const f of ['config/default.yaml', 'config/example.yaml']) {
+      const r = run('check-config', join(import.meta.dirname, '../..', f));
+      expect(r.stderr, f).toBe('');
+      expect(r.code, f).toBe(0);
+    }
+  });
+});
+
+describe('pvdns serve', () => {
+  const up = new FakeUpstream((q) => answer(q, [a(q, '192.0.2.77')]));
+  const port = 20_000 + Math.floor(Math.random() * 30_000);
+  const server = { host: '127.0.0.28', port };
+  let child: ChildProcess;
+  let stdout = '';
+  const config = (pvds: string[]): string =>
+    file('serve.yaml', [`listen: ["127.0.0.28:${port}"]`, 'http: { listen: null }', 'pvdSources: { host: false }', 'upstream: { timeoutMs: 300 }', 'pvds:', ...pvds, ''].join('\n'));
+
+  beforeAll(async () => {
+    await up.start('127.0.0.29');
+    const f = config(['  - identifier: lan', `    dnsServers: ["${up.address}"]`, '    dnsZones: [lan.example]', '    noInternet: true']);
+    child = spawn(process.execPath, [CLI, 'serve', '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    for (let i = 0; i < 100 && !stdout.includes('pvdns started'); i++) await new Promise((r) => setTimeout(r, 50));
+  });
+  afterAll(async () => {
+    child.kill('SIGKILL');
+    await up.stop();
+  });
+
+  it('serves DNS and logs one start line naming listeners and PvDs', async () => {
+    const start = stdout.split('\n').find((l) => l.includes('pvdns started'));
+    expect(JSON.parse(start!)).toMatchObject({ listen: [`127.0.0.28:${port}`], pvds: [{ identifier: 'lan' }] });
+    expect((await ask(server, 'localhost', 'A')).packet.answers[0]?.address).toBe('127.0.0.1');
+    expect((await ask(server, 'nas.lan.example', 'A', { tcp: true })).packet.answers[0]?.address).toBe('192.0.2.77');
+  });
+
+  it('reloads its configuration on SIGHUP without a restart', async () => {
+    expect((await ask(server, 'www.example.org', 'A')).packet.header.rcode).toBe(2); // no default PvD yet
+    config(['  - identifier: lan', `    dnsServers: ["${up.address}"]`, '    default: true']);
+    child.kill('SIGHUP');
+    for (let i = 0; i < 100 && !stdout.includes('configuration reloaded'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await ask(server, 'www.example.org', 'A')).packet.answers[0]?.address).toBe('192.0.2.77');
+  });
+
+  it('keeps running on a bad reload and says why', async () => {
+    file('serve.yaml', 'listen: [nonsense]\n');
+    child.kill('SIGHUP');
+    for (let i = 0; i < 100 && !stdout.includes('reload failed'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(stdout).toMatch(/serve\.yaml:1: listen\[0\]: .*reload failed/);
+    expect((await ask(server, 'localhost', 'A')).packet.answers[0]?.address).toBe('127.0.0.1');
+  });
+
+  it('exits 0 on SIGTERM', async () => {
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+
+  it('exits 1 with the config error when the file is bad', () => {
+    const f = file('broken.yaml', 'cache:\n  maxEntries: -5\n');
+    const r = run('serve', '--config', f);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^pvdns: config error: ${f}:2: cache\\.maxEntries: `));
+  });
+});
