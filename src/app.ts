@@ -32,7 +32,7 @@ import { UdpListener } from './server/udp.js';
 import type { Transport } from './upstream/exchange.js';
 import { registerUpstreamMetrics } from './upstream/metrics.js';
 import { tcpExchange } from './upstream/tcp.js';
-import { udpExchange } from './upstream/udp.js';
+import { UdpTransport } from './upstream/udp.js';
 
 export interface AppOptions {
   /** The file the configuration came from, for messages and reloads; null for an in-memory one. */
@@ -50,7 +50,11 @@ export interface BoundAddresses {
   http: SocketAddress | null;
 }
 
-const DEFAULT_TRANSPORT: Transport = { udp: udpExchange, tcp: tcpExchange };
+/** socketTransport is the real one: pooled UDP sockets, TCP per exchange. */
+function socketTransport(): Transport {
+  const udp = new UdpTransport();
+  return { udp: (req) => udp.exchange(req), tcp: tcpExchange, close: () => udp.close() };
+}
 
 export class App {
   readonly log: Logger;
@@ -60,6 +64,7 @@ export class App {
   private routes: RouteTable;
   private cache: AnswerCache;
   private readonly forwarder: Forwarder;
+  private readonly transport: Transport;
   private readonly handler: QueryHandler;
   private readonly udp: UdpListener[] = [];
   private readonly tcp: TcpListener[] = [];
@@ -73,7 +78,8 @@ export class App {
     this.log = opts.log ?? createLogger(config.log.level);
     this.routes = new RouteTable([]);
     this.cache = new AnswerCache(config.cache, opts.clock);
-    this.forwarder = new Forwarder({ ...config.upstream }, opts.transport ?? DEFAULT_TRANSPORT);
+    this.transport = opts.transport ?? socketTransport();
+    this.forwarder = new Forwarder({ ...config.upstream }, this.transport);
     this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log);
 
     this.pvds.on('changed', () => (this.routes = new RouteTable(this.pvds.list())));
@@ -268,6 +274,7 @@ export class App {
     clearTimeout(timer);
     await Promise.all([...this.udp, ...this.tcp].map((l) => l.stop()));
     await this.http?.stop();
+    this.transport.close?.();
     this.pvds.close();
     this.listening = false;
   }

@@ -80,15 +80,15 @@ export class AnswerCache {
    * for its smallest TTL (clamped to minTtl..maxTtl), a negative one for
    * min(SOA TTL, SOA MINIMUM, negativeTtl) and only with an SOA (RFC 2308
    * §5). Other RCODEs are not cached. The answer's TTLs are rewritten to the
-   * clamped values, so the client that caused the lookup sees what later
-   * ones will.
+   * clamped values whether it is kept or not, so every client sees the same
+   * limits.
    */
   admit(key: string, nxKey: string | null, pvdTag: number, a: Answer): void {
     const lru = this.lru;
-    if (lru === null || lru.peek(key)?.answer === a) return;
+    if (lru !== null && lru.peek(key)?.answer === a) return;
     const ttl = this.lifetime(a);
-    if (!(ttl > 0)) return;
     setTtls(a, 0);
+    if (lru === null || !(ttl > 0)) return;
     const now = this.now();
     const entry: Entry = { answer: a, pvdTag, storedAt: now, expiresAt: now + ttl * 1000, patchedSec: 0 };
     this.store(key, entry);

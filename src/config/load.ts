@@ -44,7 +44,8 @@ export function parseConfig(text: string, file: string): Config {
   if (typeof data !== 'object' || Array.isArray(data)) {
     throw new ConfigError(file, 1, '', 'must be a mapping of keys (listen, pvds, ...)');
   }
-  const result = configSchema.safeParse(data);
+  // reportInput: zod 4 leaves issue.input out otherwise, and "missing" is told apart by it.
+  const result = configSchema.safeParse(data, { reportInput: true });
   if (!result.success) throw toConfigError(result.error.issues[0]!, doc, lines, file);
   return deepFreeze(result.data);
 }

@@ -115,12 +115,9 @@ export function parseResponse(msg: Buffer, want: Expected): ResponseCheck {
     off = next;
   }
   if (bodyEnd < 0) bodyEnd = off;
-  const body = Buffer.from(msg.subarray(qEnd, bodyEnd));
-  return {
-    ok: true,
-    truncated: (flags & FLAG_TC) !== 0,
-    answer: { rcode, flags: flags & (FLAG_AA | FLAG_AD), body, an, ns, ar, rr: Uint32Array.from(meta), soaTtl, ede },
-  };
+  const answer: Answer = { rcode, flags: flags & (FLAG_AA | FLAG_AD), body: Buffer.from(msg.subarray(qEnd, bodyEnd)), an, ns, ar, rr: Uint32Array.from(meta), soaTtl, ede };
+  setTtls(answer, 0); // TTLs with the top bit set go out as 0, not as sent
+  return { ok: true, truncated: (flags & FLAG_TC) !== 0, answer };
 }
 
 function readEde(msg: Buffer, start: number, end: number): Ede | null {

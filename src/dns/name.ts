@@ -54,7 +54,7 @@ export function lowerWire(buf: Buffer, start: number, end: number): string {
 export function readName(buf: Buffer, off: number, end = buf.length): string | null {
   const labels: string[] = [];
   let hops = 0;
-  let total = 0;
+  let total = 1; // the root octet
   for (;;) {
     if (off >= end) return null;
     const len = buf[off]!;

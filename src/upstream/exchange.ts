@@ -23,8 +23,11 @@ export interface ExchangeRequest {
 
 /** Transport sends one query over UDP or TCP and waits for its answer. */
 export interface Transport {
+  /** udp may rewrite the query's ID (and `expect.id`) to keep IDs unique per socket. */
   udp(req: ExchangeRequest): Promise<Exchange>;
   tcp(req: ExchangeRequest): Promise<Exchange>;
+  /** close releases sockets; exchanges in flight still finish. */
+  close?(): void;
 }
 
 /** networkFailure classifies a socket error. */

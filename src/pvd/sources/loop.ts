@@ -13,7 +13,8 @@ export function isOwnListener(server: SocketAddress, listeners: readonly SocketA
   for (const l of listeners) {
     if (l.port !== server.port) continue;
     if (sameHost(l.host, server.host)) return true;
-    if (isUnspecified(l.host) && isLocalAddress(server.host)) return true;
+    // IPv6 listeners are bound IPv6-only, so a wildcard covers its own family only.
+    if (isUnspecified(l.host) && l.family === server.family && isLocalAddress(server.host)) return true;
   }
   return false;
 }

@@ -1,0 +1,348 @@
+// Configuration loading (src/config/load.ts): the shipped files load, every
+// default is filled in as DESIGN.md documents it, the result cannot be
+// changed, and every mistake is reported in one line naming the file, the
+// line and the key path.
+
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const DEFAULT_YAML = join(ROOT, 'config/default.yaml');
+const EXAMPLE_YAML = join(ROOT, 'config/example.yaml');
+
+/** The defaults DESIGN.md's configuration section documents (plus the keys it leaves out). */
+const DEFAULTS = {
+  listen: ['127.0.0.1:5300'], // `npm start` listens on 127.0.0.1:5300
+  http: { listen: '127.0.0.1:8053', token: null },
+  log: { level: 'info' },
+  access: { allow: ['127.0.0.0/8', '::1/128'] },
+  cache: { maxEntries: 100000, minTtl: 0, maxTtl: 86400, negativeTtl: 900, serveStale: false },
+  upstream: { timeoutMs: 1500, attempts: 3 },
+  tcp: { idleTimeoutMs: 10000, maxConnections: 256, maxPipelined: 100 },
+  captive: { probeIntervalS: 60, canary: { name: 'example.com', addresses: [] } },
+  pvdSources: { directory: null, host: true, resolvConf: '/etc/resolv.conf' },
+  pvds: [],
+};
+
+/** The PvD keys a minimal PvD gets by default. */
+const PVD_DEFAULTS = {
+  dnsZones: [],
+  prefixes: [],
+  noInternet: false,
+  priority: 100,
+  expires: null,
+  sourceAddress: null,
+  interface: null,
+  dns64: 'auto',
+  dns64Synthesize: false,
+  captivePortal: null,
+  rebindProtection: false,
+};
+
+/** configError parses `text` and returns the ConfigError it must raise. */
+function configError(text: string, file = 'x.yaml'): ConfigError {
+  try {
+    parseConfig(text, file);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('the configuration was accepted');
+}
+
+const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** expectError checks the one-line message: "file:line: key: problem". */
+function expectError(text: string, line: number, key: string, problem: RegExp | string, file = 'x.yaml'): ConfigError {
+  const e = configError(text, file);
+  const prefix = `${file}:${line}: ${key ? `${key}: ` : ''}`;
+  expect(e.message.startsWith(prefix), `"${e.message}" should start with "${prefix}"`).toBe(true);
+  expect(e.message).not.toContain('\n');
+  expect(e.message.slice(prefix.length)).toMatch(typeof problem === 'string' ? new RegExp(esc(problem)) : problem);
+  expect(e.file).toBe(file);
+  expect(e.line).toBe(line);
+  expect(e.key).toBe(key);
+  return e;
+}
+
+describe('valid configuration', () => {
+  it('config/default.yaml loads with every default filled in', async () => {
+    const c = await loadConfig(DEFAULT_YAML);
+    expect(c).toEqual(DEFAULTS);
+  });
+
+  it('an empty file is the default configuration', () => {
+    expect(parseConfig('', 'empty.yaml')).toEqual(DEFAULTS);
+    expect(parseConfig('{}', 'empty.json')).toEqual(DEFAULTS);
+  });
+
+  it('the JSON equivalent of config/default.yaml loads to the same configuration', async () => {
+    const json = JSON.stringify(parseYaml(readFileSync(DEFAULT_YAML, 'utf8')), null, 2);
+    expect(parseConfig(json, 'default.json')).toEqual(await loadConfig(DEFAULT_YAML));
+  });
+
+  it('config/example.yaml (every key, annotated) loads', async () => {
+    const c = await loadConfig(EXAMPLE_YAML);
+    expect(c.listen).toEqual(['127.0.0.53:53', '[::1]:53']);
+    expect(c.pvds.map((p) => p.identifier)).toEqual(['corp.example.com', 'wifi']);
+    expect(c.pvds[0]).toMatchObject({ noInternet: true, dnsServers: ['10.8.0.1', '[fd00::53]:53'], expires: '2030-01-01T00:00:00Z' });
+    expect(c.pvds[1]).toMatchObject({ default: true, priority: 10, prefixes: ['192.168.1.0/24'] });
+  });
+
+  it('fills in the defaults of a PvD', () => {
+    const c = parseConfig('pvds:\n  - identifier: wifi\n    dnsServers: ["192.168.1.1"]\n', 'x.yaml');
+    expect(c.pvds[0]).toEqual({ identifier: 'wifi', dnsServers: ['192.168.1.1'], ...PVD_DEFAULTS });
+    expect(c.pvds[0]!.default).toBeUndefined(); // "default: true unless noInternet" is decided later
+  });
+
+  it('keeps what is set and defaults only what is not, key by key', () => {
+    const c = parseConfig('cache:\n  maxTtl: 3600\nhttp:\n  token: "0123456789abcdef"\n', 'x.yaml');
+    expect(c.cache).toEqual({ ...DEFAULTS.cache, maxTtl: 3600 });
+    expect(c.http).toEqual({ listen: '127.0.0.1:8053', token: '0123456789abcdef' });
+  });
+
+  it.each([
+    ['32', '2001:db8::/32'],
+    ['40', '2001:db8:100::/40'],
+    ['48', '2001:db8:122::/48'],
+    ['56', '2001:db8:122:300::/56'],
+    ['64', '2001:db8:122:344::/64'],
+    ['96', '64:ff9b::/96'],
+    ['auto', 'auto'],
+    ['off', 'off'],
+  ])('accepts dns64 %s (RFC 6052 §2.2)', (_, v) => {
+    expect(parseConfig(`pvds:\n  - identifier: a\n    dns64: "${v}"\n`, 'x.yaml').pvds[0]!.dns64).toBe(v);
+  });
+
+  it('accepts a PvD named "system" when pvdSources.host is false', () => {
+    const c = parseConfig('pvdSources:\n  host: false\npvds:\n  - identifier: system\n', 'x.yaml');
+    expect(c.pvds[0]!.identifier).toBe('system');
+  });
+
+  it('is frozen all the way down', () => {
+    const c = parseConfig('pvds:\n  - identifier: wifi\n    dnsServers: ["192.168.1.1"]\n', 'x.yaml');
+    for (const o of [c, c.cache, c.captive.canary, c.pvds, c.pvds[0]!, c.pvds[0]!.dnsServers, c.listen]) expect(Object.isFrozen(o)).toBe(true);
+    expect(() => {
+      (c.cache as { maxTtl: number }).maxTtl = 1;
+    }).toThrow(TypeError);
+    expect(() => (c.pvds[0]!.dnsServers as string[]).push('10.0.0.1')).toThrow(TypeError);
+    expect(c.cache.maxTtl).toBe(86400);
+  });
+});
+
+describe('errors name the file, the line and the key', () => {
+  it.each<[string, string, number, string, RegExp | string]>([
+    ['an unknown top-level key', 'listen: ["127.0.0.1:5300"]\ncache:\n  maxEntries: 10\nverbose: true\n', 4, 'verbose', 'unknown key "verbose"'],
+    [
+      'an unknown key inside pvds[1]',
+      'pvds:\n  - identifier: wifi\n    dnsServers: ["192.168.1.1"]\n  - identifier: corp\n    dnsServers: ["10.8.0.1"]\n    dnsZone: ["corp.example.com"]\n',
+      6,
+      'pvds[1].dnsZone',
+      'unknown key "dnsZone"',
+    ],
+    ['an unknown key inside a nested object', 'captive:\n  canary:\n    name: example.com\n    adresses: []\n', 4, 'captive.canary.adresses', 'unknown key "adresses"'],
+    [
+      'a bad server address',
+      'pvds:\n  - identifier: wifi\n    dnsServers: ["192.168.1.1"]\n  - identifier: corp\n    dnsZones: [corp.example.com]\n    dnsServers:\n      - 10.8.0.300\n      - 10.8.0.2\n',
+      7,
+      'pvds[1].dnsServers[0]',
+      '"10.8.0.300"',
+    ],
+    ['a host name as a server', 'pvds:\n  - identifier: corp\n    dnsServers:\n      - 10.8.0.1\n      - dns.corp.example.com\n', 5, 'pvds[0].dnsServers[1]', /"dns\.corp\.example\.com" is not an IP address/],
+    ['a server port out of range', 'pvds:\n  - identifier: corp\n    dnsServers: ["10.8.0.1:70000"]\n', 3, 'pvds[0].dnsServers[0]', /port/],
+    ['a server on port 0', 'pvds:\n  - identifier: corp\n    dnsServers: ["10.8.0.1:0"]\n', 3, 'pvds[0].dnsServers[0]', /port 0/],
+    ['a prefix longer than the address', 'pvds:\n  - identifier: corp\n    prefixes:\n      - 10.0.0.0/8\n      - 10.0.0.0/33\n', 5, 'pvds[0].prefixes[1]', '"10.0.0.0/33"'],
+    ['a prefix that is not dotted-quad', 'pvds:\n  - identifier: corp\n    prefixes: ["10.0.0/8"]\n', 3, 'pvds[0].prefixes[0]', '"10.0.0/8"'],
+    ['an IPv6 prefix over 128', 'pvds:\n  - identifier: corp\n    prefixes: ["fd00::/129"]\n', 3, 'pvds[0].prefixes[0]', '"fd00::/129"'],
+    ['a prefix without a length', 'pvds:\n  - identifier: corp\n    prefixes: ["10.0.0.0"]\n', 3, 'pvds[0].prefixes[0]', '"10.0.0.0"'],
+    ['a bad access prefix', 'access:\n  allow:\n    - 127.0.0.0/8\n    - localhost\n', 4, 'access.allow[1]', '"localhost"'],
+    ['a listen address that is a host name', 'listen:\n  - localhost:53\n', 2, 'listen[0]', '"localhost:53"'],
+    ['dns64 prefix length 95 (RFC 6052 §2.2)', 'pvds:\n  - identifier: cell\n    dns64: "64:ff9b::/95"\n', 3, 'pvds[0].dns64', /RFC 6052/],
+    ['dns64 prefix length 128 (RFC 6052 §2.2)', 'pvds:\n  - identifier: cell\n    dns64: "64:ff9b::/128"\n', 3, 'pvds[0].dns64', /RFC 6052/],
+    ['dns64 as an IPv4 prefix', 'pvds:\n  - identifier: cell\n    dns64: "192.0.2.0/24"\n', 3, 'pvds[0].dns64', /IPv6 prefix/],
+    ['dns64 as a word', 'pvds:\n  - identifier: cell\n    dns64: "on"\n', 3, 'pvds[0].dns64', /auto, off/],
+    [
+      'identifiers differing only in case (RFC 8801 §3.4)',
+      'pvds:\n  - identifier: Corp.Example.com\n  - identifier: wifi\n  - identifier: corp.example.COM\n',
+      4,
+      'pvds[2].identifier',
+      /already the identifier of pvds\[0\]/,
+    ],
+    ['identifiers differing only in a trailing dot', 'pvds:\n  - identifier: corp.example.com\n  - identifier: corp.example.com.\n', 3, 'pvds[1].identifier', /already/],
+    ['noInternet with default: true (RFC 8801 §4.3)', 'pvds:\n  - identifier: corp\n    noInternet: true\n    default: true\n', 4, 'pvds[0].default', /noInternet/],
+    ['a zone claiming localhost (RFC 6761 §6.3)', 'pvds:\n  - identifier: corp\n    dnsZones: ["corp.example", "localhost"]\n', 3, 'pvds[0].dnsZones[1]', /"localhost" is always answered locally/],
+    ['a zone below localhost (RFC 6761 §6.3)', 'pvds:\n  - identifier: corp\n    dnsZones:\n      - printer.LOCALHOST.\n', 4, 'pvds[0].dnsZones[0]', /always answered locally/],
+    ['a zone below invalid (RFC 6761 §6.4)', 'pvds:\n  - identifier: corp\n    dnsZones: ["x.invalid"]\n', 3, 'pvds[0].dnsZones[0]', /"x\.invalid" is always answered locally/],
+    ['a zone that is not a domain name', 'pvds:\n  - identifier: corp\n    dnsZones: ["corp..example"]\n', 3, 'pvds[0].dnsZones[0]', /invalid label/],
+    ['minTtl above maxTtl', 'listen: ["127.0.0.1:5300"]\ncache:\n  maxTtl: 60\n  minTtl: 120\n', 4, 'cache.minTtl', /minTtl must not exceed maxTtl/],
+    ['minTtl above the default maxTtl', 'cache:\n  minTtl: 100000\n', 2, 'cache.minTtl', /minTtl must not exceed maxTtl/],
+    ['a negative TTL', 'cache:\n  negativeTtl: -1\n', 2, 'cache.negativeTtl', />=0/],
+    // A value of the wrong type is not a missing one: the message must say what was expected.
+    ['a string where a number belongs', 'upstream:\n  timeoutMs: "1500"\n', 2, 'upstream.timeoutMs', /^(?!is required).*expected number/],
+    ['a PvD without an identifier', 'pvds:\n  - dnsServers: ["10.0.0.1"]\n', 2, 'pvds[0].identifier', 'is required'],
+    ['a PvD named "system" while pvdSources.host is true', 'pvdSources:\n  host: true\npvds:\n  - identifier: wifi\n  - identifier: SYSTEM\n', 5, 'pvds[1].identifier', /pvdSources\.host/],
+    ['a PvD named "system" with pvdSources.host left at its default', 'pvds:\n  - identifier: system\n', 2, 'pvds[0].identifier', /pvdSources\.host: false/],
+    ['an expiry that is not RFC 3339', 'pvds:\n  - identifier: corp\n    expires: "next tuesday"\n', 3, 'pvds[0].expires', /RFC 3339/],
+    ['a captive portal over http (RFC 8908 §2)', 'pvds:\n  - identifier: hotel\n    captivePortal: "http://portal.example/api"\n', 3, 'pvds[0].captivePortal', /https/],
+    ['a short API token', 'http:\n  token: "secret"\n', 2, 'http.token', /16/],
+    ['an unknown log level', 'log:\n  level: verbose\n', 2, 'log.level', /"info"/],
+  ])('%s', (_, text, line, key, problem) => {
+    expectError(text, line, key, problem);
+  });
+
+  it.each([
+    ['a duplicate key', 'listen: ["127.0.0.1:5300"]\nlog:\n  level: info\n  level: debug\n', 4],
+    ['a tab used for indentation', 'listen: ["127.0.0.1:5300"]\nlog:\n\tlevel: info\n', 3],
+  ])('invalid YAML: %s, with its line', (_, text, line) => {
+    expectError(text, line, '', /not valid YAML or JSON/);
+  });
+
+  it.each([
+    ['a list', '- listen\n- pvds\n'],
+    ['a number', '42\n'],
+    ['a string', '"listen"\n'],
+  ])('a top-level %s is refused at line 1', (_, text) => {
+    expectError(text, 1, '', /must be a mapping/);
+  });
+
+  it('JSON errors carry JSON lines too', () => {
+    const json = [
+      '{',
+      '  "listen": ["127.0.0.1:5300"],',
+      '  "pvds": [',
+      '    { "identifier": "wifi", "dnsServers": ["192.168.1.1"] },',
+      '    {',
+      '      "identifier": "corp",',
+      '      "dnsServers": ["dns.corp.example"]',
+      '    }',
+      '  ]',
+      '}',
+    ].join('\n');
+    expectError(json, 7, 'pvds[1].dnsServers[0]', '"dns.corp.example"', 'pvdns.json');
+    expectError('{\n  "listen": ["127.0.0.1:5300"],\n  "Listen": []\n}\n', 3, 'Listen', 'unknown key "Listen"', 'pvdns.json');
+  });
+
+  describe('loadConfig', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pvdns-config-'));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('names a missing file and why it cannot be read', async () => {
+      const file = join(dir, 'missing.yaml');
+      const err = await loadConfig(file).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).message).toBe(`${file}: cannot read: ENOENT`);
+    });
+
+    it("reports errors with the file's own path", async () => {
+      const file = join(dir, 'bad.yaml');
+      writeFileSync(file, 'pvds:\n  - identifier: corp\n    dnsServers: ["ns.corp.example"]\n');
+      await expect(loadConfig(file)).rejects.toThrow(`${file}:3: pvds[0].dnsServers[0]: "ns.corp.example"`);
+    });
+  });
+});
+
+describe('every object refuses a key it does not know (the Hickory test)', () => {
+  /** A valid configuration that sets every key there is. */
+  const FULL = {
+    listen: ['127.0.0.53:53', '[::1]:53'],
+    http: { listen: '127.0.0.1:8053', token: 'abcdefghijklmnop' },
+    log: { level: 'debug' },
+    access: { allow: ['127.0.0.0/8', '::1/128'] },
+    cache: { maxEntries: 1000, minTtl: 5, maxTtl: 3600, negativeTtl: 300, serveStale: true },
+    upstream: { timeoutMs: 1000, attempts: 2 },
+    tcp: { idleTimeoutMs: 5000, maxConnections: 16, maxPipelined: 8 },
+    captive: { probeIntervalS: 30, canary: { name: 'canary.example', addresses: ['192.0.2.80'] } },
+    pvdSources: { directory: '/etc/pvdns/pvds', host: false, resolvConf: '/run/resolv.conf' },
+    pvds: [
+      {
+        identifier: 'corp.example.com',
+        dnsServers: ['10.8.0.1', '[fd00::53]:53'],
+        dnsZones: ['corp.example.com'],
+        prefixes: ['10.0.0.0/8', 'fd00::/8'],
+        noInternet: true,
+        default: false,
+        priority: 5,
+        expires: '2030-01-01T00:00:00Z',
+        sourceAddress: '10.8.0.2',
+        interface: 'tun0',
+        dns64: 'off',
+        dns64Synthesize: false,
+        captivePortal: null,
+        rebindProtection: true,
+      },
+      {
+        identifier: 'wifi',
+        dnsServers: ['192.168.1.1'],
+        dnsZones: [],
+        prefixes: ['192.168.1.0/24'],
+        noInternet: false,
+        default: true,
+        priority: 10,
+        expires: null,
+        sourceAddress: null,
+        interface: 'wlan0',
+        dns64: '64:ff9b::/96',
+        dns64Synthesize: true,
+        captivePortal: 'https://portal.example/api',
+        rebindProtection: false,
+      },
+    ],
+  };
+
+  /** Every object in the fixture, as key paths. */
+  function objectPaths(v: unknown, path: (string | number)[] = []): (string | number)[][] {
+    if (Array.isArray(v)) return v.flatMap((x, i) => objectPaths(x, [...path, i]));
+    if (v && typeof v === 'object') return [path, ...Object.entries(v).flatMap(([k, x]) => objectPaths(x, [...path, k]))];
+    return [];
+  }
+  const render = (path: (string | number)[]): string =>
+    path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
+  const withJunk = (path: (string | number)[]): unknown => {
+    const copy = structuredClone(FULL) as Record<string | number, unknown>;
+    let o = copy;
+    for (const p of path) o = o[p] as Record<string | number, unknown>;
+    o.junk = 1;
+    return copy;
+  };
+  const paths = objectPaths(FULL);
+
+  it('the fixture itself is valid and sets every key (nothing left to defaults)', () => {
+    const c = parseConfig(toYaml(FULL), 'full.yaml');
+    expect(c).toEqual(FULL);
+    expect(paths.map(render)).toEqual([
+      '',
+      'http',
+      'log',
+      'access',
+      'cache',
+      'upstream',
+      'tcp',
+      'captive',
+      'captive.canary',
+      'pvdSources',
+      'pvds[0]',
+      'pvds[1]',
+    ]);
+  });
+
+  it.each(paths.map((p) => [render(p) || '(top level)', p] as const))('YAML: junk in %s', (_, path) => {
+    const text = toYaml(withJunk(path));
+    const line = text.split('\n').findIndex((l) => /\bjunk:/.test(l)) + 1;
+    const key = [render(path), 'junk'].filter(Boolean).join('.');
+    expectError(text, line, key, 'unknown key "junk"', 'full.yaml');
+  });
+
+  it.each(paths.map((p) => [render(p) || '(top level)', p] as const))('JSON: junk in %s', (_, path) => {
+    const text = JSON.stringify(withJunk(path), null, 2);
+    const line = text.split('\n').findIndex((l) => l.includes('"junk"')) + 1;
+    const key = [render(path), 'junk'].filter(Boolean).join('.');
+    expectError(text, line, key, 'unknown key "junk"', 'full.json');
+  });
+});
