@@ -23,7 +23,7 @@ export const RR_STRIDE = 3;
  */
 export interface Answer {
   rcode: number;
-  /** FLAG_AA and FLAG_AD as the answer's source set them. */
+  /** FLAG_AA (set only on pvdns's own local answers) and FLAG_AD as the upstream set it. */
   flags: number;
   body: Buffer;
   an: number;
@@ -115,7 +115,8 @@ export function parseResponse(msg: Buffer, want: Expected): ResponseCheck {
     off = next;
   }
   if (bodyEnd < 0) bodyEnd = off;
-  const answer: Answer = { rcode, flags: flags & (FLAG_AA | FLAG_AD), body: Buffer.from(msg.subarray(qEnd, bodyEnd)), an, ns, ar, rr: Uint32Array.from(meta), soaTtl, ede };
+  // AA is dropped: pvdns is no authority for what it forwards or caches (RFC 1035 §4.1.1).
+  const answer: Answer = { rcode, flags: flags & FLAG_AD, body: Buffer.from(msg.subarray(qEnd, bodyEnd)), an, ns, ar, rr: Uint32Array.from(meta), soaTtl, ede };
   setTtls(answer, 0); // TTLs with the top bit set go out as 0, not as sent
   return { ok: true, truncated: (flags & FLAG_TC) !== 0, answer };
 }

@@ -59,7 +59,17 @@ export function parseQuery(msg: Buffer, q: WireQuery): number {
   const flags = (q.flags = msg.readUInt16BE(2));
   if (flags & FLAG_QR) return PARSE_DROP; // never answer a response: that is how loops start
   const qd = msg.readUInt16BE(4);
-  if (qd !== 1) return RCODE.FORMERR;
+  if (qd !== 1) {
+    // No question to echo; still look for an OPT, so the FORMERR carries one
+    // if the query did (RFC 6891 §7) — a cookie-only query (RFC 7873 §5.4) is one.
+    let off = HEADER_SIZE;
+    for (let i = 0; i < qd && off >= 0; i++) {
+      const next = skipName(msg, off, end);
+      off = next < 0 ? -1 : next + 4;
+    }
+    if (off >= 0 && off <= end) readRecords(msg, q, off);
+    return RCODE.FORMERR;
+  }
 
   // The question: an uncompressed name (a pointer here has nothing valid to point at).
   let off = HEADER_SIZE;
@@ -78,20 +88,19 @@ export function parseQuery(msg: Buffer, q: WireQuery): number {
   if (nameEnd - HEADER_SIZE > 255) return RCODE.FORMERR; // RFC 1035 §3.1
   q.nameKey = lowerWire(msg, HEADER_SIZE, nameEnd);
 
-  const status = readRecords(msg, q);
+  const status = readRecords(msg, q, q.qEnd);
   if (status !== PARSE_OK) return status;
   if ((flags & OPCODE_MASK) !== 0) return RCODE.NOTIMP; // only QUERY (RFC 1035 §4.1.1)
   if (q.qtype === TYPE.OPT) return RCODE.FORMERR; // OPT is a pseudo-RR, never a question (RFC 6891 §6.1.1)
   return PARSE_OK;
 }
 
-/** Walks the answer, authority and additional sections looking for the OPT record. */
-function readRecords(msg: Buffer, q: WireQuery): number {
+/** Walks the answer, authority and additional sections from `off` looking for the OPT record. */
+function readRecords(msg: Buffer, q: WireQuery, off: number): number {
   const end = msg.length;
   const an = msg.readUInt16BE(6);
   const ns = msg.readUInt16BE(8);
   const ar = msg.readUInt16BE(10);
-  let off = q.qEnd;
   let opts = 0;
   let status = PARSE_OK;
   for (let i = 0, n = an + ns + ar; i < n; i++) {

@@ -4,6 +4,10 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { Packet } from 'dns2';
+import type DNS from 'dns2';
+
+export type Resource = DNS.Packet.Resource;
+export type Question = DNS.Packet.Question;
 
 export interface Server {
   host: string;
@@ -26,7 +30,7 @@ export function makeQuery(name: string, type: number | string = 'A', opts: AskOp
   const p = new Packet();
   p.header.id = opts.id ?? Math.floor(Math.random() * 65536);
   p.header.rd = opts.rd === false ? 0 : 1;
-  p.questions.push({ name, type: typeof type === 'number' ? type : (Packet.TYPE as Record<string, number>)[type]!, class: 1 } as Packet.Question);
+  p.questions.push({ name, type: typeof type === 'number' ? type : (Packet.TYPE as Record<string, number>)[type]!, class: 1 } as Question);
   if (opts.edns !== false) {
     const e = opts.edns ?? {};
     p.additionals.push(Packet.Resource.EDNS([], { udpPayloadSize: e.udpSize ?? 1232, doFlag: e.do ?? false }));
@@ -106,7 +110,7 @@ export function sendTcp(server: Server, msgs: Buffer[], timeoutMs = 3000, count 
 }
 
 /** opt returns the reply's OPT record, if any. */
-export function opt(p: Packet): Packet.Resource | undefined {
+export function opt(p: Packet): Resource | undefined {
   return p.additionals.find((r) => r.type === 41);
 }
 

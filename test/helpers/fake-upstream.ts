@@ -5,6 +5,10 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { Packet } from 'dns2';
+import type DNS from 'dns2';
+
+export type Resource = DNS.Packet.Resource;
+export type Question = DNS.Packet.Question;
 
 export type Transport = 'udp' | 'tcp';
 
@@ -127,8 +131,8 @@ export class FakeUpstream {
 /** answer builds the reply to `q` with the given answer records (and more sections via opts). */
 export function answer(
   q: Packet,
-  answers: Packet.Resource[],
-  opts: { rcode?: number; authorities?: Packet.Resource[]; additionals?: Packet.Resource[]; tc?: boolean; aa?: boolean } = {},
+  answers: Resource[],
+  opts: { rcode?: number; authorities?: Resource[]; additionals?: Resource[]; tc?: boolean; aa?: boolean } = {},
 ): Packet {
   const p = new Packet();
   p.header.id = q.header.id;
@@ -146,12 +150,12 @@ export function answer(
 }
 
 /** a is an A record for the question's name. */
-export function a(q: Packet, address: string, ttl = 300, name = q.questions[0]!.name): Packet.Resource {
-  return { name, type: Packet.TYPE.A, class: 1, ttl, address } as Packet.Resource;
+export function a(q: Packet, address: string, ttl = 300, name = q.questions[0]!.name): Resource {
+  return { name, type: Packet.TYPE.A, class: 1, ttl, address } as Resource;
 }
 
 /** soa is an SOA record for a negative answer. */
-export function soa(zone: string, ttl: number, minimum: number): Packet.Resource {
+export function soa(zone: string, ttl: number, minimum: number): Resource {
   return {
     name: zone,
     type: Packet.TYPE.SOA,
@@ -164,7 +168,7 @@ export function soa(zone: string, ttl: number, minimum: number): Packet.Resource
     retry: 600,
     expiration: 86400,
     minimum,
-  } as Packet.Resource;
+  } as Resource;
 }
 
 export { Packet };

@@ -44,7 +44,7 @@ describe('http', () => {
     expect(await nf.json()).toEqual({ error: 'no such endpoint: /nope' });
     const m = await fetch(`${pvdns.http}/metrics`, { method: 'POST' });
     expect(m.status).toBe(405);
-    expect((await m.json()).error).toMatch(/method not allowed/);
+    expect(((await m.json()) as { error: string }).error).toMatch(/method not allowed/);
   });
 
   it('exports the query, cache and upstream metrics with their labels', async () => {

@@ -5,6 +5,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ask, ede, Packet } from '../helpers/client.js';
+import type { Resource } from '../helpers/client.js';
 import { a, answer, FakeUpstream, soa } from '../helpers/fake-upstream.js';
 import { startPvdns, type Running } from '../helpers/pvdns.js';
 
@@ -12,7 +13,7 @@ describe('routing by PvD', () => {
   const wifi = new FakeUpstream((q) => answer(q, [a(q, '192.0.2.10')]));
   const corp = new FakeUpstream((q) =>
     q.questions[0]!.type === Packet.TYPE.PTR
-      ? answer(q, [{ name: q.questions[0]!.name, type: Packet.TYPE.PTR, class: 1, ttl: 60, domain: 'host.corp.example.com' } as Packet.Resource])
+      ? answer(q, [{ name: q.questions[0]!.name, type: Packet.TYPE.PTR, class: 1, ttl: 60, domain: 'host.corp.example.com' } as Resource])
       : answer(q, [a(q, '10.8.0.20')]),
   );
   const dead = new FakeUpstream(() => null); // never answers

@@ -375,7 +375,7 @@ describe('parseResponse', () => {
     if (!r.ok) return;
     expect(r.truncated).toBe(false);
     expect(r.answer).toMatchObject({ rcode: 0, an: 1, ns: 0, ar: 0, soaTtl: -1, ede: null });
-    expect(r.answer.flags & 0x0400).toBe(0x0400); // AA kept for the client
+    expect(r.answer.flags & 0x0400).toBe(0); // AA dropped: pvdns is no authority for what it forwards (RFC 1035 §4.1.1)
   });
 
   it('reports TC so the caller can retry over TCP (RFC 7766 §5)', () => {
