@@ -53,7 +53,7 @@ export interface BoundAddresses {
 /** socketTransport is the real one: pooled UDP sockets, TCP per exchange. */
 function socketTransport(): Transport {
   const udp = new UdpTransport();
-  return { udp: (req) => udp.exchange(req), tcp: tcpExchange, close: () => udp.close() };
+  return { udp: (req, done) => udp.exchange(req, done), tcp: tcpExchange, close: () => udp.close() };
 }
 
 export class App {

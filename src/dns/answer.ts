@@ -81,7 +81,8 @@ export function parseResponse(msg: Buffer, want: Expected): ResponseCheck {
   const ns = msg.readUInt16BE(8);
   let ar = msg.readUInt16BE(10);
   const total = an + ns + ar;
-  const meta: number[] = [];
+  const meta = new Uint32Array(total * RR_STRIDE);
+  let kept = 0;
   let rcode = flags & 0xf;
   let soaTtl = -1;
   let ede: Ede | null = null;
@@ -107,7 +108,9 @@ export function parseResponse(msg: Buffer, want: Expected): ResponseCheck {
       break;
     }
     // RFC 2181 §8: a TTL with the top bit set is treated as zero.
-    meta.push(next - qEnd, off + 4 - qEnd, ttl > 0x7fffffff ? 0 : ttl);
+    meta[kept++] = next - qEnd;
+    meta[kept++] = off + 4 - qEnd;
+    meta[kept++] = ttl > 0x7fffffff ? 0 : ttl;
     if (type === TYPE.SOA && i >= an && i < an + ns && rdlen >= 20) {
       const minimum = msg.readUInt32BE(next - 4);
       soaTtl = Math.min(ttl > 0x7fffffff ? 0 : ttl, minimum > 0x7fffffff ? 0 : minimum);
@@ -116,7 +119,7 @@ export function parseResponse(msg: Buffer, want: Expected): ResponseCheck {
   }
   if (bodyEnd < 0) bodyEnd = off;
   // AA is dropped: pvdns is no authority for what it forwards or caches (RFC 1035 §4.1.1).
-  const answer: Answer = { rcode, flags: flags & FLAG_AD, body: Buffer.from(msg.subarray(qEnd, bodyEnd)), an, ns, ar, rr: Uint32Array.from(meta), soaTtl, ede };
+  const answer: Answer = { rcode, flags: flags & FLAG_AD, body: Buffer.from(msg.subarray(qEnd, bodyEnd)), an, ns, ar, rr: kept < meta.length ? meta.slice(0, kept) : meta, soaTtl, ede };
   setTtls(answer, 0); // TTLs with the top bit set go out as 0, not as sent
   return { ok: true, truncated: (flags & FLAG_TC) !== 0, answer };
 }

@@ -17,11 +17,17 @@ export class CacheStage implements Stage {
     const tag = q.pvd!.tag;
     const flags = (q.dnssecOk ? 1 : 0) | (q.flags & FLAG_CD ? 2 : 0);
     const key = (q.cacheKey = answerKey(tag, q.nameKey, q.qtype, q.qclass, flags));
-    const nxKey = nxdomainKey(tag, q.nameKey, q.qclass, flags);
-    const hit = this.cache.get(key) ?? this.cache.get(nxKey);
+    const hit = this.cache.get(key);
     if (hit !== undefined) {
       q.cache = 'hit';
       return hit;
+    }
+    // Only on a miss: the name may be cached as NXDOMAIN for another type.
+    const nxKey = nxdomainKey(tag, q.nameKey, q.qclass, flags);
+    const nx = this.cache.get(nxKey);
+    if (nx !== undefined) {
+      q.cache = 'hit';
+      return nx;
     }
     q.cache = 'miss';
     const r = next(q);

@@ -16,12 +16,19 @@ export class Coalesce implements Stage {
     if (pending !== undefined) return pending;
     const r = next(q);
     if (!isPromise(r)) return r;
-    this.inflight.set(key, r);
-    const done = (): void => {
-      if (this.inflight.get(key) === r) this.inflight.delete(key);
+    // One then() both forgets the question and passes the answer on.
+    const forget = (): void => {
+      if (this.inflight.get(key) === shared) this.inflight.delete(key);
     };
-    r.then(done, done);
-    return r;
+    const shared: Promise<Answer> = r.then(
+      (a) => (forget(), a),
+      (err: unknown) => {
+        forget();
+        throw err;
+      },
+    );
+    this.inflight.set(key, shared);
+    return shared;
   }
 
   /** size is the number of distinct questions in flight. */

@@ -1,13 +1,14 @@
-// The last stage: send the query to the PvD's upstream pool. A PvD whose
+// The last stage: send the query to its PvD's upstream pool. A PvD whose
 // servers all fail gets SERVFAIL with an Extended DNS Error naming the PvD
 // and why (RFC 8914) — never another PvD's servers.
 
-import { errorAnswer, type Answer, type Ede } from '../dns/answer.js';
-import { EDE, FLAG_CD, RCODE } from '../dns/constants.js';
+import { errorAnswer } from '../dns/answer.js';
+import { EDE, RCODE } from '../dns/constants.js';
 import type { Pvd } from '../pvd/model.js';
 import type { Transport } from '../upstream/exchange.js';
-import { UpstreamPool, type Failure } from '../upstream/pool.js';
+import { UpstreamPool } from '../upstream/pool.js';
 import type { Query } from './query.js';
+import type { Result } from './stage.js';
 
 export interface ForwardOptions {
   timeoutMs: number;
@@ -24,36 +25,20 @@ export class Forwarder {
   ) {}
 
   /** resolve is the pipeline's `last`: it asks the query's PvD. */
-  readonly resolve = async (q: Query): Promise<Answer> => {
+  readonly resolve = (q: Query): Result => {
     const pvd = q.pvd!;
     if (pvd.servers.length === 0) {
       return errorAnswer(RCODE.SERVFAIL, { code: EDE.NO_REACHABLE_AUTHORITY, text: `pvd ${pvd.identifier}: no DNS servers` });
     }
-    const outcome = await this.poolOf(pvd).resolve({
-      question: q.question(),
-      nameKey: q.nameKey,
-      qtype: q.qtype,
-      qclass: q.qclass,
-      cd: (q.flags & FLAG_CD) !== 0,
-      dnssecOk: q.dnssecOk,
-    });
-    if (outcome.ok) {
-      q.server = outcome.server;
-      return outcome.answer;
-    }
-    return errorAnswer(RCODE.SERVFAIL, failureEde(pvd, outcome.failures));
+    return this.poolOf(pvd).resolve(q);
   };
 
   /** poolOf returns the PvD's pool, rebuilt when the PvD was updated. */
   private poolOf(pvd: Pvd): UpstreamPool {
     const entry = this.pools.get(pvd.tag);
     if (entry !== undefined && entry.pvd === pvd) return entry.pool;
-    const pool = new UpstreamPool(
-      pvd.id,
-      pvd.servers,
-      { ...this.opts, sourceAddress: pvd.sourceAddress },
-      this.transport,
-    );
+    const opts = { ...this.opts, sourceAddress: pvd.sourceAddress };
+    const pool = new UpstreamPool(pvd.id, pvd.identifier, pvd.servers, opts, this.transport);
     this.pools.set(pvd.tag, { pvd, pool });
     return pool;
   }
@@ -75,15 +60,3 @@ export class Forwarder {
   }
 }
 
-/** failureEde explains in one line why no server of a PvD answered. */
-export function failureEde(pvd: Pvd, failures: readonly Failure[]): Ede {
-  const network = failures.every((f) => f.reason === 'network' || f.reason === 'refused');
-  const silent = failures.every((f) => f.reason !== 'rcode');
-  const all = failures.length === pvd.servers.length ? 'all servers' : `${failures.length} of ${pvd.servers.length} servers`;
-  const what = failures.map((f) => `${f.server} ${f.detail}`).join('; ');
-  return {
-    // 23 when nothing could be sent or nobody listens; 22 when servers were silent or could not resolve.
-    code: network ? EDE.NETWORK_ERROR : EDE.NO_REACHABLE_AUTHORITY,
-    text: `pvd ${pvd.identifier}: ${all} ${silent ? 'unreachable' : 'failed'} (${what})`.slice(0, 400),
-  };
-}

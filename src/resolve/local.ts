@@ -37,7 +37,7 @@ export class LocalNames implements Stage {
 
 /** localAnswer builds the answer for a name in a local zone. */
 export function localAnswer(q: Query, route: Route): Answer {
-  const zoneAt = q.nameKey.length - route.zoneKeyLength;
+  const zoneAt = q.nameKey.length - route.zoneKey.length;
   const apex = zoneAt === 0;
   const b = new AnswerBuilder();
   switch (route.local) {

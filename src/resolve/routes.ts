@@ -14,8 +14,8 @@ export type LocalKind = 'localhost' | 'invalid' | 'empty';
 export interface Route {
   /** The matching zone in presentation form, or null for names nobody claims. */
   readonly zone: string | null;
-  /** Length of the zone's wire key: the zone starts at nameKey.length - zoneKeyLength. */
-  readonly zoneKeyLength: number;
+  /** The zone's wire key (empty for the default route); the zone starts at nameKey.length - zoneKey.length. */
+  readonly zoneKey: string;
   /** The PvDs to ask, in order (priority, then declaration). */
   readonly pvds: readonly Pvd[];
   /** Set when pvdns answers the name itself. */
@@ -53,9 +53,24 @@ export const RFC6303_ZONES: readonly string[] = [
 
 const byPreference = (a: Pvd, b: Pvd): number => a.priority - b.priority || a.order - b.order;
 
+/**
+ * suffixHash hashes a wire key read backwards (FNV-1a, 32 bits), so the
+ * hashes of all its suffixes fall out of one pass from the end.
+ */
+function suffixHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = key.length - 1; i >= 0; i--) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/** Label start offsets of the name being matched (a name has at most 128 labels). */
+const starts = new Int32Array(128);
+
 /** RouteTable is built from the current PvDs and replaced whenever they change. */
 export class RouteTable {
   private readonly zones = new Map<string, Route>();
+  /** The same routes by suffixHash of their zone key, for matching without building substrings. */
+  private readonly byHash = new Map<number, Route[]>();
   /** The route of names nobody claims: the default PvDs that have servers. */
   readonly defaultRoute: Route;
 
@@ -71,29 +86,49 @@ export class RouteTable {
     }
     for (const zone of RFC6303_ZONES) this.addLocal(zone, 'empty');
     for (const [key, { zone, pvds: owners }] of claims) {
-      this.zones.set(key, { zone, zoneKeyLength: key.length, pvds: owners.sort(byPreference), local: null });
+      this.zones.set(key, { zone, zoneKey: key, pvds: owners.sort(byPreference), local: null });
     }
     // Last, so no claim can displace them.
     for (const [zone, kind] of SPECIAL_ZONES) this.addLocal(zone, kind);
+    for (const [key, route] of this.zones) {
+      const h = suffixHash(key);
+      const bucket = this.byHash.get(h);
+      if (bucket) bucket.push(route);
+      else this.byHash.set(h, [route]);
+    }
     const defaults = pvds.filter((p) => p.isDefault && !p.noInternet && p.servers.length > 0).sort(byPreference);
-    this.defaultRoute = { zone: null, zoneKeyLength: 0, pvds: defaults, local: null };
+    this.defaultRoute = { zone: null, zoneKey: '', pvds: defaults, local: null };
   }
 
   private addLocal(zone: string, local: LocalKind): void {
     const key = wireKey(zone);
-    this.zones.set(key, { zone, zoneKeyLength: key.length, pvds: [], local });
+    this.zones.set(key, { zone, zoneKey: key, pvds: [], local });
   }
 
-  /** match finds the route of a name given as a lower-cased wire key. */
+  /**
+   * match finds the route of a name given as a lower-cased wire key: the
+   * longest zone that is a suffix of it at a label boundary. One backward
+   * pass hashes every suffix; only a hash hit compares characters.
+   */
   match(nameKey: string): Route {
-    // Suffixes longest first: each starts after one more label (octet = length).
-    for (let off = 0; ; ) {
-      const r = this.zones.get(off === 0 ? nameKey : nameKey.substring(off));
-      if (r !== undefined) return r;
-      const len = nameKey.charCodeAt(off);
-      if (!(len > 0)) return this.defaultRoute;
-      off += len + 1;
+    let labels = 0;
+    for (let off = 0; off < nameKey.length && labels < starts.length; ) {
+      starts[labels++] = off;
+      off += nameKey.charCodeAt(off) + 1;
     }
+    let found: Route = this.defaultRoute;
+    let h = 0x811c9dc5;
+    let i = nameKey.length - 1;
+    for (let l = labels - 1; l >= 0; l--) {
+      const start = starts[l]!;
+      for (; i >= start; i--) h = Math.imul(h ^ nameKey.charCodeAt(i), 0x01000193) >>> 0;
+      const bucket = this.byHash.get(h);
+      if (bucket === undefined) continue;
+      for (const r of bucket) {
+        if (r.zoneKey.length === nameKey.length - start && nameKey.endsWith(r.zoneKey)) found = r;
+      }
+    }
+    return found;
   }
 
   /** claims lists every zone with its PvDs, for check-config and the API. */

@@ -18,8 +18,15 @@ const NOT_ALLOWED = { code: EDE.PROHIBITED, text: 'client address not in access.
 const CLASS_NOT_SERVED = { code: EDE.NOT_SUPPORTED, text: 'only class IN is served' };
 const ZONE_TRANSFER = { code: EDE.NOT_SUPPORTED, text: 'zone transfers are not served by a resolver' };
 
-/** Reply is what a listener sends: octets now, octets later, or nothing (dropped). */
-export type Reply = Buffer | null | Promise<Buffer | null>;
+/** ReplySink is how a listener sends a reply back to the client of a query. */
+export interface ReplySink {
+  reply(out: Buffer, client: string, port: number): void;
+}
+
+/** What handle() did with a message: nothing to answer, answered at once, or answer to follow. */
+export const DROPPED = 0;
+export const ANSWERED = 1;
+export const PENDING = 2;
 
 export class QueryHandler {
   private inflight = 0;
@@ -42,29 +49,42 @@ export class QueryHandler {
     this.debug = this.log.isLevelEnabled('debug');
   }
 
-  handle(msg: Buffer, client: string, transport: Transport): Reply {
+  /**
+   * handle answers one message from `client` (`port` is its source port,
+   * handed back to the sink). The reply goes to `sink`, now or later; the
+   * return value says which, so TCP can count queries in flight.
+   */
+  handle(msg: Buffer, client: string, port: number, transport: Transport, sink: ReplySink): number {
     const q = new Query(transport, client, performance.now());
     const status = parseQuery(msg, q);
     if (status === PARSE_DROP) {
       this.stats.dropped++;
-      return null;
+      return DROPPED;
     }
-    if (status !== PARSE_OK) return this.refuse(q, status, null);
-    if (!this.access.allows(client)) return this.refuse(q, RCODE.REFUSED, NOT_ALLOWED);
-    if (q.qclass !== CLASS_IN) return this.refuse(q, RCODE.REFUSED, CLASS_NOT_SERVED);
-    if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return this.refuse(q, RCODE.REFUSED, ZONE_TRANSFER);
-    let r;
-    try {
-      r = this.pipeline(q);
-    } catch (err) {
-      r = this.internalError(q, err);
+    let out: Buffer;
+    if (status !== PARSE_OK) out = this.refuse(q, status, null);
+    else if (!this.access.allows(client)) out = this.refuse(q, RCODE.REFUSED, NOT_ALLOWED);
+    else if (q.qclass !== CLASS_IN) out = this.refuse(q, RCODE.REFUSED, CLASS_NOT_SERVED);
+    else if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) out = this.refuse(q, RCODE.REFUSED, ZONE_TRANSFER);
+    else {
+      let r;
+      try {
+        r = this.pipeline(q);
+      } catch (err) {
+        r = this.internalError(q, err);
+      }
+      if (isPromise(r)) {
+        this.inflight++;
+        r.then(
+          (a) => sink.reply(this.settle(q, a), client, port),
+          (err: unknown) => sink.reply(this.settle(q, this.internalError(q, err)), client, port),
+        );
+        return PENDING;
+      }
+      out = this.reply(q, r);
     }
-    if (!isPromise(r)) return this.reply(q, r);
-    this.inflight++;
-    return r.then(
-      (a) => this.settle(q, a),
-      (err: unknown) => this.settle(q, this.internalError(q, err)),
-    );
+    sink.reply(out, client, port);
+    return ANSWERED;
   }
 
   private settle(q: Query, a: Answer): Buffer {

@@ -7,7 +7,7 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { socketAddress, type SocketAddress } from '../config/address.js';
-import type { QueryHandler } from './handler.js';
+import { PENDING, type QueryHandler, type ReplySink } from './handler.js';
 
 export interface TcpOptions {
   idleTimeoutMs: number;
@@ -88,9 +88,11 @@ export class TcpListener {
 }
 
 /** One client connection and its framing state. */
-class Connection {
+class Connection implements ReplySink {
   private buffered: Buffer | null = null;
   private inflight = 0;
+  /** True while handle() runs: a reply then is synchronous, not a PENDING one. */
+  private dispatching = false;
   private closed = false;
   private reading = true;
   private idleTimer: NodeJS.Timeout | null = null;
@@ -127,19 +129,24 @@ class Connection {
   }
 
   private dispatch(msg: Buffer, client: string): void {
-    const r = this.handler.handle(msg, client, 'tcp');
-    if (!(r instanceof Promise)) {
-      // null: unreadable, nothing to answer; the framing is intact, so read on.
-      if (r !== null) this.write(r);
-      return;
-    }
-    if (++this.inflight >= this.opts.maxPipelined) this.socket.pause();
-    r.then((out) => {
-      this.inflight--;
-      if (out !== null) this.write(out);
-      if (this.inflight < this.opts.maxPipelined && this.reading) this.socket.resume();
-      if (!this.reading && this.inflight === 0) this.close();
-    });
+    // An unreadable message is DROPPED without a reply; the framing is intact, so read on.
+    this.dispatching = true;
+    const r = this.handler.handle(msg, client, 0, 'tcp', this);
+    this.dispatching = false;
+    if (r === PENDING && ++this.inflight >= this.opts.maxPipelined) this.socket.pause();
+  }
+
+  /** reply is the ReplySink side: answers arrive here, at once or later, in any order. */
+  reply(out: Buffer): void {
+    this.write(out);
+    if (!this.dispatching) this.settled();
+  }
+
+  /** settled accounts for an answer that was PENDING. */
+  private settled(): void {
+    this.inflight--;
+    if (this.inflight < this.opts.maxPipelined && this.reading) this.socket.resume();
+    if (!this.reading && this.inflight === 0) this.close();
   }
 
   /** write sends one framed reply in a single write (RFC 7766 §8). */

@@ -5,7 +5,7 @@ import dgram from 'node:dgram';
 import type { Logger } from 'pino';
 import { socketAddress, type SocketAddress } from '../config/address.js';
 import { literalLookup } from '../upstream/udp.js';
-import type { QueryHandler } from './handler.js';
+import type { QueryHandler, ReplySink } from './handler.js';
 
 /** Receive buffer asked of the kernel (capped by net.core.rmem_max): bursts queue instead of dropping. */
 const RECV_BUFFER = 4 * 1024 * 1024;
@@ -29,14 +29,13 @@ export class UdpListener {
     });
     this.socket = socket;
     const handler = this.handler;
-    const send = (out: Buffer | null, rinfo: dgram.RemoteInfo): void => {
-      if (out !== null && this.socket === socket) socket.send(out, rinfo.port, rinfo.address);
+    const sink: ReplySink = {
+      reply: (out, client, port) => {
+        if (this.socket === socket) socket.send(out, port, client);
+      },
     };
     socket.on('message', (msg, rinfo) => {
-      if (!this.accepting) return;
-      const r = handler.handle(msg, rinfo.address, 'udp');
-      if (r instanceof Promise) r.then((out) => send(out, rinfo));
-      else if (r !== null) socket.send(r, rinfo.port, rinfo.address);
+      if (this.accepting) handler.handle(msg, rinfo.address, rinfo.port, 'udp', sink);
     });
     return new Promise((resolve, reject) => {
       socket.once('error', reject);

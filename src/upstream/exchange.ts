@@ -21,11 +21,17 @@ export interface ExchangeRequest {
   sourceAddress: string | null;
 }
 
-/** Transport sends one query over UDP or TCP and waits for its answer. */
+/** ExchangeDone receives an exchange's outcome, exactly once. */
+export type ExchangeDone = (r: Exchange) => void;
+
+/**
+ * Transport sends one query over UDP or TCP and calls back with the
+ * outcome (callbacks, not promises: this is the per-miss path).
+ */
 export interface Transport {
   /** udp may rewrite the query's ID (and `expect.id`) to keep IDs unique per socket. */
-  udp(req: ExchangeRequest): Promise<Exchange>;
-  tcp(req: ExchangeRequest): Promise<Exchange>;
+  udp(req: ExchangeRequest, done: ExchangeDone): void;
+  tcp(req: ExchangeRequest, done: ExchangeDone): void;
   /** close releases sockets; exchanges in flight still finish. */
   close?(): void;
 }

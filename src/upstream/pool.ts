@@ -1,14 +1,16 @@
 // UpstreamPool: one PvD's DNS servers. A query tries them in configured
 // order, at most `attempts` of them, each for `timeoutMs`; a truncated UDP
-// answer is asked again over TCP from the same server (RFC 7766 §5). Health
-// state and server selection (issue 5) will replace the fixed order here.
+// answer is asked again over TCP from the same server (RFC 7766 §5). When
+// none answers, the answer is SERVFAIL with an Extended DNS Error naming the
+// PvD and each server's failure (RFC 8914). Health state and server
+// selection (issue 5) will replace the fixed order here.
 
 import type { SocketAddress } from '../config/address.js';
-import type { Answer } from '../dns/answer.js';
-import { RCODE, rcodeName } from '../dns/constants.js';
+import { errorAnswer, type Answer, type Ede } from '../dns/answer.js';
+import { EDE, FLAG_CD, RCODE, rcodeName } from '../dns/constants.js';
 import { encodeQuery } from '../dns/query.js';
 import { Buckets, LATENCY_BUCKETS } from '../metrics/collected.js';
-import type { FailureReason, Transport } from './exchange.js';
+import type { Exchange, ExchangeRequest, FailureReason, Transport } from './exchange.js';
 import { randomU16 } from './random.js';
 
 export interface PoolOptions {
@@ -17,15 +19,18 @@ export interface PoolOptions {
   sourceAddress: string | null;
 }
 
-/** UpstreamQuestion is what the pool needs to know of a client's query. */
-export interface UpstreamQuestion {
-  /** The question section as the client wrote it. */
-  question: Buffer;
-  nameKey: string;
-  qtype: number;
-  qclass: number;
-  cd: boolean;
-  dnssecOk: boolean;
+/** UpstreamQuery is what the pool reads of a client's query (the pipeline's Query is one). */
+export interface UpstreamQuery {
+  readonly msg: Buffer;
+  /** End of the question section in `msg`: the question is copied from offset 12 to here. */
+  readonly qEnd: number;
+  readonly nameKey: string;
+  readonly qtype: number;
+  readonly qclass: number;
+  readonly flags: number;
+  readonly dnssecOk: boolean;
+  /** Set by the pool to the server that answered. */
+  server: string | null;
 }
 
 export interface Failure {
@@ -33,8 +38,6 @@ export interface Failure {
   reason: FailureReason;
   detail: string;
 }
-
-export type Outcome = { ok: true; answer: Answer; server: string } | { ok: false; failures: Failure[] };
 
 /** ServerStats counts one server's exchanges as plain numbers (read at scrape time). */
 export class ServerStats {
@@ -54,49 +57,101 @@ export class UpstreamPool {
   readonly stats = new Map<string, ServerStats>();
 
   constructor(
+    /** The PvD's id: the pvd label of the metrics. */
     readonly pvdId: string,
+    /** The PvD's identifier as announced, for messages. */
+    readonly pvdName: string,
     readonly servers: readonly SocketAddress[],
-    private readonly opts: PoolOptions,
-    private readonly transport: Transport,
-    private readonly clock: () => number = () => performance.now(),
+    readonly opts: PoolOptions,
+    readonly transport: Transport,
+    readonly clock: () => number = () => performance.now(),
   ) {
     for (const s of servers) this.stats.set(s.label, new ServerStats());
   }
 
   /** resolve asks the servers in turn until one answers; it never rejects. */
-  async resolve(uq: UpstreamQuestion): Promise<Outcome> {
-    const failures: Failure[] = [];
-    const tries = Math.min(this.opts.attempts, this.servers.length);
-    for (let i = 0; i < tries; i++) {
-      const server = this.servers[i]!;
-      const stats = this.stats.get(server.label)!;
-      const id = randomU16();
-      const req = {
-        server,
-        message: encodeQuery(id, uq.question, uq.cd, uq.dnssecOk),
-        expect: { id, nameKey: uq.nameKey, qtype: uq.qtype, qclass: uq.qclass },
-        timeoutMs: this.opts.timeoutMs,
-        sourceAddress: this.opts.sourceAddress,
-      };
-      const started = this.clock();
-      stats.requests++;
-      let ex = await this.transport.udp(req);
-      if (ex.ok && ex.truncated) {
-        stats.requests++;
-        ex = await this.transport.tcp(req);
-      }
-      if (!ex.ok) {
-        stats.fail(ex.reason);
-        failures.push({ server: server.label, reason: ex.reason, detail: ex.detail });
-        continue;
-      }
-      stats.rtt.observe((this.clock() - started) / 1000);
-      const a = ex.answer;
-      if (!SERVER_FAILURES.has(a.rcode)) return { ok: true, answer: a, server: server.label };
-      stats.fail('rcode');
-      const ede = a.ede ? ` (EDE ${a.ede.code}${a.ede.text ? `: ${a.ede.text}` : ''})` : '';
-      failures.push({ server: server.label, reason: 'rcode', detail: `answered ${rcodeName(a.rcode)}${ede}` });
+  resolve(q: UpstreamQuery): Promise<Answer> {
+    return new Promise((done) => new Attempt(this, q, done).next());
+  }
+
+  /** failureEde explains in one line why no server answered (RFC 8914). */
+  failureEde(failures: readonly Failure[]): Ede {
+    const network = failures.every((f) => f.reason === 'network' || f.reason === 'refused');
+    const silent = failures.every((f) => f.reason !== 'rcode');
+    const all = failures.length === this.servers.length ? 'all servers' : `${failures.length} of ${this.servers.length} servers`;
+    const what = failures.map((f) => `${f.server} ${f.detail}`).join('; ');
+    return {
+      // 23 when nothing could be sent or nobody listens; 22 when servers were silent or could not resolve.
+      code: network ? EDE.NETWORK_ERROR : EDE.NO_REACHABLE_AUTHORITY,
+      text: `pvd ${this.pvdName}: ${all} ${silent ? 'unreachable' : 'failed'} (${what})`.slice(0, 400),
+    };
+  }
+}
+
+/** Attempt is one query's walk through the pool's servers, driven by transport callbacks. */
+class Attempt {
+  private i = 0;
+  private failures: Failure[] = [];
+  private started = 0;
+  private req: ExchangeRequest | null = null;
+  private viaTcp = false;
+  private readonly onExchange = (ex: Exchange): void => this.exchanged(ex);
+
+  constructor(
+    private readonly pool: UpstreamPool,
+    private readonly q: UpstreamQuery,
+    private readonly done: (a: Answer) => void,
+  ) {}
+
+  next(): void {
+    const pool = this.pool;
+    if (this.i >= Math.min(pool.opts.attempts, pool.servers.length)) {
+      this.done(errorAnswer(RCODE.SERVFAIL, pool.failureEde(this.failures)));
+      return;
     }
-    return { ok: false, failures };
+    const q = this.q;
+    const server = pool.servers[this.i]!;
+    const id = randomU16();
+    this.req = {
+      server,
+      message: encodeQuery(id, q.msg.subarray(12, q.qEnd), (q.flags & FLAG_CD) !== 0, q.dnssecOk),
+      expect: { id, nameKey: q.nameKey, qtype: q.qtype, qclass: q.qclass },
+      timeoutMs: pool.opts.timeoutMs,
+      sourceAddress: pool.opts.sourceAddress,
+    };
+    this.viaTcp = false;
+    this.started = pool.clock();
+    pool.stats.get(server.label)!.requests++;
+    pool.transport.udp(this.req, this.onExchange);
+  }
+
+  private exchanged(ex: Exchange): void {
+    const pool = this.pool;
+    const server = this.req!.server;
+    const stats = pool.stats.get(server.label)!;
+    if (ex.ok && ex.truncated && !this.viaTcp) {
+      this.viaTcp = true;
+      stats.requests++;
+      pool.transport.tcp(this.req!, this.onExchange);
+      return;
+    }
+    this.i++;
+    if (!ex.ok) {
+      stats.fail(ex.reason);
+      this.failures.push({ server: server.label, reason: ex.reason, detail: ex.detail });
+      this.next();
+      return;
+    }
+    stats.rtt.observe((pool.clock() - this.started) / 1000);
+    const a = ex.answer;
+    if (!SERVER_FAILURES.has(a.rcode)) {
+      this.q.server = server.label;
+      this.done(a);
+      return;
+    }
+    stats.fail('rcode');
+    const ede = a.ede ? ` (EDE ${a.ede.code}${a.ede.text ? `: ${a.ede.text}` : ''})` : '';
+    this.failures.push({ server: server.label, reason: 'rcode', detail: `answered ${rcodeName(a.rcode)}${ede}` });
+    this.next();
   }
 }

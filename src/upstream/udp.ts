@@ -15,7 +15,7 @@
 import dgram from 'node:dgram';
 import type { SocketAddress } from '../config/address.js';
 import { parseResponse, type Expected } from '../dns/answer.js';
-import { networkFailure, type Exchange, type ExchangeRequest } from './exchange.js';
+import { networkFailure, type Exchange, type ExchangeDone, type ExchangeRequest } from './exchange.js';
 import { randomPort, randomU16 } from './random.js';
 
 /** literalLookup resolves IP literals synchronously: dgram's default defers every call. */
@@ -37,18 +37,24 @@ const BIND_TRIES = 8;
 
 interface Pending {
   expect: Expected;
-  resolve: (r: Exchange) => void;
-  timer: NodeJS.Timeout;
+  resolve: ExchangeDone;
+  /** performance.now() after which the query has timed out. */
+  deadline: number;
   ignored: number;
 }
 
-/** One connected socket and the queries waiting on it, by ID. */
+/**
+ * One connected socket and the queries waiting on it, by ID. Its queries
+ * share one timeout, so they expire in the order they were sent: one timer
+ * per socket, aimed at the oldest, instead of one per query.
+ */
 class Slot {
   readonly pending = new Map<number, Pending>();
   uses = 0;
   retired = false;
   private closed = false;
-  readonly born = performance.now();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly lifetime: NodeJS.Timeout;
 
   constructor(
     readonly socket: dgram.Socket,
@@ -56,6 +62,31 @@ class Slot {
   ) {
     socket.on('message', (msg: Buffer) => this.onMessage(msg));
     socket.on('error', (err: NodeJS.ErrnoException) => this.onError(err));
+    // Retire on age even when no query comes along to notice.
+    this.lifetime = setTimeout(() => this.retire(), SOCKET_LIFETIME_MS);
+    this.lifetime.unref();
+  }
+
+  send(p: Pending, message: Buffer): void {
+    this.pending.set(p.expect.id, p);
+    if (this.timer === null) this.arm(p.deadline);
+    this.socket.send(message);
+  }
+
+  private arm(deadline: number): void {
+    this.timer = setTimeout(() => this.expire(), Math.max(0, deadline - performance.now()));
+  }
+
+  private expire(): void {
+    this.timer = null;
+    const now = performance.now();
+    for (const p of this.pending.values()) {
+      if (p.deadline > now) {
+        this.arm(p.deadline);
+        return;
+      }
+      this.settle(p, { ok: false, reason: 'timeout', detail: p.ignored ? `timeout (${p.ignored} mismatched replies ignored)` : 'timeout' });
+    }
   }
 
   private onMessage(msg: Buffer): void {
@@ -77,17 +108,20 @@ class Slot {
     this.retire();
   }
 
-  settle(p: Pending, r: Exchange): void {
-    if (this.pending.get(p.expect.id) !== p) return;
+  private settle(p: Pending, r: Exchange): void {
     this.pending.delete(p.expect.id);
-    clearTimeout(p.timer);
     p.resolve(r);
+    if (this.pending.size === 0 && this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
     if (this.retired && this.pending.size === 0) this.close();
   }
 
   retire(): void {
     if (this.retired) return;
     this.retired = true;
+    clearTimeout(this.lifetime);
     this.onGone(this);
     if (this.pending.size === 0) this.close();
   }
@@ -95,6 +129,7 @@ class Slot {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.timer !== null) clearTimeout(this.timer);
     this.socket.close();
   }
 }
@@ -105,43 +140,31 @@ export class UdpChannel {
 
   constructor(
     private readonly server: SocketAddress,
-    private readonly sourceAddress: string | null,
+    readonly sourceAddress: string | null,
+    /** Called when the last socket retires. */
+    private readonly onIdle: (ch: UdpChannel) => void = () => undefined,
   ) {}
 
-  /** exchange sends the query, with an ID unique on its socket written into it, and waits for the answer. */
-  exchange(req: ExchangeRequest): Promise<Exchange> {
+  /** exchange sends the query, with an ID unique on its socket written into it, and calls back with the answer. */
+  exchange(req: ExchangeRequest, done: ExchangeDone): void {
     let slot: Slot;
     try {
       slot = this.pick();
     } catch (err) {
-      return Promise.resolve(networkFailure(err as NodeJS.ErrnoException));
+      done(networkFailure(err as NodeJS.ErrnoException));
+      return;
     }
     let id = req.expect.id;
-    while (slot.pending.has(id)) id = randomU16(); // RFC 7766 §6.2.1-style uniqueness, per socket
+    while (slot.pending.has(id)) id = randomU16(); // IDs unique per socket, as RFC 7766 §6.2.1 asks of a connection
     req.expect.id = id;
     req.message.writeUInt16BE(id, 0);
+    slot.send({ expect: req.expect, resolve: done, deadline: performance.now() + req.timeoutMs, ignored: 0 }, req.message);
+    // Retire after sending: a retired socket closes as soon as nothing is pending on it.
     if (++slot.uses >= USES_PER_SOCKET) slot.retire();
-    return new Promise<Exchange>((resolve) => {
-      const p: Pending = {
-        expect: req.expect,
-        resolve,
-        ignored: 0,
-        timer: setTimeout(
-          () => slot.settle(p, { ok: false, reason: 'timeout', detail: p.ignored ? `timeout (${p.ignored} mismatched replies ignored)` : 'timeout' }),
-          req.timeoutMs,
-        ),
-      };
-      slot.pending.set(id, p);
-      slot.socket.send(req.message);
-    });
   }
 
   /** pick returns a random live socket, opening one while there are fewer than the target. */
   private pick(): Slot {
-    const now = performance.now();
-    for (let i = this.slots.length - 1; i >= 0; i--) {
-      if (now - this.slots[i]!.born > SOCKET_LIFETIME_MS) this.slots[i]!.retire();
-    }
     if (this.slots.length < SOCKETS_PER_SERVER) {
       const slot = this.open();
       this.slots.push(slot);
@@ -172,6 +195,7 @@ export class UdpChannel {
   private forget(slot: Slot): void {
     const i = this.slots.indexOf(slot);
     if (i >= 0) this.slots.splice(i, 1);
+    if (this.slots.length === 0) this.onIdle(this);
   }
 
   /** close retires every socket; queries in flight still get their answer or timeout. */
@@ -180,19 +204,27 @@ export class UdpChannel {
   }
 }
 
-/** UdpTransport keeps one channel per (server, source address). */
+/**
+ * UdpTransport keeps one channel per server object: a PvD's servers are its
+ * own objects, so PvDs never share sockets, and a withdrawn PvD's channels
+ * are collected with it (their sockets retire by age).
+ */
 export class UdpTransport {
-  private readonly channels = new Map<string, UdpChannel>();
+  private readonly channels = new WeakMap<SocketAddress, UdpChannel>();
+  /** Channels with open sockets, so close() can reach them. */
+  private readonly busy = new Set<UdpChannel>();
 
-  exchange(req: ExchangeRequest): Promise<Exchange> {
-    const key = `${req.server.label}|${req.sourceAddress ?? ''}`;
-    let ch = this.channels.get(key);
-    if (ch === undefined) this.channels.set(key, (ch = new UdpChannel(req.server, req.sourceAddress)));
-    return ch.exchange(req);
+  exchange(req: ExchangeRequest, done: ExchangeDone): void {
+    let ch = this.channels.get(req.server);
+    if (ch === undefined || ch.sourceAddress !== req.sourceAddress) {
+      ch = new UdpChannel(req.server, req.sourceAddress, (idle) => this.busy.delete(idle));
+      this.channels.set(req.server, ch);
+    }
+    this.busy.add(ch);
+    ch.exchange(req, done);
   }
 
   close(): void {
-    for (const ch of this.channels.values()) ch.close();
-    this.channels.clear();
+    for (const ch of [...this.busy]) ch.close();
   }
 }

@@ -100,6 +100,15 @@ describe('upstream queries', () => {
     expect(chi2).toBeLessThan(30); // p ≈ 1e-4 for 7 degrees of freedom
   });
 
+  it('keeps answering one query at a time while its sockets are retired and replaced', async () => {
+    up.seen.length = 0;
+    for (let i = 0; i < 100; i++) {
+      const r = await ask(pvdns.dns, `seq${i}.example`, 'A');
+      expect(r.packet.header.rcode, `seq${i}`).toBe(0);
+    }
+    expect(new Set(up.seen.map((s) => s.port)).size).toBeGreaterThanOrEqual(3); // 32 queries a socket at most
+  });
+
   it('sends a PvD\'s queries from its sourceAddress', async () => {
     up.seen.length = 0;
     await ask(pvdns.dns, 'src.example', 'A');
