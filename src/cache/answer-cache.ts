@@ -32,18 +32,24 @@ export function answerKey(tag: number, nameKey: string, qtype: number, qclass: n
   return nameKey + String.fromCharCode(qtype, qclass, flags, tag & 0xffff, tag >>> 16);
 }
 
+/** First character of an nxdomainKey: 'N' (78) is no label length, so no answerKey starts with it. */
+const NX_PREFIX = 'N';
+const NX_MARK = 78;
+
 /**
  * nxdomainKey is the key under which an NXDOMAIN is also kept for every type
  * of the name (RFC 2308 §5: NXDOMAIN is cached per name and class). It starts
  * with a character no wire name starts with.
  */
 export function nxdomainKey(tag: number, nameKey: string, qclass: number, flags: number): string {
-  return 'N' + nameKey + String.fromCharCode(qclass, flags, tag & 0xffff, tag >>> 16);
+  return NX_PREFIX + nameKey + String.fromCharCode(qclass, flags, tag & 0xffff, tag >>> 16);
 }
 
 export class AnswerCache {
   private readonly lru: LRUCache<string, Entry> | null;
   private readonly perPvd = new Map<number, number>();
+  /** Entries under an nxdomainKey: while there are none, a miss need not look for one. */
+  nxdomains = 0;
 
   constructor(
     private readonly opts: CacheOptions,
@@ -53,7 +59,10 @@ export class AnswerCache {
       opts.maxEntries > 0
         ? new LRUCache<string, Entry>({
             max: opts.maxEntries,
-            dispose: (e) => this.perPvd.set(e.pvdTag, (this.perPvd.get(e.pvdTag) ?? 1) - 1),
+            dispose: (e, key) => {
+              this.perPvd.set(e.pvdTag, (this.perPvd.get(e.pvdTag) ?? 1) - 1);
+              if (key.charCodeAt(0) === NX_MARK) this.nxdomains--;
+            },
           })
         : null;
   }
@@ -92,7 +101,10 @@ export class AnswerCache {
     const now = this.now();
     const entry: Entry = { answer: a, pvdTag, storedAt: now, expiresAt: now + ttl * 1000, patchedSec: 0 };
     this.store(key, entry);
-    if (nxKey !== null && a.rcode === RCODE.NXDOMAIN && a.an === 0) this.store(nxKey, entry);
+    if (nxKey !== null && a.rcode === RCODE.NXDOMAIN && a.an === 0) {
+      this.store(nxKey, entry);
+      this.nxdomains++;
+    }
   }
 
   private store(key: string, entry: Entry): void {
@@ -136,6 +148,7 @@ export class AnswerCache {
   clear(): void {
     this.lru?.clear();
     this.perPvd.clear();
+    this.nxdomains = 0;
   }
 
   /** entries counts a PvD's entries (a cached NXDOMAIN counts under both its keys). */

@@ -5,7 +5,7 @@
 // unknown types, DNSSEC records and their compression pass through untouched.
 
 import { FLAG_AA, FLAG_AD, FLAG_QR, FLAG_TC, HEADER_SIZE, OPCODE_MASK, OPTION_EDE, TYPE } from './constants.js';
-import { lowerWire, skipName } from './name.js';
+import { equalsWireKey, skipName } from './name.js';
 
 /** Ede is an Extended DNS Error (RFC 8914): an INFO-CODE and EXTRA-TEXT. */
 export interface Ede {
@@ -72,7 +72,7 @@ export function parseResponse(msg: Buffer, want: Expected): ResponseCheck {
   if (
     msg.readUInt16BE(nameEnd) !== want.qtype ||
     msg.readUInt16BE(nameEnd + 2) !== want.qclass ||
-    lowerWire(msg, HEADER_SIZE, nameEnd) !== want.nameKey
+    !equalsWireKey(msg, HEADER_SIZE, nameEnd, want.nameKey)
   ) {
     return { ok: false, reason: 'wrong question' };
   }

@@ -47,6 +47,20 @@ export function lowerWire(buf: Buffer, start: number, end: number): string {
 }
 
 /**
+ * equalsWireKey compares the octets [start, start + key.length) of `buf`
+ * with a wire key, folding ASCII case (RFC 4343 §3), without building a
+ * string.
+ */
+export function equalsWireKey(buf: Buffer, start: number, end: number, key: string): boolean {
+  if (end - start !== key.length) return false;
+  for (let i = 0; i < key.length; i++) {
+    const c = buf[start + i]!;
+    if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== key.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/**
  * readName decodes the (possibly compressed) name at `off` into presentation
  * form without a trailing dot ("" for the root), escaping octets that are not
  * printable as RFC 1035 §5.1 does. Returns null on a malformed name.

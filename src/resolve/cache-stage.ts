@@ -22,9 +22,9 @@ export class CacheStage implements Stage {
       q.cache = 'hit';
       return hit;
     }
-    // Only on a miss: the name may be cached as NXDOMAIN for another type.
+    // On a miss the name may still be cached as NXDOMAIN for another type.
     const nxKey = nxdomainKey(tag, q.nameKey, q.qclass, flags);
-    const nx = this.cache.get(nxKey);
+    const nx = this.cache.nxdomains > 0 ? this.cache.get(nxKey) : undefined;
     if (nx !== undefined) {
       q.cache = 'hit';
       return nx;

@@ -43,7 +43,7 @@ export function tcpExchange(req: ExchangeRequest, resolve: ExchangeDone): void {
       const msg = pending.subarray(2, 2 + len);
       pending = pending.subarray(2 + len);
       const r = parseResponse(msg, req.expect);
-      if (r.ok) return finish({ ok: true, answer: r.answer, truncated: r.truncated });
+      if (r.ok) return finish(r);
     }
   });
 }

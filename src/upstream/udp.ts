@@ -94,11 +94,8 @@ class Slot {
     const p = this.pending.get(msg.readUInt16BE(0));
     if (p === undefined) return;
     const r = parseResponse(msg, p.expect);
-    if (!r.ok) {
-      p.ignored++;
-      return;
-    }
-    this.settle(p, { ok: true, answer: r.answer, truncated: r.truncated });
+    if (r.ok) this.settle(p, r);
+    else p.ignored++;
   }
 
   /** An error on a connected socket concerns its one server: every query on it fails. */
