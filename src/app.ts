@@ -28,7 +28,8 @@ import { AccessList } from './server/access.js';
 import { QueryHandler } from './server/handler.js';
 import { QueryStats } from './server/metrics.js';
 import { TcpListener } from './server/tcp.js';
-import { UdpListener } from './server/udp.js';
+import { udpBackend } from './native/udp.js';
+import { createUdpListener, type UdpListener } from './server/udp.js';
 import type { Transport } from './upstream/exchange.js';
 import { registerUpstreamMetrics } from './upstream/metrics.js';
 import { tcpExchange } from './upstream/tcp.js';
@@ -147,6 +148,7 @@ export class App {
       {
         listen: bound.dns.map((a) => a.label),
         http: bound.http?.label ?? null,
+        udp: udpBackend,
         pvds: this.pvds.list().map(describePvd),
         config: this.opts.configFile,
       },
@@ -161,7 +163,7 @@ export class App {
    */
   private async bindDns(addr: SocketAddress): Promise<void> {
     for (let tries = 0; ; tries++) {
-      const udp = new UdpListener(addr, this.handler, this.log);
+      const udp = createUdpListener(addr, this.handler, this.log);
       await this.bind(udp.label, () => udp.start());
       const tcpAddr = addr.port === 0 ? { ...addr, port: udp.address.port } : addr;
       const tcp = new TcpListener(tcpAddr, this.handler, { ...this.config.tcp }, this.log);

@@ -11,10 +11,15 @@
 // which halves a forwarder's throughput in Node. Short-lived shared sockets
 // keep the port unpredictable (RFC 5452 §9.2) and too short-lived to be
 // found by scanning (the SAD DNS side channel), at a fraction of the cost.
+//
+// The sockets are the batched addon's when it is present (src/native/udp.ts),
+// node:dgram's otherwise; everything above the socket is shared.
 
 import dgram from 'node:dgram';
 import type { SocketAddress } from '../config/address.js';
-import { parseResponse, type Expected } from '../dns/answer.js';
+import { errorAnswer, parseResponse, type Expected } from '../dns/answer.js';
+import { RCODE } from '../dns/constants.js';
+import { errnoError, META, newNativeSocket, rxArea, rxMeta, SLOT, udpBackend } from '../native/udp.js';
 import { networkFailure, type Exchange, type ExchangeDone, type ExchangeRequest } from './exchange.js';
 import { randomPort, randomU16 } from './random.js';
 
@@ -56,12 +61,16 @@ class Slot {
   private timer: NodeJS.Timeout | null = null;
   private readonly lifetime: NodeJS.Timeout;
 
+  readonly socket: DatagramSocket;
+
   constructor(
-    readonly socket: dgram.Socket,
+    open: (onMessage: (msg: Buffer, truncated: boolean) => void, onError: (err: NodeJS.ErrnoException) => void) => DatagramSocket,
     private readonly onGone: (slot: Slot) => void,
   ) {
-    socket.on('message', (msg: Buffer) => this.onMessage(msg));
-    socket.on('error', (err: NodeJS.ErrnoException) => this.onError(err));
+    this.socket = open(
+      (msg, truncated) => this.onMessage(msg, truncated),
+      (err) => this.onError(err),
+    );
     // Retire on age even when no query comes along to notice.
     this.lifetime = setTimeout(() => this.retire(), SOCKET_LIFETIME_MS);
     this.lifetime.unref();
@@ -89,10 +98,15 @@ class Slot {
     }
   }
 
-  private onMessage(msg: Buffer): void {
+  private onMessage(msg: Buffer, truncated: boolean): void {
     if (msg.length < 12) return;
     const p = this.pending.get(msg.readUInt16BE(0));
     if (p === undefined) return;
+    if (truncated) {
+      // Larger than the receive slot: what arrived cannot be read, so ask again over TCP as for TC=1.
+      this.settle(p, { ok: true, truncated: true, answer: OVERSIZED });
+      return;
+    }
     const r = parseResponse(msg, p.expect);
     if (r.ok) this.settle(p, r);
     else p.ignored++;
@@ -172,21 +186,10 @@ export class UdpChannel {
 
   /** open binds a socket to a random port (a few tries: one may be taken) and connects it. */
   private open(): Slot {
-    const type = this.server.family === 6 ? 'udp6' : 'udp4';
-    for (let tries = 0; ; tries++) {
-      const socket = dgram.createSocket({ type, lookup: literalLookup });
-      let bindError: NodeJS.ErrnoException | null = null;
-      socket.once('error', (err: NodeJS.ErrnoException) => (bindError = err));
-      // With a synchronous lookup, bind() fails or succeeds before it returns.
-      socket.bind({ port: tries < BIND_TRIES - 1 ? randomPort() : 0, address: this.sourceAddress ?? undefined, exclusive: true });
-      if (bindError === null) {
-        socket.removeAllListeners('error');
-        socket.connect(this.server.port, this.server.host);
-        return new Slot(socket, (s) => this.forget(s));
-      }
-      socket.close();
-      if ((bindError as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries >= BIND_TRIES - 1) throw bindError;
-    }
+    return new Slot(
+      (onMessage, onError) => openSocket(this.server, this.sourceAddress, onMessage, onError),
+      (s) => this.forget(s),
+    );
   }
 
   private forget(slot: Slot): void {
@@ -224,4 +227,93 @@ export class UdpTransport {
   close(): void {
     for (const ch of [...this.busy]) ch.close();
   }
+}
+
+/** Placeholder answer of an oversized datagram: never used, TC sends the query to TCP. */
+const OVERSIZED = errorAnswer(RCODE.SERVFAIL);
+
+/** DatagramSocket is what a Slot needs of a connected UDP socket, from either implementation. */
+interface DatagramSocket {
+  send(msg: Buffer): void;
+  close(): void;
+}
+
+/**
+ * openSocket binds a new socket to a port drawn from the CSPRNG (a few
+ * tries: one may be taken; the last lets the kernel choose) and connects it
+ * to the server. Throws the bind error when it cannot.
+ */
+function openSocket(
+  server: SocketAddress,
+  sourceAddress: string | null,
+  onMessage: (msg: Buffer, truncated: boolean) => void,
+  onError: (err: NodeJS.ErrnoException) => void,
+): DatagramSocket {
+  for (let tries = 0; ; tries++) {
+    const port = tries < BIND_TRIES - 1 ? randomPort() : 0;
+    try {
+      return udpBackend === 'native'
+        ? openNative(server, sourceAddress, port, onMessage, onError)
+        : openDgram(server, sourceAddress, port, onMessage, onError);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries >= BIND_TRIES - 1) throw err;
+    }
+  }
+}
+
+function openDgram(
+  server: SocketAddress,
+  sourceAddress: string | null,
+  port: number,
+  onMessage: (msg: Buffer, truncated: boolean) => void,
+  onError: (err: NodeJS.ErrnoException) => void,
+): DatagramSocket {
+  const socket = dgram.createSocket({ type: server.family === 6 ? 'udp6' : 'udp4', lookup: literalLookup });
+  let bindError: NodeJS.ErrnoException | null = null;
+  socket.once('error', (err: NodeJS.ErrnoException) => (bindError = err));
+  // With a synchronous lookup, bind() fails or succeeds before it returns.
+  socket.bind({ port, address: sourceAddress ?? undefined, exclusive: true });
+  if (bindError !== null) {
+    socket.close();
+    throw bindError;
+  }
+  socket.removeAllListeners('error');
+  socket.on('message', (msg: Buffer) => onMessage(msg, false));
+  socket.on('error', onError);
+  socket.connect(server.port, server.host);
+  return { send: (msg) => socket.send(msg), close: () => socket.close() };
+}
+
+function openNative(
+  server: SocketAddress,
+  sourceAddress: string | null,
+  port: number,
+  onMessage: (msg: Buffer, truncated: boolean) => void,
+  onError: (err: NodeJS.ErrnoException) => void,
+): DatagramSocket {
+  const socket = newNativeSocket(server.family);
+  const fail = (result: number, syscall: string): never => {
+    socket.close();
+    throw errnoError(result, syscall);
+  };
+  const bound = socket.bind(sourceAddress ?? (server.family === 6 ? '::' : '0.0.0.0'), port, false);
+  if (bound < 0) fail(bound, 'bind');
+  const connected = socket.connect(server.host, server.port);
+  if (connected < 0) fail(connected, 'connect');
+  const started = socket.start(rxArea, rxMeta, SLOT, (n) => {
+    if (n < 0) {
+      onError(errnoError(n, 'recvmmsg'));
+      return;
+    }
+    // Views into the shared area: parseResponse copies what it keeps before this returns.
+    for (let i = 0; i < n; i++) onMessage(rxArea.subarray(i * SLOT, i * SLOT + rxMeta[i * META]!), rxMeta[i * META + 3] !== 0);
+  });
+  if (started < 0) fail(started, 'uv_poll_start');
+  return {
+    send: (msg) => {
+      const r = socket.send(msg);
+      if (r < 0) onError(errnoError(r, 'send'));
+    },
+    close: () => socket.close(),
+  };
 }

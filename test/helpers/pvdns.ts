@@ -16,7 +16,7 @@ export interface Running {
 /** startPvdns runs pvdns with `config` on top of test defaults (listen on 127.0.0.1:0, no host PvD, silent). */
 export async function startPvdns(config: Record<string, unknown>, opts: { clock?: () => number; host?: string } = {}): Promise<Running> {
   const cfg = configSchema.parse({
-    listen: [`${opts.host ?? '127.0.0.1'}:0`],
+    listen: [opts.host?.includes(':') ? `[${opts.host}]:0` : `${opts.host ?? '127.0.0.1'}:0`],
     http: { listen: '127.0.0.1:0' },
     log: { level: 'silent' },
     pvdSources: { host: false },

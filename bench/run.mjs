@@ -1,0 +1,966 @@
+#!/usr/bin/env node
+// pvdns benchmark harness: compares pvdns with dnsmasq and unbound as caching
+// forwarders in front of the same local authoritative server (nsd).
+//
+//   node bench/run.mjs [--duration S] [--names N] [--only pvdns,dnsmasq,unbound]
+//
+// Everything talks over loopback only. See bench/README.md for how to read the output.
+// Plain ESM, Node built-ins only, so it runs without a build step.
+
+import { spawn, spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import {
+  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync,
+  readSync, rmSync, statSync, writeFileSync, writeSync,
+} from 'node:fs';
+import os from 'node:os';
+import { delimiter, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+const REPO_ROOT = resolve(BENCH_DIR, '..');
+const RESULTS_FILE = join(BENCH_DIR, 'results', 'latest.json');
+
+// The authoritative server every forwarder sends its cache misses to.
+const UPSTREAM = { host: '127.0.0.10', port: 5310 };
+const ZONE = 'bench.test';
+const HIT_NAMES = 1000; // h0..h999.bench.test
+const TTL = 3600; // long enough that nothing expires during a run
+
+// Cache capacities (names). The misses workload inserts a new name per query,
+// 100k-300k per 10 s run, so whether a cache fills during the run matters:
+// - pvdns: the maxEntries of the benchmark config.
+// - dnsmasq: its maximum (it clamps larger values to 5,000,000; ~550 MB,
+//   allocated at start). Once its cache is full of unexpired entries every
+//   insert gets very slow: measured here, 10,000 entries (its recommended max)
+//   gives ~5k qps on misses, and 200,000 collapses to ~30 qps once full
+//   (~9 s in). With 5M it never fills, so misses measure its forwarding path.
+// - unbound: sized in bytes (see startUnbound); holds well over 1M names.
+const PVDNS_CACHE_ENTRIES = 2_000_000;
+const DNSMASQ_CACHE_ENTRIES = 5_000_000;
+
+// Each forwarder gets its own loopback address, so a leftover process of one
+// can never answer for another.
+const SERVERS = {
+  pvdns: { host: '127.0.0.13', port: 5313, missPrefix: 'pv', cacheEntries: PVDNS_CACHE_ENTRIES, start: startPvdns },
+  dnsmasq: { host: '127.0.0.11', port: 5311, missPrefix: 'dm', cacheEntries: DNSMASQ_CACHE_ENTRIES, start: startDnsmasq },
+  unbound: { host: '127.0.0.12', port: 5312, missPrefix: 'ub', cacheEntries: null, start: startUnbound },
+};
+
+const REQUIRED_TOOLS = ['dnsperf', 'nsd', 'dnsmasq', 'unbound'];
+const APT_PACKAGES = ['dnsperf', 'nsd', 'dnsmasq-base', 'unbound'];
+
+class BenchError extends Error {}
+
+// ---------------------------------------------------------------- options
+
+function parseOptions(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string', default: '10' },
+      rounds: { type: 'string', default: '3' },
+      names: { type: 'string' },
+      only: { type: 'string', default: 'pvdns,dnsmasq,unbound' },
+      outstanding: { type: 'string', default: '200' },
+      clients: { type: 'string', default: '4' },
+      timeout: { type: 'string', default: '3' },
+      'keep-tmp': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(
+      'usage: node bench/run.mjs [--duration S] [--rounds R] [--names N] [--only pvdns,dnsmasq,unbound]\n' +
+      '                          [--outstanding Q] [--clients C] [--timeout T] [--keep-tmp]\n' +
+      '  --duration     seconds per workload per server (default 10)\n' +
+      '  --rounds       rounds over all servers, each round in a rotated order; the\n' +
+      '                 report shows each server\'s median round (default 3)\n' +
+      '  --names        unique names generated per server for the misses workload\n' +
+      '                 (default 300000 x duration; must exceed what a server can answer)\n' +
+      '  --only         comma-separated servers to run, in that order\n' +
+      '  --outstanding  dnsperf -q, max queries in flight (default 200)\n' +
+      '  --clients      dnsperf -c, number of client sockets (default 4)\n' +
+      '  --timeout      dnsperf -t, seconds before a query counts as lost (default 3)\n' +
+      '  --keep-tmp     keep the temp dir (configs, logs) for debugging\n');
+    process.exit(0);
+  }
+  const positiveInt = (name, text) => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n <= 0) throw new BenchError(`--${name} must be a positive integer, got "${text}"`);
+    return n;
+  };
+  const duration = positiveInt('duration', values.duration);
+  const only = values.only.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const name of only) {
+    if (!SERVERS[name]) throw new BenchError(`--only: unknown server "${name}" (known: ${Object.keys(SERVERS).join(', ')})`);
+  }
+  if (only.length === 0) throw new BenchError('--only: no server selected');
+  return {
+    duration,
+    rounds: positiveInt('rounds', values.rounds),
+    // ~300k qps of headroom: far above what a single-threaded forwarder does on
+    // misses, so the time limit (not the end of the file) ends the run.
+    missNames: values.names ? positiveInt('names', values.names) : 300_000 * duration,
+    only: [...new Set(only)],
+    outstanding: positiveInt('outstanding', values.outstanding),
+    clients: positiveInt('clients', values.clients),
+    timeout: positiveInt('timeout', values.timeout),
+    keepTmp: values['keep-tmp'],
+  };
+}
+
+// ---------------------------------------------------------------- small utilities
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Progress goes to stderr so that stdout is only the Markdown report. */
+const say = (msg) => process.stderr.write(`[bench] ${msg}\n`);
+
+/** Look up an executable like `which`, also in the sbin dirs a non-root PATH lacks. */
+function findExecutable(name) {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin'];
+  for (const dir of dirs) {
+    if (!dir) continue;
+    const candidate = join(dir, name);
+    try {
+      if (statSync(candidate).isFile()) return candidate;
+    } catch { /* not here */ }
+  }
+  return null;
+}
+
+/** Last `lines` lines of a (log) file, or '' if it does not exist. */
+function tailFile(path, lines = 25) {
+  let fd;
+  try {
+    fd = openSync(path, 'r');
+    const size = statSync(path).size;
+    const len = Math.min(size, 16 * 1024);
+    const buf = Buffer.alloc(len);
+    readSync(fd, buf, 0, len, size - len);
+    return buf.toString('utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Run a short command synchronously and return stdout+stderr (for versions). */
+function captureOutput(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`;
+}
+
+// ---------------------------------------------------------------- tools & install
+
+function missingTools() {
+  return REQUIRED_TOOLS.filter((t) => !findExecutable(t));
+}
+
+/**
+ * Install the tools with apt when we are root. Debian starts the nsd and unbound
+ * system services on install; a temporary policy-rc.d (the standard Debian
+ * switch) prevents that, because a stock unbound would resolve via the root
+ * servers and the benchmark must not send traffic off the machine.
+ */
+function ensureTools() {
+  const missing = missingTools();
+  if (missing.length === 0) return;
+  const cmd = `apt-get update && apt-get install -y ${APT_PACKAGES.join(' ')}`;
+  if (process.getuid?.() !== 0) {
+    throw new BenchError(`missing tools: ${missing.join(', ')}. Install them (as root): ${cmd}`);
+  }
+  say(`missing ${missing.join(', ')}; installing: ${cmd}`);
+  const policyRcD = '/usr/sbin/policy-rc.d';
+  const addedPolicy = !existsSync(policyRcD);
+  if (addedPolicy) writeFileSync(policyRcD, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
+  try {
+    // apt output goes to stderr: stdout is reserved for the report.
+    const r = spawnSync('sh', ['-c', cmd], {
+      stdio: ['ignore', 2, 2],
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+    if (r.status !== 0) throw new BenchError(`"${cmd}" failed (exit ${r.status})`);
+  } finally {
+    if (addedPolicy) rmSync(policyRcD, { force: true });
+  }
+  const still = missingTools();
+  if (still.length) throw new BenchError(`still missing after apt-get: ${still.join(', ')}`);
+}
+
+function collectVersions() {
+  const first = (text, re) => text.match(re)?.[1] ?? text.trim().split('\n')[0] ?? 'unknown';
+  let pvdns = 'unknown';
+  try {
+    pvdns = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).version;
+  } catch { /* keep unknown */ }
+  const git = spawnSync('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  return {
+    pvdns,
+    pvdnsCommit: git.status === 0 ? git.stdout.trim() : null,
+    node: process.version,
+    dnsperf: first(captureOutput('dnsperf', ['-h']), /Version\s+(\S+)/),
+    nsd: first(captureOutput('nsd', ['-v']), /NSD version\s+(\S+)/),
+    dnsmasq: first(captureOutput('dnsmasq', ['--version']), /Dnsmasq version\s+(\S+)/),
+    unbound: first(captureOutput('unbound', ['-V']), /Version\s+(\S+)/),
+  };
+}
+
+// ---------------------------------------------------------------- processes
+
+/** Every long-running child we started, so cleanup can stop them whatever happens. */
+const running = new Set();
+
+/**
+ * Start a server. Output goes to files, not pipes: a busy server logging to a
+ * pipe would cost this (benchmarking) process CPU, and the files let us show
+ * the tail when it fails. `detached` puts it in its own process group: Ctrl-C
+ * reaches only us and we stop servers in order, and nsd's worker children can
+ * be stopped through the group.
+ */
+function launch(name, cmd, args, { cwd, tmp, extraLogs = [] }) {
+  assertNotAborted();
+  const stdoutPath = join(tmp, `${name}.stdout.log`);
+  const stderrPath = join(tmp, `${name}.stderr.log`);
+  const out = openSync(stdoutPath, 'w');
+  const err = openSync(stderrPath, 'w');
+  const child = spawn(cmd, args, { cwd, stdio: ['ignore', out, err], detached: true });
+  closeSync(out);
+  closeSync(err);
+  const proc = { name, cmd, args, child, stdoutPath, stderrPath, extraLogs, exit: null };
+  proc.done = new Promise((resolveDone) => {
+    const finish = (info) => {
+      if (proc.exit) return;
+      proc.exit = info;
+      running.delete(proc);
+      resolveDone();
+    };
+    child.on('exit', (code, signal) => finish({ code, signal }));
+    child.on('error', (error) => finish({ error }));
+  });
+  running.add(proc);
+  return proc;
+}
+
+function describeExit(exit) {
+  if (!exit) return 'still running';
+  if (exit.error) return `could not be started: ${exit.error.message}`;
+  return exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
+}
+
+/** A "server X failed" error carrying the tail of everything it wrote. */
+function serverError(proc, reason) {
+  let msg = `${proc.name} failed: ${reason}\n  command: ${proc.cmd} ${proc.args.join(' ')}`;
+  for (const [label, path] of [['stderr', proc.stderrPath], ['stdout', proc.stdoutPath], ...proc.extraLogs]) {
+    const tail = tailFile(path);
+    if (tail) msg += `\n  --- ${label} (last lines) ---\n${tail.replace(/^/gm, '  | ')}`;
+  }
+  return new BenchError(msg);
+}
+
+function signalGroup(pid, signal) {
+  try {
+    process.kill(-pid, signal);
+  } catch { /* group already gone */ }
+}
+
+/** SIGTERM, then SIGKILL if it does not go away; then sweep its process group. */
+async function stop(proc) {
+  const pid = proc.child.pid;
+  if (pid === undefined) return;
+  if (!proc.exit) {
+    try {
+      proc.child.kill('SIGTERM');
+    } catch { /* already gone */ }
+    await Promise.race([proc.done, sleep(5000)]);
+    if (!proc.exit) {
+      say(`${proc.name} ignored SIGTERM for 5 s; sending SIGKILL`);
+      signalGroup(pid, 'SIGKILL');
+      await Promise.race([proc.done, sleep(2000)]);
+    }
+  }
+  // Leftover children (e.g. nsd workers) of a process we started.
+  signalGroup(pid, 'SIGKILL');
+}
+
+/** Run a command to completion (dnsperf), capturing its output; killable by cleanup. */
+function runCommand(name, cmd, args, { timeoutMs }) {
+  assertNotAborted();
+  return new Promise((resolveRun, rejectRun) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = { name, child, exit: null };
+    running.add(proc);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => {
+      say(`${name} did not finish in ${timeoutMs / 1000} s; killing it`);
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      running.delete(proc);
+      rejectRun(new BenchError(`${name}: cannot run ${cmd}: ${e.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      proc.exit = { code, signal };
+      running.delete(proc);
+      resolveRun({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+// ---------------------------------------------------------------- cleanup
+
+let tmpDir = null;
+let keepTmp = false;
+let cleaningUp = null;
+
+/** After Ctrl-C the main flow may still be running; it must not start anything new. */
+function assertNotAborted() {
+  if (cleaningUp) throw new BenchError('aborted');
+}
+
+async function cleanup() {
+  cleaningUp ??= (async () => {
+    await Promise.all([...running].map((p) => (p.child.pid !== undefined && p.stdoutPath ? stop(p) : killNow(p))));
+    removeTmp();
+  })();
+  return cleaningUp;
+}
+
+function killNow(proc) {
+  try {
+    proc.child.kill('SIGKILL');
+  } catch { /* gone */ }
+}
+
+function removeTmp() {
+  if (!tmpDir) return;
+  if (keepTmp) {
+    say(`kept temp dir ${tmpDir}`);
+  } else {
+    rmSync(tmpDir, { recursive: true, force: true });
+  }
+  tmpDir = null;
+}
+
+// Last resort if we exit without having awaited cleanup (e.g. a second Ctrl-C):
+// synchronous kills only.
+process.on('exit', () => {
+  for (const p of running) {
+    if (p.child.pid !== undefined) {
+      if (p.stdoutPath) signalGroup(p.child.pid, 'SIGKILL');
+      else killNow(p);
+    }
+  }
+  removeTmp();
+});
+
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    if (cleaningUp) process.exit(130); // second signal: give up waiting
+    say(`${sig}: stopping servers and cleaning up`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------- a tiny DNS client
+
+/** Encode a standard query with RD set (what a stub resolver sends). */
+function encodeQuery(id, name, qtype = 1) {
+  const parts = [Buffer.from([id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0])];
+  for (const label of name.replace(/\.$/, '').split('.')) {
+    parts.push(Buffer.from([label.length]), Buffer.from(label, 'ascii'));
+  }
+  parts.push(Buffer.from([0, qtype >> 8, qtype & 0xff, 0, 1]));
+  return Buffer.concat(parts);
+}
+
+function skipName(buf, off) {
+  for (;;) {
+    const len = buf[off];
+    if (len === undefined) throw new Error('truncated name');
+    if ((len & 0xc0) === 0xc0) return off + 2; // compression pointer ends the name
+    if (len === 0) return off + 1;
+    off += len + 1;
+  }
+}
+
+/** Just enough parsing to check an answer: id, rcode and the A records. */
+function parseResponse(buf) {
+  const id = buf.readUInt16BE(0);
+  const rcode = buf[3] & 0x0f;
+  const qdcount = buf.readUInt16BE(4);
+  const ancount = buf.readUInt16BE(6);
+  let off = 12;
+  for (let i = 0; i < qdcount; i++) off = skipName(buf, off) + 4;
+  const addresses = [];
+  for (let i = 0; i < ancount; i++) {
+    off = skipName(buf, off);
+    const type = buf.readUInt16BE(off);
+    const rdlength = buf.readUInt16BE(off + 8);
+    const rdata = off + 10;
+    if (type === 1 && rdlength === 4) addresses.push([...buf.subarray(rdata, rdata + 4)].join('.'));
+    off = rdata + rdlength;
+  }
+  return { id, rcode, addresses };
+}
+
+/** One UDP query from a loopback source; rejects on timeout. */
+function queryA(host, port, name, timeoutMs = 500) {
+  return new Promise((resolveQuery, rejectQuery) => {
+    const id = Math.floor(Math.random() * 0x10000);
+    const socket = dgram.createSocket('udp4');
+    const finish = (fn, value) => {
+      clearTimeout(timer);
+      socket.close();
+      fn(value);
+    };
+    const timer = setTimeout(() => finish(rejectQuery, new Error('timeout')), timeoutMs);
+    socket.on('error', (e) => finish(rejectQuery, e));
+    socket.on('message', (msg) => {
+      try {
+        const r = parseResponse(msg);
+        if (r.id === id) finish(resolveQuery, r);
+      } catch (e) {
+        finish(rejectQuery, e);
+      }
+    });
+    socket.bind({ address: '127.0.0.1', port: 0 }, () => socket.send(encodeQuery(id, name), port, host));
+  });
+}
+
+/** Poll until the server answers `name` with an A record, or fail with its log tail. */
+async function waitUntilAnswering(proc, host, port, name, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during startup`);
+    try {
+      const r = await queryA(host, port, name);
+      if (r.rcode === 0 && r.addresses.length) return;
+      last = `answered rcode ${r.rcode} with ${r.addresses.length} A records`;
+    } catch (e) {
+      last = e.message;
+    }
+    await sleep(200);
+  }
+  throw serverError(proc, `no answer for ${name} from ${host}:${port} within ${timeoutMs / 1000} s (${last})`);
+}
+
+/** A forwarder that answers wrongly (e.g. NXDOMAIN) would look fast for the wrong reason. */
+async function checkAnswer(proc, host, port, name, expected) {
+  let r;
+  try {
+    r = await queryA(host, port, name, 3000);
+  } catch (e) {
+    throw serverError(proc, `query for ${name} failed: ${e.message}`);
+  }
+  if (r.rcode !== 0 || !r.addresses.includes(expected)) {
+    throw serverError(proc, `wrong answer for ${name}: rcode ${r.rcode}, A [${r.addresses.join(', ')}], expected ${expected}`);
+  }
+}
+
+// ---------------------------------------------------------------- data files
+
+const hitName = (i) => `h${i}.${ZONE}`;
+const hitAddress = (i) => `198.18.${i >> 8}.${i & 0xff}`; // RFC 2544 benchmarking range, data only
+const MISS_ADDRESS = '192.0.2.1';
+
+function writeHitsFile(tmp) {
+  const path = join(tmp, 'hits.txt');
+  const lines = Array.from({ length: HIT_NAMES }, (_, i) => `${hitName(i)} A\n`);
+  writeFileSync(path, lines.join(''));
+  return path;
+}
+
+/**
+ * Unique names under the wildcard, with a per-server prefix so one server's run
+ * never warms anything for another. Written in chunks: the file is ~100 MB.
+ */
+function writeMissesFile(tmp, prefix, count) {
+  const path = join(tmp, `misses-${prefix}.txt`);
+  const fd = openSync(path, 'w');
+  try {
+    const chunk = 100_000;
+    for (let start = 0; start < count; start += chunk) {
+      let text = '';
+      for (let i = start; i < Math.min(count, start + chunk); i++) text += `${prefix}${i}.miss.${ZONE} A\n`;
+      writeSync(fd, text);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return path;
+}
+
+// ---------------------------------------------------------------- nsd (upstream)
+
+function writeNsdConfig(tmp) {
+  const zone = [
+    `$ORIGIN ${ZONE}.`,
+    `$TTL ${TTL}`,
+    `@ IN SOA ns.${ZONE}. hostmaster.${ZONE}. 1 3600 600 86400 ${TTL}`,
+    '@ IN NS ns',
+    `ns IN A ${UPSTREAM.host}`,
+    ...Array.from({ length: HIT_NAMES }, (_, i) => `h${i} IN A ${hitAddress(i)}`),
+    `*.miss IN A ${MISS_ADDRESS}`,
+    '',
+  ].join('\n');
+  writeFileSync(join(tmp, `${ZONE}.zone`), zone);
+
+  // No request-xfr / notify / allow-notify: nsd never does zone transfers.
+  // rrl-* = 0: nsd's response rate limiting defaults to 200 qps per /24, which
+  // would throttle the forwarders' cache misses (all from 127.0.0.x).
+  const conf = `server:
+  ip-address: ${UPSTREAM.host}@${UPSTREAM.port}
+  port: ${UPSTREAM.port}
+  do-ip4: yes
+  do-ip6: no
+  server-count: 1
+  username: ""
+  chroot: ""
+  zonesdir: "${tmp}"
+  database: ""
+  pidfile: "${tmp}/nsd.pid"
+  xfrdfile: "${tmp}/xfrd.state"
+  xfrdir: "${tmp}"
+  zonelistfile: "${tmp}/zone.list"
+  logfile: "${tmp}/nsd.log"
+  verbosity: 0
+  hide-version: yes
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+
+remote-control:
+  control-enable: no
+
+zone:
+  name: ${ZONE}
+  zonefile: "${tmp}/${ZONE}.zone"
+`;
+  const path = join(tmp, 'nsd.conf');
+  writeFileSync(path, conf);
+  return path;
+}
+
+async function startNsd(tmp) {
+  const conf = writeNsdConfig(tmp);
+  checkConfig('nsd', 'nsd-checkconf', [conf]);
+  const proc = launch('nsd', 'nsd', ['-d', '-c', conf], {
+    cwd: tmp, tmp, extraLogs: [['nsd.log', join(tmp, 'nsd.log')]],
+  });
+  await waitUntilAnswering(proc, UPSTREAM.host, UPSTREAM.port, hitName(0), 10_000);
+  await checkAnswer(proc, UPSTREAM.host, UPSTREAM.port, `probe.miss.${ZONE}`, MISS_ADDRESS);
+  return proc;
+}
+
+/** Run the tool's own config checker when present: clearer errors than a dead daemon. */
+function checkConfig(name, checker, args) {
+  if (!findExecutable(checker)) return;
+  const r = spawnSync(checker, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new BenchError(`${name}: generated config rejected by ${checker}:\n${r.stdout}${r.stderr}`);
+}
+
+// ---------------------------------------------------------------- forwarders
+
+function startDnsmasq(tmp, { host, port }) {
+  // --conf-file=/dev/null: ignore /etc/dnsmasq.conf (and its conf-dir) if present.
+  // --no-resolv/--no-hosts: only our --server, never /etc/resolv.conf or /etc/hosts.
+  // --dns-forward-max: the default of 150 concurrent forwarded queries is below
+  //   dnsperf's 200 outstanding; dnsmasq would drop the excess on misses and its
+  //   result would measure that limit instead of its speed.
+  // --log-facility=<file>: keep its (rare) warnings out of syslog and stderr.
+  // --pid-file= (empty): no pid file. No dhcp-* options, so no lease file.
+  const log = join(tmp, 'dnsmasq.log');
+  const args = [
+    '--keep-in-foreground',
+    '--conf-file=/dev/null',
+    '--no-resolv',
+    '--no-hosts',
+    `--server=${UPSTREAM.host}#${UPSTREAM.port}`,
+    `--listen-address=${host}`,
+    '--bind-interfaces',
+    `--port=${port}`,
+    `--cache-size=${DNSMASQ_CACHE_ENTRIES}`,
+    '--dns-forward-max=1000',
+    '--user=root',
+    '--pid-file=',
+    `--log-facility=${log}`,
+  ];
+  return launch('dnsmasq', 'dnsmasq', args, { cwd: tmp, tmp, extraLogs: [['dnsmasq.log', log]] });
+}
+
+function startUnbound(tmp, { host, port }) {
+  // Roughly 1 KB per cached name across both caches, so 256m/512m holds over
+  // a million names: like dnsmasq's, unbound's cache does not fill during a run
+  // (memory is only used as entries are added).
+  // local-zone "test." nodefault: unbound serves test. itself (RFC 6761) as an
+  // empty static zone and would answer NXDOMAIN without forwarding.
+  // module-config "iterator": no validator, so no DNSSEC, no trust anchor fetches.
+  // With a forward-zone for "." it never contacts the root servers.
+  const conf = `server:
+  verbosity: 0
+  use-syslog: no
+  logfile: ""
+  num-threads: 1
+  interface: ${host}@${port}
+  port: ${port}
+  do-ip4: yes
+  do-ip6: no
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  module-config: "iterator"
+  domain-insecure: "test"
+  local-zone: "test." nodefault
+  chroot: ""
+  username: ""
+  directory: "${tmp}"
+  pidfile: "${tmp}/unbound.pid"
+  msg-cache-size: 256m
+  rrset-cache-size: 512m
+  prefetch: no
+
+remote-control:
+  control-enable: no
+
+forward-zone:
+  name: "."
+  forward-addr: ${UPSTREAM.host}@${UPSTREAM.port}
+`;
+  const path = join(tmp, 'unbound.conf');
+  writeFileSync(path, conf);
+  checkConfig('unbound', 'unbound-checkconf', [path]);
+  return launch('unbound', 'unbound', ['-d', '-c', path], { cwd: tmp, tmp });
+}
+
+const PVDNS_CLI = join(REPO_ROOT, 'dist', 'cli.js');
+
+/** Checked before anything starts, so a missing build fails fast. */
+function checkPvdnsBuilt() {
+  if (!existsSync(PVDNS_CLI)) {
+    throw new BenchError(`pvdns: ${PVDNS_CLI} not found; build pvdns first (or leave it out with --only dnsmasq,unbound)`);
+  }
+}
+
+function startPvdns(tmp, { host, port }) {
+  checkPvdnsBuilt();
+  const yaml = `listen: ["${host}:${port}"]
+http: { listen: "${host}:8053" }
+log: { level: warn }
+access: { allow: ["127.0.0.0/8"] }
+cache: { maxEntries: ${PVDNS_CACHE_ENTRIES} }
+pvdSources: { host: false }
+pvds:
+  - identifier: bench
+    dnsServers: ["${UPSTREAM.host}:${UPSTREAM.port}"]
+    default: true
+`;
+  const path = join(tmp, 'pvdns.yaml');
+  writeFileSync(path, yaml);
+  // The same node binary that runs this harness.
+  return launch('pvdns', process.execPath, [PVDNS_CLI, 'serve', '--config', path], { cwd: REPO_ROOT, tmp });
+}
+
+// ---------------------------------------------------------------- dnsperf
+
+/** Turn dnsperf's "Statistics:" block into numbers (latencies in ms). */
+function parseDnsperf(text) {
+  const num = (re) => {
+    const m = text.match(re);
+    return m ? Number(m[1]) : null;
+  };
+  const ms = (v) => (v === null ? null : v * 1000);
+  const latency = text.match(/Average Latency \(s\):\s+([\d.]+)(?:\s+\(min\s+([\d.]+),\s+max\s+([\d.]+)\))?/);
+  const rcodes = {};
+  const rcodeLine = text.match(/Response codes:\s+(.+)/);
+  if (rcodeLine) {
+    for (const m of rcodeLine[1].matchAll(/([A-Z0-9]+)\s+(\d+)\s+\(/g)) rcodes[m[1]] = Number(m[2]);
+  }
+  const packets = text.match(/Average packet size:\s+request\s+(\d+),\s+response\s+(\d+)/);
+  return {
+    sent: num(/Queries sent:\s+(\d+)/),
+    completed: num(/Queries completed:\s+(\d+)/),
+    lost: num(/Queries lost:\s+(\d+)/),
+    interrupted: num(/Queries interrupted:\s+(\d+)/),
+    rcodes,
+    requestBytes: packets ? Number(packets[1]) : null,
+    responseBytes: packets ? Number(packets[2]) : null,
+    runTimeSec: num(/Run time \(s\):\s+([\d.]+)/),
+    qps: num(/Queries per second:\s+([\d.]+)/),
+    latencyAvgMs: ms(latency ? Number(latency[1]) : null),
+    latencyMinMs: ms(latency?.[2] ? Number(latency[2]) : null),
+    latencyMaxMs: ms(latency?.[3] ? Number(latency[3]) : null),
+    latencyStddevMs: ms(num(/Latency StdDev \(s\):\s+([\d.]+)/)),
+  };
+}
+
+/**
+ * One dnsperf run over UDP. -c spreads the load over several source ports (as
+ * several stub clients would), -q keeps enough queries in flight to saturate a
+ * single-threaded server, -t decides when a query counts as lost.
+ * No -T: the default (one send + one receive thread) leaves the second core to
+ * the server and nsd on a 2-core box.
+ */
+async function dnsperf(label, server, file, { duration, maxRuns, outstanding, clients, timeout }) {
+  const args = ['-s', server.host, '-p', String(server.port), '-d', file,
+    '-c', String(clients), '-q', String(outstanding), '-t', String(timeout)];
+  if (duration) args.push('-l', String(duration));
+  if (maxRuns) args.push('-n', String(maxRuns));
+  const limitMs = ((duration ?? 60) + timeout + 30) * 1000;
+  const dropsBefore = udpReceiveBufferDrops();
+  const r = await runCommand(`dnsperf (${label})`, 'dnsperf', args, { timeoutMs: limitMs });
+  const dropsAfter = udpReceiveBufferDrops();
+  const stats = parseDnsperf(r.stdout);
+  if (r.code !== 0 || stats.qps === null) {
+    throw new BenchError(`dnsperf (${label}) failed (${r.signal ?? `exit ${r.code}`}):\n${r.stdout}${r.stderr}`);
+  }
+  return {
+    ...stats,
+    udpRcvbufErrors: dropsBefore === null || dropsAfter === null ? null : dropsAfter - dropsBefore,
+    args: ['dnsperf', ...args].join(' '),
+  };
+}
+
+/**
+ * Linux's count of UDP datagrams dropped because a socket's receive buffer was
+ * full (machine-wide). Recorded per run: when it matches dnsperf's "lost",
+ * the losses are overload drops, not a server failing to answer.
+ */
+function udpReceiveBufferDrops() {
+  try {
+    const [header, values] = readFileSync('/proc/net/snmp', 'utf8').split('\n')
+      .filter((line) => line.startsWith('Udp:'))
+      .map((line) => line.trim().split(/\s+/));
+    const i = header.indexOf('RcvbufErrors');
+    return i > 0 ? Number(values[i]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** One pass over the hit names so the hits run measures answers from cache. */
+async function warmCache(name, server, hitsFile, opts) {
+  const s = await dnsperf(`${name} warm-up`, server, hitsFile, { ...opts, duration: null, maxRuns: 1, outstanding: 50 });
+  if (s.completed !== HIT_NAMES || (s.rcodes.NOERROR ?? 0) !== HIT_NAMES) {
+    throw new BenchError(`${name}: warm-up got ${s.completed}/${HIT_NAMES} answers, rcodes ${JSON.stringify(s.rcodes)}`);
+  }
+}
+
+/** Warn about runs whose numbers would be misleading. */
+function sanityWarnings(result, missNames, cacheEntries) {
+  const warnings = [];
+  const noerror = result.rcodes.NOERROR ?? 0;
+  if (result.completed && noerror < result.completed) {
+    warnings.push(`only ${noerror}/${result.completed} answers were NOERROR: ${JSON.stringify(result.rcodes)}`);
+  }
+  if (result.workload === 'misses' && result.sent >= missNames) {
+    warnings.push(`ran out of unique names (${missNames}) before the time limit; raise --names`);
+  }
+  if (result.workload === 'misses' && cacheEntries && result.sent > cacheEntries) {
+    warnings.push(`sent more unique names (${result.sent}) than the cache holds (${cacheEntries}): ` +
+      'part of the run measured cache eviction');
+  }
+  if (result.sent && result.lost / result.sent > 0.01) {
+    warnings.push(`${((100 * result.lost) / result.sent).toFixed(1)}% of queries lost`);
+  }
+  return warnings;
+}
+
+// ---------------------------------------------------------------- one server
+
+async function benchmarkServer(name, tmp, hitsFile, opts, round) {
+  const server = { ...SERVERS[name], missPrefix: `${SERVERS[name].missPrefix}${round}-` };
+  say(`${name}: starting on ${server.host}:${server.port}`);
+  const proc = await server.start(tmp, server);
+  const results = [];
+  let missesFile = null;
+  try {
+    await waitUntilAnswering(proc, server.host, server.port, hitName(1), name === 'pvdns' ? 20_000 : 10_000);
+    await checkAnswer(proc, server.host, server.port, hitName(1), hitAddress(1));
+    await checkAnswer(proc, server.host, server.port, `probe-${server.missPrefix}.miss.${ZONE}`, MISS_ADDRESS);
+
+    say(`${name}: warming ${HIT_NAMES} names, then hits for ${opts.duration} s`);
+    await warmCache(name, server, hitsFile, opts);
+    const hits = await dnsperf(`${name} hits`, server, hitsFile, { ...opts, maxRuns: null });
+    results.push({ server: name, workload: 'hits', round, ...hits });
+
+    say(`${name}: writing ${opts.missNames.toLocaleString('en')} unique names, then misses for ${opts.duration} s`);
+    missesFile = writeMissesFile(tmp, server.missPrefix, opts.missNames);
+    // -n 1: each name is asked once, so every query is a cache miss.
+    const misses = await dnsperf(`${name} misses`, server, missesFile, { ...opts, maxRuns: 1 });
+    results.push({ server: name, workload: 'misses', round, ...misses });
+
+    // A server that died under load would otherwise just show up as "lost".
+    if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during the run`);
+  } finally {
+    await stop(proc);
+    if (missesFile) rmSync(missesFile, { force: true });
+  }
+  for (const r of results) {
+    r.warnings = sanityWarnings(r, opts.missNames, server.cacheEntries);
+    for (const w of r.warnings) say(`WARNING ${r.workload}/${r.server}: ${w}`);
+  }
+  return results;
+}
+
+// ---------------------------------------------------------------- report
+
+/** medians picks, per workload and server, the round with the median qps, noting the range of all rounds. */
+function medians(runs, servers) {
+  const out = [];
+  for (const workload of ['hits', 'misses']) {
+    for (const server of servers) {
+      const mine = runs.filter((r) => r.workload === workload && r.server === server).sort((a, b) => a.qps - b.qps);
+      if (mine.length === 0) continue;
+      const median = mine[Math.floor((mine.length - 1) / 2)];
+      out.push({ ...median, qpsRounds: mine.map((r) => r.qps), lostRounds: mine.map((r) => r.lost) });
+    }
+  }
+  return out;
+}
+
+const fmt = (v, digits = 2) => (v === null || v === undefined ? 'n/a' : v.toFixed(digits));
+
+function ratio(results, workload, a, b) {
+  const qps = (s) => results.find((r) => r.workload === workload && r.server === s)?.qps;
+  const x = qps(a);
+  const y = qps(b);
+  return x && y ? x / y : null;
+}
+
+function computeRatios(results) {
+  const out = {};
+  for (const w of ['hits', 'misses']) {
+    out[w] = {
+      'pvdns/dnsmasq': ratio(results, w, 'pvdns', 'dnsmasq'),
+      'pvdns/unbound': ratio(results, w, 'pvdns', 'unbound'),
+      'unbound/dnsmasq': ratio(results, w, 'unbound', 'dnsmasq'),
+    };
+  }
+  return out;
+}
+
+function rcodeSummary(rcodes) {
+  const entries = Object.entries(rcodes);
+  if (entries.length === 1) return entries[0][0];
+  return entries.map(([k, v]) => `${k} ${v}`).join(', ') || 'n/a';
+}
+
+function renderReport(report) {
+  const { versions, host, options, results, ratios } = report;
+  const lines = [];
+  lines.push(`## pvdns benchmark — ${report.date}`, '');
+  lines.push(`- versions: pvdns ${versions.pvdns}${versions.pvdnsCommit ? ` (${versions.pvdnsCommit})` : ''}, ` +
+    `node ${versions.node}, dnsperf ${versions.dnsperf}, nsd ${versions.nsd}, ` +
+    `dnsmasq ${versions.dnsmasq}, unbound ${versions.unbound}`);
+  lines.push(`- host: ${host.cpus} × ${host.cpuModel}, ${host.os}, load average at start ${host.loadavg.map((l) => l.toFixed(2)).join(' ')}`);
+  lines.push(`- caches: pvdns maxEntries ${PVDNS_CACHE_ENTRIES}, dnsmasq --cache-size ${DNSMASQ_CACHE_ENTRIES}, ` +
+    'unbound msg 256m + rrset 512m; upstream nsd on ' + `${UPSTREAM.host}:${UPSTREAM.port}`);
+  lines.push(`- dnsperf: UDP, ${options.duration} s per run, -c ${options.clients} -q ${options.outstanding} -t ${options.timeout}; ` +
+    `hits = ${HIT_NAMES} warmed names looped, misses = unique names (-n 1, ${options.missNames.toLocaleString('en')} per server)`);
+  lines.push('');
+  lines.push(`Median of ${options.rounds} rounds per server (qps of every round in the last column).`, '');
+  lines.push('| workload | server | qps | avg latency (ms) | min (ms) | max (ms) | stddev (ms) | sent | lost | rcodes | qps per round |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|');
+  for (const workload of ['hits', 'misses']) {
+    for (const r of results.filter((x) => x.workload === workload)) {
+      lines.push(`| ${workload} | ${r.server} | ${fmt(r.qps, 0)} | ${fmt(r.latencyAvgMs, 3)} | ${fmt(r.latencyMinMs, 3)} | ` +
+        `${fmt(r.latencyMaxMs, 3)} | ${fmt(r.latencyStddevMs, 3)} | ${r.sent} | ${r.lost} | ${rcodeSummary(r.rcodes)} | ` +
+        `${r.qpsRounds.map((q) => fmt(q, 0)).join(' / ')} |`);
+    }
+  }
+  lines.push('');
+  for (const workload of ['hits', 'misses']) {
+    const r = ratios[workload];
+    lines.push(`${workload}: pvdns/dnsmasq = ${fmt(r['pvdns/dnsmasq'])}, pvdns/unbound = ${fmt(r['pvdns/unbound'])}`);
+  }
+  lines.push('');
+  lines.push(`(reference) hits: unbound/dnsmasq = ${fmt(ratios.hits['unbound/dnsmasq'])}; ` +
+    `misses: unbound/dnsmasq = ${fmt(ratios.misses['unbound/dnsmasq'])}`);
+  const warned = results.filter((r) => r.warnings.length);
+  if (warned.length) {
+    lines.push('', '**Warnings:**');
+    for (const r of warned) for (const w of r.warnings) lines.push(`- ${r.workload}/${r.server}: ${w}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function hostInfo() {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model?.trim() ?? 'unknown',
+    os: `${os.type()} ${os.release()}`,
+    loadavg: os.loadavg(),
+    memoryMB: Math.round(os.totalmem() / 2 ** 20),
+  };
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const opts = parseOptions(process.argv.slice(2));
+  keepTmp = opts.keepTmp;
+  if (opts.only.includes('pvdns')) checkPvdnsBuilt();
+  ensureTools();
+  const versions = collectVersions();
+  const host = hostInfo();
+  const date = new Date().toISOString();
+
+  tmpDir = mkdtempSync(join(os.tmpdir(), 'pvdns-bench-'));
+  say(`temp dir ${tmpDir}`);
+  const hitsFile = writeHitsFile(tmpDir);
+
+  say(`nsd: starting on ${UPSTREAM.host}:${UPSTREAM.port}`);
+  const nsd = await startNsd(tmpDir);
+
+  // Rounds over all servers, the order rotated each round, so a slow spell of
+  // the machine does not land on one server only; each server's median round
+  // is reported.
+  const runs = [];
+  for (let round = 1; round <= opts.rounds; round++) {
+    const order = opts.only.map((_, i) => opts.only[(i + round - 1) % opts.only.length]);
+    for (const name of order) {
+      say(`round ${round}/${opts.rounds}`);
+      runs.push(...(await benchmarkServer(name, tmpDir, hitsFile, opts, round)));
+      if (nsd.exit) throw serverError(nsd, `${describeExit(nsd.exit)} during the ${name} run`);
+    }
+  }
+  await stop(nsd);
+  const results = medians(runs, opts.only);
+
+  const report = {
+    date,
+    versions,
+    host,
+    options: { ...opts, keepTmp: undefined },
+    upstream: UPSTREAM,
+    servers: Object.fromEntries(opts.only.map((n) => {
+      const { host: address, port, cacheEntries } = SERVERS[n];
+      return [n, { host: address, port, cacheEntries }];
+    })),
+    runs,
+    results,
+    ratios: computeRatios(results),
+  };
+  mkdirSync(dirname(RESULTS_FILE), { recursive: true });
+  writeFileSync(RESULTS_FILE, `${JSON.stringify(report, null, 2)}\n`);
+  process.stdout.write(renderReport(report));
+  say(`raw results written to ${RESULTS_FILE}`);
+}
+
+main()
+  .then(() => cleanup())
+  .catch(async (e) => {
+    if (cleaningUp) return; // Ctrl-C: the signal handler cleans up and exits
+    process.stderr.write(`\nbench failed: ${e instanceof BenchError ? e.message : (e?.stack ?? e)}\n`);
+    await cleanup();
+    process.exitCode = 1;
+  });

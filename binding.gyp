@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "pvdns_udp",
+      "sources": ["native/udp.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [["OS!='linux'", { "sources!": ["native/udp.c"], "type": "none" }]]
+    }
+  ]
+}
