@@ -243,24 +243,29 @@ static napi_value js_new(napi_env env, napi_callback_info info) {
   return self;
 }
 
+// Applies bind or connect to the (address, port) in argv[0], argv[1].
+static napi_value with_address(napi_env env, sock_t* s, napi_value* argv, int (*op)(int, const struct sockaddr*, socklen_t)) {
+  int32_t port = 0;
+  napi_get_value_int32(env, argv[1], &port);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int r = parse_address(env, argv[0], s->family, port, &ss, &len);
+  if (r == 0 && op(s->fd, (struct sockaddr*)&ss, len) < 0) r = -errno;
+  return num(env, r);
+}
+
 static napi_value js_bind(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   sock_t* s = unwrap(env, info, &argc, argv);
   if (!s) return NULL;
-  int32_t port = 0;
   bool v6only = false;
-  napi_get_value_int32(env, argv[1], &port);
   if (argc > 2) napi_get_value_bool(env, argv[2], &v6only);
   if (s->family == 6) {
     int on = v6only ? 1 : 0;
     setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
   }
-  struct sockaddr_storage ss;
-  socklen_t len;
-  int r = parse_address(env, argv[0], s->family, port, &ss, &len);
-  if (r == 0 && bind(s->fd, (struct sockaddr*)&ss, len) < 0) r = -errno;
-  return num(env, r);
+  return with_address(env, s, argv, bind);
 }
 
 static napi_value js_connect(napi_env env, napi_callback_info info) {
@@ -268,13 +273,7 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   sock_t* s = unwrap(env, info, &argc, argv);
   if (!s) return NULL;
-  int32_t port = 0;
-  napi_get_value_int32(env, argv[1], &port);
-  struct sockaddr_storage ss;
-  socklen_t len;
-  int r = parse_address(env, argv[0], s->family, port, &ss, &len);
-  if (r == 0 && connect(s->fd, (struct sockaddr*)&ss, len) < 0) r = -errno;
-  return num(env, r);
+  return with_address(env, s, argv, connect);
 }
 
 static napi_value js_local_port(napi_env env, napi_callback_info info) {

@@ -209,7 +209,9 @@ export class App {
 
   /** syncPvds brings the registry in line with the configuration and the host. */
   private async syncPvds(listenAddrs: SocketAddress[]): Promise<void> {
-    syncSource(this.pvds, 'config', this.config.pvds);
+    const { expired, conflicts } = syncSource(this.pvds, 'config', this.config.pvds);
+    for (const id of expired) this.log.warn({ pvd: id }, 'pvd not announced: its expires time has passed');
+    for (const id of conflicts) this.log.warn({ pvd: id }, 'pvd not announced: another source holds this identifier');
     const host: PvdSpec[] = [];
     if (this.config.pvdSources.host) {
       const file = this.config.pvdSources.resolvConf;

@@ -250,24 +250,26 @@ function openSocket(
   onError: (err: NodeJS.ErrnoException) => void,
 ): DatagramSocket {
   for (let tries = 0; ; tries++) {
-    const port = tries < BIND_TRIES - 1 ? randomPort() : 0;
+    const spec: SocketSpec = { server, sourceAddress, port: tries < BIND_TRIES - 1 ? randomPort() : 0, onMessage, onError };
     try {
-      return udpBackend === 'native'
-        ? openNative(server, sourceAddress, port, onMessage, onError)
-        : openDgram(server, sourceAddress, port, onMessage, onError);
+      return udpBackend === 'native' ? openNative(spec) : openDgram(spec);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries >= BIND_TRIES - 1) throw err;
     }
   }
 }
 
-function openDgram(
-  server: SocketAddress,
-  sourceAddress: string | null,
-  port: number,
-  onMessage: (msg: Buffer, truncated: boolean) => void,
-  onError: (err: NodeJS.ErrnoException) => void,
-): DatagramSocket {
+/** What a connected upstream socket is made from. */
+interface SocketSpec {
+  server: SocketAddress;
+  sourceAddress: string | null;
+  /** The local port to bind; 0 lets the kernel choose. */
+  port: number;
+  onMessage: (msg: Buffer, truncated: boolean) => void;
+  onError: (err: NodeJS.ErrnoException) => void;
+}
+
+function openDgram({ server, sourceAddress, port, onMessage, onError }: SocketSpec): DatagramSocket {
   const socket = dgram.createSocket({ type: server.family === 6 ? 'udp6' : 'udp4', lookup: literalLookup });
   let bindError: NodeJS.ErrnoException | null = null;
   socket.once('error', (err: NodeJS.ErrnoException) => (bindError = err));
@@ -284,13 +286,7 @@ function openDgram(
   return { send: (msg) => socket.send(msg), close: () => socket.close() };
 }
 
-function openNative(
-  server: SocketAddress,
-  sourceAddress: string | null,
-  port: number,
-  onMessage: (msg: Buffer, truncated: boolean) => void,
-  onError: (err: NodeJS.ErrnoException) => void,
-): DatagramSocket {
+function openNative({ server, sourceAddress, port, onMessage, onError }: SocketSpec): DatagramSocket {
   const socket = newNativeSocket(server.family);
   const fail = (result: number, syscall: string): never => {
     socket.close();

@@ -4,6 +4,7 @@
 
 import type DNS from 'dns2';
 import { Packet } from 'dns2';
+import { soa } from '../helpers/fake-upstream.js';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { AnswerCache, answerKey, nxdomainKey, type CacheOptions } from '../../src/cache/answer-cache.js';
 import { parseResponse, type Answer } from '../../src/dns/answer.js';
@@ -19,20 +20,7 @@ const OPTS: CacheOptions = { maxEntries: 1000, minTtl: 0, maxTtl: 86400, negativ
 const A = (address: string, ttl: number, name = NAME): DNS.Packet.Resource => ({ name, type: T.A, class: 1, ttl, address }) as DNS.Packet.Resource;
 const NS = (ttl: number): DNS.Packet.Resource => ({ name: 'example.com', type: T.NS, class: 1, ttl, ns: 'ns.example.com' }) as DNS.Packet.Resource;
 const CNAME = (ttl: number, target: string): DNS.Packet.Resource => ({ name: NAME, type: T.CNAME, class: 1, ttl, domain: target }) as DNS.Packet.Resource;
-const SOA = (ttl: number, minimum: number): DNS.Packet.Resource =>
-  ({
-    name: 'example.com',
-    type: T.SOA,
-    class: 1,
-    ttl,
-    primary: 'ns.example.com',
-    admin: 'hostmaster.example.com',
-    serial: 1,
-    refresh: 3600,
-    retry: 600,
-    expiration: 86400,
-    minimum,
-  }) as DNS.Packet.Resource;
+const SOA = (ttl: number, minimum: number): DNS.Packet.Resource => soa('example.com', ttl, minimum);
 
 interface Upstream {
   name?: string;

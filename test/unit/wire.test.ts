@@ -5,6 +5,7 @@
 
 import type DNS from 'dns2';
 import { Packet } from 'dns2';
+import { soa } from '../helpers/fake-upstream.js';
 import { describe, expect, it } from 'vitest';
 import { parseResponse, setTtls, type Answer, type Expected } from '../../src/dns/answer.js';
 import { EDNS_UDP_SIZE, RCODE } from '../../src/dns/constants.js';
@@ -102,20 +103,6 @@ function upstream(q: Buffer, o: ReplyOpts = {}): Buffer {
 const A = (name: string, address: string, ttl = 300): DNS.Packet.Resource =>
   ({ name, type: T.A, class: 1, ttl, address }) as DNS.Packet.Resource;
 const NS = (name: string, ns: string, ttl = 300): DNS.Packet.Resource => ({ name, type: T.NS, class: 1, ttl, ns }) as DNS.Packet.Resource;
-const SOA = (name: string, ttl: number, minimum: number): DNS.Packet.Resource =>
-  ({
-    name,
-    type: T.SOA,
-    class: 1,
-    ttl,
-    primary: `ns.${name}`,
-    admin: `hostmaster.${name}`,
-    serial: 1,
-    refresh: 3600,
-    retry: 600,
-    expiration: 86400,
-    minimum,
-  }) as DNS.Packet.Resource;
 const EDNS = (opts: { ede?: [number, string]; extendedRcode?: number; udpSize?: number } = {}): DNS.Packet.Resource =>
   Packet.Resource.EDNS(opts.ede ? [Packet.Resource.EDNS.EDE(opts.ede[0], opts.ede[1])] : [], {
     udpPayloadSize: opts.udpSize ?? 4096,
@@ -476,13 +463,13 @@ describe('parseResponse', () => {
       [0, 300, 0],
     ];
     for (const [ttl, minimum, expected] of cases) {
-      const a = answerOf(upstream(msg, { rcode: RCODE.NXDOMAIN, authorities: [SOA('example.com', ttl, minimum)] }), want);
+      const a = answerOf(upstream(msg, { rcode: RCODE.NXDOMAIN, authorities: [soa('example.com', ttl, minimum)] }), want);
       expect(a.rcode).toBe(RCODE.NXDOMAIN);
       expect(a.soaTtl).toBe(expected);
     }
     // An SOA in the answer section (a query for the SOA itself) is not a negative-caching hint.
     const soaQ = parsedOk(query({ id: 777, name: 'example.com', type: T.SOA }));
-    const pos = answerOf(upstream(soaQ.msg, { answers: [SOA('example.com', 3600, 300)] }), expectFor(soaQ));
+    const pos = answerOf(upstream(soaQ.msg, { answers: [soa('example.com', 3600, 300)] }), expectFor(soaQ));
     expect(pos.soaTtl).toBe(-1);
   });
 });

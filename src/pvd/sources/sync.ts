@@ -17,10 +17,12 @@ export interface SyncResult {
   withdrawn: string[];
   /** PvDs another source already holds under the same id. */
   conflicts: string[];
+  /** PvDs whose `expires` has passed: not announced (RFC 8801 §4.3). */
+  expired: string[];
 }
 
 export function syncSource(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSpec[]): SyncResult {
-  const result: SyncResult = { announced: [], updated: [], withdrawn: [], conflicts: [] };
+  const result: SyncResult = { announced: [], updated: [], withdrawn: [], conflicts: [], expired: [] };
   const wanted = new Set<string>();
   specs.forEach((spec, i) => {
     const id = normalizeDomain(spec.identifier);
@@ -35,6 +37,7 @@ export function syncSource(registry: PvdRegistry, source: PvdSource, specs: read
     const r = registry.announce(pvd);
     if (r === 'announced') result.announced.push(id);
     else if (r === 'updated') result.updated.push(id);
+    else result.expired.push(id);
   });
   for (const p of registry.list()) {
     if (p.source === source && !wanted.has(p.id)) {

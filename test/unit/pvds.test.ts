@@ -1,0 +1,76 @@
+// Where PvDs come from and when they go: the implicit "system" PvD from
+// resolv.conf (never pvdns itself), and withdrawal when `expires` passes
+// (RFC 8801 §4.3).
+
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { App } from '../../src/app.js';
+import { ConfigError } from '../../src/config/load.js';
+import { configSchema } from '../../src/config/schema.js';
+import { createLogger } from '../../src/log.js';
+import { pvdFromSpec } from '../../src/pvd/model.js';
+import { PvdRegistry } from '../../src/pvd/registry.js';
+import { pvdSpecSchema } from '../../src/pvd/schema.js';
+
+const resolvConf = (text: string): string => {
+  const file = join(mkdtempSync(join(tmpdir(), 'pvdns-resolv-')), 'resolv.conf');
+  writeFileSync(file, text);
+  return file;
+};
+
+const app = (config: Record<string, unknown>): App =>
+  new App(configSchema.parse({ http: { listen: null }, log: { level: 'silent' }, ...config }), { configFile: 'test.yaml', log: createLogger('silent') });
+
+describe('the system PvD (pvdSources.host)', () => {
+  it('takes the resolv.conf nameservers as a default PvD, skipping pvdns\'s own listener', async () => {
+    const a = app({
+      listen: ['127.0.0.47:53'],
+      pvdSources: { host: true, resolvConf: resolvConf('# local\nnameserver 127.0.0.47\nnameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch example.com\n') },
+    });
+    await a.preview(); // validates and announces, binds nothing
+    const system = a.pvds.get('system');
+    expect(system?.servers.map((s) => s.label)).toEqual(['192.0.2.53:53', '[2001:db8::53]:53']);
+    expect(system?.isDefault).toBe(true);
+    expect(a.routeTable().defaultRoute.pvds.map((p) => p.id)).toEqual(['system']);
+  });
+
+  it('is absent with pvdSources.host: false, and server-less when resolv.conf has none', async () => {
+    const off = app({ pvdSources: { host: false } });
+    await off.preview();
+    expect(off.pvds.get('system')).toBeUndefined();
+    const empty = app({ pvdSources: { host: true, resolvConf: '/nonexistent/resolv.conf' } });
+    await empty.preview();
+    expect(empty.pvds.get('system')?.servers).toEqual([]);
+    expect(empty.readiness()).toEqual({ ready: false, reason: 'listeners not bound yet' });
+  });
+
+  it('refuses a configured server that is pvdns itself, naming the key', async () => {
+    const a = app({ listen: ['127.0.0.1:5300'], pvdSources: { host: false }, pvds: [{ identifier: 'loop', dnsServers: ['192.0.2.1', '127.0.0.1:5300'] }] });
+    await expect(a.preview()).rejects.toThrow(ConfigError);
+    await expect(a.preview()).rejects.toThrow("test.yaml: pvds[0].dnsServers[1]: 127.0.0.1:5300 is pvdns's own listener: queries would loop");
+  });
+});
+
+describe('PvD expiry', () => {
+  const spec = (expires: string | null) => pvdSpecSchema.parse({ identifier: 'Hotel.Example', dnsServers: ['192.0.2.1'], expires });
+
+  it('withdraws a PvD when its expires time passes', async () => {
+    const registry = new PvdRegistry();
+    const withdrawn: string[] = [];
+    registry.on('withdrawn', (p, reason) => withdrawn.push(`${p.id}:${reason}`));
+    expect(registry.announce(pvdFromSpec(spec(new Date(Date.now() + 80).toISOString()), 'config', 0))).toBe('announced');
+    expect(registry.get('HOTEL.example.')?.identifier).toBe('Hotel.Example'); // case-insensitive, trailing dot ignored (RFC 8801 §3.4)
+    await new Promise((r) => setTimeout(r, 200));
+    expect(withdrawn).toEqual(['hotel.example:expired']);
+    expect(registry.size).toBe(0);
+    registry.close();
+  });
+
+  it('refuses a PvD that has already expired', () => {
+    const registry = new PvdRegistry();
+    expect(registry.announce(pvdFromSpec(spec('2020-01-01T00:00:00Z'), 'config', 0))).toBe('expired');
+    expect(registry.size).toBe(0);
+  });
+});
