@@ -127,8 +127,8 @@ export class App {
   /** preview announces the PvDs without binding anything: what check-config shows. */
   async preview(): Promise<void> {
     const listenAddrs = this.listenAddresses();
-    this.checkLoops(listenAddrs);
-    await this.syncPvds(listenAddrs);
+    this.checkLoops(this.config, listenAddrs);
+    this.applyPvds(this.config, await this.hostPvds(this.config, listenAddrs));
   }
 
   /** start announces the configured PvDs and binds every listener. */
@@ -196,8 +196,8 @@ export class App {
   }
 
   /** A configured server that is pvdns itself would loop every query back in. */
-  private checkLoops(listenAddrs: SocketAddress[]): void {
-    this.config.pvds.forEach((p, i) =>
+  private checkLoops(config: Config, listenAddrs: SocketAddress[]): void {
+    config.pvds.forEach((p, i) =>
       p.dnsServers.forEach((s, j) => {
         const addr = parseSocketAddress(s, 53) as SocketAddress;
         if (isOwnListener(addr, listenAddrs)) {
@@ -207,21 +207,23 @@ export class App {
     );
   }
 
-  /** syncPvds brings the registry in line with the configuration and the host. */
-  private async syncPvds(listenAddrs: SocketAddress[]): Promise<void> {
-    const { expired, conflicts } = syncSource(this.pvds, 'config', this.config.pvds);
+  /** hostPvds reads the PvDs the host gives (the resolv.conf "system" PvD); it may fail, so it runs before anything changes. */
+  private async hostPvds(config: Config, listenAddrs: SocketAddress[]): Promise<PvdSpec[]> {
+    if (!config.pvdSources.host) return [];
+    const file = config.pvdSources.resolvConf;
+    const all = await readResolvConf(file);
+    const servers = all.filter((s) => !isOwnListener(s, listenAddrs));
+    for (const s of all) if (!servers.includes(s)) this.log.warn({ server: s.label, file }, 'skipping a resolv.conf nameserver that is pvdns itself (a loop)');
+    if (servers.length === 0) this.log.warn({ file }, 'resolv.conf lists no usable nameserver: the system PvD has no servers');
+    // RFC 7556 §2.2: the host's node-wide configuration is one implicit PvD.
+    return [pvdSpecSchema.parse({ identifier: SYSTEM_PVD, dnsServers: servers.map((s) => s.label), default: true })];
+  }
+
+  /** applyPvds brings the registry in line with the configuration and the host. */
+  private applyPvds(config: Config, host: PvdSpec[]): void {
+    const { expired, conflicts } = syncSource(this.pvds, 'config', config.pvds);
     for (const id of expired) this.log.warn({ pvd: id }, 'pvd not announced: its expires time has passed');
     for (const id of conflicts) this.log.warn({ pvd: id }, 'pvd not announced: another source holds this identifier');
-    const host: PvdSpec[] = [];
-    if (this.config.pvdSources.host) {
-      const file = this.config.pvdSources.resolvConf;
-      const all = await readResolvConf(file);
-      const servers = all.filter((s) => !isOwnListener(s, listenAddrs));
-      for (const s of all) if (!servers.includes(s)) this.log.warn({ server: s.label, file }, 'skipping a resolv.conf nameserver that is pvdns itself (a loop)');
-      if (servers.length === 0) this.log.warn({ file }, 'resolv.conf lists no usable nameserver: the system PvD has no servers');
-      // RFC 7556 §2.2: the host's node-wide configuration is one implicit PvD.
-      host.push(pvdSpecSchema.parse({ identifier: SYSTEM_PVD, dnsServers: servers.map((s) => s.label), default: true }));
-    }
     syncSource(this.pvds, 'host', host);
   }
 
@@ -252,10 +254,16 @@ export class App {
    * listener addresses need a restart and are reported.
    */
   async reload(next: Config): Promise<void> {
+    // What can fail comes first, against the listeners that are bound now,
+    // so a bad reload changes nothing.
+    const listenAddrs = this.listenAddresses();
+    this.checkLoops(next, listenAddrs);
+    const host = await this.hostPvds(next, listenAddrs);
     const prev = this.config;
-    this.config = next;
     const unchanged = (k: keyof Config): boolean => JSON.stringify(prev[k]) === JSON.stringify(next[k]);
     if (!unchanged('listen') || !unchanged('http')) this.log.warn('listen and http changes take effect at the next restart');
+    // Listener addresses stay as bound until a restart.
+    this.config = { ...next, listen: prev.listen, http: prev.http };
     this.log.level = next.log.level;
     if (!unchanged('cache')) {
       // A new cache starts empty: entries admitted under the old limits go.
@@ -263,8 +271,7 @@ export class App {
     }
     this.forwarder.setOptions({ ...next.upstream });
     for (const t of this.tcp) t.setOptions({ ...next.tcp });
-    this.checkLoops(this.listenAddresses());
-    await this.syncPvds(this.listenAddresses());
+    this.applyPvds(next, host);
     this.handler.reconfigure(this.pipeline(), new AccessList(next.access.allow));
     this.log.info({ pvds: this.pvds.list().map((p) => p.id), config: this.opts.configFile }, 'configuration reloaded');
   }

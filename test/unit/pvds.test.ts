@@ -53,6 +53,28 @@ describe('the system PvD (pvdSources.host)', () => {
   });
 });
 
+describe('reload', () => {
+  it('changes nothing when the new configuration would loop', async () => {
+    const base = { listen: ['127.0.0.1:5300'], pvdSources: { host: false } };
+    const a = app({ ...base, pvds: [{ identifier: 'wifi', dnsServers: ['192.0.2.1'] }] });
+    await a.preview();
+    const next = configSchema.parse({ ...base, http: { listen: null }, pvds: [{ identifier: 'lan', dnsServers: ['127.0.0.1:5300'] }] });
+    await expect(a.reload(next)).rejects.toThrow(/pvds\[0\]\.dnsServers\[0\]: 127\.0\.0\.1:5300 is pvdns's own listener/);
+    expect(a.pvds.list().map((p) => p.id)).toEqual(['wifi']);
+  });
+
+  it('announces, updates and withdraws PvDs to match the new file', async () => {
+    const base = { pvdSources: { host: false }, http: { listen: null }, log: { level: 'silent' } };
+    const a = app({ ...base, pvds: [{ identifier: 'wifi', dnsServers: ['192.0.2.1'] }, { identifier: 'vpn', dnsServers: ['10.8.0.1'], dnsZones: ['corp.example'] }] });
+    await a.preview();
+    const wifiTag = a.pvds.get('wifi')!.tag;
+    await a.reload(configSchema.parse({ ...base, pvds: [{ identifier: 'wifi', dnsServers: ['192.0.2.2'] }, { identifier: 'cell', dnsServers: ['198.51.100.1'] }] }));
+    expect(a.pvds.list().map((p) => p.id)).toEqual(['wifi', 'cell']);
+    expect(a.pvds.get('wifi')!.servers.map((s) => s.label)).toEqual(['192.0.2.2:53']);
+    expect(a.pvds.get('wifi')!.tag).toBe(wifiTag); // an update keeps the PvD's identity (and cache namespace)
+  });
+});
+
 describe('PvD expiry', () => {
   const spec = (expires: string | null) => pvdSpecSchema.parse({ identifier: 'Hotel.Example', dnsServers: ['192.0.2.1'], expires });
 
