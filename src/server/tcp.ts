@@ -77,7 +77,7 @@ export class TcpListener {
   /** stop closes the listener and every connection. */
   async stop(): Promise<void> {
     this.pause();
-    for (const c of this.connections) c.close();
+    for (const c of this.connections) c.close(true);
     this.connections.clear();
     this.server = null;
   }
@@ -105,8 +105,8 @@ class Connection implements ReplySink {
   ) {
     const client = socket.remoteAddress ?? '';
     socket.on('data', (chunk: Buffer) => this.onData(chunk, client));
-    socket.on('error', () => this.close());
-    socket.on('close', () => this.close());
+    socket.on('error', () => this.close(true));
+    socket.on('close', () => this.close(true));
     socket.on('end', () => {
       // The client is done sending; answer what it asked, then close (RFC 7766 §6.2.4).
       this.reading = false;
@@ -179,11 +179,13 @@ class Connection implements ReplySink {
     if (this.inflight === 0) this.close();
   }
 
-  close(): void {
+  /** close ends the connection after what was written has gone out; `broken` drops it at once. */
+  close(broken = false): void {
     if (this.closed) return;
     this.closed = true;
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
-    this.socket.destroy();
+    if (broken) this.socket.destroy();
+    else this.socket.end();
     this.onClose();
   }
 }
