@@ -38,11 +38,6 @@ export class Query implements WireQuery {
     /** performance.now() when the query arrived. */
     readonly startedAt: number,
   ) {}
-
-  /** question is the question section as the client wrote it (name, type, class). */
-  question(): Buffer {
-    return this.msg.subarray(12, this.qEnd);
-  }
 }
 
 const EMPTY = Buffer.alloc(0);
