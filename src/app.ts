@@ -2,21 +2,26 @@
 // pipeline's stages are declared here, once, in order, with the reason for
 // each position; start, reload and stop live here too.
 
+import { readdir } from 'node:fs/promises';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { parseSocketAddress, type SocketAddress } from './config/address.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { AnswerCache } from './cache/answer-cache.js';
 import { registerCacheMetrics } from './cache/metrics.js';
+import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
+import { EventHub } from './http/events.js';
 import { HttpServer, type Readiness } from './http/server.js';
 import { createLogger, type Logger } from './log.js';
-import { describePvd } from './pvd/model.js';
+import { describePvd, type Pvd } from './pvd/model.js';
 import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
 import { pvdSpecSchema, type PvdSpec } from './pvd/schema.js';
 import { isOwnListener } from './pvd/sources/loop.js';
 import { readResolvConf, SYSTEM_PVD } from './pvd/sources/resolvconf.js';
-import { syncSource } from './pvd/sources/sync.js';
+import { PvdDirectory } from './pvd/sources/directory.js';
+import { announceFrom, syncSource } from './pvd/sources/sync.js';
+import { pvdView, type PvdView } from './pvd/view.js';
 import { CacheStage } from './resolve/cache-stage.js';
 import { Coalesce } from './resolve/coalesce.js';
 import { Forwarder } from './resolve/forward.js';
@@ -24,6 +29,7 @@ import { LocalNames } from './resolve/local.js';
 import { Router } from './resolve/router.js';
 import { RouteTable } from './resolve/routes.js';
 import { chain, type Next, type Stage } from './resolve/stage.js';
+import { translateQuery, translateResult } from './resolve/translate.js';
 import { AccessList } from './server/access.js';
 import { QueryHandler } from './server/handler.js';
 import { QueryStats } from './server/metrics.js';
@@ -67,10 +73,13 @@ export class App {
   private readonly forwarder: Forwarder;
   private readonly transport: Transport;
   private readonly handler: QueryHandler;
-  private readonly udp: UdpListener[] = [];
-  private readonly tcp: TcpListener[] = [];
+  /** The DNS listeners, UDP and TCP per configured address (label as configured). */
+  private dns: Array<{ label: string; udp: UdpListener; tcp: TcpListener }> = [];
   private http: HttpServer | null = null;
+  private directory: PvdDirectory | null = null;
   private listening = false;
+  /** Server-Sent Events of GET /v1/events. */
+  readonly events = new EventHub();
 
   constructor(
     private config: Config,
@@ -80,17 +89,34 @@ export class App {
     this.routes = new RouteTable([]);
     this.cache = new AnswerCache(config.cache, opts.clock);
     this.transport = opts.transport ?? socketTransport();
-    this.forwarder = new Forwarder({ ...config.upstream }, this.transport);
+    this.forwarder = new Forwarder(
+      {
+        ...config.upstream,
+        onServerState: (pool) => {
+          const pvd = this.pvds.get(pool.pvdId);
+          if (pvd) this.events.publish('upstream-changed', this.view(pvd));
+        },
+      },
+      this.transport,
+    );
     this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log);
 
+    // Routes first: by the time anyone hears of a change, names already route by it.
     this.pvds.on('changed', () => (this.routes = new RouteTable(this.pvds.list())));
-    this.pvds.on('announced', (p) => this.log.info({ pvd: describePvd(p) }, 'pvd announced'));
-    this.pvds.on('updated', (p) => this.log.info({ pvd: describePvd(p) }, 'pvd updated'));
+    this.pvds.on('announced', (p) => {
+      this.log.info({ pvd: describePvd(p) }, 'pvd announced');
+      this.events.publish('pvd-announced', this.view(p));
+    });
+    this.pvds.on('updated', (p) => {
+      this.log.info({ pvd: describePvd(p) }, 'pvd updated');
+      this.events.publish('pvd-updated', this.view(p));
+    });
     this.pvds.on('withdrawn', (p, reason) => {
       const dropped = this.cache.dropPvd(p.tag);
       this.forwarder.drop(p);
       this.stats.forget(p.id);
       this.log.info({ pvd: p.id, reason, cacheEntriesDropped: dropped }, 'pvd withdrawn');
+      this.events.publish('pvd-withdrawn', { ...this.view(p), reason });
     });
 
     collectDefaultMetrics({ register: this.metrics });
@@ -124,6 +150,56 @@ export class App {
     return chain(stages, this.forwarder.resolve);
   }
 
+  /** view is a PvD with its live state: servers, cache size (GET /v1/pvds and the events). */
+  view(p: Pvd): PvdView {
+    const pool = this.forwarder.poolIfAny(p);
+    const servers = p.servers.map((s) => {
+      const st = pool?.stats.get(s.label);
+      return {
+        address: s.label,
+        state: st?.state ?? 'untested',
+        rttMs: st?.srttMs === null || st === undefined ? null : Math.round(st.srttMs * 1000) / 1000,
+        since: st ? new Date(st.since).toISOString() : null,
+        lastError: st?.lastError ?? null,
+      };
+    });
+    return pvdView(p, servers, this.cache.entries(p.tag));
+  }
+
+  /** apiDeps is what the control API may do with this pvdns. */
+  private apiDeps(): ApiDeps {
+    return {
+      pvds: this.pvds,
+      view: (p) => this.view(p),
+      announce: (spec): AnnounceOutcome => {
+        const r = announceFrom(this.pvds, 'api', spec, null);
+        const id = spec.identifier;
+        if (r === 'conflict') return { ok: false, status: 409, error: `PvD "${id}" comes from ${this.pvds.get(id)!.source}; change it there` };
+        if (r === 'expired') return { ok: false, status: 400, error: `expires: ${spec.expires} has passed` };
+        return { ok: true, result: r, pvd: this.pvds.get(id)! };
+      },
+      withdraw: (id) => {
+        const p = this.pvds.get(id);
+        if (!p) return { ok: false, status: 404, error: `no PvD "${id}"` };
+        if (p.source !== 'api') return { ok: false, status: 409, error: `PvD "${p.identifier}" comes from ${p.source}; remove it there` };
+        this.pvds.withdraw(id);
+        return { ok: true };
+      },
+      translate: async (name, type, pvd, client) => {
+        const { query, answer, reply } = await this.handler.translate(translateQuery(name, type), client, pvd);
+        return translateResult(name, query, answer, reply);
+      },
+      flush: (pvd) => {
+        if (pvd) return this.cache.dropPvd(pvd.tag);
+        const n = this.cache.size;
+        this.cache.clear();
+        return n;
+      },
+      events: this.events,
+      token: () => this.config.http.token,
+    };
+  }
+
   /** preview announces the PvDs without binding anything: what check-config shows. */
   async preview(): Promise<void> {
     const listenAddrs = this.listenAddresses();
@@ -134,13 +210,13 @@ export class App {
   /** start announces the configured PvDs and binds every listener. */
   async start(): Promise<void> {
     await this.preview();
-    const listenAddrs = this.listenAddresses();
-    for (const addr of listenAddrs) await this.bindDns(addr);
-    if (this.config.http.listen !== null) {
-      const addr = parseSocketAddress(this.config.http.listen, 8053) as SocketAddress;
-      const http = new HttpServer(addr, { registry: this.metrics, readiness: () => this.readiness(), log: this.log });
-      await this.bind(`http ${addr.label}`, () => http.start());
-      this.http = http;
+    try {
+      this.dns = await this.bindAll(this.listenAddresses());
+      this.http = await this.startHttp(this.config.http.listen);
+      await this.watchDirectory(this.config.pvdSources.directory);
+    } catch (err) {
+      await this.stop();
+      throw err;
     }
     this.listening = true;
     const bound = this.addresses();
@@ -158,13 +234,39 @@ export class App {
   }
 
   /**
+   * bindAll binds UDP and TCP on each address, keeping the listeners already
+   * bound on an address that stays; on any failure it closes what it opened
+   * and throws, leaving the running listeners alone.
+   */
+  private async bindAll(addrs: SocketAddress[]): Promise<App['dns']> {
+    const kept = new Map(this.dns.map((d) => [d.label, d]));
+    const out: App['dns'] = [];
+    const opened: App['dns'] = [];
+    try {
+      for (const addr of addrs) {
+        const existing = kept.get(addr.label);
+        if (existing) out.push(existing);
+        else {
+          const d = await this.bindDns(addr);
+          opened.push(d);
+          out.push(d);
+        }
+      }
+    } catch (err) {
+      await Promise.all(opened.flatMap((d) => [d.udp.stop(), d.tcp.stop()]));
+      throw err;
+    }
+    return out;
+  }
+
+  /**
    * bindDns binds UDP and TCP on one address. With port 0 the kernel picks
    * the UDP port and TCP takes the same one, retrying if it is taken.
    */
-  private async bindDns(addr: SocketAddress): Promise<void> {
+  private async bindDns(addr: SocketAddress): Promise<App['dns'][number]> {
     for (let tries = 0; ; tries++) {
       const udp = createUdpListener(addr, this.handler, this.log);
-      await this.bind(udp.label, () => udp.start());
+      await bind(udp.label, () => udp.start());
       const tcpAddr = addr.port === 0 ? { ...addr, port: udp.address.port } : addr;
       const tcp = new TcpListener(tcpAddr, this.handler, { ...this.config.tcp }, this.log);
       try {
@@ -172,23 +274,19 @@ export class App {
       } catch (err) {
         await udp.stop();
         if (addr.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
-        await this.bind(tcp.label, () => Promise.reject(err));
+        await bind(tcp.label, () => Promise.reject(err));
       }
-      this.udp.push(udp);
-      this.tcp.push(tcp);
-      return;
+      return { label: addr.label, udp, tcp };
     }
   }
 
-  private async bind(label: string, start: () => Promise<void>): Promise<void> {
-    try {
-      await start();
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? String(err);
-      const hint = code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : code === 'EADDRINUSE' ? ' (another program listens there)' : '';
-      await this.stop();
-      throw new Error(`cannot listen on ${label}: ${code}${hint}`);
-    }
+  /** startHttp starts the HTTP listener on `listen`, or nothing when it is null. */
+  private async startHttp(listen: string | null): Promise<HttpServer | null> {
+    if (listen === null) return null;
+    const addr = parseSocketAddress(listen, 8053) as SocketAddress;
+    const http = new HttpServer(addr, { registry: this.metrics, readiness: () => this.readiness(), log: this.log, api: new Api(this.apiDeps()) });
+    await bind(`http ${addr.label}`, () => http.start());
+    return http;
   }
 
   private listenAddresses(): SocketAddress[] {
@@ -249,42 +347,70 @@ export class App {
   }
 
   /**
-   * reload applies a new configuration without dropping queries: PvDs,
-   * access, cache limits, timeouts and the log level change in place;
-   * listener addresses need a restart and are reported.
+   * reload applies a new configuration without dropping queries: PvDs are
+   * diffed (an unchanged PvD keeps its cache and server state), listeners
+   * are rebound only where their addresses changed, and everything else
+   * changes in place. What can fail comes first, so a bad reload leaves the
+   * running configuration serving.
    */
   async reload(next: Config): Promise<void> {
-    // What can fail comes first, against the listeners that are bound now,
-    // so a bad reload changes nothing.
-    const listenAddrs = this.listenAddresses();
-    this.checkLoops(next, listenAddrs);
-    const host = await this.hostPvds(next, listenAddrs);
     const prev = this.config;
     const unchanged = (k: keyof Config): boolean => JSON.stringify(prev[k]) === JSON.stringify(next[k]);
-    if (!unchanged('listen') || !unchanged('http')) this.log.warn('listen and http changes take effect at the next restart');
-    // Listener addresses stay as bound until a restart.
-    this.config = { ...next, listen: prev.listen, http: prev.http };
+    const listenAddrs = next.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress);
+    this.checkLoops(next, listenAddrs);
+    const host = await this.hostPvds(next, listenAddrs);
+    if (!unchanged('pvdSources') && next.pvdSources.directory !== null) await checkReadable(next.pvdSources.directory, this.opts.configFile);
+    if (this.listening && !unchanged('listen')) {
+      const dns = await this.bindAll(listenAddrs);
+      const gone = this.dns.filter((d) => !dns.includes(d));
+      this.dns = dns;
+      await Promise.all(gone.flatMap((d) => [d.udp.stop(), d.tcp.stop()]));
+    }
+    if (this.listening && !unchanged('http')) {
+      const http = await this.startHttp(next.http.listen);
+      await this.http?.stop();
+      this.http = http;
+    }
+    this.config = next;
     this.log.level = next.log.level;
     if (!unchanged('cache')) {
       // A new cache starts empty: entries admitted under the old limits go.
       this.cache = new AnswerCache(next.cache, this.opts.clock);
     }
     this.forwarder.setOptions({ ...next.upstream });
-    for (const t of this.tcp) t.setOptions({ ...next.tcp });
+    for (const d of this.dns) d.tcp.setOptions({ ...next.tcp });
     this.applyPvds(next, host);
+    if (this.listening) await this.watchDirectory(next.pvdSources.directory);
     this.handler.reconfigure(this.pipeline(), new AccessList(next.access.allow));
     this.log.info({ pvds: this.pvds.list().map((p) => p.id), config: this.opts.configFile }, 'configuration reloaded');
   }
 
-  /** stop takes no new queries, lets queries in flight finish (bounded), then closes everything. */
+  /** watchDirectory follows a folder of PvD files (pvdSources.directory), or stops following one. */
+  private async watchDirectory(dir: string | null): Promise<void> {
+    if (this.directory?.dir === dir) return;
+    this.directory?.stop();
+    this.directory = null;
+    syncSource(this.pvds, 'file', []);
+    if (dir === null) return;
+    await checkReadable(dir, this.opts.configFile);
+    const d = new PvdDirectory(dir, this.pvds, this.log);
+    await d.start();
+    this.directory = d;
+  }
+
+  /** stop takes no new queries, lets queries in flight finish (at most 2 s), then closes everything. */
   async stop(): Promise<void> {
-    for (const l of [...this.udp, ...this.tcp]) l.pause();
-    const limitMs = this.config.upstream.timeoutMs * this.config.upstream.attempts + 500;
+    const listeners = this.dns.flatMap((d) => [d.udp, d.tcp]);
+    for (const l of listeners) l.pause();
+    const limitMs = Math.min(2000, this.config.upstream.timeoutMs * this.config.upstream.attempts + 500);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.handler.drained(), new Promise<void>((r) => (timer = setTimeout(r, limitMs)))]);
     clearTimeout(timer);
-    await Promise.all([...this.udp, ...this.tcp].map((l) => l.stop()));
+    await Promise.all(listeners.map((l) => l.stop()));
+    this.dns = [];
     await this.http?.stop();
+    this.directory?.stop();
+    this.events.close();
     this.transport.close?.();
     this.pvds.close();
     this.listening = false;
@@ -292,11 +418,31 @@ export class App {
 
   /** addresses reports what pvdns is bound to. */
   addresses(): BoundAddresses {
-    return { dns: this.udp.map((u) => u.address), http: this.http?.address ?? null };
+    return { dns: this.dns.map((d) => d.udp.address), http: this.http?.address ?? null };
   }
 
   /** routeTable exposes the current routes (check-config, tests). */
   routeTable(): RouteTable {
     return this.routes;
+  }
+}
+
+/** bind starts a listener, turning a failure into one line a user can act on. */
+async function bind(label: string, start: () => Promise<void>): Promise<void> {
+  try {
+    await start();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    const hint = code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : code === 'EADDRINUSE' ? ' (another program listens there)' : '';
+    throw new Error(`cannot listen on ${label}: ${code}${hint}`);
+  }
+}
+
+/** checkReadable fails a configuration whose PvD directory cannot be read, naming the key. */
+async function checkReadable(dir: string, file: string | null): Promise<void> {
+  try {
+    await readdir(dir);
+  } catch (err) {
+    throw new ConfigError(file ?? '(config)', null, 'pvdSources.directory', `cannot read ${dir}: ${(err as NodeJS.ErrnoException).code ?? err}`);
   }
 }

@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { isMap, isNode, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
+import { describeIssue } from './issue.js';
 import { configSchema, type Config } from './schema.js';
 
 /** ConfigError is a configuration problem with its location. */
@@ -44,27 +45,17 @@ export function parseConfig(text: string, file: string): Config {
   if (typeof data !== 'object' || Array.isArray(data)) {
     throw new ConfigError(file, 1, '', 'must be a mapping of keys (listen, pvds, ...)');
   }
-  // reportInput: zod 4 leaves issue.input out otherwise, and "missing" is told apart by it.
-  const result = configSchema.safeParse(data, { reportInput: true });
+  const result = configSchema.safeParse(data, { reportInput: true }); // see describeIssue
   if (!result.success) throw toConfigError(result.error.issues[0]!, doc, lines, file);
   return deepFreeze(result.data);
 }
 
 function toConfigError(issue: z.core.$ZodIssue, doc: Document, lines: LineCounter, file: string): ConfigError {
-  const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
-  if (issue.code === 'unrecognized_keys') {
-    const key = issue.keys[0]!;
-    const where = [...path, key];
-    return new ConfigError(file, lineOf(doc, lines, path, key), keyPath(where), `unknown key "${key}"`);
-  }
-  let problem = issue.message;
-  if (issue.code === 'invalid_type' && issue.input === undefined) problem = 'is required';
-  return new ConfigError(file, lineOf(doc, lines, path), keyPath(path), problem);
-}
-
-/** keyPath renders ["pvds", 0, "dnsServers", 1] as pvds[0].dnsServers[1]. */
-function keyPath(path: (string | number)[]): string {
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
+  const { path, field, problem } = describeIssue(issue);
+  const unknownKey = issue.code === 'unrecognized_keys';
+  // An unknown key's line is the key's own; otherwise the value's.
+  const line = unknownKey ? lineOf(doc, lines, path.slice(0, -1), String(path.at(-1))) : lineOf(doc, lines, path);
+  return new ConfigError(file, line, field, problem);
 }
 
 /** lineOf finds the line of the deepest node on `path` that exists (or of `key` in it). */

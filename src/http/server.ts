@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { socketAddress, type SocketAddress } from '../config/address.js';
+import type { Api } from './api.js';
 
 /** Readiness is what /readyz reports: ready, or why not. */
 export type Readiness = { ready: true } | { ready: false; reason: string };
@@ -14,6 +15,8 @@ export interface HttpDeps {
   registry: Registry;
   readiness: () => Readiness;
   log: Logger;
+  /** The control API under /v1, when there is one. */
+  api?: Api;
 }
 
 /** HttpServer serves the HTTP side of pvdns on `http.listen`. */
@@ -49,6 +52,7 @@ export class HttpServer {
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://pvdns');
     const get = req.method === 'GET' || req.method === 'HEAD';
+    if (this.deps.api && (await this.deps.api.handle(req, res, url))) return;
     switch (url.pathname) {
       case '/healthz':
         if (!get) return methodNotAllowed(res, 'GET');

@@ -6,13 +6,14 @@ import { errorAnswer } from '../dns/answer.js';
 import { EDE, RCODE } from '../dns/constants.js';
 import type { Pvd } from '../pvd/model.js';
 import type { Transport } from '../upstream/exchange.js';
-import { UpstreamPool } from '../upstream/pool.js';
+import { UpstreamPool, type PoolOptions } from '../upstream/pool.js';
 import type { Query } from './query.js';
 import type { Result } from './stage.js';
 
 export interface ForwardOptions {
   timeoutMs: number;
   attempts: number;
+  onServerState?: PoolOptions['onServerState'];
 }
 
 /** Forwarder owns one upstream pool per PvD and is the pipeline's terminal step. */
@@ -41,6 +42,12 @@ export class Forwarder {
     const pool = new UpstreamPool(pvd.id, pvd.identifier, pvd.servers, opts, this.transport);
     this.pools.set(pvd.tag, { pvd, pool });
     return pool;
+  }
+
+  /** poolIfAny is the PvD's pool once it has been asked anything (for its servers' state). */
+  poolIfAny(pvd: Pvd): UpstreamPool | undefined {
+    const entry = this.pools.get(pvd.tag);
+    return entry?.pvd === pvd ? entry.pool : undefined;
   }
 
   /** drop forgets a withdrawn PvD's pool. */

@@ -30,7 +30,8 @@ export class LocalNames implements Stage {
 
   handle(q: Query, next: Next): Result {
     const route = (q.route = this.routes().match(q.nameKey));
-    if (route.local === null) return next(q);
+    // A query forced into one PvD asks it even for the RFC 6303 zones; localhost and invalid never leave the host.
+    if (route.local === null || (q.forced !== null && route.local === 'empty')) return next(q);
     return localAnswer(q, route);
   }
 }

@@ -6,7 +6,8 @@ import type { WireQuery } from '../dns/query.js';
 import type { Pvd } from '../pvd/model.js';
 import type { Route } from './routes.js';
 
-export type Transport = 'udp' | 'tcp';
+/** How the query came in: a DNS listener, or the HTTP API's Translate Name. */
+export type Transport = 'udp' | 'tcp' | 'api';
 
 /** What the cache stage concluded: answered from cache, asked upstream, or not consulted. */
 export type CacheVerdict = 'hit' | 'miss' | 'none';
@@ -26,6 +27,8 @@ export class Query implements WireQuery {
   route: Route | null = null;
   /** The PvD the query is being answered in (the router sets it). */
   pvd: Pvd | null = null;
+  /** Set when the query must be answered in exactly this PvD: no routing, no fallback (MIF Translate Name). */
+  forced: Pvd | null = null;
   cache: CacheVerdict = 'none';
   /** The answer-cache key in the current PvD; the coalescing stage shares it. */
   cacheKey = '';

@@ -23,6 +23,10 @@ export class Router implements Stage {
   constructor(private readonly routes: () => RouteTable) {}
 
   handle(q: Query, next: Next): Result {
+    if (q.forced !== null) {
+      q.pvd = q.forced;
+      return next(q);
+    }
     const route = q.route ?? (q.route = this.routes().match(q.nameKey));
     const pvds = route.pvds;
     if (pvds.length === 0) return NO_DEFAULT;

@@ -9,6 +9,7 @@ import { CLASS_IN, EDE, RCODE, TYPE, rcodeName, typeName } from '../dns/constant
 import { keyToName } from '../dns/name.js';
 import { PARSE_DROP, PARSE_OK, parseQuery } from '../dns/query.js';
 import { encodeError, encodeReply, TCP_LIMIT, udpLimit } from '../dns/reply.js';
+import type { Pvd } from '../pvd/model.js';
 import { Query, type Transport } from '../resolve/query.js';
 import { isPromise, type Next } from '../resolve/stage.js';
 import type { AccessList } from './access.js';
@@ -85,6 +86,28 @@ export class QueryHandler {
     }
     sink.reply(out, client, port);
     return ANSWERED;
+  }
+
+  /**
+   * translate answers a query for the HTTP API (the MIF API's Translate
+   * Name): in exactly `forced` when given, otherwise routed as a DNS client's
+   * would be. It is counted and logged like any query; access control
+   * applies. `msg` is a query pvdns built itself.
+   */
+  async translate(msg: Buffer, client: string, forced: Pvd | null): Promise<{ query: Query; answer: Answer; reply: Buffer }> {
+    const q = new Query('api', client, performance.now());
+    if (parseQuery(msg, q) !== PARSE_OK) throw new Error('translate: not a query');
+    q.forced = forced;
+    let a: Answer;
+    if (!this.access.allows(client)) a = errorAnswer(RCODE.REFUSED, NOT_ALLOWED);
+    else {
+      try {
+        a = await this.pipeline(q);
+      } catch (err) {
+        a = this.internalError(q, err);
+      }
+    }
+    return { query: q, answer: a, reply: this.reply(q, a) };
   }
 
   private settle(q: Query, a: Answer): Buffer {

@@ -20,7 +20,7 @@ const RCODE_SLOT = new Uint8Array(4096);
 RCODES.forEach((r, i) => (RCODE_SLOT[r] = i + 1));
 const RCODE_LABELS = ['other', ...RCODES.map(rcodeName)];
 
-const TRANSPORTS: readonly Transport[] = ['udp', 'tcp'];
+const TRANSPORTS: readonly Transport[] = ['udp', 'tcp', 'api'];
 const VERDICTS: readonly CacheVerdict[] = ['hit', 'miss', 'none'];
 
 /** The pvd label of queries answered by pvdns itself, and of those no PvD saw. */
@@ -28,7 +28,7 @@ export const LOCAL_LABEL = '(local)';
 export const NONE_LABEL = '(none)';
 
 class PvdCounters {
-  readonly queries = new Float64Array(QTYPE_LABELS.length * 2);
+  readonly queries = new Float64Array(QTYPE_LABELS.length * TRANSPORTS.length);
   readonly responses = new Float64Array(RCODE_LABELS.length);
   hits = 0;
   misses = 0;
@@ -44,8 +44,8 @@ export class QueryStats {
   record(pvd: string, qtype: number, transport: Transport, rcode: number, cache: CacheVerdict, seconds: number): void {
     let c = this.byPvd.get(pvd);
     if (c === undefined) this.byPvd.set(pvd, (c = new PvdCounters()));
-    const t = transport === 'udp' ? 0 : 1;
-    c.queries[QTYPE_SLOT[qtype]! * 2 + t]!++;
+    const t = transport === 'udp' ? 0 : transport === 'tcp' ? 1 : 2;
+    c.queries[QTYPE_SLOT[qtype]! * TRANSPORTS.length + t]!++;
     c.responses[RCODE_SLOT[rcode & 0xfff]!]!++;
     if (cache === 'hit') c.hits++;
     else if (cache === 'miss') c.misses++;
@@ -62,7 +62,8 @@ export class QueryStats {
     new CollectedValue('pvdns_queries_total', 'Queries received, by the PvD that answered them.', 'counter', function* (): Iterable<Sample> {
       for (const [pvd, c] of byPvd) {
         for (let i = 0; i < c.queries.length; i++) {
-          if (c.queries[i]) yield { labels: { pvd, qtype: QTYPE_LABELS[i >> 1]!, transport: TRANSPORTS[i & 1]! }, value: c.queries[i]! };
+          const qtype = QTYPE_LABELS[Math.floor(i / TRANSPORTS.length)]!;
+          if (c.queries[i]) yield { labels: { pvd, qtype, transport: TRANSPORTS[i % TRANSPORTS.length]! }, value: c.queries[i]! };
         }
       }
     }).register(registry);

@@ -17,7 +17,16 @@ export interface PoolOptions {
   timeoutMs: number;
   attempts: number;
   sourceAddress: string | null;
+  /** Told when a server's state changes (the API's upstream-changed event). */
+  onServerState?: (pool: UpstreamPool, server: string, stats: ServerStats) => void;
 }
+
+/**
+ * What is known of a server so far: untested until it is asked, operational
+ * after an answer, suspect after a failure (the words of the multi6 failure
+ * detection draft; the full state machine with back-off is issue 5's).
+ */
+export type ServerState = 'untested' | 'operational' | 'suspect';
 
 /** UpstreamQuery is what the pool reads of a client's query (the pipeline's Query is one). */
 export interface UpstreamQuery {
@@ -44,9 +53,32 @@ export class ServerStats {
   requests = 0;
   readonly errors = new Map<FailureReason, number>();
   readonly rtt = new Buckets(LATENCY_BUCKETS);
+  state: ServerState = 'untested';
+  /** Epoch milliseconds of the last state change. */
+  since = Date.now();
+  /** Smoothed round-trip time in milliseconds (RFC 6298's 1/8 gain), null before the first answer. */
+  srttMs: number | null = null;
+  lastError: string | null = null;
 
-  fail(reason: FailureReason): void {
+  /** answered records an answer; true when the state changed. */
+  answered(rttMs: number): boolean {
+    this.rtt.observe(rttMs / 1000);
+    this.srttMs = this.srttMs === null ? rttMs : this.srttMs + (rttMs - this.srttMs) / 8;
+    return this.moveTo('operational');
+  }
+
+  /** fail records a failure; true when the state changed. */
+  fail(reason: FailureReason, detail: string): boolean {
     this.errors.set(reason, (this.errors.get(reason) ?? 0) + 1);
+    this.lastError = detail;
+    return this.moveTo('suspect');
+  }
+
+  private moveTo(state: ServerState): boolean {
+    if (this.state === state) return false;
+    this.state = state;
+    this.since = Date.now();
+    return true;
   }
 }
 
@@ -137,21 +169,23 @@ class Attempt {
     }
     this.i++;
     if (!ex.ok) {
-      stats.fail(ex.reason);
-      this.failures.push({ server: server.label, reason: ex.reason, detail: ex.detail });
-      this.next();
+      this.failed(server.label, stats, ex.reason, ex.detail);
       return;
     }
-    stats.rtt.observe((pool.clock() - this.started) / 1000);
     const a = ex.answer;
     if (!SERVER_FAILURES.has(a.rcode)) {
+      if (stats.answered(pool.clock() - this.started)) pool.opts.onServerState?.(pool, server.label, stats);
       this.q.server = server.label;
       this.done(a);
       return;
     }
-    stats.fail('rcode');
     const ede = a.ede ? ` (EDE ${a.ede.code}${a.ede.text ? `: ${a.ede.text}` : ''})` : '';
-    this.failures.push({ server: server.label, reason: 'rcode', detail: `answered ${rcodeName(a.rcode)}${ede}` });
+    this.failed(server.label, stats, 'rcode', `answered ${rcodeName(a.rcode)}${ede}`);
+  }
+
+  private failed(server: string, stats: ServerStats, reason: FailureReason, detail: string): void {
+    if (stats.fail(reason, detail)) this.pool.opts.onServerState?.(this.pool, server, stats);
+    this.failures.push({ server, reason, detail });
     this.next();
   }
 }

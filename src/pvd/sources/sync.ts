@@ -21,23 +21,37 @@ export interface SyncResult {
   expired: string[];
 }
 
+let nextIndex = 0;
+
+/** What announcing one PvD from a source did. */
+export type AnnounceResult = 'announced' | 'updated' | 'unchanged' | 'expired' | 'conflict';
+
+/**
+ * announceFrom announces or updates one PvD on behalf of a source: an
+ * unchanged PvD is left as it is (its cache and server state with it), an
+ * updated one keeps its tag, and a PvD another source holds is not touched.
+ */
+export function announceFrom(registry: PvdRegistry, source: PvdSource, spec: PvdSpec, index: number | null): AnnounceResult {
+  const existing = registry.get(normalizeDomain(spec.identifier));
+  if (existing && existing.source !== source) return 'conflict';
+  // index null (the API): an update keeps its place, a new PvD goes after the source's others.
+  const order = index !== null ? ORDER_BASE[source] + index : (existing?.order ?? ORDER_BASE[source] + nextIndex++);
+  const pvd = pvdFromSpec(spec, source, order, existing?.tag);
+  if (existing && sameExceptTag(existing, pvd)) return 'unchanged';
+  return registry.announce(pvd);
+}
+
 export function syncSource(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSpec[]): SyncResult {
   const result: SyncResult = { announced: [], updated: [], withdrawn: [], conflicts: [], expired: [] };
   const wanted = new Set<string>();
   specs.forEach((spec, i) => {
     const id = normalizeDomain(spec.identifier);
     wanted.add(id);
-    const existing = registry.get(id);
-    if (existing && existing.source !== source) {
-      result.conflicts.push(id);
-      return;
-    }
-    const pvd = pvdFromSpec(spec, source, ORDER_BASE[source] + i, existing?.tag);
-    if (existing && sameExceptTag(existing, pvd)) return;
-    const r = registry.announce(pvd);
+    const r = announceFrom(registry, source, spec, i);
     if (r === 'announced') result.announced.push(id);
     else if (r === 'updated') result.updated.push(id);
-    else result.expired.push(id);
+    else if (r === 'expired') result.expired.push(id);
+    else if (r === 'conflict') result.conflicts.push(id);
   });
   for (const p of registry.list()) {
     if (p.source === source && !wanted.has(p.id)) {

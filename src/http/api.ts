@@ -1,0 +1,200 @@
+// The control API under /v1 (DESIGN's table; the MIF API's announce, Translate
+// Name and change announcements over HTTP). Mutating calls need the bearer
+// token when one is set, and come from loopback when none is.
+
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type http from 'node:http';
+import ipaddr from 'ipaddr.js';
+import type { Pvd } from '../pvd/model.js';
+import { parsePvdInput, PvdInputError } from '../pvd/input.js';
+import type { PvdRegistry } from '../pvd/registry.js';
+import type { PvdSpec } from '../pvd/schema.js';
+import { normalizeDomain } from '../pvd/schema.js';
+import type { PvdView } from '../pvd/view.js';
+import { TranslateInputError, type TranslateResult } from '../resolve/translate.js';
+import type { EventHub, EventName } from './events.js';
+import { json } from './server.js';
+
+/** The most a request body may carry: a PvD object is a few hundred octets. */
+const MAX_BODY = 64 * 1024;
+
+/** What PUT did: a new PvD, a changed one, or why it could not. */
+export type AnnounceOutcome =
+  | { ok: true; result: 'announced' | 'updated' | 'unchanged'; pvd: Pvd }
+  | { ok: false; status: number; error: string };
+
+export interface ApiDeps {
+  pvds: PvdRegistry;
+  view(pvd: Pvd): PvdView;
+  announce(spec: PvdSpec): AnnounceOutcome;
+  /** withdraw removes an API-announced PvD: 404 when unknown, 409 when another source holds it. */
+  withdraw(id: string): { ok: true } | { ok: false; status: number; error: string };
+  /** translate resolves a name; throws TranslateInputError for a bad name or type. */
+  translate(name: string, type: string, pvd: Pvd | null, client: string): Promise<TranslateResult>;
+  flush(pvd: Pvd | null): number;
+  events: EventHub;
+  token(): string | null;
+}
+
+/** ApiError is a request problem with its HTTP status. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class Api {
+  constructor(private readonly deps: ApiDeps) {}
+
+  /** handle serves /v1 paths; false when the path is not one of them. */
+  async handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<boolean> {
+    const path = url.pathname;
+    if (!path.startsWith('/v1/')) return false;
+    try {
+      await this.route(req, res, url, path);
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      json(res, err.status, { error: err.message });
+    }
+    return true;
+  }
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, path: string): Promise<void> {
+    const method = req.method ?? 'GET';
+    const pvdMatch = /^\/v1\/pvds\/([^/]+)$/.exec(path);
+    if (path === '/v1/pvds') {
+      allow(method, ['GET']);
+      return json(res, 200, { pvds: this.deps.pvds.list().map((p) => this.deps.view(p)) });
+    }
+    if (pvdMatch) {
+      const id = decodeURIComponent(pvdMatch[1]!);
+      allow(method, ['GET', 'PUT', 'DELETE']);
+      if (method === 'GET') return json(res, 200, this.deps.view(this.pvd(id)));
+      this.authorize(req);
+      if (method === 'DELETE') {
+        const r = this.deps.withdraw(id);
+        return r.ok ? json(res, 200, { withdrawn: normalizeDomain(id) }) : json(res, r.status, { error: r.error });
+      }
+      return this.put(req, res, id);
+    }
+    if (path === '/v1/resolve') {
+      allow(method, ['GET']);
+      const name = url.searchParams.get('name');
+      if (!name) throw new ApiError(400, 'name is required');
+      const pvdId = url.searchParams.get('pvd');
+      const pvd = pvdId === null ? null : this.pvd(pvdId);
+      try {
+        return json(res, 200, await this.deps.translate(name, url.searchParams.get('type') ?? 'A', pvd, req.socket.remoteAddress ?? ''));
+      } catch (err) {
+        if (err instanceof TranslateInputError) throw new ApiError(400, err.message);
+        throw err;
+      }
+    }
+    if (path === '/v1/cache/flush') {
+      allow(method, ['POST']);
+      this.authorize(req);
+      const pvdId = url.searchParams.get('pvd');
+      const pvd = pvdId === null ? null : this.pvd(pvdId);
+      return json(res, 200, { flushed: this.deps.flush(pvd), pvd: pvd?.id ?? null });
+    }
+    if (path === '/v1/events') {
+      allow(method, ['GET']);
+      const initial = this.deps.pvds.list().map((p): [EventName, unknown] => ['pvd-announced', this.deps.view(p)]);
+      if (!this.deps.events.subscribe(req, res, initial)) throw new ApiError(503, 'too many event subscribers');
+      return;
+    }
+    throw new ApiError(404, `no such endpoint: ${path}`);
+  }
+
+  private pvd(id: string): Pvd {
+    const p = this.deps.pvds.get(id);
+    if (!p) throw new ApiError(404, `no PvD "${id}"`);
+    return p;
+  }
+
+  private async put(req: http.IncomingMessage, res: http.ServerResponse, id: string): Promise<void> {
+    let body: unknown;
+    try {
+      body = JSON.parse(await readBody(req));
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      throw new ApiError(400, `body is not JSON: ${(err as Error).message}`);
+    }
+    // The path names the PvD; an identifier in the body must agree (RFC 8801 §3.4: case-insensitive).
+    if (body !== null && typeof body === 'object' && !Array.isArray(body)) {
+      const obj = body as Record<string, unknown>;
+      obj.identifier ??= id;
+      if (typeof obj.identifier === 'string' && normalizeDomain(obj.identifier) !== normalizeDomain(id)) {
+        throw new ApiError(400, `identifier: "${obj.identifier}" does not match the PvD in the path, "${id}"`);
+      }
+    }
+    let spec: PvdSpec;
+    try {
+      spec = parsePvdInput(body);
+    } catch (err) {
+      if (err instanceof PvdInputError) throw new ApiError(400, err.message);
+      throw err;
+    }
+    const r = this.deps.announce(spec);
+    if (!r.ok) return json(res, r.status, { error: r.error });
+    json(res, r.result === 'announced' ? 201 : 200, { result: r.result, pvd: this.deps.view(r.pvd) });
+  }
+
+  /** authorize lets a mutating call through: the right bearer token, or loopback when none is set. */
+  private authorize(req: http.IncomingMessage): void {
+    const token = this.deps.token();
+    if (token === null) {
+      if (!isLoopback(req.socket.remoteAddress ?? '')) throw new ApiError(403, 'changes are only accepted from loopback when http.token is not set');
+      return;
+    }
+    const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+    if (!m || !sameSecret(m[1]!, token)) throw new ApiError(401, 'a valid "Authorization: Bearer <http.token>" header is required');
+  }
+}
+
+function allow(method: string, methods: string[]): void {
+  if (!methods.includes(method)) throw new ApiError(405, `method not allowed; use ${methods.join(' or ')}`);
+}
+
+/** sameSecret compares in constant time: hashing first makes the lengths equal too. */
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+function isLoopback(address: string): boolean {
+  try {
+    return ipaddr.process(address.split('%')[0]!).range() === 'loopback';
+  } catch {
+    return false;
+  }
+}
+
+/** readBody collects a request body, refusing one over MAX_BODY with 413. */
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_BODY) {
+      req.resume();
+      reject(new ApiError(413, `body larger than ${MAX_BODY} octets`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new ApiError(413, `body larger than ${MAX_BODY} octets`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}

@@ -1,0 +1,64 @@
+// Translate Name (the MIF API): a name and type from the HTTP API become a
+// query for the pipeline, and the answer becomes JSON saying which PvD
+// answered, from where, and what.
+
+import type { Answer } from '../dns/answer.js';
+import { CLASS_IN, FLAG_RD, HEADER_SIZE, rcodeName, typeCode, typeName } from '../dns/constants.js';
+import { encodeName } from '../dns/name.js';
+import { answerRecords, type RecordText } from '../dns/render.js';
+import type { Query } from './query.js';
+
+/** TranslateResult is the JSON of GET /v1/resolve. */
+export interface TranslateResult {
+  /** The PvD that answered; null when pvdns answered itself (local names) or nobody could. */
+  pvd: string | null;
+  name: string;
+  type: string;
+  rcode: string;
+  answers: RecordText[];
+  cached: boolean;
+  /** DNS64-synthesized (issue 6); false until then. */
+  synthesized: boolean;
+  /** Answered by a PvD behind a captive portal (issue 7); false until then. */
+  captive: boolean;
+  server: string | null;
+  ede: { code: number; text: string } | null;
+}
+
+/** TranslateInputError is a name or type that cannot be asked. */
+export class TranslateInputError extends Error {}
+
+/** translateQuery builds the query message for a name and a type mnemonic or number. */
+export function translateQuery(name: string, type: string): Buffer {
+  const qtype = /^\d+$/.test(type) ? Number(type) : typeCode(type);
+  if (qtype === undefined || qtype < 1 || qtype > 0xffff) throw new TranslateInputError(`type: "${type}" is not a record type`);
+  let wire: Buffer;
+  try {
+    wire = encodeName(name);
+  } catch (err) {
+    throw new TranslateInputError(`name: ${(err as Error).message}`);
+  }
+  const msg = Buffer.alloc(HEADER_SIZE + wire.length + 4);
+  msg.writeUInt16BE(FLAG_RD, 2);
+  msg.writeUInt16BE(1, 4);
+  wire.copy(msg, HEADER_SIZE);
+  msg.writeUInt16BE(qtype, HEADER_SIZE + wire.length);
+  msg.writeUInt16BE(CLASS_IN, HEADER_SIZE + wire.length + 2);
+  return msg;
+}
+
+/** translateResult describes an answered query. */
+export function translateResult(name: string, q: Query, a: Answer, reply: Buffer): TranslateResult {
+  return {
+    pvd: q.pvd?.id ?? null,
+    name,
+    type: typeName(q.qtype),
+    rcode: rcodeName(a.rcode),
+    answers: answerRecords(reply),
+    cached: q.cache === 'hit',
+    synthesized: false,
+    captive: false,
+    server: q.server,
+    ede: a.ede,
+  };
+}
