@@ -329,8 +329,6 @@ export class App {
     const c = this.config;
     const keys: string[] = [];
     if (c.cache.serveStale) keys.push('cache.serveStale');
-    if (c.http.token !== null) keys.push('http.token');
-    if (c.pvdSources.directory !== null) keys.push('pvdSources.directory');
     c.pvds.forEach((p, i) => {
       if (p.dns64 !== 'auto' || p.dns64Synthesize) keys.push(`pvds[${i}].dns64`);
       if (p.captivePortal !== null) keys.push(`pvds[${i}].captivePortal`);

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { App } from './app.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
+import { ClientError, DEFAULT_API, query, status } from './http/client.js';
 import { createLogger } from './log.js';
 
 const DEFAULT_CONFIG = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
@@ -17,7 +18,14 @@ const HELP = `pvdns — a DNS resolver that keeps DNS per provisioning domain (P
 Usage:
   pvdns serve [--config FILE]     run the resolver (default: the embedded config/default.yaml)
   pvdns check-config FILE         validate FILE and print the PvDs and routes it gives
+  pvdns status                    the running pvdns's PvDs, servers and their state
+  pvdns query NAME [TYPE] [--pvd ID]
+                                  resolve NAME (in exactly PvD ID if given) and say which PvD answered
   pvdns --help | --version
+
+Options of status and query:
+  --server URL                    the pvdns HTTP API (default ${DEFAULT_API})
+  --json                          print the API's JSON
 
 Signals (serve): SIGHUP reloads FILE, SIGTERM and SIGINT drain queries in flight and exit 0.
 Configuration keys: see config/example.yaml and the README.`;
@@ -95,6 +103,16 @@ async function checkConfig(file: string): Promise<void> {
   process.stdout.write(out.join('\n') + '\n');
 }
 
+/** api runs an API client command: its output on stdout, or one line on stderr and exit 1. */
+async function api(run: () => Promise<string>): Promise<void> {
+  try {
+    process.stdout.write(`${await run()}\n`);
+  } catch (err) {
+    if (err instanceof ClientError) fail(err.message);
+    throw err;
+  }
+}
+
 async function main(): Promise<void> {
   let parsed;
   try {
@@ -102,6 +120,9 @@ async function main(): Promise<void> {
       allowPositionals: true,
       options: {
         config: { type: 'string', short: 'c' },
+        server: { type: 'string', default: DEFAULT_API },
+        json: { type: 'boolean', default: false },
+        pvd: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -121,6 +142,14 @@ async function main(): Promise<void> {
       const file = rest[0] ?? values.config;
       if (!file) fail('check-config needs a FILE', 2);
       return checkConfig(file);
+    }
+    case 'status':
+      if (rest.length) fail(`status takes no arguments (got ${rest.join(' ')})`, 2);
+      return api(() => status(values.server, values.json));
+    case 'query': {
+      const [name, type = 'A', ...extra] = rest;
+      if (!name || extra.length) fail('usage: pvdns query NAME [TYPE] [--pvd ID] [--json] [--server URL]', 2);
+      return api(() => query(values.server, name, type, values.pvd ?? null, values.json));
     }
     default:
       fail(`unknown command "${command}"\n\n${HELP}`, 2);
