@@ -141,7 +141,7 @@ export class App {
       //    the router retries the next PvD of the same route on SERVFAIL.
       new Router(routes),
       // 3. The PvD's own cache: first, so a hit waits for nothing.
-      new CacheStage(this.cache),
+      new CacheStage(this.cache, (p) => this.pvds.get(p.id)?.tag === p.tag),
       // 4. Identical questions in flight in the PvD share one upstream exchange.
       new Coalesce(),
       // DNS64 (issue 6) and captive-portal inspection (issue 7) belong here:

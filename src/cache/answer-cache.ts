@@ -90,14 +90,14 @@ export class AnswerCache {
    * min(SOA TTL, SOA MINIMUM, negativeTtl) and only with an SOA (RFC 2308
    * §5). Other RCODEs are not cached. The answer's TTLs are rewritten to the
    * clamped values whether it is kept or not, so every client sees the same
-   * limits.
+   * limits. `keep` false (its PvD was withdrawn meanwhile) only clamps.
    */
-  admit(key: string, nxKey: string | null, pvdTag: number, a: Answer): void {
+  admit(key: string, nxKey: string | null, pvdTag: number, a: Answer, keep = true): void {
     const lru = this.lru;
     if (lru !== null && lru.peek(key)?.answer === a) return;
     const ttl = this.lifetime(a);
     setTtls(a, 0);
-    if (lru === null || !(ttl > 0)) return;
+    if (lru === null || !keep || !(ttl > 0)) return;
     const now = this.now();
     const entry: Entry = { answer: a, pvdTag, storedAt: now, expiresAt: now + ttl * 1000, patchedSec: 0 };
     this.store(key, entry);

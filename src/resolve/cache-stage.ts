@@ -5,13 +5,18 @@
 import type { Answer } from '../dns/answer.js';
 import { FLAG_CD } from '../dns/constants.js';
 import { answerKey, nxdomainKey, type AnswerCache } from '../cache/answer-cache.js';
+import type { Pvd } from '../pvd/model.js';
 import type { Query } from './query.js';
 import { isPromise, type Next, type Result, type Stage } from './stage.js';
 
 export class CacheStage implements Stage {
   readonly name = 'cache';
 
-  constructor(private readonly cache: AnswerCache) {}
+  constructor(
+    private readonly cache: AnswerCache,
+    /** Whether a PvD is still attached: an answer that arrives after its PvD was withdrawn is not kept. */
+    private readonly attached: (pvd: Pvd) => boolean,
+  ) {}
 
   handle(q: Query, next: Next): Result {
     const tag = q.pvd!.tag;
@@ -30,9 +35,10 @@ export class CacheStage implements Stage {
       return nx;
     }
     q.cache = 'miss';
+    const pvd = q.pvd!;
     const r = next(q);
     const keep = (a: Answer): Answer => {
-      this.cache.admit(key, nxKey, tag, a);
+      this.cache.admit(key, nxKey, tag, a, this.attached(pvd));
       return a;
     };
     return isPromise(r) ? r.then(keep) : keep(r);

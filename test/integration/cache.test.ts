@@ -160,3 +160,32 @@ describe('coalescing', () => {
     expect(slow.seen).toHaveLength(1);
   });
 });
+
+describe('a PvD withdrawn while its query is in flight', () => {
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  const slow = new FakeUpstream(async (q) => {
+    await gate;
+    return answer(q, [a(q, '192.0.2.44')]);
+  });
+  let pvdns: Running;
+
+  beforeAll(async () => {
+    await slow.start('127.0.0.34');
+    pvdns = await startPvdns({ upstream: { timeoutMs: 3000, attempts: 1 }, pvds: [{ identifier: 'vpn', dnsServers: [slow.address] }] });
+  });
+  afterAll(async () => {
+    await pvdns.stop();
+    await slow.stop();
+  });
+
+  it('still answers the query, but does not cache the late answer', async () => {
+    const pending = ask(pvdns.dns, 'late.example', 'A');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(pvdns.app.pvds.withdraw('vpn')).toBe(true);
+    release();
+    expect((await pending).packet.answers[0]?.address).toBe('192.0.2.44');
+    const flushed = await fetch(`${pvdns.http}/v1/cache/flush`, { method: 'POST' });
+    expect(await flushed.json()).toEqual({ flushed: 0, pvd: null });
+  });
+});
