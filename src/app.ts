@@ -16,6 +16,7 @@ import { createLogger, type Logger } from './log.js';
 import { describePvd, type Pvd } from './pvd/model.js';
 import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
+import { PvdInputError } from './pvd/input.js';
 import { pvdSpecSchema, type PvdSpec } from './pvd/schema.js';
 import { isOwnListener } from './pvd/sources/loop.js';
 import { readResolvConf, SYSTEM_PVD } from './pvd/sources/resolvconf.js';
@@ -112,11 +113,12 @@ export class App {
       this.events.publish('pvd-updated', this.view(p));
     });
     this.pvds.on('withdrawn', (p, reason) => {
+      const last = this.view(p); // as it was, before its cache and pool go
       const dropped = this.cache.dropPvd(p.tag);
       this.forwarder.drop(p);
       this.stats.forget(p.id);
       this.log.info({ pvd: p.id, reason, cacheEntriesDropped: dropped }, 'pvd withdrawn');
-      this.events.publish('pvd-withdrawn', { ...this.view(p), reason });
+      this.events.publish('pvd-withdrawn', { ...last, reason });
     });
 
     collectDefaultMetrics({ register: this.metrics });
@@ -172,6 +174,8 @@ export class App {
       pvds: this.pvds,
       view: (p) => this.view(p),
       announce: (spec): AnnounceOutcome => {
+        const loop = this.loopProblem(spec);
+        if (loop) return { ok: false, status: 400, error: loop.message };
         const r = announceFrom(this.pvds, 'api', spec, null);
         const id = spec.identifier;
         if (r === 'conflict') return { ok: false, status: 409, error: `PvD "${id}" comes from ${this.pvds.get(id)!.source}; change it there` };
@@ -293,6 +297,16 @@ export class App {
     return this.config.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress);
   }
 
+  /** loopProblem says which server of a PvD from the API or a file is pvdns itself, if one is. */
+  private loopProblem(spec: PvdSpec): PvdInputError | null {
+    const listeners = [...this.listenAddresses(), ...this.addresses().dns];
+    for (const [i, s] of spec.dnsServers.entries()) {
+      const addr = parseSocketAddress(s, 53) as SocketAddress;
+      if (isOwnListener(addr, listeners)) return new PvdInputError(`dnsServers[${i}]`, `${addr.label} is pvdns's own listener: queries would loop`);
+    }
+    return null;
+  }
+
   /** A configured server that is pvdns itself would loop every query back in. */
   private checkLoops(config: Config, listenAddrs: SocketAddress[]): void {
     config.pvds.forEach((p, i) =>
@@ -375,7 +389,8 @@ export class App {
       // A new cache starts empty: entries admitted under the old limits go.
       this.cache = new AnswerCache(next.cache, this.opts.clock);
     }
-    this.forwarder.setOptions({ ...next.upstream });
+    // New timeouts mean new pools; otherwise servers keep their state.
+    if (!unchanged('upstream')) this.forwarder.setOptions({ ...next.upstream });
     for (const d of this.dns) d.tcp.setOptions({ ...next.tcp });
     this.applyPvds(next, host);
     if (this.listening) await this.watchDirectory(next.pvdSources.directory);
@@ -391,7 +406,7 @@ export class App {
     syncSource(this.pvds, 'file', []);
     if (dir === null) return;
     await checkReadable(dir, this.opts.configFile);
-    const d = new PvdDirectory(dir, this.pvds, this.log);
+    const d = new PvdDirectory(dir, this.pvds, this.log, (spec) => this.loopProblem(spec));
     await d.start();
     this.directory = d;
   }

@@ -25,7 +25,13 @@ export const configSchema = z
     http: z
       .strictObject({
         listen: listenAddress(8053).nullable().default('127.0.0.1:8053'),
-        token: z.string().min(16, 'must be at least 16 characters').nullable().default(null),
+        token: z
+          .string()
+          .min(16, 'must be at least 16 characters')
+          // RFC 6750 §2.1 b64token: what fits in "Authorization: Bearer <token>".
+          .regex(/^[A-Za-z0-9\-._~+/]+=*$/, 'may only contain letters, digits and -._~+/ (then = padding): it is sent as a bearer token')
+          .nullable()
+          .default(null),
       })
       .prefault({}),
     log: z

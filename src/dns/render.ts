@@ -54,8 +54,11 @@ function rdataText(msg: Buffer, type: number, at: number, len: number): string {
       if (len === 4) return `${msg[at]}.${msg[at + 1]}.${msg[at + 2]}.${msg[at + 3]}`;
       break;
     case TYPE.AAAA:
-      // RFC 5952 text form.
-      if (len === 16) return ipaddr.fromByteArray([...msg.subarray(at, end)]).toString();
+      // RFC 5952 text form; §5: an IPv4-mapped address keeps its IPv4 part dotted.
+      if (len === 16) {
+        const v6 = ipaddr.fromByteArray([...msg.subarray(at, end)]) as ipaddr.IPv6;
+        return v6.isIPv4MappedAddress() ? `::ffff:${v6.toIPv4Address().toString()}` : v6.toRFC5952String();
+      }
       break;
     case TYPE.CNAME:
     case TYPE.NS:

@@ -36,11 +36,12 @@ export interface ApiDeps {
   token(): string | null;
 }
 
-/** ApiError is a request problem with its HTTP status. */
+/** ApiError is a request problem with its HTTP status (and the headers that status calls for). */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -57,20 +58,27 @@ export class Api {
       await this.route(req, res, url, path);
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
+      for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
       json(res, err.status, { error: err.message });
     }
     return true;
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, path: string): Promise<void> {
-    const method = req.method ?? 'GET';
+    // HEAD is GET without the body (node drops the body of a HEAD reply).
+    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
     const pvdMatch = /^\/v1\/pvds\/([^/]+)$/.exec(path);
     if (path === '/v1/pvds') {
       allow(method, ['GET']);
       return json(res, 200, { pvds: this.deps.pvds.list().map((p) => this.deps.view(p)) });
     }
     if (pvdMatch) {
-      const id = decodeURIComponent(pvdMatch[1]!);
+      let id: string;
+      try {
+        id = decodeURIComponent(pvdMatch[1]!);
+      } catch {
+        throw new ApiError(400, `the PvD id in the path is not valid percent-encoding: ${pvdMatch[1]}`);
+      }
       allow(method, ['GET', 'PUT', 'DELETE']);
       if (method === 'GET') return json(res, 200, this.deps.view(this.pvd(id)));
       this.authorize(req);
@@ -151,12 +159,17 @@ export class Api {
       return;
     }
     const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-    if (!m || !sameSecret(m[1]!, token)) throw new ApiError(401, 'a valid "Authorization: Bearer <http.token>" header is required');
+    if (!m || !sameSecret(m[1]!, token)) {
+      throw new ApiError(401, 'a valid "Authorization: Bearer <http.token>" header is required', { 'www-authenticate': 'Bearer realm="pvdns"' });
+    }
   }
 }
 
 function allow(method: string, methods: string[]): void {
-  if (!methods.includes(method)) throw new ApiError(405, `method not allowed; use ${methods.join(' or ')}`);
+  if (!methods.includes(method)) {
+    const list = methods.includes('GET') ? [...methods, 'HEAD'] : methods;
+    throw new ApiError(405, `method not allowed; use ${methods.join(' or ')}`, { allow: list.join(', ') });
+  }
 }
 
 /** sameSecret compares in constant time: hashing first makes the lengths equal too. */
@@ -177,23 +190,26 @@ function isLoopback(address: string): boolean {
 /** readBody collects a request body, refusing one over MAX_BODY with 413. */
 function readBody(req: http.IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
+    // Refused without reading the rest: the reply closes the connection.
+    const tooLarge = (): ApiError => new ApiError(413, `body larger than ${MAX_BODY} octets`, { connection: 'close' });
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > MAX_BODY) {
-      req.resume();
-      reject(new ApiError(413, `body larger than ${MAX_BODY} octets`));
+      reject(tooLarge());
       return;
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer): void => {
       size += c.length;
       if (size > MAX_BODY) {
-        reject(new ApiError(413, `body larger than ${MAX_BODY} octets`));
-        req.destroy();
+        req.off('data', onData);
+        req.pause();
+        reject(tooLarge());
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });

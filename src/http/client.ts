@@ -1,6 +1,7 @@
 // The command line's view of a running pvdns: `pvdns status` and
 // `pvdns query`, in the spirit of resolvectl, over the HTTP API.
 
+import http from 'node:http';
 import type { PvdView } from '../pvd/view.js';
 import type { TranslateResult } from '../resolve/translate.js';
 
@@ -10,19 +11,32 @@ export const DEFAULT_API = 'http://127.0.0.1:8053';
 /** ClientError is a failed call, worded for the terminal. */
 export class ClientError extends Error {}
 
-async function call<T>(server: string, path: string): Promise<T> {
+/** call GETs a path of the API. node:http rather than fetch, which refuses some ports pvdns may use (e.g. 10080). */
+function call<T>(server: string, path: string): Promise<T> {
   const url = new URL(path, server.endsWith('/') ? server : `${server}/`);
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-    throw new ClientError(`cannot reach the pvdns API at ${server}: ${cause} (is pvdns running with http.listen there?)`);
-  }
-  const body = (await res.json().catch(() => null)) as (T & { error?: string }) | null;
-  if (!res.ok) throw new ClientError(body?.error ?? `${res.status} ${res.statusText}`);
-  if (body === null) throw new ClientError(`${url} did not answer JSON`);
-  return body;
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { timeout: 10_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        let body: (T & { error?: string }) | null = null;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T & { error?: string };
+        } catch {
+          // not JSON: said below
+        }
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status >= 300) reject(new ClientError(body?.error ?? `${status} ${res.statusMessage ?? ''}`.trim()));
+        else if (body === null) reject(new ClientError(`${url.href} did not answer JSON`));
+        else resolve(body);
+      });
+      res.on('error', (err) => reject(new ClientError(`reading the answer from ${server}: ${err.message}`)));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      reject(new ClientError(`cannot reach the pvdns API at ${server}: ${err.code ?? err.message} (is pvdns running with http.listen there?)`));
+    });
+  });
 }
 
 /** status fetches the PvDs and renders them as a table (or JSON). */

@@ -38,6 +38,11 @@ export class Forwarder {
   private poolOf(pvd: Pvd): UpstreamPool {
     const entry = this.pools.get(pvd.tag);
     if (entry !== undefined && entry.pvd === pvd) return entry.pool;
+    // An update that leaves the servers alone keeps their pool, and with it their state.
+    if (entry !== undefined && sameServers(entry.pvd, pvd)) {
+      entry.pvd = pvd;
+      return entry.pool;
+    }
     const opts = { ...this.opts, sourceAddress: pvd.sourceAddress };
     const pool = new UpstreamPool(pvd.id, pvd.identifier, pvd.servers, opts, this.transport);
     this.pools.set(pvd.tag, { pvd, pool });
@@ -47,7 +52,7 @@ export class Forwarder {
   /** poolIfAny is the PvD's pool once it has been asked anything (for its servers' state). */
   poolIfAny(pvd: Pvd): UpstreamPool | undefined {
     const entry = this.pools.get(pvd.tag);
-    return entry?.pvd === pvd ? entry.pool : undefined;
+    return entry !== undefined && (entry.pvd === pvd || sameServers(entry.pvd, pvd)) ? entry.pool : undefined;
   }
 
   /** drop forgets a withdrawn PvD's pool. */
@@ -67,3 +72,6 @@ export class Forwarder {
   }
 }
 
+function sameServers(a: Pvd, b: Pvd): boolean {
+  return a.sourceAddress === b.sourceAddress && a.servers.map((s) => s.label).join() === b.servers.map((s) => s.label).join();
+}

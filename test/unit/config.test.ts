@@ -189,6 +189,7 @@ describe('errors name the file, the line and the key', () => {
     ['an expiry that is not RFC 3339', 'pvds:\n  - identifier: corp\n    expires: "next tuesday"\n', 3, 'pvds[0].expires', /RFC 3339/],
     ['a captive portal over http (RFC 8908 §2)', 'pvds:\n  - identifier: hotel\n    captivePortal: "http://portal.example/api"\n', 3, 'pvds[0].captivePortal', /https/],
     ['a short API token', 'http:\n  token: "secret"\n', 2, 'http.token', /16/],
+    ['an API token no bearer header can carry (RFC 6750 §2.1)', 'http:\n  token: "correct horse battery staple"\n', 2, 'http.token', /bearer token/],
     ['an unknown log level', 'log:\n  level: verbose\n', 2, 'log.level', /"info"/],
   ])('%s', (_, text, line, key, problem) => {
     expectError(text, line, key, problem);

@@ -37,6 +37,8 @@ export class PvdDirectory {
     readonly dir: string,
     private readonly registry: PvdRegistry,
     private readonly log: Logger,
+    /** A further check of a file's PvD (pvdns refuses to be its own server). */
+    private readonly check: (spec: PvdSpec) => Error | null = () => null,
   ) {}
 
   /** start reads the folder once and then follows it. A missing folder is an error. */
@@ -89,7 +91,10 @@ export class PvdDirectory {
       const state: FileState = { stamp, spec: known?.spec ?? null };
       this.files.set(name, state);
       try {
-        state.spec = parsePvdInput(JSON.parse(await readFile(path, 'utf8')));
+        const spec = parsePvdInput(JSON.parse(await readFile(path, 'utf8')));
+        const problem = this.check(spec);
+        if (problem) throw problem;
+        state.spec = spec;
       } catch (err) {
         this.log.error({ file: path, error: (err as Error).message }, 'ignoring a bad PvD file; its PvD, if any, is unchanged');
       }
@@ -100,7 +105,8 @@ export class PvdDirectory {
   private apply(): void {
     const specs: PvdSpec[] = [];
     const owner = new Map<string, string>();
-    for (const [name, { spec }] of this.files) {
+    // By file name, so which of two files naming one PvD wins does not depend on when each was written.
+    for (const [name, { spec }] of [...this.files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       if (spec === null) continue;
       const id = normalizeDomain(spec.identifier);
       const first = owner.get(id);

@@ -1,0 +1,362 @@
+// PvD files (pvdSources.directory): a VPN's up/down script writes or deletes
+// a JSON file and pvdns announces, updates or withdraws its PvD. Each test
+// runs its own pvdns on its own temporary folder; each PvD's server is a
+// fake upstream answering with its own address, so an answer says who was
+// asked, and each upstream's record says who was not. Changes are waited
+// for by polling the API with a deadline, never by a fixed sleep.
+
+import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { App } from '../../src/app.js';
+import { ConfigError } from '../../src/config/load.js';
+import { configSchema } from '../../src/config/schema.js';
+import type { PvdView } from '../../src/pvd/view.js';
+import { ask, type Server } from '../helpers/client.js';
+import { a, answer, FakeUpstream } from '../helpers/fake-upstream.js';
+
+/** Each upstream answers A queries with the address 192.0.2.<last octet of its own address>. */
+function upstream(host: string): FakeUpstream {
+  const octet = host.split('.').at(-1)!;
+  return new FakeUpstream((q) => answer(q, [a(q, `192.0.2.${octet}`, 300)]));
+}
+
+const wifi = upstream('127.0.0.120'); // the configuration's default PvD
+const vpnA = upstream('127.0.0.121');
+const vpnB = upstream('127.0.0.122');
+const rfc = upstream('127.0.0.123');
+const other = upstream('127.0.0.124');
+const all = [wifi, vpnA, vpnB, rfc, other];
+
+interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+interface Pvdns {
+  app: App;
+  dns: Server;
+  http: string;
+  dir: string;
+  logs: LogLine[];
+}
+
+const DEADLINE_MS = 3000;
+
+/** waitFor polls `probe` until it returns something other than undefined, or fails after the deadline. */
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = DEADLINE_MS): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('PvD files', () => {
+  let pvdns: Pvdns | null = null;
+  const dirs: string[] = [];
+
+  /** start runs pvdns on a fresh folder (with `files` written first), logging into an array. */
+  async function start(files: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Promise<Pvdns> {
+    const dir = mkdtempSync(join(tmpdir(), 'pvdns-files-'));
+    dirs.push(dir);
+    for (const [name, body] of Object.entries(files)) writeFileSync(join(dir, name), JSON.stringify(body));
+    const logs: LogLine[] = [];
+    const log = pino({ level: 'info' }, { write: (s: string) => void logs.push(JSON.parse(s) as LogLine) });
+    const cfg = configSchema.parse({
+      listen: ['127.0.0.1:0'],
+      http: { listen: '127.0.0.1:0' },
+      log: { level: 'info' },
+      upstream: { timeoutMs: 1000, attempts: 2 },
+      pvdSources: { host: false, directory: dir },
+      pvds: [{ identifier: 'wifi', dnsServers: [wifi.address], default: true, priority: 10 }],
+      ...extra,
+    });
+    const app = new App(cfg, { configFile: null, log });
+    await app.start();
+    const { dns, http } = app.addresses();
+    pvdns = { app, dns: { host: dns[0]!.host, port: dns[0]!.port }, http: `http://${http!.label}`, dir, logs };
+    return pvdns;
+  }
+
+  const write = (name: string, body: unknown): void => writeFileSync(join(pvdns!.dir, name), typeof body === 'string' ? body : JSON.stringify(body));
+
+  async function getPvd(id: string): Promise<{ status: number; body: PvdView & { error?: string } }> {
+    const r = await fetch(`${pvdns!.http}/v1/pvds/${encodeURIComponent(id)}`);
+    return { status: r.status, body: (await r.json()) as PvdView & { error?: string } };
+  }
+
+  async function listPvds(): Promise<PvdView[]> {
+    const r = await fetch(`${pvdns!.http}/v1/pvds`);
+    return ((await r.json()) as { pvds: PvdView[] }).pvds;
+  }
+
+  /** until waits for GET /v1/pvds/{id} to satisfy `ok` (undefined: to be there) and returns it. */
+  function until(id: string, ok: (p: PvdView) => boolean = () => true): Promise<PvdView> {
+    return waitFor(`PvD "${id}" to be announced as expected`, async () => {
+      const r = await getPvd(id);
+      return r.status === 200 && ok(r.body) ? r.body : undefined;
+    });
+  }
+
+  /**
+   * barrier writes a good marker file and waits for its PvD: the scan that
+   * announced it read the folder after every earlier write, so whatever
+   * those writes were going to do has happened.
+   */
+  let markers = 0;
+  async function barrier(): Promise<void> {
+    const id = `marker-${++markers}`;
+    write(`zz-${id}.json`, { identifier: id, dnsServers: [other.address], noInternet: true });
+    await until(id);
+  }
+
+  const address = async (name: string): Promise<string | undefined> => {
+    const r = await ask(pvdns!.dns, name, 'A');
+    expect(r.packet.header.rcode).toBe(0);
+    return r.packet.answers[0]?.address;
+  };
+
+  const servers = (p: PvdView): string[] => p.servers.map((s) => s.address);
+
+  beforeAll(async () => {
+    await wifi.start('127.0.0.120');
+    await vpnA.start('127.0.0.121');
+    await vpnB.start('127.0.0.122');
+    await rfc.start('127.0.0.123');
+    await other.start('127.0.0.124');
+  });
+  beforeEach(() => {
+    for (const u of all) u.seen.length = 0;
+  });
+  afterEach(async () => {
+    await pvdns?.app.stop();
+    pvdns = null;
+  });
+  afterAll(async () => {
+    await Promise.all(all.map((u) => u.stop()));
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('announces the PvDs of the files already in the folder when it starts', async () => {
+    await start({ 'vpn.json': { identifier: 'vpn.example', dnsServers: [vpnA.address], dnsZones: ['vpn.example'], noInternet: true } });
+    const r = await getPvd('vpn.example');
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ identifier: 'vpn.example', source: 'file', dnsZones: ['vpn.example'], noInternet: true });
+    expect(await address('db.vpn.example')).toBe('192.0.2.121');
+  });
+
+  it('announces the PvD of a file added later, and sends names in its zones to its server only', async () => {
+    await start();
+    expect((await getPvd('vpn.example')).status).toBe(404);
+    expect(await address('db.vpn.example')).toBe('192.0.2.120'); // nobody claims it yet: the default PvD
+
+    write('vpn.json', { identifier: 'vpn.example', dnsServers: [vpnA.address], dnsZones: ['vpn.example', 'corp.internal'], noInternet: true });
+    const p = await until('vpn.example');
+    expect(p).toMatchObject({ identifier: 'vpn.example', source: 'file', default: false, noInternet: true, dnsZones: ['vpn.example', 'corp.internal'] });
+    expect(servers(p)).toEqual([vpnA.address]);
+
+    wifi.seen.length = 0;
+    expect(await address('git.vpn.example')).toBe('192.0.2.121');
+    expect(await address('wiki.corp.internal')).toBe('192.0.2.121');
+    expect(vpnA.names()).toEqual(['git.vpn.example', 'wiki.corp.internal']);
+    expect(wifi.seen).toHaveLength(0); // no leak to the default PvD
+    // Names nobody claims still go to the default PvD, not to the file's.
+    expect(await address('www.example.org')).toBe('192.0.2.120');
+    expect(vpnA.names()).not.toContain('www.example.org');
+  });
+
+  it('updates a PvD when its file changes: queries go to its new server', async () => {
+    await start({ 'vpn.json': { identifier: 'vpn.example', dnsServers: [vpnA.address], dnsZones: ['vpn.example'], noInternet: true } });
+    expect(await address('one.vpn.example')).toBe('192.0.2.121');
+
+    write('vpn.json', { identifier: 'vpn.example', dnsServers: [vpnB.address], dnsZones: ['vpn.example', 'more.example'], noInternet: true });
+    const p = await until('vpn.example', (v) => servers(v)[0] === vpnB.address);
+    expect(p).toMatchObject({ source: 'file', dnsZones: ['vpn.example', 'more.example'] });
+    expect(servers(p)).toEqual([vpnB.address]);
+
+    vpnA.seen.length = 0;
+    expect(await address('two.vpn.example')).toBe('192.0.2.122');
+    expect(await address('x.more.example')).toBe('192.0.2.122');
+    expect(vpnB.names()).toEqual(['two.vpn.example', 'x.more.example']);
+    expect(vpnA.seen).toHaveLength(0);
+    expect(wifi.seen).toHaveLength(0);
+  });
+
+  it('withdraws a PvD when its file is removed: its names route elsewhere and GET /v1/pvds/{id} is 404', async () => {
+    await start({ 'vpn.json': { identifier: 'vpn.example', dnsServers: [vpnA.address], dnsZones: ['vpn.example'], noInternet: true } });
+    expect(await address('db.vpn.example')).toBe('192.0.2.121'); // now cached in the PvD
+
+    unlinkSync(join(pvdns!.dir, 'vpn.json'));
+    await waitFor('the PvD to be withdrawn', async () => ((await getPvd('vpn.example')).status === 404 ? true : undefined));
+    const gone = await getPvd('vpn.example');
+    expect(gone.body).toEqual({ error: 'no PvD "vpn.example"' });
+    expect((await listPvds()).map((p) => p.identifier)).toEqual(['wifi']);
+
+    // The name (even the cached one) is now answered by the default PvD.
+    expect(await address('db.vpn.example')).toBe('192.0.2.120');
+    expect(await address('new.vpn.example')).toBe('192.0.2.120');
+    expect(wifi.names()).toEqual(['db.vpn.example', 'new.vpn.example']);
+    expect(vpnA.names()).toEqual(['db.vpn.example']);
+  });
+
+  it('takes a file that is renamed into place (how scripts write atomically)', async () => {
+    await start();
+    const tmp = join(pvdns!.dir, '.vpn.json.tmp');
+    writeFileSync(tmp, JSON.stringify({ identifier: 'vpn.example', dnsServers: [vpnA.address], dnsZones: ['vpn.example'], noInternet: true }));
+    renameSync(tmp, join(pvdns!.dir, 'vpn.json'));
+    await until('vpn.example');
+    expect(await address('db.vpn.example')).toBe('192.0.2.121');
+  });
+
+  it('reads an RFC 8801 PvD Additional Information file, ignoring the keys it does not know', async () => {
+    await start();
+    write('rfc8801.json', {
+      identifier: 'Vpn.Example.NET',
+      expires: '2099-01-01T00:00:00Z',
+      prefixes: ['10.99.0.0/16', '2001:db8:99::/48'],
+      dnsZones: ['vpn.example.net'],
+      noInternet: true,
+      metered: false,
+      extraInfo: { note: 'unknown keys are ignored (RFC 8801 §4.3)' },
+      'vendor-acme': { tunnel: 'gre', mtu: 1400 },
+      dnsServers: [rfc.address],
+    });
+    const p = await until('vpn.example.net');
+    expect(p).toMatchObject({
+      identifier: 'Vpn.Example.NET',
+      source: 'file',
+      noInternet: true,
+      default: false,
+      dnsZones: ['vpn.example.net'],
+      prefixes: ['10.99.0.0/16', '2001:db8:99::/48'],
+      expires: '2099-01-01T00:00:00.000Z',
+    });
+    expect(servers(p)).toEqual([rfc.address]);
+
+    expect(await address('intranet.vpn.example.net')).toBe('192.0.2.123');
+    // Its prefixes' reverse zones are its own too (not answered locally per RFC 6303).
+    const ptr = await ask(pvdns!.dns, '7.0.99.10.in-addr.arpa', 'PTR');
+    expect(ptr.packet.header.rcode).toBe(0);
+    expect(rfc.names()).toEqual(['intranet.vpn.example.net', '7.0.99.10.in-addr.arpa']);
+    expect(wifi.seen).toHaveLength(0);
+  });
+
+  it('ignores a new file that is not JSON, or names an invalid server, and logs its path', async () => {
+    await start();
+    write('broken.json', '{ "identifier": "broken.example", "dnsServers": [');
+    write('badserver.json', { identifier: 'badserver.example', dnsServers: ['not-an-address'], dnsZones: ['badserver.example'] });
+    await barrier();
+
+    const ids = (await listPvds()).map((p) => p.identifier);
+    expect(ids).not.toContain('broken.example');
+    expect(ids).not.toContain('badserver.example');
+    expect((await getPvd('badserver.example')).status).toBe(404);
+    expect(await address('x.badserver.example')).toBe('192.0.2.120'); // still the default PvD's
+
+    const bad = pvdns!.logs.filter((l) => l.msg.startsWith('ignoring a bad PvD file'));
+    expect(bad.map((l) => l.file).sort()).toEqual([join(pvdns!.dir, 'badserver.json'), join(pvdns!.dir, 'broken.json')]);
+    expect(bad.find((l) => l.file === join(pvdns!.dir, 'badserver.json'))!.error).toMatch(/^dnsServers\[0\]: /);
+  });
+
+  it('keeps a PvD as it was when its file is overwritten with garbage, and takes the next good version', async () => {
+    const good = { identifier: 'vpn.example', dnsServers: [vpnA.address], dnsZones: ['vpn.example'], noInternet: true };
+    await start({ 'vpn.json': good });
+    expect(await address('cached.vpn.example')).toBe('192.0.2.121');
+    const before = (await getPvd('vpn.example')).body;
+    expect(before.cacheEntries).toBe(1);
+
+    write('vpn.json', 'this is not JSON {{{');
+    await barrier();
+    expect((await getPvd('vpn.example')).body).toEqual(before); // same servers, zones, state and cache
+
+    write('vpn.json', { ...good, dnsServers: ['300.1.2.3'] });
+    await barrier();
+    expect((await getPvd('vpn.example')).body).toEqual(before);
+
+    expect(await address('cached.vpn.example')).toBe('192.0.2.121');
+    expect(await address('fresh.vpn.example')).toBe('192.0.2.121');
+    expect(vpnA.names()).toEqual(['cached.vpn.example', 'fresh.vpn.example']); // the cache survived too
+    const bad = pvdns!.logs.filter((l) => l.msg.startsWith('ignoring a bad PvD file'));
+    expect(bad.map((l) => l.file)).toEqual([join(pvdns!.dir, 'vpn.json'), join(pvdns!.dir, 'vpn.json')]);
+
+    write('vpn.json', { ...good, dnsServers: [vpnB.address] });
+    await until('vpn.example', (v) => servers(v)[0] === vpnB.address);
+    expect(await address('next.vpn.example')).toBe('192.0.2.122');
+  });
+
+  it('uses the first file by name when two files name the same PvD, and the other once the first is gone', async () => {
+    await start({
+      'b-vpn.json': { identifier: 'vpn.example', dnsServers: [vpnB.address], dnsZones: ['vpn.example'], noInternet: true },
+      'a-vpn.json': { identifier: 'VPN.example', dnsServers: [vpnA.address], dnsZones: ['vpn.example'], noInternet: true },
+    });
+    const p = (await getPvd('vpn.example')).body;
+    expect(p.source).toBe('file');
+    expect(servers(p)).toEqual([vpnA.address]);
+    expect((await listPvds()).filter((v) => v.identifier.toLowerCase() === 'vpn.example')).toHaveLength(1);
+    expect(await address('db.vpn.example')).toBe('192.0.2.121');
+    expect(vpnB.seen).toHaveLength(0);
+    expect(pvdns!.logs.some((l) => l.msg.startsWith('two PvD files name the same PvD') && l.file === join(pvdns!.dir, 'b-vpn.json'))).toBe(true);
+
+    // With the first file gone, the other one's PvD is the one in force.
+    unlinkSync(join(pvdns!.dir, 'a-vpn.json'));
+    await until('vpn.example', (v) => servers(v)[0] === vpnB.address);
+    expect(await address('other.vpn.example')).toBe('192.0.2.122');
+  });
+
+  it('uses the first file by name even when it is written after the other', async () => {
+    await start({ 'b-vpn.json': { identifier: 'vpn.example', dnsServers: [vpnB.address], dnsZones: ['vpn.example'], noInternet: true } });
+    expect(servers((await getPvd('vpn.example')).body)).toEqual([vpnB.address]);
+
+    // a-vpn.json sorts first, so it wins as it would have had both been there at start
+    // (which file is in force must not depend on the order they were written in).
+    write('a-vpn.json', { identifier: 'vpn.example', dnsServers: [vpnA.address], dnsZones: ['vpn.example'], noInternet: true });
+    await until('vpn.example', (v) => servers(v)[0] === vpnA.address);
+    expect(await address('db.vpn.example')).toBe('192.0.2.121');
+    expect(vpnB.seen).toHaveLength(0);
+  });
+
+  it('ignores files whose names do not end in .json', async () => {
+    await start();
+    const pvd = (id: string): unknown => ({ identifier: id, dnsServers: [vpnA.address], dnsZones: [id], noInternet: true });
+    write('notes.txt', pvd('txt.example'));
+    write('vpn.json.bak', pvd('bak.example'));
+    write('vpn.json~', pvd('tilde.example'));
+    write('json', pvd('bare.example'));
+    await barrier();
+    const ids = (await listPvds()).map((p) => p.identifier);
+    expect(ids.filter((id) => !id.startsWith('marker-'))).toEqual(['wifi']);
+    expect(await address('x.txt.example')).toBe('192.0.2.120');
+    expect(vpnA.seen).toHaveLength(0);
+  });
+
+  it('ignores a file naming a PvD the configuration holds: the configuration wins', async () => {
+    await start();
+    write('hijack.json', { identifier: 'WiFi', dnsServers: [vpnA.address], dnsZones: ['hijack.example'], default: true, priority: 0 });
+    await barrier();
+    const p = (await getPvd('wifi')).body;
+    expect(p).toMatchObject({ identifier: 'wifi', source: 'config', dnsZones: [], priority: 10 });
+    expect(servers(p)).toEqual([wifi.address]);
+    expect(await address('www.hijack.example')).toBe('192.0.2.120');
+    expect(await address('www.example.org')).toBe('192.0.2.120');
+    expect(vpnA.seen).toHaveLength(0);
+    expect(pvdns!.logs.some((l) => l.pvd === 'wifi' && /another source holds/.test(l.msg))).toBe(true);
+  });
+
+  it('refuses to start when pvdSources.directory does not exist, with a ConfigError naming the key', async () => {
+    const missing = join(tmpdir(), `pvdns-no-such-dir-${process.pid}-${Date.now()}`);
+    const err = await start({}, { pvdSources: { host: false, directory: missing } }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).key).toBe('pvdSources.directory');
+    expect((err as ConfigError).message).toContain('pvdSources.directory');
+    expect((err as ConfigError).message).toContain(missing);
+  });
+});
