@@ -8,6 +8,7 @@ import { parseSocketAddress, type SocketAddress } from './config/address.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { AnswerCache } from './cache/answer-cache.js';
+import { FailureCache } from './cache/failure-cache.js';
 import { registerCacheMetrics } from './cache/metrics.js';
 import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
 import { EventHub } from './http/events.js';
@@ -58,6 +59,9 @@ export interface BoundAddresses {
   http: SocketAddress | null;
 }
 
+/** Questions remembered as failing, across PvDs: failures are few, and each entry lives minutes at most. */
+const FAILURE_ENTRIES = 10_000;
+
 /** socketTransport is the real one: pooled UDP sockets, TCP per exchange. */
 function socketTransport(): Transport {
   const udp = new UdpTransport();
@@ -71,6 +75,7 @@ export class App {
   private readonly stats = new QueryStats();
   private routes: RouteTable;
   private cache: AnswerCache;
+  private failures: FailureCache;
   private readonly forwarder: Forwarder;
   private readonly transport: Transport;
   private readonly handler: QueryHandler;
@@ -89,11 +94,13 @@ export class App {
     this.log = opts.log ?? createLogger(config.log.level);
     this.routes = new RouteTable([]);
     this.cache = new AnswerCache(config.cache, opts.clock);
+    this.failures = new FailureCache(FAILURE_ENTRIES, opts.clock);
     this.transport = opts.transport ?? socketTransport();
     this.forwarder = new Forwarder(
       {
         ...config.upstream,
-        onServerState: (pool) => {
+        onServerState: (pool, server, health) => {
+          this.log.info({ pvd: pool.pvdId, server, state: health.state, lastError: health.lastError }, 'upstream server state changed');
           const pvd = this.pvds.get(pool.pvdId);
           if (pvd) this.events.publish('upstream-changed', this.view(pvd));
         },
@@ -115,6 +122,7 @@ export class App {
     this.pvds.on('withdrawn', (p, reason) => {
       const last = this.view(p); // as it was, before its cache and pool go
       const dropped = this.cache.dropPvd(p.tag);
+      this.failures.dropPvd(p.tag);
       this.forwarder.drop(p);
       this.stats.forget(p.id);
       this.log.info({ pvd: p.id, reason, cacheEntriesDropped: dropped }, 'pvd withdrawn');
@@ -141,9 +149,9 @@ export class App {
       new LocalNames(routes),
       // 2. Choose the PvD; every stage after this works inside one PvD, and
       //    the router retries the next PvD of the same route on SERVFAIL.
-      new Router(routes),
+      new Router(routes, (p) => this.forwarder.usable(p)),
       // 3. The PvD's own cache: first, so a hit waits for nothing.
-      new CacheStage(this.cache, (p) => this.pvds.get(p.id)?.tag === p.tag),
+      new CacheStage(this.cache, this.failures, (p) => this.pvds.get(p.id)?.tag === p.tag),
       // 4. Identical questions in flight in the PvD share one upstream exchange.
       new Coalesce(),
       // DNS64 (issue 6) and captive-portal inspection (issue 7) belong here:
@@ -155,14 +163,14 @@ export class App {
   /** view is a PvD with its live state: servers, cache size (GET /v1/pvds and the events). */
   view(p: Pvd): PvdView {
     const pool = this.forwarder.poolIfAny(p);
-    const servers = p.servers.map((s) => {
-      const st = pool?.stats.get(s.label);
+    const servers = p.servers.map((s, i) => {
+      const h = pool?.health[i];
       return {
         address: s.label,
-        state: st?.state ?? 'untested',
-        rttMs: st?.srttMs === null || st === undefined ? null : Math.round(st.srttMs * 1000) / 1000,
-        since: st ? new Date(st.since).toISOString() : null,
-        lastError: st?.lastError ?? null,
+        state: h?.state ?? 'untested',
+        rttMs: h?.srttMs === null || h === undefined ? null : Math.round(h.srttMs * 1000) / 1000,
+        since: h ? new Date(h.since).toISOString() : null,
+        lastError: h?.lastError ?? null,
       };
     });
     return pvdView(p, servers, this.cache.entries(p.tag));
@@ -194,9 +202,13 @@ export class App {
         return translateResult(name, query, answer, reply);
       },
       flush: (pvd) => {
-        if (pvd) return this.cache.dropPvd(pvd.tag);
+        if (pvd) {
+          this.failures.dropPvd(pvd.tag);
+          return this.cache.dropPvd(pvd.tag);
+        }
         const n = this.cache.size;
         this.cache.clear();
+        this.failures.clear();
         return n;
       },
       events: this.events,
@@ -342,7 +354,6 @@ export class App {
   private inactiveKeys(): string[] {
     const c = this.config;
     const keys: string[] = [];
-    if (c.cache.serveStale) keys.push('cache.serveStale');
     c.pvds.forEach((p, i) => {
       if (p.dns64 !== 'auto' || p.dns64Synthesize) keys.push(`pvds[${i}].dns64`);
       if (p.captivePortal !== null) keys.push(`pvds[${i}].captivePortal`);
@@ -388,6 +399,7 @@ export class App {
     if (!unchanged('cache')) {
       // A new cache starts empty: entries admitted under the old limits go.
       this.cache = new AnswerCache(next.cache, this.opts.clock);
+      this.failures = new FailureCache(FAILURE_ENTRIES, this.opts.clock);
     }
     // New timeouts mean new pools; otherwise servers keep their state.
     if (!unchanged('upstream')) this.forwarder.setOptions({ ...next.upstream });

@@ -12,7 +12,14 @@ export interface CacheOptions {
   minTtl: number;
   maxTtl: number;
   negativeTtl: number;
+  /** Keep expired answers to serve when the PvD's servers fail (RFC 8767). */
+  serveStale: boolean;
 }
+
+/** RFC 8767 §5: how long past its TTL an answer may still be served stale (one day). */
+export const MAX_STALE_MS = 86_400_000;
+/** RFC 8767 §4: the TTL of a stale answer (the RECOMMENDED 30 seconds). */
+export const STALE_TTL = 30;
 
 interface Entry {
   answer: Answer;
@@ -73,7 +80,8 @@ export class AnswerCache {
     if (e === undefined) return undefined;
     const now = this.now();
     if (now >= e.expiresAt) {
-      this.lru!.delete(key);
+      // Kept for serve-stale while it may still be served; the LRU makes room as usual.
+      if (!this.opts.serveStale || now >= e.expiresAt + MAX_STALE_MS) this.lru!.delete(key);
       return undefined;
     }
     const sec = ((now - e.storedAt) / 1000) | 0;
@@ -132,6 +140,28 @@ export class AnswerCache {
       return ttl;
     }
     return 0;
+  }
+
+  /**
+   * stale returns a copy of an expired answer still within MAX_STALE_MS,
+   * every TTL set to 30 s and marked with an Extended DNS Error: 3 (Stale
+   * Answer) or 19 (Stale NXDOMAIN Answer) (RFC 8767 §4, RFC 8914 §4.4, §4.20).
+   */
+  stale(key: string, why: string): Answer | undefined {
+    if (!this.opts.serveStale) return undefined;
+    const e = this.lru?.peek(key);
+    const now = this.now();
+    if (e === undefined || now < e.expiresAt || now >= e.expiresAt + MAX_STALE_MS) return undefined;
+    const a = e.answer;
+    const nx = a.rcode === RCODE.NXDOMAIN;
+    const copy: Answer = {
+      ...a,
+      body: Buffer.from(a.body),
+      rr: a.rr.map((v, i) => (i % RR_STRIDE === 2 ? STALE_TTL : v)),
+      ede: { code: nx ? 19 : 3, text: why },
+    };
+    setTtls(copy, 0);
+    return copy;
   }
 
   /** dropPvd removes every entry of a PvD; returns how many went. */

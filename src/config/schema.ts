@@ -58,8 +58,14 @@ export const configSchema = z
       .strictObject({
         timeoutMs: z.number().int().min(10).max(60_000).default(1500),
         attempts: z.number().int().min(1).max(10).default(3),
+        probeIntervalMs: z.number().int().min(10).max(3_600_000).default(1000),
+        probeMaxIntervalMs: z.number().int().min(10).max(3_600_000).default(60_000),
       })
-      .prefault({}),
+      .prefault({})
+      .refine((u) => u.probeIntervalMs <= u.probeMaxIntervalMs, {
+        message: 'probeIntervalMs must not exceed probeMaxIntervalMs',
+        path: ['probeIntervalMs'],
+      }),
     tcp: z
       .strictObject({
         idleTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),

@@ -13,6 +13,8 @@ import type { Result } from './stage.js';
 export interface ForwardOptions {
   timeoutMs: number;
   attempts: number;
+  probeIntervalMs: number;
+  probeMaxIntervalMs: number;
   onServerState?: PoolOptions['onServerState'];
 }
 
@@ -43,7 +45,15 @@ export class Forwarder {
       entry.pvd = pvd;
       return entry.pool;
     }
-    const opts = { ...this.opts, sourceAddress: pvd.sourceAddress };
+    const o = this.opts;
+    const opts: PoolOptions = {
+      timeoutMs: o.timeoutMs,
+      attempts: o.attempts,
+      sourceAddress: pvd.sourceAddress,
+      probe: { initialMs: o.probeIntervalMs, maxMs: o.probeMaxIntervalMs },
+      onServerState: o.onServerState,
+    };
+    entry?.pool.close();
     const pool = new UpstreamPool(pvd.id, pvd.identifier, pvd.servers, opts, this.transport);
     this.pools.set(pvd.tag, { pvd, pool });
     return pool;
@@ -55,14 +65,24 @@ export class Forwarder {
     return entry !== undefined && (entry.pvd === pvd || sameServers(entry.pvd, pvd)) ? entry.pool : undefined;
   }
 
+  /**
+   * usable says whether a PvD has a server that may be asked now; default
+   * routing passes over a PvD whose servers are all down.
+   */
+  usable(pvd: Pvd): boolean {
+    return !(this.poolIfAny(pvd)?.allDown ?? false);
+  }
+
   /** drop forgets a withdrawn PvD's pool. */
   drop(pvd: Pvd): void {
+    this.pools.get(pvd.tag)?.pool.close();
     this.pools.delete(pvd.tag);
   }
 
   /** setOptions applies new timeouts to pools made from now on (a reload). */
   setOptions(opts: ForwardOptions): void {
     Object.assign(this.opts, opts);
+    for (const e of this.pools.values()) e.pool.close();
     this.pools.clear();
   }
 

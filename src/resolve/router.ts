@@ -20,7 +20,11 @@ const NO_DEFAULT = errorAnswer(RCODE.SERVFAIL, {
 export class Router implements Stage {
   readonly name = 'router';
 
-  constructor(private readonly routes: () => RouteTable) {}
+  constructor(
+    private readonly routes: () => RouteTable,
+    /** Whether a PvD has a server that may be asked now (not all down). */
+    private readonly usable: (pvd: Pvd) => boolean = () => true,
+  ) {}
 
   handle(q: Query, next: Next): Result {
     if (q.forced !== null) {
@@ -28,8 +32,14 @@ export class Router implements Stage {
       return next(q);
     }
     const route = q.route ?? (q.route = this.routes().match(q.nameKey));
-    const pvds = route.pvds;
+    let pvds = route.pvds;
     if (pvds.length === 0) return NO_DEFAULT;
+    // Names nobody claims skip default PvDs whose servers are all down, while
+    // another works; a claimed name stays with its claimants, down or not.
+    if (route.zone === null && pvds.length > 1 && !pvds.every(this.usable)) {
+      const working = pvds.filter(this.usable);
+      if (working.length > 0) pvds = working;
+    }
     q.pvd = pvds[0]!;
     const r = next(q);
     return pvds.length === 1 ? r : this.failover(q, pvds, 0, r, next);

@@ -4,12 +4,16 @@
 import type { Answer, Expected } from '../dns/answer.js';
 import type { SocketAddress } from '../config/address.js';
 
-/** Why an exchange gave no answer; the reason label of pvdns_upstream_errors_total. */
-export type FailureReason = 'timeout' | 'refused' | 'network' | 'closed' | 'rcode';
+/**
+ * Why an exchange gave no answer; the reason label of
+ * pvdns_upstream_errors_total. `unreachable` is a hard negative hint: ICMP
+ * port or host unreachable, a TCP reset.
+ */
+export type FailureReason = 'timeout' | 'unreachable' | 'network' | 'closed';
 
 export type Exchange =
-  | { ok: true; answer: Answer; truncated: boolean }
-  | { ok: false; reason: FailureReason; detail: string };
+  | { ok: true; answer: Answer; truncated: boolean; ignored?: number }
+  | { ok: false; reason: FailureReason; detail: string; ignored?: number };
 
 export interface ExchangeRequest {
   server: SocketAddress;
@@ -40,6 +44,7 @@ export interface Transport {
 export function networkFailure(err: NodeJS.ErrnoException): Exchange {
   const code = err.code ?? 'EIO';
   // ICMP port unreachable on a connected UDP socket, or a TCP RST: nobody listens.
-  if (code === 'ECONNREFUSED') return { ok: false, reason: 'refused', detail: 'connection refused' };
+  if (code === 'ECONNREFUSED') return { ok: false, reason: 'unreachable', detail: 'connection refused' };
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return { ok: false, reason: 'unreachable', detail: code };
   return { ok: false, reason: 'network', detail: code };
 }

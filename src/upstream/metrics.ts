@@ -14,6 +14,11 @@ export function registerUpstreamMetrics(registry: Registry, pools: () => Iterabl
       for (const [server, s] of p.stats) for (const [reason, n] of s.errors) yield { labels: { pvd: p.pvdId, server, reason }, value: n };
     }
   }).register(registry);
+  new CollectedValue('pvdns_upstream_up', 'Whether a server may be asked (1), or is down and only probed (0).', 'gauge', function* (): Iterable<Sample> {
+    for (const p of pools()) {
+      for (let i = 0; i < p.servers.length; i++) yield { labels: { pvd: p.pvdId, server: p.servers[i]!.label }, value: p.health[i]!.usable ? 1 : 0 };
+    }
+  }).register(registry);
   new CollectedHistogram('pvdns_upstream_rtt_seconds', 'Time from sending a query upstream to its answer.', function* (): Iterable<[Labels, Buckets]> {
     for (const p of pools()) for (const [server, s] of p.stats) yield [{ pvd: p.pvdId, server }, s.rtt];
   }).register(registry);

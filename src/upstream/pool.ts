@@ -1,32 +1,30 @@
-// UpstreamPool: one PvD's DNS servers. A query tries them in configured
-// order, at most `attempts` of them, each for `timeoutMs`; a truncated UDP
-// answer is asked again over TCP from the same server (RFC 7766 §5). When
-// none answers, the answer is SERVFAIL with an Extended DNS Error naming the
-// PvD and each server's failure (RFC 8914). Health state and server
-// selection (issue 5) will replace the fixed order here.
+// UpstreamPool: one PvD's DNS servers and what is known of their health
+// (health.ts). Queries go to the primary, which stays primary until it fails
+// — no round-robin churn; on a failure the query is asked at once of the next
+// candidate (by state, then smoothed RTT, then configured order), at most
+// `attempts` servers per query, each for `timeoutMs`. Down servers are left
+// out and tested in the background, one probe at a time with back-off, so a
+// dead server costs the first query after its death one timeout and later
+// queries nothing. When every server is down the answer is SERVFAIL at once,
+// with an Extended DNS Error naming the PvD (RFC 8914).
 
 import type { SocketAddress } from '../config/address.js';
 import { errorAnswer, type Answer, type Ede } from '../dns/answer.js';
-import { EDE, FLAG_CD, RCODE, rcodeName } from '../dns/constants.js';
+import { CLASS_IN, EDE, FLAG_CD, RCODE, TYPE, rcodeName } from '../dns/constants.js';
 import { encodeQuery } from '../dns/query.js';
 import { Buckets, LATENCY_BUCKETS } from '../metrics/collected.js';
-import type { Exchange, ExchangeRequest, FailureReason, Transport } from './exchange.js';
+import type { Exchange, ExchangeRequest, Transport } from './exchange.js';
+import { ServerHealth, type ProbeTiming } from './health.js';
 import { randomU16 } from './random.js';
 
 export interface PoolOptions {
   timeoutMs: number;
   attempts: number;
   sourceAddress: string | null;
-  /** Told when a server's state changes (the API's upstream-changed event). */
-  onServerState?: (pool: UpstreamPool, server: string, stats: ServerStats) => void;
+  probe: ProbeTiming;
+  /** Told when a server's state changes (the API's upstream-changed event, a log line). */
+  onServerState?: (pool: UpstreamPool, server: string, health: ServerHealth) => void;
 }
-
-/**
- * What is known of a server so far: untested until it is asked, operational
- * after an answer, suspect after a failure (the words of the multi6 failure
- * detection draft; the full state machine with back-off is issue 5's).
- */
-export type ServerState = 'untested' | 'operational' | 'suspect';
 
 /** UpstreamQuery is what the pool reads of a client's query (the pipeline's Query is one). */
 export interface UpstreamQuery {
@@ -42,51 +40,31 @@ export interface UpstreamQuery {
   server: string | null;
 }
 
-export interface Failure {
-  server: string;
-  reason: FailureReason;
-  detail: string;
-}
-
 /** ServerStats counts one server's exchanges as plain numbers (read at scrape time). */
 export class ServerStats {
   requests = 0;
-  readonly errors = new Map<FailureReason, number>();
+  /** By reason: timeout, unreachable, network, closed, servfail, refused, formerr, notimp, mismatch, truncated. */
+  readonly errors = new Map<string, number>();
   readonly rtt = new Buckets(LATENCY_BUCKETS);
-  state: ServerState = 'untested';
-  /** Epoch milliseconds of the last state change. */
-  since = Date.now();
-  /** Smoothed round-trip time in milliseconds (RFC 6298's 1/8 gain), null before the first answer. */
-  srttMs: number | null = null;
-  lastError: string | null = null;
 
-  /** answered records an answer; true when the state changed. */
-  answered(rttMs: number): boolean {
-    this.rtt.observe(rttMs / 1000);
-    this.srttMs = this.srttMs === null ? rttMs : this.srttMs + (rttMs - this.srttMs) / 8;
-    return this.moveTo('operational');
-  }
-
-  /** fail records a failure; true when the state changed. */
-  fail(reason: FailureReason, detail: string): boolean {
-    this.errors.set(reason, (this.errors.get(reason) ?? 0) + 1);
-    this.lastError = detail;
-    return this.moveTo('suspect');
-  }
-
-  private moveTo(state: ServerState): boolean {
-    if (this.state === state) return false;
-    this.state = state;
-    this.since = Date.now();
-    return true;
+  count(reason: string, n = 1): void {
+    this.errors.set(reason, (this.errors.get(reason) ?? 0) + n);
   }
 }
 
 /** RCODEs that say "this server could not answer": the next server is asked. */
 const SERVER_FAILURES = new Set<number>([RCODE.SERVFAIL, RCODE.REFUSED, RCODE.FORMERR, RCODE.NOTIMP]);
 
+/** ". NS", the question of probes: every recursive server answers it, even one that only refuses it. */
+const PROBE_QUESTION = Buffer.from([0, TYPE.NS >> 8, TYPE.NS & 0xff, CLASS_IN >> 8, CLASS_IN & 0xff]);
+
 export class UpstreamPool {
   readonly stats = new Map<string, ServerStats>();
+  readonly health: ServerHealth[];
+  /** Index of the server queries go to first. */
+  private primary = 0;
+  private readonly probes: Array<NodeJS.Timeout | null>;
+  private closed = false;
 
   constructor(
     /** The PvD's id: the pvd label of the metrics. */
@@ -99,17 +77,111 @@ export class UpstreamPool {
     readonly clock: () => number = () => performance.now(),
   ) {
     for (const s of servers) this.stats.set(s.label, new ServerStats());
+    this.health = servers.map(() => new ServerHealth(opts.probe));
+    this.probes = servers.map(() => null);
   }
 
-  /** resolve asks the servers in turn until one answers; it never rejects. */
+  /** resolve asks the servers until one answers; it never rejects. */
   resolve(q: UpstreamQuery): Promise<Answer> {
     return new Promise((done) => new Attempt(this, q, done).next());
   }
 
+  /**
+   * candidates lists the servers a query may try, in order: the primary,
+   * then the others by state rank, smoothed RTT and configured order. Down
+   * servers are left out; their probes test them.
+   */
+  candidates(): number[] {
+    const now = this.clock();
+    const usable = this.servers.map((_, i) => i).filter((i) => this.health[i]!.usable);
+    const rest = usable.filter((i) => i !== this.primary).sort((a, b) => this.compare(a, b, now));
+    return this.health[this.primary]!.usable ? [this.primary, ...rest] : rest;
+  }
+
+  private compare(a: number, b: number, now: number): number {
+    const ha = this.health[a]!;
+    const hb = this.health[b]!;
+    return ha.rank(now) - hb.rank(now) || (ha.srttMs ?? Infinity) - (hb.srttMs ?? Infinity) || a - b;
+  }
+
+  /** allDown says whether no server can be asked now (default routing skips such a PvD). */
+  get allDown(): boolean {
+    return this.health.every((h) => !h.usable);
+  }
+
+  /** record updates a server's health and metrics with the outcome of an exchange. */
+  record(i: number, ex: Exchange, rttMs: number): void {
+    const label = this.servers[i]!.label;
+    const stats = this.stats.get(label)!;
+    const health = this.health[i]!;
+    const now = this.clock();
+    if (ex.ignored) stats.count('mismatch', ex.ignored);
+    let changed: boolean;
+    if (ex.ok) {
+      stats.rtt.observe(rttMs / 1000);
+      if (ex.truncated) stats.count('truncated');
+      // Any answer, SERVFAIL included, says the server is there (positive feedback).
+      if (SERVER_FAILURES.has(ex.answer.rcode)) stats.count(rcodeName(ex.answer.rcode).toLowerCase());
+      changed = health.answered(rttMs, now);
+    } else {
+      stats.count(ex.reason);
+      changed = health.failed(ex.reason === 'timeout' || ex.reason === 'closed' ? 'timeout' : 'unreachable', ex.detail, now);
+    }
+    if (!changed) {
+      if (health.state === 'down') this.scheduleProbe(i);
+      return;
+    }
+    if (health.state === 'down') this.scheduleProbe(i);
+    // The primary stays until it fails; then the best usable server takes over.
+    if (i === this.primary && (health.state === 'suspect' || health.state === 'down')) {
+      const next = this.candidates().find((c) => c !== i);
+      if (next !== undefined) this.primary = next;
+    } else if (!this.health[this.primary]!.usable && health.usable) {
+      this.primary = i;
+    }
+    this.opts.onServerState?.(this, label, health);
+  }
+
+  /** scheduleProbe arranges the next test of a down server, one at a time. */
+  private scheduleProbe(i: number): void {
+    if (this.closed) return;
+    const existing = this.probes[i];
+    if (existing) clearTimeout(existing);
+    const delay = Math.max(0, this.health[i]!.nextProbeAt - this.clock());
+    const timer = setTimeout(() => {
+      this.probes[i] = null;
+      this.probe(i);
+    }, delay);
+    timer.unref();
+    this.probes[i] = timer;
+  }
+
+  /** probe asks a down server ". NS"; any answer brings it back. */
+  private probe(i: number): void {
+    if (this.closed || this.health[i]!.state !== 'down') return;
+    const id = randomU16();
+    const req: ExchangeRequest = {
+      server: this.servers[i]!,
+      message: encodeQuery(id, PROBE_QUESTION, false, false),
+      expect: { id, nameKey: '\0', qtype: TYPE.NS, qclass: CLASS_IN },
+      timeoutMs: this.opts.timeoutMs,
+      sourceAddress: this.opts.sourceAddress,
+    };
+    const started = this.clock();
+    this.stats.get(this.servers[i]!.label)!.requests++;
+    this.transport.udp(req, (ex) => this.record(i, ex, this.clock() - started));
+  }
+
   /** failureEde explains in one line why no server answered (RFC 8914). */
   failureEde(failures: readonly Failure[]): Ede {
-    const network = failures.every((f) => f.reason === 'network' || f.reason === 'refused');
-    const silent = failures.every((f) => f.reason !== 'rcode');
+    if (failures.length === 0) {
+      // Nothing was tried: every server is down.
+      const why = this.servers.map((s, i) => `${s.label} down${this.health[i]!.lastError ? `: ${this.health[i]!.lastError}` : ''}`);
+      const network = this.health.every((h) => h.lastFailure === 'unreachable');
+      return { code: network ? EDE.NETWORK_ERROR : EDE.NO_REACHABLE_AUTHORITY, text: `pvd ${this.pvdName}: all servers unreachable (${why.join('; ')})`.slice(0, 400) };
+    }
+    const network = failures.every((f) => f.kind === 'unreachable');
+    const silent = failures.every((f) => f.kind !== 'rcode');
     const all = failures.length === this.servers.length ? 'all servers' : `${failures.length} of ${this.servers.length} servers`;
     const what = failures.map((f) => `${f.server} ${f.detail}`).join('; ');
     return {
@@ -118,13 +190,27 @@ export class UpstreamPool {
       text: `pvd ${this.pvdName}: ${all} ${silent ? 'unreachable' : 'failed'} (${what})`.slice(0, 400),
     };
   }
+
+  /** close stops the probes (the PvD was withdrawn or its pool replaced). */
+  close(): void {
+    this.closed = true;
+    for (const t of this.probes) if (t) clearTimeout(t);
+  }
 }
 
-/** Attempt is one query's walk through the pool's servers, driven by transport callbacks. */
+export interface Failure {
+  server: string;
+  kind: 'timeout' | 'unreachable' | 'rcode';
+  detail: string;
+}
+
+/** Attempt is one query's walk through the pool's candidates, driven by transport callbacks. */
 class Attempt {
-  private i = 0;
-  private failures: Failure[] = [];
+  private tried = 0;
+  private readonly order: number[];
+  private readonly failures: Failure[] = [];
   private started = 0;
+  private current = -1;
   private req: ExchangeRequest | null = null;
   private viaTcp = false;
   private readonly onExchange = (ex: Exchange): void => this.exchanged(ex);
@@ -133,16 +219,19 @@ class Attempt {
     private readonly pool: UpstreamPool,
     private readonly q: UpstreamQuery,
     private readonly done: (a: Answer) => void,
-  ) {}
+  ) {
+    this.order = pool.candidates();
+  }
 
   next(): void {
     const pool = this.pool;
-    if (this.i >= Math.min(pool.opts.attempts, pool.servers.length)) {
+    if (this.tried >= Math.min(pool.opts.attempts, this.order.length)) {
       this.done(errorAnswer(RCODE.SERVFAIL, pool.failureEde(this.failures)));
       return;
     }
     const q = this.q;
-    const server = pool.servers[this.i]!;
+    this.current = this.order[this.tried++]!;
+    const server = pool.servers[this.current]!;
     const id = randomU16();
     this.req = {
       server,
@@ -159,33 +248,30 @@ class Attempt {
 
   private exchanged(ex: Exchange): void {
     const pool = this.pool;
-    const server = this.req!.server;
-    const stats = pool.stats.get(server.label)!;
+    const server = pool.servers[this.current]!.label;
     if (ex.ok && ex.truncated && !this.viaTcp) {
+      // RFC 7766 §5: the whole answer over TCP, from the same server.
+      pool.record(this.current, ex, pool.clock() - this.started);
       this.viaTcp = true;
-      stats.requests++;
+      this.started = pool.clock();
+      pool.stats.get(server)!.requests++;
       pool.transport.tcp(this.req!, this.onExchange);
       return;
     }
-    this.i++;
+    pool.record(this.current, ex, pool.clock() - this.started);
     if (!ex.ok) {
-      this.failed(server.label, stats, ex.reason, ex.detail);
+      this.failures.push({ server, kind: ex.reason === 'timeout' || ex.reason === 'closed' ? 'timeout' : 'unreachable', detail: ex.detail });
+      this.next();
       return;
     }
     const a = ex.answer;
     if (!SERVER_FAILURES.has(a.rcode)) {
-      if (stats.answered(pool.clock() - this.started)) pool.opts.onServerState?.(pool, server.label, stats);
-      this.q.server = server.label;
+      this.q.server = server;
       this.done(a);
       return;
     }
     const ede = a.ede ? ` (EDE ${a.ede.code}${a.ede.text ? `: ${a.ede.text}` : ''})` : '';
-    this.failed(server.label, stats, 'rcode', `answered ${rcodeName(a.rcode)}${ede}`);
-  }
-
-  private failed(server: string, stats: ServerStats, reason: FailureReason, detail: string): void {
-    if (stats.fail(reason, detail)) this.pool.opts.onServerState?.(this.pool, server, stats);
-    this.failures.push({ server, reason, detail });
+    this.failures.push({ server, kind: 'rcode', detail: `answered ${rcodeName(a.rcode)}${ede}` });
     this.next();
   }
 }

@@ -94,7 +94,7 @@ class Slot {
         this.arm(p.deadline);
         return;
       }
-      this.settle(p, { ok: false, reason: 'timeout', detail: p.ignored ? `timeout (${p.ignored} mismatched replies ignored)` : 'timeout' });
+      this.settle(p, { ok: false, reason: 'timeout', detail: p.ignored ? `timeout (${p.ignored} mismatched replies ignored)` : 'timeout', ignored: p.ignored });
     }
   }
 
@@ -108,7 +108,7 @@ class Slot {
       return;
     }
     const r = parseResponse(msg, p.expect);
-    if (r.ok) this.settle(p, r);
+    if (r.ok) this.settle(p, p.ignored ? { ...r, ignored: p.ignored } : r);
     else p.ignored++;
   }
 

@@ -693,7 +693,8 @@ describe('control API (/v1)', () => {
       expect(r.status).toBe(200);
       expect(r.body).toMatchObject({ pvd: 'lab.example', rcode: 'SERVFAIL', answers: [] });
       expect(r.body.ede).toEqual({ code: 22, text: expect.stringMatching(/^pvd lab\.example: /) });
-      expect(dead.names()).toEqual(['www.example.org']);
+      // The dead server may already be known as down (then it is not even asked): either way nobody else is.
+      expect(dead.names().filter((n) => n !== 'www.example.org')).toEqual([]);
       expect(wifi.seen).toHaveLength(0);
       expect(corp.seen).toHaveLength(0);
     });

@@ -15,7 +15,7 @@ import { encodeReply, TCP_LIMIT } from '../../src/dns/reply.js';
 
 const T = Packet.TYPE;
 const NAME = 'www.example.com';
-const OPTS: CacheOptions = { maxEntries: 1000, minTtl: 0, maxTtl: 86400, negativeTtl: 900 };
+const OPTS: CacheOptions = { maxEntries: 1000, minTtl: 0, maxTtl: 86400, negativeTtl: 900, serveStale: false };
 
 const A = (address: string, ttl: number, name = NAME): DNS.Packet.Resource => ({ name, type: T.A, class: 1, ttl, address }) as DNS.Packet.Resource;
 const NS = (ttl: number): DNS.Packet.Resource => ({ name: 'example.com', type: T.NS, class: 1, ttl, ns: 'ns.example.com' }) as DNS.Packet.Resource;
