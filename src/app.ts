@@ -40,7 +40,7 @@ import { udpBackend } from './native/udp.js';
 import { createUdpListener, type UdpListener } from './server/udp.js';
 import type { Transport } from './upstream/exchange.js';
 import { registerUpstreamMetrics } from './upstream/metrics.js';
-import { tcpExchange } from './upstream/tcp.js';
+import { TcpTransport } from './upstream/tcp.js';
 import { UdpTransport } from './upstream/udp.js';
 
 export interface AppOptions {
@@ -62,10 +62,18 @@ export interface BoundAddresses {
 /** Questions remembered as failing, across PvDs: failures are few, and each entry lives minutes at most. */
 const FAILURE_ENTRIES = 10_000;
 
-/** socketTransport is the real one: pooled UDP sockets, TCP per exchange. */
+/** socketTransport is the real one: pooled UDP sockets, one reused TCP connection per server. */
 function socketTransport(): Transport {
   const udp = new UdpTransport();
-  return { udp: (req, done) => udp.exchange(req, done), tcp: tcpExchange, close: () => udp.close() };
+  const tcp = new TcpTransport();
+  return {
+    udp: (req, done) => udp.exchange(req, done),
+    tcp: (req, done) => tcp.exchange(req, done),
+    close: () => {
+      udp.close();
+      tcp.close();
+    },
+  };
 }
 
 export class App {
