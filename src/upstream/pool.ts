@@ -93,6 +93,7 @@ export class UpstreamPool {
    */
   candidates(): number[] {
     const now = this.clock();
+    if (this.servers.length === 1) return this.health[0]!.usable ? [0] : [];
     const usable = this.servers.map((_, i) => i).filter((i) => this.health[i]!.usable);
     const rest = usable.filter((i) => i !== this.primary).sort((a, b) => this.compare(a, b, now));
     return this.health[this.primary]!.usable ? [this.primary, ...rest] : rest;
@@ -102,6 +103,11 @@ export class UpstreamPool {
     const ha = this.health[a]!;
     const hb = this.health[b]!;
     return ha.rank(now) - hb.rank(now) || (ha.srttMs ?? Infinity) - (hb.srttMs ?? Infinity) || a - b;
+  }
+
+  /** firstChoice is the server a query tries first: the primary while it may be asked, else -1. */
+  get firstChoice(): number {
+    return this.health[this.primary]!.usable ? this.primary : -1;
   }
 
   /** allDown says whether no server can be asked now (default routing skips such a PvD). */
@@ -206,8 +212,10 @@ export interface Failure {
 
 /** Attempt is one query's walk through the pool's candidates, driven by transport callbacks. */
 class Attempt {
-  private tried = 0;
-  private readonly order: number[];
+  /** The servers asked so far, in order. */
+  private readonly tried: number[] = [];
+  /** The candidates, worked out only when the primary was not enough (the common case needs none). */
+  private order: number[] | null = null;
   private readonly failures: Failure[] = [];
   private started = 0;
   private current = -1;
@@ -219,22 +227,31 @@ class Attempt {
     private readonly pool: UpstreamPool,
     private readonly q: UpstreamQuery,
     private readonly done: (a: Answer) => void,
-  ) {
-    this.order = pool.candidates();
+  ) {}
+
+  /** pick is the next server to ask, or -1 when the budget or the candidates are spent. */
+  private pick(): number {
+    const pool = this.pool;
+    if (this.tried.length >= pool.opts.attempts) return -1;
+    if (this.tried.length === 0 && pool.firstChoice >= 0) return pool.firstChoice;
+    this.order ??= pool.candidates();
+    return this.order.find((c) => !this.tried.includes(c)) ?? -1;
   }
 
   next(): void {
     const pool = this.pool;
-    if (this.tried >= Math.min(pool.opts.attempts, this.order.length)) {
+    const server = this.pick();
+    if (server < 0) {
       this.done(errorAnswer(RCODE.SERVFAIL, pool.failureEde(this.failures)));
       return;
     }
+    this.tried.push(server);
+    this.current = server;
     const q = this.q;
-    this.current = this.order[this.tried++]!;
-    const server = pool.servers[this.current]!;
+    const address = pool.servers[server]!;
     const id = randomU16();
     this.req = {
-      server,
+      server: address,
       message: encodeQuery(id, q.msg.subarray(12, q.qEnd), (q.flags & FLAG_CD) !== 0, q.dnssecOk),
       expect: { id, nameKey: q.nameKey, qtype: q.qtype, qclass: q.qclass },
       timeoutMs: pool.opts.timeoutMs,
@@ -242,7 +259,7 @@ class Attempt {
     };
     this.viaTcp = false;
     this.started = pool.clock();
-    pool.stats.get(server.label)!.requests++;
+    pool.stats.get(address.label)!.requests++;
     pool.transport.udp(this.req, this.onExchange);
   }
 
