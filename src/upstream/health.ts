@@ -58,16 +58,22 @@ export class ServerHealth {
     return this.moveTo('operational');
   }
 
-  /** failed records a failure; true when the state changed. */
-  failed(kind: FailureKind, detail: string, now: number): boolean {
+  /**
+   * failed records a failure; true when the state changed. `probe` marks the
+   * result of a probe: only a failed probe doubles the gap to the next one —
+   * queries that were already on their way when the server went down and
+   * fail afterwards say nothing new.
+   */
+  failed(kind: FailureKind, detail: string, now: number, probe = false): boolean {
     this.failures++;
     this.lastError = detail;
     this.lastFailure = kind;
     this.lastResultAt = now;
     if (this.state === 'down') {
-      // A failed probe: wait twice as long before the next one.
-      this.backoffMs = Math.min(this.backoffMs * 2, this.timing.maxMs);
-      this.nextProbeAt = now + this.backoffMs;
+      if (probe) {
+        this.backoffMs = Math.min(this.backoffMs * 2, this.timing.maxMs);
+        this.nextProbeAt = now + this.backoffMs;
+      }
       return false;
     }
     if (kind === 'unreachable' || this.failures >= DOWN_AFTER) {

@@ -115,8 +115,8 @@ export class UpstreamPool {
     return this.health.every((h) => !h.usable);
   }
 
-  /** record updates a server's health and metrics with the outcome of an exchange. */
-  record(i: number, ex: Exchange, rttMs: number): void {
+  /** record updates a server's health and metrics with the outcome of an exchange (or of a probe). */
+  record(i: number, ex: Exchange, rttMs: number, probe = false): void {
     const label = this.servers[i]!.label;
     const stats = this.stats.get(label)!;
     const health = this.health[i]!;
@@ -131,13 +131,11 @@ export class UpstreamPool {
       changed = health.answered(rttMs, now);
     } else {
       stats.count(ex.reason);
-      changed = health.failed(ex.reason === 'timeout' || ex.reason === 'closed' ? 'timeout' : 'unreachable', ex.detail, now);
+      changed = health.failed(ex.reason === 'timeout' || ex.reason === 'closed' ? 'timeout' : 'unreachable', ex.detail, now, probe);
     }
-    if (!changed) {
-      if (health.state === 'down') this.scheduleProbe(i);
-      return;
-    }
-    if (health.state === 'down') this.scheduleProbe(i);
+    // One probe at a time: the next is arranged when a server goes down and after each failed probe.
+    if (health.state === 'down' && (changed || probe)) this.scheduleProbe(i);
+    if (!changed) return;
     // The primary stays until it fails; then the best usable server takes over.
     if (i === this.primary && (health.state === 'suspect' || health.state === 'down')) {
       const next = this.candidates().find((c) => c !== i);
@@ -175,25 +173,26 @@ export class UpstreamPool {
     };
     const started = this.clock();
     this.stats.get(this.servers[i]!.label)!.requests++;
-    this.transport.udp(req, (ex) => this.record(i, ex, this.clock() - started));
+    this.transport.udp(req, (ex) => this.record(i, ex, this.clock() - started, true));
   }
 
   /** failureEde explains in one line why no server answered (RFC 8914). */
   failureEde(failures: readonly Failure[]): Ede {
-    if (failures.length === 0) {
-      // Nothing was tried: every server is down.
-      const why = this.servers.map((s, i) => `${s.label} down${this.health[i]!.lastError ? `: ${this.health[i]!.lastError}` : ''}`);
-      const network = this.health.every((h) => h.lastFailure === 'unreachable');
-      return { code: network ? EDE.NETWORK_ERROR : EDE.NO_REACHABLE_AUTHORITY, text: `pvd ${this.pvdName}: all servers unreachable (${why.join('; ')})`.slice(0, 400) };
-    }
-    const network = failures.every((f) => f.kind === 'unreachable');
-    const silent = failures.every((f) => f.kind !== 'rcode');
-    const all = failures.length === this.servers.length ? 'all servers' : `${failures.length} of ${this.servers.length} servers`;
-    const what = failures.map((f) => `${f.server} ${f.detail}`).join('; ');
+    // Servers not asked because they are down count as failed, with what made them so.
+    const asked = new Set(failures.map((f) => f.server));
+    const down = this.servers
+      .map((s, i) => ({ s, h: this.health[i]! }))
+      .filter(({ s, h }) => !asked.has(s.label) && !h.usable)
+      .map(({ s, h }): Failure => ({ server: s.label, kind: h.lastFailure ?? 'timeout', detail: `down${h.lastError ? `: ${h.lastError}` : ''}` }));
+    const all = [...failures, ...down];
+    const network = all.every((f) => f.kind === 'unreachable');
+    const silent = all.every((f) => f.kind !== 'rcode');
+    const count = all.length === this.servers.length ? 'all servers' : `${all.length} of ${this.servers.length} servers`;
+    const what = all.map((f) => `${f.server} ${f.detail}`).join('; ');
     return {
       // 23 when nothing could be sent or nobody listens; 22 when servers were silent or could not resolve.
       code: network ? EDE.NETWORK_ERROR : EDE.NO_REACHABLE_AUTHORITY,
-      text: `pvd ${this.pvdName}: ${all} ${silent ? 'unreachable' : 'failed'} (${what})`.slice(0, 400),
+      text: `pvd ${this.pvdName}: ${count} ${silent ? 'unreachable' : 'failed'} (${what})`.slice(0, 400),
     };
   }
 
