@@ -85,8 +85,12 @@ describe('upstream queries', () => {
     // Sockets are shared by at most 32 queries each (see src/upstream/udp.ts), so at least n/32 ports.
     const uses = new Map<number, number>();
     for (const s of up.seen) uses.set(s.port, (uses.get(s.port) ?? 0) + 1);
-    expect(uses.size).toBeGreaterThanOrEqual(n / 32);
-    expect(Math.max(...uses.values())).toBeLessThanOrEqual(32);
+    // A retired socket's port may be drawn again by a later socket (a birthday collision among
+    // ~20 draws from the ephemeral range), so one port may carry two sockets' queries, never more.
+    const counts = [...uses.values()];
+    expect(uses.size).toBeGreaterThanOrEqual(n / 32 - 1);
+    expect(counts.filter((c) => c > 32).length).toBeLessThanOrEqual(1);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(64);
     // Ports spread over the ephemeral range rather than counting up from its start.
     const ports = [...uses.keys()].sort((x, y) => x - y);
     expect(ports.at(-1)! - ports[0]!).toBeGreaterThan(8000);
