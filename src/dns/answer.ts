@@ -23,7 +23,11 @@ export const RR_STRIDE = 3;
  */
 export interface Answer {
   rcode: number;
-  /** FLAG_AA (set only on pvdns's own local answers) and FLAG_AD as the upstream set it. */
+  /**
+   * FLAG_AA (set only on pvdns's own local answers) and FLAG_AD as the
+   * upstream set it; bits above the header's 16 are pvdns's own marks
+   * (ANSWER_SYNTHESIZED), never sent.
+   */
   flags: number;
   body: Buffer;
   an: number;
@@ -35,6 +39,9 @@ export interface Answer {
   soaTtl: number;
   ede: Ede | null;
 }
+
+/** Answer.flags mark: the answer holds DNS64-synthesized records, valid only in the PvD it was made in. */
+export const ANSWER_SYNTHESIZED = 0x10000;
 
 /** The TTL pvdns writes into records it makes up itself. */
 export const LOCAL_TTL = 3600;

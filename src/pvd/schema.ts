@@ -3,6 +3,7 @@
 // dnsZones, noInternet) plus pvdns's local ones. Unknown keys are refused.
 
 import { z } from 'zod';
+import { parsePref64 } from '../dns64/prefix.js';
 import { parsePrefix, parseSocketAddress, isIpLiteral } from '../config/address.js';
 
 const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
@@ -53,17 +54,10 @@ const prefix = z.string().superRefine((v, ctx) => {
 
 const rfc3339 = /^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)$/;
 
-const NSP_LENGTHS = [32, 40, 48, 56, 64, 96]; // RFC 6052 §2.2
-
 const dns64 = z.string().superRefine((v, ctx) => {
   if (v === 'auto' || v === 'off') return;
-  const r = parsePrefix(v);
-  if (typeof r === 'string' || r[0].kind() !== 'ipv6' || !NSP_LENGTHS.includes(r[1])) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `"${v}" must be auto, off or an IPv6 prefix of length 32, 40, 48, 56, 64 or 96 (RFC 6052 §2.2)`,
-    });
-  }
+  const r = parsePref64(v);
+  if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: `must be auto, off or a NAT64 prefix: ${r}` });
 });
 
 /** pvdSpecSchema validates one PvD object. */
