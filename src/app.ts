@@ -8,6 +8,11 @@ import { parseSocketAddress, type SocketAddress } from './config/address.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { AnswerCache } from './cache/answer-cache.js';
+import { ANSWER_SYNTHESIZED, type Answer } from './dns/answer.js';
+import { parseQuery } from './dns/query.js';
+import type { Pref64 } from './dns64/prefix.js';
+import { insidePref64 } from './dns64/synthesize.js';
+import { Pref64Tracker } from './dns64/tracker.js';
 import { FailureCache } from './cache/failure-cache.js';
 import { registerCacheMetrics } from './cache/metrics.js';
 import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
@@ -26,8 +31,10 @@ import { announceFrom, syncSource } from './pvd/sources/sync.js';
 import { pvdView, type PvdView } from './pvd/view.js';
 import { CacheStage } from './resolve/cache-stage.js';
 import { Coalesce } from './resolve/coalesce.js';
+import { Dns64Stage } from './resolve/dns64-stage.js';
 import { Forwarder } from './resolve/forward.js';
 import { LocalNames } from './resolve/local.js';
+import { Query } from './resolve/query.js';
 import { Router } from './resolve/router.js';
 import { RouteTable } from './resolve/routes.js';
 import { chain, type Next, type Stage } from './resolve/stage.js';
@@ -94,6 +101,8 @@ export class App {
   private listening = false;
   /** Server-Sent Events of GET /v1/events. */
   readonly events = new EventHub();
+  /** Each PvD's NAT64 prefixes (DNS64). */
+  private readonly dns64: Pref64Tracker;
 
   constructor(
     private config: Config,
@@ -115,23 +124,31 @@ export class App {
       },
       this.transport,
     );
+    this.dns64 = new Pref64Tracker(
+      (pvd, msg) => this.askPvd(pvd, msg),
+      (pvd, before, after) => this.pref64Changed(pvd, before, after),
+      this.log,
+    );
     this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log);
 
     // Routes first: by the time anyone hears of a change, names already route by it.
-    this.pvds.on('changed', () => (this.routes = new RouteTable(this.pvds.list())));
+    this.pvds.on('changed', () => this.rebuildRoutes());
     this.pvds.on('announced', (p) => {
+      this.dns64.track(p); // before the routes: a configured Pref64's reverse zone routes to its PvD
       this.log.info({ pvd: describePvd(p) }, 'pvd announced');
       this.events.publish('pvd-announced', this.view(p));
     });
     this.pvds.on('updated', (p) => {
       this.log.info({ pvd: describePvd(p) }, 'pvd updated');
       this.events.publish('pvd-updated', this.view(p));
+      this.dns64.track(p); // rediscovers at once (RFC 7050 §3 on a change of network)
     });
     this.pvds.on('withdrawn', (p, reason) => {
       const last = this.view(p); // as it was, before its cache and pool go
       const dropped = this.cache.dropPvd(p.tag);
       this.failures.dropPvd(p.tag);
       this.forwarder.drop(p);
+      this.dns64.untrack(p);
       this.stats.forget(p.id);
       this.log.info({ pvd: p.id, reason, cacheEntriesDropped: dropped }, 'pvd withdrawn');
       this.events.publish('pvd-withdrawn', { ...last, reason });
@@ -150,6 +167,13 @@ export class App {
    */
   private pipeline(): Next {
     const routes = (): RouteTable => this.routes;
+    const cache = new CacheStage(this.cache, this.failures, (p) => this.pvds.get(p.id)?.tag === p.tag);
+    const coalesce = new Coalesce();
+    // The queries DNS64 asks for itself (A behind a AAAA, in-addr.arpa behind
+    // a PTR) enter the same stages from the cache on, in the same PvD.
+    let inPvd: Next = this.forwarder.resolve;
+    const dns64 = new Dns64Stage((p) => this.dns64.info(p), () => inPvd);
+    inPvd = chain([cache, coalesce, dns64], this.forwarder.resolve);
     const stages: Stage[] = [
       // 1. Special-use and locally served names never leave the host (RFC
       //    6761, RFC 6303). It consults the route table, since a PvD may own
@@ -159,11 +183,13 @@ export class App {
       //    the router retries the next PvD of the same route on SERVFAIL.
       new Router(routes, (p) => this.forwarder.usable(p)),
       // 3. The PvD's own cache: first, so a hit waits for nothing.
-      new CacheStage(this.cache, this.failures, (p) => this.pvds.get(p.id)?.tag === p.tag),
+      cache,
       // 4. Identical questions in flight in the PvD share one upstream exchange.
-      new Coalesce(),
-      // DNS64 (issue 6) and captive-portal inspection (issue 7) belong here:
-      // after coalescing, they see upstream answers before the cache keeps them.
+      coalesce,
+      // 5. DNS64: after coalescing, it sees each upstream answer once, and
+      //    marks (or makes) synthesized AAAA before the cache keeps them.
+      dns64,
+      // Captive-portal inspection (issue 7) belongs here too, for the same reason.
     ];
     return chain(stages, this.forwarder.resolve);
   }
@@ -181,7 +207,37 @@ export class App {
         lastError: h?.lastError ?? null,
       };
     });
-    return pvdView(p, servers, this.cache.entries(p.tag));
+    return pvdView(p, servers, this.dns64.view(p), this.cache.entries(p.tag));
+  }
+
+  /** askPvd asks one question of exactly this PvD's servers, past routing and the cache (Pref64 discovery). */
+  private askPvd(pvd: Pvd, msg: Buffer): Promise<Answer> {
+    const q = new Query('api', '(pvdns)', performance.now());
+    parseQuery(msg, q);
+    q.pvd = pvd;
+    return Promise.resolve(this.forwarder.resolve(q));
+  }
+
+  /**
+   * pref64Changed follows a change of a PvD's NAT64 prefixes: answers
+   * synthesized with the old ones (or holding addresses inside the new ones,
+   * cached before they were known) leave the cache, the prefixes' reverse
+   * zones route to the PvD, and subscribers hear of it.
+   */
+  private pref64Changed(pvd: Pvd, before: readonly Pref64[], after: readonly Pref64[]): void {
+    if (this.pvds.get(pvd.id)?.tag !== pvd.tag) return;
+    const all = [...before, ...after];
+    const prefixesChanged = before.length !== after.length || before.some((p, i) => p.text !== after[i]!.text);
+    if (prefixesChanged) {
+      const dropped = this.cache.dropWhere(pvd.tag, (a) => (a.flags & ANSWER_SYNTHESIZED) !== 0 || insidePref64(a, all));
+      if (dropped > 0) this.log.info({ pvd: pvd.id, cacheEntriesDropped: dropped }, 'synthesized answers dropped: pref64 changed');
+      this.rebuildRoutes();
+    }
+    this.events.publish('pref64-changed', { ...this.view(pvd), previousPref64: before.map((p) => p.text) });
+  }
+
+  private rebuildRoutes(): void {
+    this.routes = new RouteTable(this.pvds.list(), (p) => this.dns64.info(p).reverseZones);
   }
 
   /** apiDeps is what the control API may do with this pvdns. */
@@ -243,6 +299,7 @@ export class App {
       throw err;
     }
     this.listening = true;
+    this.dns64.start();
     const bound = this.addresses();
     this.log.info(
       {
@@ -363,7 +420,6 @@ export class App {
     const c = this.config;
     const keys: string[] = [];
     c.pvds.forEach((p, i) => {
-      if (p.dns64 !== 'auto' || p.dns64Synthesize) keys.push(`pvds[${i}].dns64`);
       if (p.captivePortal !== null) keys.push(`pvds[${i}].captivePortal`);
       if (p.rebindProtection) keys.push(`pvds[${i}].rebindProtection`);
     });
@@ -444,6 +500,7 @@ export class App {
     await this.http?.stop();
     this.directory?.stop();
     this.events.close();
+    this.dns64.close();
     this.transport.close?.();
     this.pvds.close();
     this.listening = false;

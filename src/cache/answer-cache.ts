@@ -174,6 +174,15 @@ export class AnswerCache {
     return doomed.length;
   }
 
+  /** dropWhere removes the entries of a PvD whose answer `doomed` picks; returns how many went. */
+  dropWhere(pvdTag: number, doomed: (a: Answer) => boolean): number {
+    if (!this.lru) return 0;
+    const keys: string[] = [];
+    for (const [k, e] of this.lru.entries()) if (e.pvdTag === pvdTag && doomed(e.answer)) keys.push(k);
+    for (const k of keys) this.lru.delete(k);
+    return keys.length;
+  }
+
   /** clear removes everything. */
   clear(): void {
     this.lru?.clear();

@@ -2,6 +2,7 @@
 // nothing more (the hot path never decodes a whole message).
 
 import {
+  CLASS_IN,
   CLASSIC_UDP_SIZE,
   EDNS_DO,
   EDNS_UDP_SIZE,
@@ -153,4 +154,19 @@ export function encodeQuery(id: number, question: Buffer, cd: boolean, dnssecOk:
   out.writeUInt32BE(dnssecOk ? EDNS_DO : 0, o + 5);
   out.writeUInt16BE(0, o + 9);
   return out;
+}
+
+/**
+ * questionMessage is a query of one question (class IN) with RD set and no
+ * OPT: what pvdns asks on its own behalf or for the HTTP API. `name` is in
+ * wire form.
+ */
+export function questionMessage(name: Buffer, qtype: number): Buffer {
+  const msg = Buffer.alloc(HEADER_SIZE + name.length + 4);
+  msg.writeUInt16BE(FLAG_RD, 2);
+  msg.writeUInt16BE(1, 4);
+  name.copy(msg, HEADER_SIZE);
+  msg.writeUInt16BE(qtype, HEADER_SIZE + name.length);
+  msg.writeUInt16BE(CLASS_IN, HEADER_SIZE + name.length + 2);
+  return msg;
 }

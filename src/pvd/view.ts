@@ -3,6 +3,20 @@
 
 import type { Pvd } from './model.js';
 
+/** A PvD's DNS64 as the API shows it (src/dns64/tracker.ts fills it in). */
+export interface Dns64View {
+  /** The Pref64::/n set; null while unknown or with dns64 off, [] when the PvD has no NAT64. */
+  pref64: string[] | null;
+  /** Who synthesizes: off, discovering, none, network (the PvD's resolver) or pvdns. */
+  dns64: string;
+  /** How the prefixes were learned: discovery (RFC 7050), config, or default (the Well-Known Prefix). */
+  pref64Source: string | null;
+  /** When discovery runs next (RFC 3339). */
+  pref64NextCheck: string | null;
+  /** Why the last discovery failed, until one succeeds. */
+  pref64Error: string | null;
+}
+
 export interface ServerView {
   address: string;
   /** untested, operational or suspect (issue 5 adds down and the back-off). */
@@ -30,11 +44,14 @@ export interface PvdView {
   userPortalUrl: string | null;
   pref64: string[] | null;
   dns64: string | null;
+  pref64Source: string | null;
+  pref64NextCheck: string | null;
+  pref64Error: string | null;
   cacheEntries: number;
 }
 
-/** pvdView combines a PvD with its servers' state and its cache size. */
-export function pvdView(p: Pvd, servers: ServerView[], cacheEntries: number): PvdView {
+/** pvdView combines a PvD with its servers' state, its DNS64 and its cache size. */
+export function pvdView(p: Pvd, servers: ServerView[], dns64: Dns64View, cacheEntries: number): PvdView {
   return {
     identifier: p.identifier,
     source: p.source,
@@ -50,8 +67,7 @@ export function pvdView(p: Pvd, servers: ServerView[], cacheEntries: number): Pv
     captive: null,
     captiveState: null,
     userPortalUrl: null,
-    pref64: null,
-    dns64: null,
+    ...dns64,
     cacheEntries,
   };
 }

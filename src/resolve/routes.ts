@@ -51,6 +51,8 @@ export const RFC6303_ZONES: readonly string[] = [
   '8.b.d.0.1.0.0.2.ip6.arpa',
 ];
 
+const NONE: readonly string[] = [];
+
 const byPreference = (a: Pvd, b: Pvd): number => a.priority - b.priority || a.order - b.order;
 
 /**
@@ -74,10 +76,15 @@ export class RouteTable {
   /** The route of names nobody claims: the default PvDs that have servers. */
   readonly defaultRoute: Route;
 
-  constructor(pvds: readonly Pvd[]) {
+  /**
+   * `learned` adds zones a PvD owns by what pvdns has learned of it rather
+   * than by its announcement: the ip6.arpa zones of its Pref64, so PTR
+   * queries for its synthesized addresses reach it.
+   */
+  constructor(pvds: readonly Pvd[], learned: (p: Pvd) => readonly string[] = () => NONE) {
     const claims = new Map<string, { zone: string; pvds: Pvd[] }>();
     for (const p of pvds) {
-      for (const zone of [...p.dnsZones, ...p.reverseZones]) {
+      for (const zone of [...p.dnsZones, ...p.reverseZones, ...learned(p)]) {
         const key = wireKey(zone);
         const claim = claims.get(key) ?? { zone, pvds: [] };
         if (!claim.pvds.includes(p)) claim.pvds.push(p);

@@ -2,9 +2,10 @@
 // query for the pipeline, and the answer becomes JSON saying which PvD
 // answered, from where, and what.
 
-import type { Answer } from '../dns/answer.js';
-import { CLASS_IN, FLAG_RD, HEADER_SIZE, rcodeName, typeCode, typeName } from '../dns/constants.js';
+import { ANSWER_SYNTHESIZED, type Answer } from '../dns/answer.js';
+import { rcodeName, typeCode, typeName } from '../dns/constants.js';
 import { encodeName } from '../dns/name.js';
+import { questionMessage } from '../dns/query.js';
 import { answerRecords, type RecordText } from '../dns/render.js';
 import type { Query } from './query.js';
 
@@ -17,7 +18,7 @@ export interface TranslateResult {
   rcode: string;
   answers: RecordText[];
   cached: boolean;
-  /** DNS64-synthesized (issue 6); false until then. */
+  /** The answer holds DNS64-synthesized records: valid only in the PvD that answered. */
   synthesized: boolean;
   /** Answered by a PvD behind a captive portal (issue 7); false until then. */
   captive: boolean;
@@ -38,13 +39,7 @@ export function translateQuery(name: string, type: string): Buffer {
   } catch (err) {
     throw new TranslateInputError(`name: ${(err as Error).message}`);
   }
-  const msg = Buffer.alloc(HEADER_SIZE + wire.length + 4);
-  msg.writeUInt16BE(FLAG_RD, 2);
-  msg.writeUInt16BE(1, 4);
-  wire.copy(msg, HEADER_SIZE);
-  msg.writeUInt16BE(qtype, HEADER_SIZE + wire.length);
-  msg.writeUInt16BE(CLASS_IN, HEADER_SIZE + wire.length + 2);
-  return msg;
+  return questionMessage(wire, qtype);
 }
 
 /** translateResult describes an answered query. */
@@ -56,7 +51,7 @@ export function translateResult(name: string, q: Query, a: Answer, reply: Buffer
     rcode: rcodeName(a.rcode),
     answers: answerRecords(reply),
     cached: q.cache === 'hit',
-    synthesized: false,
+    synthesized: (a.flags & ANSWER_SYNTHESIZED) !== 0,
     captive: false,
     server: q.server,
     ede: a.ede,

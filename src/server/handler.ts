@@ -4,7 +4,7 @@
 // happens inside, the client gets an answer and the process lives on.
 
 import type { Logger } from 'pino';
-import { errorAnswer, type Answer } from '../dns/answer.js';
+import { ANSWER_SYNTHESIZED, errorAnswer, type Answer } from '../dns/answer.js';
 import { CLASS_IN, EDE, RCODE, TYPE, rcodeName, typeName } from '../dns/constants.js';
 import { keyToName } from '../dns/name.js';
 import { PARSE_DROP, PARSE_OK, parseQuery } from '../dns/query.js';
@@ -119,7 +119,7 @@ export class QueryHandler {
     const out = encodeReply(q, a, q.transport === 'udp' ? udpLimit(q) : TCP_LIMIT);
     const label = q.pvd !== null ? q.pvd.id : q.route?.local ? LOCAL_LABEL : NONE_LABEL;
     const seconds = (performance.now() - q.startedAt) / 1000;
-    this.stats.record(label, q.qtype, q.transport, a.rcode, q.cache, seconds);
+    this.stats.record(label, q.qtype, q.transport, a.rcode, q.cache, seconds, (a.flags & ANSWER_SYNTHESIZED) !== 0);
     if (this.debug) {
       this.log.debug(
         {

@@ -1,7 +1,7 @@
 // Query metrics: counted per query in plain numbers, published to
 // prom-client at scrape time (pvdns_queries_total, pvdns_responses_total,
 // pvdns_cache_hits_total, pvdns_cache_misses_total,
-// pvdns_request_duration_seconds).
+// pvdns_dns64_synthesized_total, pvdns_request_duration_seconds).
 
 import type { Registry } from 'prom-client';
 import { rcodeName, typeCode } from '../dns/constants.js';
@@ -32,6 +32,7 @@ class PvdCounters {
   readonly responses = new Float64Array(RCODE_LABELS.length);
   hits = 0;
   misses = 0;
+  synthesized = 0;
 }
 
 export class QueryStats {
@@ -41,7 +42,7 @@ export class QueryStats {
   dropped = 0;
 
   /** record counts one answered query. */
-  record(pvd: string, qtype: number, transport: Transport, rcode: number, cache: CacheVerdict, seconds: number): void {
+  record(pvd: string, qtype: number, transport: Transport, rcode: number, cache: CacheVerdict, seconds: number, synthesized = false): void {
     let c = this.byPvd.get(pvd);
     if (c === undefined) this.byPvd.set(pvd, (c = new PvdCounters()));
     const t = transport === 'udp' ? 0 : transport === 'tcp' ? 1 : 2;
@@ -49,6 +50,7 @@ export class QueryStats {
     c.responses[RCODE_SLOT[rcode & 0xfff]!]!++;
     if (cache === 'hit') c.hits++;
     else if (cache === 'miss') c.misses++;
+    if (synthesized) c.synthesized++;
     this.durations[t]![cache === 'hit' ? 0 : cache === 'miss' ? 1 : 2]!.observe(seconds);
   }
 
@@ -80,6 +82,14 @@ export class QueryStats {
     new CollectedValue('pvdns_cache_misses_total', 'Queries the PvD\'s cache could not answer.', 'counter', function* (): Iterable<Sample> {
       for (const [pvd, c] of byPvd) if (c.hits || c.misses) yield { labels: { pvd }, value: c.misses };
     }).register(registry);
+    new CollectedValue(
+      'pvdns_dns64_synthesized_total',
+      'Answers sent holding DNS64-synthesized records (AAAA inside the PvD\'s Pref64, PTR under it), by PvD.',
+      'counter',
+      function* (): Iterable<Sample> {
+        for (const [pvd, c] of byPvd) if (c.synthesized) yield { labels: { pvd }, value: c.synthesized };
+      },
+    ).register(registry);
     const durations = this.durations;
     new CollectedHistogram('pvdns_request_duration_seconds', 'Time from receiving a query to sending its reply.', function* (): Iterable<[Labels, Buckets]> {
       for (let t = 0; t < TRANSPORTS.length; t++) {

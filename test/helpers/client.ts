@@ -23,6 +23,8 @@ export interface AskOptions {
   id?: number;
   timeoutMs?: number;
   rd?: boolean;
+  /** Set CD (checking disabled, RFC 4035 §3.2.2). */
+  cd?: boolean;
 }
 
 /** makeQuery builds a query message. */
@@ -30,6 +32,7 @@ export function makeQuery(name: string, type: number | string = 'A', opts: AskOp
   const p = new Packet();
   p.header.id = opts.id ?? Math.floor(Math.random() * 65536);
   p.header.rd = opts.rd === false ? 0 : 1;
+  (p.header as DNS.Packet.Header & { cd: number }).cd = opts.cd ? 1 : 0;
   p.questions.push({ name, type: typeof type === 'number' ? type : (Packet.TYPE as Record<string, number>)[type]!, class: 1 } as Question);
   if (opts.edns !== false) {
     const e = opts.edns ?? {};

@@ -30,6 +30,14 @@ export type Responder = (q: Packet, ctx: { transport: Transport; raw: Buffer; se
 
 export class FakeUpstream {
   readonly seen: Seen[] = [];
+  /**
+   * The RFC 7050 discovery queries (AAAA ipv4only.arpa) pvdns sends each PvD
+   * with dns64: auto, kept apart from `seen` so tests of other things see
+   * only their own queries. They are answered as a network would: with these
+   * addresses (a DNS64), or NODATA (null: no DNS64).
+   */
+  readonly discoveries: Seen[] = [];
+  dns64Answer: { addresses: string[]; ttl: number } | null = null;
   private udp: dgram.Socket | null = null;
   private tcp: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
@@ -93,6 +101,12 @@ export class FakeUpstream {
     }
     const q = packet.questions[0];
     const seen: Seen = { name: q?.name ?? '', type: q?.type ?? 0, transport, id: packet.header.id, packet, raw, from, port };
+    if (q?.type === Packet.TYPE.AAAA && q.name.toLowerCase() === 'ipv4only.arpa') {
+      this.discoveries.push(seen);
+      const d = this.dns64Answer;
+      const records = (d?.addresses ?? []).map((address) => ({ name: q.name, type: Packet.TYPE.AAAA, class: 1, ttl: d!.ttl, address }) as Resource);
+      return answer(packet, records, { authorities: d ? [] : [soa('arpa', 3600, 3600)] }).toBuffer();
+    }
     this.seen.push(seen);
     const r = await this.respond(packet, { transport, raw, seen });
     if (r === null) return null;

@@ -13,8 +13,14 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-/** startPvdns runs pvdns with `config` on top of test defaults (listen on 127.0.0.1:0, no host PvD, silent). */
+/**
+ * startPvdns runs pvdns with `config` on top of test defaults (listen on
+ * 127.0.0.1:0, no host PvD, silent). PvDs get `dns64: off` unless they say
+ * otherwise, so fake upstreams see only the queries a test sends: with the
+ * default `auto`, each PvD also asks its servers for ipv4only.arpa (RFC 7050).
+ */
 export async function startPvdns(config: Record<string, unknown>, opts: { clock?: () => number; host?: string } = {}): Promise<Running> {
+  if (Array.isArray(config.pvds)) config = { ...config, pvds: config.pvds.map((p: Record<string, unknown>) => ({ dns64: 'off', ...p })) };
   const cfg = configSchema.parse({
     listen: [opts.host?.includes(':') ? `[${opts.host}]:0` : `${opts.host ?? '127.0.0.1'}:0`],
     http: { listen: '127.0.0.1:0' },

@@ -13,166 +13,11 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Api } from '../../src/http/api.js';
 import type { PvdView } from '../../src/pvd/view.js';
-import type { TranslateResult } from '../../src/resolve/translate.js';
 import { ask, Packet } from '../helpers/client.js';
 import type { Resource } from '../helpers/client.js';
 import { a, answer, FakeUpstream } from '../helpers/fake-upstream.js';
+import { call, del, eventually, EventStream, flush, getPvd, ISO, listPvds, put, resolve } from '../helpers/http.js';
 import { startPvdns, type Running } from '../helpers/pvdns.js';
-
-// ---------------------------------------------------------------- helpers
-
-interface Reply<T = unknown> {
-  status: number;
-  headers: Headers;
-  body: T;
-}
-
-/** call makes one HTTP request and reads a JSON body (text when it is not JSON). */
-async function call<T = unknown>(base: string, method: string, path: string, opts: { body?: unknown; raw?: string; token?: string; auth?: string } = {}): Promise<Reply<T>> {
-  const headers: Record<string, string> = {};
-  let body: string | undefined;
-  if (opts.raw !== undefined) body = opts.raw;
-  else if (opts.body !== undefined) body = JSON.stringify(opts.body);
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
-  if (opts.auth !== undefined) headers.authorization = opts.auth;
-  const res = await fetch(`${base}${path}`, { method, headers, body });
-  const text = await res.text();
-  let parsed: unknown = text;
-  if ((res.headers.get('content-type') ?? '').startsWith('application/json')) parsed = JSON.parse(text);
-  return { status: res.status, headers: res.headers, body: parsed as T };
-}
-
-const put = (base: string, id: string, body: unknown, token?: string): Promise<Reply<{ result?: string; pvd?: PvdView; error?: string }>> =>
-  call(base, 'PUT', `/v1/pvds/${id}`, { body, token });
-const del = (base: string, id: string, token?: string): Promise<Reply<{ withdrawn?: string; error?: string }>> =>
-  call(base, 'DELETE', `/v1/pvds/${id}`, { token });
-const getPvd = (base: string, id: string): Promise<Reply<PvdView & { error?: string }>> => call(base, 'GET', `/v1/pvds/${id}`);
-const listPvds = async (base: string): Promise<PvdView[]> => {
-  const r = await call<{ pvds: PvdView[] }>(base, 'GET', '/v1/pvds');
-  expect(r.status).toBe(200);
-  return r.body.pvds;
-};
-const resolve = (base: string, query: string): Promise<Reply<TranslateResult & { error?: string }>> => call(base, 'GET', `/v1/resolve?${query}`);
-const flush = (base: string, query = '', token?: string): Promise<Reply<{ flushed?: number; pvd?: string | null; error?: string }>> =>
-  call(base, 'POST', `/v1/cache/flush${query}`, { token });
-
-/** eventually polls `check` until it returns true, failing after `timeoutMs` (a generous bound). */
-async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
-
-/** One Server-Sent Event as a client sees it. */
-interface SseEvent {
-  event: string;
-  data: unknown;
-  id: string | null;
-}
-
-/**
- * EventStream reads GET /v1/events with fetch and a small parser of the
- * text/event-stream format: `event:`, `data:` and `id:` fields, events
- * separated by a blank line, comment lines (":") and blocks without data
- * ignored.
- */
-class EventStream {
-  private buf = '';
-  private readonly queue: SseEvent[] = [];
-  private waiter: (() => void) | null = null;
-  private ended = false;
-
-  private constructor(
-    readonly response: Response,
-    private readonly ctl: AbortController,
-  ) {}
-
-  static async open(base: string, headers: Record<string, string> = {}): Promise<EventStream> {
-    const ctl = new AbortController();
-    const res = await fetch(`${base}/v1/events`, { headers, signal: ctl.signal });
-    const s = new EventStream(res, ctl);
-    // A refusal's body is JSON, left for the caller to read.
-    if (res.status === 200) void s.pump();
-    else s.ended = true;
-    return s;
-  }
-
-  private async pump(): Promise<void> {
-    const reader = this.response.body!.getReader();
-    const dec = new TextDecoder();
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        this.buf += dec.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
-        let end: number;
-        while ((end = this.buf.indexOf('\n\n')) >= 0) {
-          const block = this.buf.slice(0, end);
-          this.buf = this.buf.slice(end + 2);
-          this.parse(block);
-        }
-      }
-    } catch {
-      // aborted by close()
-    } finally {
-      this.ended = true;
-      this.waiter?.();
-    }
-  }
-
-  private parse(block: string): void {
-    let event = 'message';
-    let id: string | null = null;
-    const data: string[] = [];
-    for (const line of block.split('\n')) {
-      if (line === '' || line.startsWith(':')) continue;
-      const colon = line.indexOf(':');
-      const field = colon < 0 ? line : line.slice(0, colon);
-      let value = colon < 0 ? '' : line.slice(colon + 1);
-      if (value.startsWith(' ')) value = value.slice(1);
-      if (field === 'event') event = value;
-      else if (field === 'data') data.push(value);
-      else if (field === 'id') id = value;
-    }
-    if (data.length === 0) return;
-    this.queue.push({ event, id, data: JSON.parse(data.join('\n')) });
-    this.waiter?.();
-  }
-
-  /** next returns the next event, failing when none comes within `timeoutMs`. */
-  async next(timeoutMs = 5000): Promise<SseEvent> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length === 0) {
-      if (this.ended) throw new Error('event stream ended');
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('no event within the time allowed');
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          r();
-        };
-      });
-      this.waiter = null;
-    }
-    return this.queue.shift()!;
-  }
-
-  /** pending is the number of events received and not read yet. */
-  get pending(): number {
-    return this.queue.length;
-  }
-
-  close(): void {
-    this.ctl.abort();
-  }
-}
 
 /** The fake upstreams' answer: A and AAAA per name; a name under "rfc5952" gets AAAA records in long form. */
 const LONG_AAAA = ['2001:0DB8:0000:0000:0001:0000:0000:0001', '2001:db8:0:1:1:1:1:1', '2001:0:0:1:0:0:0:1', 'FE80:0000:0000:0000:0000:0000:0000:0000'];
@@ -206,6 +51,7 @@ describe('control API (/v1)', () => {
     dnsServers: [] as string[],
     dnsZones: ['corp.example'],
     noInternet: true,
+    dns64: 'off', // no RFC 7050 discovery query: these tests count the queries the server sees
   };
 
   beforeAll(async () => {
@@ -252,7 +98,10 @@ describe('control API (/v1)', () => {
         captiveState: null,
         userPortalUrl: null,
         pref64: null,
-        dns64: null,
+        dns64: 'off',
+        pref64Source: null,
+        pref64NextCheck: null,
+        pref64Error: null,
         cacheEntries: 0,
       });
       expect(r.body.pvds[1]).toMatchObject({ identifier: 'lab.example', source: 'config', default: false, noInternet: true, dnsZones: ['lab.example'] });
@@ -844,7 +693,7 @@ describe('GET /v1/events', () => {
       expect(e.data).toEqual(view);
     }
 
-    const spec = { identifier: 'api.example', dnsServers: [wifi.address], dnsZones: ['api.example'], noInternet: true };
+    const spec = { identifier: 'api.example', dnsServers: [wifi.address], dnsZones: ['api.example'], noInternet: true, dns64: 'off' };
     const created = await put(pvdns.http, 'api.example', spec);
     expect(created.status).toBe(201);
     expect((await put(pvdns.http, 'api.example', spec)).body.result).toBe('unchanged'); // no event
@@ -878,7 +727,7 @@ describe('GET /v1/events', () => {
     await ask(pvdns.dns, 'other.example.com', 'A');
     // An expiring PvD goes with reason "expired".
     const expires = new Date(Date.now() + 800).toISOString();
-    expect((await put(pvdns.http, 'short.example', { identifier: 'short.example', dnsServers: [wifi.address], noInternet: true, expires })).status).toBe(201);
+    expect((await put(pvdns.http, 'short.example', { identifier: 'short.example', dnsServers: [wifi.address], noInternet: true, expires, dns64: 'off' })).status).toBe(201);
     const short = await s.next();
     expect(short.event).toBe('pvd-announced');
     expect(short.data).toMatchObject({ identifier: 'short.example', expires });
@@ -890,7 +739,7 @@ describe('GET /v1/events', () => {
   });
 
   it('gives each new subscriber the PvDs as they are now, and lets go of a stream the client closed', async () => {
-    expect((await put(pvdns.http, 'late.example', { identifier: 'late.example', dnsServers: [wifi.address], noInternet: true })).status).toBe(201);
+    expect((await put(pvdns.http, 'late.example', { identifier: 'late.example', dnsServers: [wifi.address], noInternet: true, dns64: 'off' })).status).toBe(201);
     const s = await open();
     const names: string[] = [];
     for (let i = 0; i < 3; i++) {

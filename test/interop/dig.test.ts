@@ -68,19 +68,24 @@ http: { listen: null }
 log: { level: debug }          # a line per query, shown when a test fails
 pvdSources: { host: false }    # no PvD from /etc/resolv.conf
 upstream: { timeoutMs: 1000, attempts: 1 }
+# dns64 off: the servers' query logs and counters then show only the tests'
+# queries (dns64.test.ts covers RFC 7050 discovery against these programs).
 pvds:
   - identifier: lab
     dnsServers: ["${nsd.host}:${nsd.port}"]
     dnsZones: [interop.test]
     noInternet: true
+    dns64: "off"
   - identifier: corp
     dnsServers: ["${dnsmasq.host}:${dnsmasq.port}"]
     dnsZones: [corp.test]
     prefixes: ["10.1.0.0/16"]
     noInternet: true
+    dns64: "off"
   - identifier: wifi
     dnsServers: ["${unbound.host}:${unbound.port}"]
     default: true
+    dns64: "off"
 `);
 });
 

@@ -400,6 +400,8 @@ export interface UnboundOptions {
   forwardTo: Endpoint;
   /** Zones unbound answers itself (local-zone static): zone → records in zone-file syntax. */
   localZones?: Record<string, string[]>;
+  /** Run unbound as a DNS64 (module-config "dns64 iterator") synthesizing with this prefix. */
+  dns64Prefix?: string;
 }
 
 export interface Unbound extends Server {
@@ -440,8 +442,8 @@ export async function startUnbound(opts: UnboundOptions): Promise<Unbound> {
   do-ip6: no
   access-control: 127.0.0.0/8 allow
   do-not-query-localhost: no
-  module-config: "iterator"
-  domain-insecure: "test"
+  module-config: "${opts.dns64Prefix ? 'dns64 iterator' : 'iterator'}"
+${opts.dns64Prefix ? `  dns64-prefix: ${opts.dns64Prefix}\n` : ''}  domain-insecure: "test"
   local-zone: "test." nodefault
 ${local.join('\n')}
   chroot: ""
@@ -541,6 +543,8 @@ const CLI = join(REPO, 'dist', 'cli.js');
 export interface PvdnsCli extends Server {
   /** pvdns's JSON log lines so far. */
   logLines(): Array<Record<string, unknown>>;
+  /** The HTTP API's base URL ("http://127.0.0.1:8053"), or null when http.listen is null. */
+  http: string | null;
 }
 
 /**
@@ -562,19 +566,21 @@ export async function startPvdnsCli(configYaml: string): Promise<PvdnsCli> {
         .map((l) => JSON.parse(l) as Record<string, unknown>);
 
     const deadline = Date.now() + 15_000;
-    let listen: string | undefined;
-    while (listen === undefined) {
+    let started: Record<string, unknown> | undefined;
+    while (started === undefined) {
       if (d.exit) throw d.fail('exited during start-up');
       if (Date.now() > deadline) throw d.fail('no "pvdns started" log line within 15 s');
       await sleep(50);
-      listen = (logLines().find((l) => l.msg === 'pvdns started')?.listen as string[] | undefined)?.[0];
+      started = logLines().find((l) => l.msg === 'pvdns started');
     }
+    const listen = (started.listen as string[])[0]!;
+    const http = typeof started.http === 'string' ? `http://${started.http}` : null;
     const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(listen);
     if (!m) throw d.fail(`cannot read the listen address "${listen}"`);
     const at = { host: m[1]!, port: Number(m[2]) };
     // localhost is answered by pvdns itself: ready without any upstream.
     await d.waitReady(at, ['localhost', 'A'], (r) => r.status === 'NOERROR');
-    return { ...server(d, at), logLines };
+    return { ...server(d, at), logLines, http };
   });
 }
 
