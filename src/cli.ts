@@ -97,6 +97,7 @@ async function checkConfig(file: string): Promise<void> {
     if (p.dnsZones.length) out.push(`    zones:    ${p.dnsZones.join(', ')}`);
     if (p.prefixes.length) out.push(`    prefixes: ${p.prefixes.join(', ')} (${p.reverseZones.length} reverse zones)`);
     out.push(`    default: ${p.isDefault}, priority: ${p.priority}, noInternet: ${p.noInternet}${p.expiresAt ? `, expires: ${new Date(p.expiresAt).toISOString()}` : ''}`);
+    out.push(`    dns64:    ${p.dns64 === 'auto' ? 'auto (RFC 7050 discovery once running)' : p.dns64}${p.dns64Synthesize ? ', synthesized by pvdns' : ''}`);
   }
   const defaults = app.routeTable().defaultRoute.pvds.map((p) => p.id);
   out.push(`names nobody claims go to: ${defaults.join(' → ') || '(no default PvD: SERVFAIL)'}`);

@@ -56,6 +56,7 @@ export async function status(server: string, asJson: boolean): Promise<string> {
     lines.push(`${p.identifier} (${traits.join(', ')})`);
     if (p.dnsZones.length) lines.push(`  zones:    ${p.dnsZones.join(', ')}`);
     if (p.prefixes.length) lines.push(`  prefixes: ${p.prefixes.join(', ')}`);
+    if (p.pref64?.length) lines.push(`  nat64:    ${p.pref64.join(', ')} (synthesized by ${p.dns64 === 'pvdns' ? 'pvdns' : 'the network'})`);
     if (p.servers.length === 0) lines.push('  no DNS servers');
     for (const s of p.servers) {
       const rtt = s.rttMs === null ? '' : `  rtt ${s.rttMs.toFixed(1)} ms`;

@@ -94,5 +94,6 @@ export function describePvd(p: Pvd): Record<string, unknown> {
     priority: p.priority,
     noInternet: p.noInternet,
     expires: p.expiresAt === null ? null : new Date(p.expiresAt).toISOString(),
+    dns64: p.dns64Synthesize ? `${p.dns64}, synthesized by pvdns` : p.dns64,
   };
 }

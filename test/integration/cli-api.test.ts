@@ -63,7 +63,7 @@ describe('pvdns status and pvdns query', () => {
     pvdns = await startPvdns({
       upstream: { timeoutMs: 1000, attempts: 2 },
       pvds: [
-        { identifier: 'corp.example.com', dnsServers: [corp.address], dnsZones: ['corp.example.com'], prefixes: ['10.8.0.0/16'], noInternet: true },
+        { identifier: 'corp.example.com', dnsServers: [corp.address], dnsZones: ['corp.example.com'], prefixes: ['10.8.0.0/16'], noInternet: true, dns64: '2001:db8:64::/96', dns64Synthesize: true },
         { identifier: 'wifi', dnsServers: [wifi.address], default: true, priority: 10 },
         { identifier: 'lab', dnsServers: [dead.address], dnsZones: ['lab.example'], noInternet: true, expires: '2099-01-01T00:00:00Z' },
         { identifier: 'bare', dnsServers: [], dnsZones: ['bare.example'], noInternet: true },
@@ -102,6 +102,8 @@ describe('pvdns status and pvdns query', () => {
       expect(c[0]).toBe('corp.example.com (config, not default, noInternet, 0 cached)');
       expect(c).toContain('  zones:    corp.example.com');
       expect(c).toContain('  prefixes: 10.8.0.0/16');
+      expect(c).toContain('  nat64:    2001:db8:64::/96 (synthesized by pvdns)');
+      expect(block('wifi').some((x) => x.includes('nat64'))).toBe(false); // dns64 off: no line
       expect(c.find((l) => l.includes(corp.address))).toMatch(new RegExp(`^  server ${corp.address}\\s+untested\\s*$`));
 
       const w = block('wifi');

@@ -50,6 +50,7 @@ describe('pvdns --help, --version, check-config', () => {
     expect(r.stdout).toContain('corp.example.com (config)');
     expect(r.stdout).toContain('servers:  192.168.1.1:53, [fd00::1]:5353');
     expect(r.stdout).toContain('names nobody claims go to: wifi');
+    expect(r.stdout).toContain('    dns64:    auto (RFC 7050 discovery once running)');
   });
 
   it('names the file, line and key of an error in one line and exits 1', () => {
