@@ -7,13 +7,14 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { parseSocketAddress, type SocketAddress } from './config/address.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { AnswerCache } from './cache/answer-cache.js';
-import { ANSWER_SYNTHESIZED, type Answer } from './dns/answer.js';
+import { AnswerCache, keyType } from './cache/answer-cache.js';
+import { ANSWER_SYNTHESIZED, errorAnswer, type Answer } from './dns/answer.js';
+import { RCODE, TYPE } from './dns/constants.js';
 import { parseQuery } from './dns/query.js';
-import type { Pref64 } from './dns64/prefix.js';
-import { insidePref64 } from './dns64/synthesize.js';
-import { Pref64Tracker } from './dns64/tracker.js';
+import { Pref64Tracker, type Dns64Info } from './dns64/tracker.js';
 import { FailureCache } from './cache/failure-cache.js';
+import { registerCaptiveMetrics } from './captive/metrics.js';
+import { CaptiveTracker, type CaptiveState } from './captive/tracker.js';
 import { registerCacheMetrics } from './cache/metrics.js';
 import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
 import { EventHub } from './http/events.js';
@@ -30,6 +31,7 @@ import { PvdDirectory } from './pvd/sources/directory.js';
 import { announceFrom, syncSource } from './pvd/sources/sync.js';
 import { pvdView, type PvdView } from './pvd/view.js';
 import { CacheStage } from './resolve/cache-stage.js';
+import { CaptiveStage } from './resolve/captive-stage.js';
 import { Coalesce } from './resolve/coalesce.js';
 import { Dns64Stage } from './resolve/dns64-stage.js';
 import { Forwarder } from './resolve/forward.js';
@@ -103,6 +105,8 @@ export class App {
   readonly events = new EventHub();
   /** Each PvD's NAT64 prefixes (DNS64). */
   private readonly dns64: Pref64Tracker;
+  /** Whether each PvD is behind a captive portal. */
+  private readonly captive: CaptiveTracker;
 
   constructor(
     private config: Config,
@@ -129,12 +133,19 @@ export class App {
       (pvd, before, after) => this.pref64Changed(pvd, before, after),
       this.log,
     );
+    this.captive = new CaptiveTracker(
+      (pvd, msg) => this.askPvd(pvd, msg),
+      (pvd, state, previous) => this.captiveChanged(pvd, state, previous),
+      this.log,
+      config.captive,
+    );
     this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log);
 
     // Routes first: by the time anyone hears of a change, names already route by it.
     this.pvds.on('changed', () => this.rebuildRoutes());
     this.pvds.on('announced', (p) => {
       this.dns64.track(p); // before the routes: a configured Pref64's reverse zone routes to its PvD
+      this.captive.track(p); // probes at once
       this.log.info({ pvd: describePvd(p) }, 'pvd announced');
       this.events.publish('pvd-announced', this.view(p));
     });
@@ -142,6 +153,7 @@ export class App {
       this.log.info({ pvd: describePvd(p) }, 'pvd updated');
       this.events.publish('pvd-updated', this.view(p));
       this.dns64.track(p); // rediscovers at once (RFC 7050 §3 on a change of network)
+      this.captive.track(p); // probes again at once
     });
     this.pvds.on('withdrawn', (p, reason) => {
       const last = this.view(p); // as it was, before its cache and pool go
@@ -149,6 +161,7 @@ export class App {
       this.failures.dropPvd(p.tag);
       this.forwarder.drop(p);
       this.dns64.untrack(p);
+      this.captive.untrack(p);
       this.stats.forget(p.id);
       this.log.info({ pvd: p.id, reason, cacheEntriesDropped: dropped }, 'pvd withdrawn');
       this.events.publish('pvd-withdrawn', { ...last, reason });
@@ -159,6 +172,7 @@ export class App {
     registerUpstreamMetrics(this.metrics, () => this.forwarder.livePools());
     registerCacheMetrics(this.metrics, () => this.cache, () => this.pvds.list());
     registerPvdMetrics(this.metrics, this.pvds);
+    registerCaptiveMetrics(this.metrics, () => this.captive);
   }
 
   /**
@@ -171,9 +185,13 @@ export class App {
     const coalesce = new Coalesce();
     // The queries DNS64 asks for itself (A behind a AAAA, in-addr.arpa behind
     // a PTR) enter the same stages from the cache on, in the same PvD.
+    const captive = new CaptiveStage(this.captive, (p, nameKey) => {
+      const r = this.routes.match(nameKey);
+      return r.zone !== null && r.pvds.includes(p);
+    });
     let inPvd: Next = this.forwarder.resolve;
     const dns64 = new Dns64Stage((p) => this.dns64.info(p), () => inPvd);
-    inPvd = chain([cache, coalesce, dns64], this.forwarder.resolve);
+    inPvd = chain([cache, coalesce, captive, dns64], this.forwarder.resolve);
     const stages: Stage[] = [
       // 1. Special-use and locally served names never leave the host (RFC
       //    6761, RFC 6303). It consults the route table, since a PvD may own
@@ -181,15 +199,17 @@ export class App {
       new LocalNames(routes),
       // 2. Choose the PvD; every stage after this works inside one PvD, and
       //    the router retries the next PvD of the same route on SERVFAIL.
-      new Router(routes, (p) => this.forwarder.usable(p)),
+      new Router(routes, (p) => this.forwarder.usable(p) && !this.captive.isCaptive(p)),
       // 3. The PvD's own cache: first, so a hit waits for nothing.
       cache,
       // 4. Identical questions in flight in the PvD share one upstream exchange.
       coalesce,
-      // 5. DNS64: after coalescing, it sees each upstream answer once, and
-      //    marks (or makes) synthesized AAAA before the cache keeps them.
+      // 5. Captive-portal inspection: after coalescing, it sees each upstream
+      //    answer once, and marks a captive PvD's answers before the cache
+      //    would keep them; it sees DNS64's final answers on their way back.
+      captive,
+      // 6. DNS64: marks (or makes) synthesized AAAA before the cache keeps them.
       dns64,
-      // Captive-portal inspection (issue 7) belongs here too, for the same reason.
     ];
     return chain(stages, this.forwarder.resolve);
   }
@@ -207,15 +227,21 @@ export class App {
         lastError: h?.lastError ?? null,
       };
     });
-    return pvdView(p, servers, this.dns64.view(p), this.cache.entries(p.tag));
+    return pvdView(p, servers, this.captive.view(p), this.dns64.view(p), this.cache.entries(p.tag));
   }
 
-  /** askPvd asks one question of exactly this PvD's servers, past routing and the cache (Pref64 discovery). */
-  private askPvd(pvd: Pvd, msg: Buffer): Promise<Answer> {
+  /**
+   * askPvd asks one question of exactly this PvD's servers, past routing and
+   * the cache (Pref64 discovery, captive-portal probes). When every server
+   * refused, the answer says REFUSED rather than a client's SERVFAIL: to
+   * discovery that is a definite "not here".
+   */
+  private async askPvd(pvd: Pvd, msg: Buffer): Promise<Answer> {
     const q = new Query('api', '(pvdns)', performance.now());
     parseQuery(msg, q);
     q.pvd = pvd;
-    return Promise.resolve(this.forwarder.resolve(q));
+    const a = await this.forwarder.resolve(q);
+    return a.rcode === RCODE.SERVFAIL && q.failedRcode === RCODE.REFUSED ? errorAnswer(RCODE.REFUSED, a.ede) : a;
   }
 
   /**
@@ -224,20 +250,39 @@ export class App {
    * cached before they were known) leave the cache, the prefixes' reverse
    * zones route to the PvD, and subscribers hear of it.
    */
-  private pref64Changed(pvd: Pvd, before: readonly Pref64[], after: readonly Pref64[]): void {
+  private pref64Changed(pvd: Pvd, before: Dns64Info, after: Dns64Info): void {
     if (this.pvds.get(pvd.id)?.tag !== pvd.tag) return;
-    const all = [...before, ...after];
-    const prefixesChanged = before.length !== after.length || before.some((p, i) => p.text !== after[i]!.text);
-    if (prefixesChanged) {
-      const dropped = this.cache.dropWhere(pvd.tag, (a) => (a.flags & ANSWER_SYNTHESIZED) !== 0 || insidePref64(a, all));
-      if (dropped > 0) this.log.info({ pvd: pvd.id, cacheEntriesDropped: dropped }, 'synthesized answers dropped: pref64 changed');
-      this.rebuildRoutes();
+    const samePrefixes = before.prefixes.length === after.prefixes.length && before.prefixes.every((p, i) => p.text === after.prefixes[i]!.text);
+    if (!samePrefixes || before.synthesize !== after.synthesize) {
+      // Every AAAA answer goes (a NODATA kept before pvdns synthesized is as stale as a synthesized AAAA),
+      // and the PTR answers pvdns synthesized.
+      const dropped = this.cache.dropWhere(pvd.tag, (a, key) => keyType(key) === TYPE.AAAA || (a.flags & ANSWER_SYNTHESIZED) !== 0);
+      if (dropped > 0) this.log.info({ pvd: pvd.id, cacheEntriesDropped: dropped }, 'AAAA answers dropped: pref64 or DNS64 synthesis changed');
     }
-    this.events.publish('pref64-changed', { ...this.view(pvd), previousPref64: before.map((p) => p.text) });
+    if (before.reverseZones.join() !== after.reverseZones.join()) this.rebuildRoutes();
+    this.events.publish('pref64-changed', { ...this.view(pvd), previousPref64: before.prefixes.map((p) => p.text) });
   }
 
+  /**
+   * captiveChanged follows a PvD into or out of captivity: its cache goes
+   * either way (answers kept while the state was unknown may be the portal's;
+   * answers from before a login are suspect, RFC 8908 guidance in
+   * standards.md §5.2), its portal's names route to it, and subscribers hear.
+   */
+  private captiveChanged(pvd: Pvd, state: CaptiveState, previous: CaptiveState): void {
+    if (this.pvds.get(pvd.id)?.tag !== pvd.tag) return;
+    if (state === 'captive' || previous === 'captive') {
+      const dropped = this.cache.dropPvd(pvd.tag);
+      this.failures.dropPvd(pvd.tag);
+      if (dropped > 0) this.log.info({ pvd: pvd.id, cacheEntriesDropped: dropped }, 'cache flushed: captive state changed');
+    }
+    this.rebuildRoutes();
+    this.events.publish('captive-changed', this.view(pvd));
+  }
+
+  /** rebuildRoutes routes by the PvDs and what was learned of them: Pref64 reverse zones, captive-portal hosts. */
   private rebuildRoutes(): void {
-    this.routes = new RouteTable(this.pvds.list(), (p) => this.dns64.info(p).reverseZones);
+    this.routes = new RouteTable(this.pvds.list(), (p) => [...this.dns64.info(p).reverseZones, ...this.captive.hosts(p)]);
   }
 
   /** apiDeps is what the control API may do with this pvdns. */
@@ -300,6 +345,7 @@ export class App {
     }
     this.listening = true;
     this.dns64.start();
+    this.captive.start();
     const bound = this.addresses();
     this.log.info(
       {
@@ -420,7 +466,6 @@ export class App {
     const c = this.config;
     const keys: string[] = [];
     c.pvds.forEach((p, i) => {
-      if (p.captivePortal !== null) keys.push(`pvds[${i}].captivePortal`);
       if (p.rebindProtection) keys.push(`pvds[${i}].rebindProtection`);
     });
     return keys;
@@ -467,6 +512,7 @@ export class App {
     }
     // New timeouts mean new pools; otherwise servers keep their state.
     if (!unchanged('upstream')) this.forwarder.setOptions({ ...next.upstream });
+    if (!unchanged('captive')) this.captive.setOptions(next.captive);
     for (const d of this.dns) d.tcp.setOptions({ ...next.tcp });
     this.applyPvds(next, host);
     if (this.listening) await this.watchDirectory(next.pvdSources.directory);
@@ -501,6 +547,7 @@ export class App {
     this.directory?.stop();
     this.events.close();
     this.dns64.close();
+    this.captive.close();
     this.transport.close?.();
     this.pvds.close();
     this.listening = false;

@@ -52,6 +52,11 @@ export function nxdomainKey(tag: number, nameKey: string, qclass: number, flags:
   return NX_PREFIX + nameKey + String.fromCharCode(qclass, flags, tag & 0xffff, tag >>> 16);
 }
 
+/** keyType is the query type of an answerKey, or -1 for an nxdomainKey (every type of the name). */
+export function keyType(key: string): number {
+  return key.charCodeAt(0) === NX_MARK ? -1 : key.charCodeAt(key.length - 5);
+}
+
 export class AnswerCache {
   private readonly lru: LRUCache<string, Entry> | null;
   private readonly perPvd = new Map<number, number>();
@@ -174,11 +179,11 @@ export class AnswerCache {
     return doomed.length;
   }
 
-  /** dropWhere removes the entries of a PvD whose answer `doomed` picks; returns how many went. */
-  dropWhere(pvdTag: number, doomed: (a: Answer) => boolean): number {
+  /** dropWhere removes the entries of a PvD that `doomed` picks by answer and key; returns how many went. */
+  dropWhere(pvdTag: number, doomed: (a: Answer, key: string) => boolean): number {
     if (!this.lru) return 0;
     const keys: string[] = [];
-    for (const [k, e] of this.lru.entries()) if (e.pvdTag === pvdTag && doomed(e.answer)) keys.push(k);
+    for (const [k, e] of this.lru.entries()) if (e.pvdTag === pvdTag && doomed(e.answer, k)) keys.push(k);
     for (const k of keys) this.lru.delete(k);
     return keys.length;
   }

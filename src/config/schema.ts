@@ -75,7 +75,8 @@ export const configSchema = z
       .prefault({}),
     captive: z
       .strictObject({
-        probeIntervalS: z.number().int().min(5).max(86_400).default(60),
+        // 0 turns the DNS heuristics off; a PvD's RFC 8908 API is still read.
+        probeIntervalS: z.union([z.literal(0), z.number().int().min(1).max(86_400)]).default(60),
         canary: z
           .strictObject({
             name: z.string().min(1).default('example.com'),

@@ -26,7 +26,7 @@ export interface Answer {
   /**
    * FLAG_AA (set only on pvdns's own local answers) and FLAG_AD as the
    * upstream set it; bits above the header's 16 are pvdns's own marks
-   * (ANSWER_SYNTHESIZED), never sent.
+   * (ANSWER_SYNTHESIZED, ANSWER_CAPTIVE), never sent.
    */
   flags: number;
   body: Buffer;
@@ -42,6 +42,9 @@ export interface Answer {
 
 /** Answer.flags mark: the answer holds DNS64-synthesized records, valid only in the PvD it was made in. */
 export const ANSWER_SYNTHESIZED = 0x10000;
+
+/** Answer.flags mark: the answer came from a PvD behind a captive portal (or holds its portal's address): never cached. */
+export const ANSWER_CAPTIVE = 0x20000;
 
 /** The TTL pvdns writes into records it makes up itself. */
 export const LOCAL_TTL = 3600;

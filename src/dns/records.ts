@@ -25,11 +25,19 @@ export interface Rec {
 const NAMED = new Map<number, readonly ('n' | number)[]>([
   [TYPE.NS, ['n']],
   [TYPE.CNAME, ['n']],
-  [TYPE.PTR, ['n']],
-  [39 /* DNAME */, ['n']],
   [TYPE.SOA, ['n', 'n', 20]],
+  [7 /* MB */, ['n']],
+  [8 /* MG */, ['n']],
+  [9 /* MR */, ['n']],
+  [TYPE.PTR, ['n']],
+  [14 /* MINFO */, ['n', 'n']],
   [TYPE.MX, [2, 'n']],
+  [17 /* RP */, ['n', 'n']],
+  [18 /* AFSDB */, [2, 'n']],
+  [21 /* RT */, [2, 'n']],
+  [26 /* PX */, [2, 'n', 'n']],
   [TYPE.SRV, [6, 'n']],
+  [39 /* DNAME */, ['n']],
 ]);
 
 /**
@@ -54,8 +62,8 @@ export function expandName(msg: Buffer, off: number, end = msg.length): { name: 
       continue;
     }
     if (len & 0xc0 || off + 1 + len > end) return null;
+    if (parts.length + len + 2 > 255) return null; // with the root octet still to come (RFC 1035 §2.3.4)
     for (let i = off; i <= off + len; i++) parts.push(msg[i]!);
-    if (parts.length > 255) return null;
     off += len + 1;
   }
   return { name: Buffer.from(parts), next };

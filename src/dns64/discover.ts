@@ -2,7 +2,7 @@
 // DNS64 synthesizes for ipv4only.arpa, whose only IPv4 addresses are the
 // well-known 192.0.0.170 and 192.0.0.171 (RFC 8880 §2).
 
-import { pref64, PREF64_LENGTHS, type Pref64 } from './prefix.js';
+import { pref64, PREF64_LENGTHS, specialRange, type Pref64 } from './prefix.js';
 
 /** The well-known name, as a query asks it. */
 export const WELL_KNOWN_NAME = 'ipv4only.arpa';
@@ -36,7 +36,7 @@ export function prefixesFromAddresses(addresses: readonly Uint8Array[]): Pref64[
       }
       if (lengths.length === 1) {
         const p = pref64(addr, lengths[0]!);
-        if (!found.some((f) => f.text === p.text)) found.push(p);
+        if (specialRange(p.bytes) === null && !found.some((f) => f.text === p.text)) found.push(p);
       }
     }
     if (!ambiguous && found.length > 0) return found;

@@ -39,7 +39,21 @@ export function parsePref64(text: string): Pref64 | string {
   const bytes = Uint8Array.from((addr as ipaddr.IPv6).toByteArray());
   for (let i = length / 8; i < 16; i++) if (bytes[i] !== 0) return `"${text}" has bits set past /${length}`;
   if (bytes[U_OCTET] !== 0) return `"${text}": bits 64–71 of a NAT64 prefix must be zero (RFC 6052 §2.2)`;
+  const special = specialRange(bytes);
+  if (special !== null) return `"${text}" lies in ${special}, which cannot hold IPv4-embedded addresses`;
   return pref64(bytes, length);
+}
+
+/**
+ * specialRange names the address range a would-be prefix lies in when no
+ * NAT64 can use it: the unspecified and IPv4-mapped space, link-local,
+ * multicast. A hijacking resolver's "discovered" prefix there is refused.
+ */
+export function specialRange(bytes: Uint8Array): string | null {
+  if (bytes.subarray(0, 10).every((b) => b === 0)) return '::/80 (unspecified and IPv4-mapped space)';
+  if (bytes[0] === 0xfe && (bytes[1]! & 0xc0) === 0x80) return 'fe80::/10 (link-local)';
+  if (bytes[0] === 0xff) return 'ff00::/8 (multicast)';
+  return null;
 }
 
 /** pref64 makes a Pref64 from the first length/8 octets of `addr` (the rest are taken as zero). */

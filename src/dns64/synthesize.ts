@@ -78,7 +78,9 @@ export type AaaaVerdict =
   /** NXDOMAIN is answered as it is (§5.1.2). */
   | { kind: 'nxdomain' }
   /** No usable AAAA (NODATA, only excluded addresses, or an error other than NXDOMAIN): ask for A. */
-  | { kind: 'empty' };
+  | { kind: 'empty' }
+  /** Excluded records beside real ones, in an answer pvdns cannot take apart: it cannot be answered safely. */
+  | { kind: 'undecodable' };
 
 /** judgeAaaa applies RFC 6147 §5.1.1–5.1.4 to an upstream AAAA answer; `question` is what its body follows. */
 export function judgeAaaa(question: Buffer, a: Answer): AaaaVerdict {
@@ -95,23 +97,29 @@ export function judgeAaaa(question: Buffer, a: Answer): AaaaVerdict {
   if (excluded === 0) return { kind: 'real' };
   // §5.1.4: build the answer from the AAAA records outside the excluded range; never return those inside.
   const s = answerSections(question, a);
-  if (s === null) return { kind: 'empty' };
-  const answer = s.answer.filter((r) => !(r.type === TYPE.AAAA && r.rdata.length === 16 && excludedV6(r.rdata, 0)));
-  return { kind: 'filtered', answer: buildAnswer(a.rcode, a.flags, { ...s, answer }, a.soaTtl) };
+  if (s === null) return { kind: 'undecodable' };
+  // The AAAA RRset changed, so its signature no longer holds: drop it and AD (RFC 4035 §3.2.3).
+  const answer = s.answer.filter((r) => !(r.type === TYPE.AAAA && r.rdata.length === 16 && excludedV6(r.rdata, 0)) && !covers(r, TYPE.AAAA));
+  return { kind: 'filtered', answer: buildAnswer(a.rcode, a.flags & ~FLAG_AD, { ...s, answer }, a.soaTtl) };
+}
+
+/** covers says whether a record is an RRSIG over the given type. */
+function covers(r: Rec, type: number): boolean {
+  return r.type === TYPE.RRSIG && r.rdata.length >= 2 && r.rdata.readUInt16BE(0) === type;
 }
 
 /**
- * synthesizeAaaa builds the answer to a AAAA query from the answer to the A
- * query for the same name (RFC 6147 §5.1.5–5.1.7, §5.4): the CNAME and
- * DNAME chain kept, each A record replaced by one AAAA per prefix in the
+ * synthesizeAaaa builds the answer to a AAAA query from a positive answer to
+ * the A query for the same name (RFC 6147 §5.1.5–5.1.7, §5.4): the CNAME
+ * and DNAME chain kept, each A record replaced by one AAAA per prefix in the
  * order they were learned (RFC 7050 §3), with TTL min(A TTL, SOA TTL of the
  * AAAA answer, or 600 without one); authority and additional sections as
  * the A answer had them, none of it synthesized (§5.3.2). AD is cleared:
- * pvdns validates nothing (§5.5). Returns null when there is nothing to
- * synthesize from (no A record, or only excluded addresses).
+ * pvdns validates nothing (§5.5). When every address is excluded, the
+ * answer is the chain alone (NODATA). Returns null when the A answer cannot
+ * be taken apart.
  */
 export function synthesizeAaaa(question: Buffer, aaaa: Answer, a: Answer, prefixes: readonly Pref64[]): Answer | null {
-  if (a.rcode !== RCODE.NOERROR || a.an === 0) return null;
   const s = answerSections(question, a);
   if (s === null) return null;
   const cap = aaaa.soaTtl >= 0 ? aaaa.soaTtl : NO_SOA_TTL;
@@ -124,14 +132,16 @@ export function synthesizeAaaa(question: Buffer, aaaa: Answer, a: Answer, prefix
         answer.push(record(r.name, TYPE.AAAA, Math.min(r.ttl, cap), Buffer.from(embed(p, r.rdata))));
         made++;
       }
-    } else if (r.type === TYPE.RRSIG && r.rdata.length >= 2 && r.rdata.readUInt16BE(0) === TYPE.A) {
-      // A signature of the A records covers nothing that is sent.
-    } else {
-      answer.push(r);
+    } else if (!covers(r, TYPE.A)) {
+      answer.push(r); // the chain; a signature of the A records covers nothing that is sent
     }
   }
-  if (made === 0) return null;
-  return buildAnswer(RCODE.NOERROR, (a.flags & ~FLAG_AD) | ANSWER_SYNTHESIZED, { ...s, answer });
+  return buildAnswer(RCODE.NOERROR, (a.flags & ~FLAG_AD) | (made > 0 ? ANSWER_SYNTHESIZED : 0), { ...s, answer });
+}
+
+/** copyAnswer is an answer of its own, for use under another cache key (TTLs are patched in place per entry). */
+export function copyAnswer(a: Answer): Answer {
+  return { ...a, flags: a.flags & ~ANSWER_SYNTHESIZED, body: Buffer.from(a.body), rr: a.rr.slice() };
 }
 
 /** The IPv4 address a reverse name under ip6.arpa stands for, when it is a whole address inside a prefix. */
@@ -167,7 +177,8 @@ export function inAddrName(v4: Uint8Array): Buffer {
  */
 export function ptrViaCname(qname: Buffer, targetQuestion: Buffer, target: Answer): Answer | null {
   const s = answerSections(targetQuestion, target);
-  if (s === null) return null;
+  // §5.3.1: no CNAME that would lengthen a chain; the caller then asks as for any other name.
+  if (s === null || s.answer[0]?.type === TYPE.CNAME) return null;
   const owner = targetQuestion.subarray(12, targetQuestion.length - 4);
   const chain: Sections = { ...s, answer: [record(qname, TYPE.CNAME, NO_SOA_TTL, Buffer.from(owner)), ...s.answer] };
   return buildAnswer(target.rcode, (target.flags & ~FLAG_AD) | ANSWER_SYNTHESIZED, chain, target.soaTtl);

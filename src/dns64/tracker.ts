@@ -12,11 +12,11 @@ import { rcodeName, RCODE, TYPE } from '../dns/constants.js';
 import { encodeName } from '../dns/name.js';
 import { questionMessage } from '../dns/query.js';
 import ipaddr from 'ipaddr.js';
-import type { Pvd } from '../pvd/model.js';
+import type { AskPvd, Pvd } from '../pvd/model.js';
 import type { Dns64View } from '../pvd/view.js';
 import { reverseZones } from '../pvd/reverse.js';
 import { prefixesFromAddresses, WELL_KNOWN_NAME } from './discover.js';
-import { parsePref64, WELL_KNOWN_PREFIX, type Pref64 } from './prefix.js';
+import { isWellKnown, parsePref64, WELL_KNOWN_PREFIX, type Pref64 } from './prefix.js';
 import { aaaaAddresses, minAaaaTtl } from './synthesize.js';
 
 /**
@@ -32,15 +32,18 @@ export interface Dns64Info {
   readonly prefixes: readonly Pref64[];
   /** pvdns synthesizes for this PvD. */
   readonly synthesize: boolean;
-  /** The ip6.arpa zones of the prefixes: their PTR queries route to this PvD. */
+  /**
+   * The ip6.arpa zones whose PTR queries route to this PvD: those of
+   * configured prefixes, of prefixes pvdns synthesizes with, and of the
+   * Well-Known Prefix. A discovered network-specific prefix claims nothing:
+   * an untrusted network (RFC 7050 §3.1) must not pull the reverse lookups
+   * of address space that may be someone else's.
+   */
   readonly reverseZones: readonly string[];
 }
 
-/** Asks one question of exactly this PvD's servers; never rejects. */
-export type AskPvd = (pvd: Pvd, msg: Buffer) => Promise<Answer>;
-
-/** Told of a change of a PvD's prefixes (or of who synthesizes). */
-export type Pref64Changed = (pvd: Pvd, before: readonly Pref64[], after: readonly Pref64[]) => void;
+/** Told of a change of a PvD's prefixes or of who synthesizes, with what the query path saw before and sees now. */
+export type Pref64Changed = (pvd: Pvd, before: Dns64Info, after: Dns64Info) => void;
 
 /** RFC 7050 §3 N6: rediscover this long before the prefixes' TTL runs out. */
 const REFRESH_BEFORE_S = 10;
@@ -116,9 +119,9 @@ export class Pref64Tracker {
     } else if (pvd.servers.length === 0) {
       this.set(t, [], 'none', null);
     } else {
-      // Prefixes discovered before the update stay in use until discovery says otherwise.
+      // What discovery found before the update stays until discovery says otherwise.
       if (t.source === 'discovery') this.set(t, t.info.prefixes, this.roleFor(pvd, 'network'), 'discovery');
-      else this.set(t, [], 'discovering', null);
+      else if (!((t.role === 'none' && !pvd.dns64Synthesize) || (t.source === 'default' && pvd.dns64Synthesize))) this.set(t, [], 'discovering', null);
       if (this.running) this.discover(t, 0);
     }
     t.quiet = false;
@@ -153,19 +156,23 @@ export class Pref64Tracker {
   /** discover asks the PvD's servers for AAAA ipv4only.arpa after `delayMs`. */
   private discover(t: Tracked, delayMs: number): void {
     this.clearTimer(t);
+    if (!this.running) return;
     const generation = t.generation;
+    const current = (): boolean => this.running && t.generation === generation && this.byTag.get(t.pvd.tag) === t;
     t.nextAt = Date.now() + delayMs;
     t.timer = setTimeout(() => {
       t.timer = null;
       t.nextAt = null;
-      void this.ask(t.pvd, DISCOVERY_QUERY).then(
-        (a) => {
-          if (t.generation === generation && this.byTag.get(t.pvd.tag) === t) this.learn(t, a);
-        },
-        (err: unknown) => {
-          if (t.generation === generation && this.byTag.get(t.pvd.tag) === t) this.failed(t, String(err));
-        },
-      );
+      this.ask(t.pvd, DISCOVERY_QUERY)
+        .then(
+          (a) => current() && this.learn(t, a),
+          (err: unknown) => current() && this.failed(t, String(err)),
+        )
+        .catch((err: unknown) => {
+          // A fault in pvdns itself while applying the answer: say so, and try again later.
+          this.log.error({ err, pvd: t.pvd.id }, 'pref64 discovery failed inside pvdns');
+          if (current()) this.discover(t, RETRY_MAX_MS);
+        });
     }, delayMs);
     t.timer.unref();
   }
@@ -201,6 +208,8 @@ export class Pref64Tracker {
     if (t.lastError === null) this.log.warn({ pvd: t.pvd.id, error: why, retryInMs: t.retryMs }, 'pref64 discovery failed; retrying with back-off');
     else this.log.debug({ pvd: t.pvd.id, error: why, retryInMs: t.retryMs }, 'pref64 discovery failed again');
     t.lastError = why;
+    // RFC 6147 §5.2: a DNS64 with no prefix uses the Well-Known Prefix — meanwhile, for pvdns's own synthesis.
+    if (t.role === 'discovering' && t.pvd.dns64Synthesize) this.set(t, [WELL_KNOWN_PREFIX], 'pvdns', 'default');
     const wait = t.retryMs;
     t.retryMs = Math.min(t.retryMs * 2, RETRY_MAX_MS);
     this.discover(t, wait);
@@ -212,22 +221,25 @@ export class Pref64Tracker {
 
   /** set records the prefixes and role, and reports a change of either. */
   private set(t: Tracked, prefixes: readonly Pref64[], role: Dns64Role, source: Tracked['source']): void {
-    const before = t.info.prefixes;
+    const old = t.info;
+    const before = old.prefixes;
     const synthesize = role === 'pvdns' && prefixes.length > 0;
     const same = before.length === prefixes.length && before.every((p, i) => p.text === prefixes[i]!.text);
     const changed = !same || t.role !== role;
+    const trusted = (p: Pref64): boolean => source === 'config' || synthesize || isWellKnown(p);
+    const sourceChanged = source !== t.source;
     t.role = role;
     t.source = source;
-    if (!same || t.info.synthesize !== synthesize) {
+    if (!same || old.synthesize !== synthesize || sourceChanged) {
       t.info = Object.freeze({
         prefixes: Object.freeze([...prefixes]),
         synthesize,
-        reverseZones: Object.freeze(prefixes.flatMap((p) => reverseZones(ipaddr.fromByteArray([...p.bytes]), p.length))),
+        reverseZones: Object.freeze(prefixes.filter(trusted).flatMap((p) => reverseZones(ipaddr.fromByteArray([...p.bytes]), p.length))),
       });
     }
     if (!changed || t.quiet) return;
     this.log.info({ pvd: t.pvd.id, pref64: prefixes.map((p) => p.text), before: before.map((p) => p.text), dns64: role, source }, 'pref64 changed');
-    this.onChange(t.pvd, before, prefixes);
+    this.onChange(t.pvd, old, t.info);
   }
 
   private clearTimer(t: Tracked): void {

@@ -18,8 +18,12 @@ export class PvdInputError extends Error {
   }
 }
 
-/** The keys pvdns takes from an RFC 8801 object; `dnsServers` is the host's addition. */
-const RFC8801_KEYS = ['identifier', 'expires', 'prefixes', 'dnsZones', 'noInternet', 'dnsServers'] as const;
+/**
+ * The keys pvdns takes from an RFC 8801 object; `dnsServers` and
+ * `captivePortal` (RFC 8910's API URI, from DHCP or an RA) are what the host
+ * adds from the link.
+ */
+const RFC8801_KEYS = ['identifier', 'expires', 'prefixes', 'dnsZones', 'noInternet', 'dnsServers', 'captivePortal'] as const;
 const LOCAL_KEYS = new Set(Object.keys(pvdSpecSchema.shape));
 
 /**

@@ -2,6 +2,7 @@
 // its zones normalized, the reverse zones of its prefixes derived.
 
 import { parsePrefix, parseSocketAddress, type SocketAddress } from '../config/address.js';
+import type { Answer } from '../dns/answer.js';
 import { reverseZones } from './reverse.js';
 import { normalizeDomain, type PvdSpec } from './schema.js';
 
@@ -38,6 +39,13 @@ export interface Pvd {
   /** Declaration order: breaks ties of priority. */
   readonly order: number;
 }
+
+/**
+ * AskPvd asks one question (a query message) of exactly this PvD's servers,
+ * past routing and the cache, and never rejects: what Pref64 discovery and
+ * captive-portal probes use.
+ */
+export type AskPvd = (pvd: Pvd, msg: Buffer) => Promise<Answer>;
 
 let nextTag = 1;
 

@@ -86,7 +86,10 @@ export const pvdSpecSchema = z
     dns64Synthesize: z.boolean().default(false),
     captivePortal: z
       .string()
-      .refine((v) => URL.canParse(v) && new URL(v).protocol === 'https:', 'must be an https URI (RFC 8908 §2)')
+      .refine(
+        (v) => v === 'urn:ietf:params:capport:unrestricted' || (URL.canParse(v) && new URL(v).protocol === 'https:'),
+        'must be an https URI (RFC 8908 §4.1) or urn:ietf:params:capport:unrestricted (RFC 8910 §2)',
+      )
       .nullable()
       .default(null),
     rebindProtection: z.boolean().default(false),

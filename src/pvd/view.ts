@@ -1,7 +1,26 @@
 // PvdView: a PvD with its live state, as GET /v1/pvds and the events show it
-// (DESIGN's PvD object). Fields of features still to come are null.
+// (DESIGN's PvD object, with a few fields more).
 
 import type { Pvd } from './model.js';
+
+/** A PvD's captive-portal state as the API shows it (src/captive/tracker.ts fills it in). */
+export interface CaptiveView {
+  /** null while unknown. */
+  captive: boolean | null;
+  /** unknown, open or captive. */
+  captiveState: string;
+  /** From the PvD's RFC 8908 API: where the user logs in. */
+  userPortalUrl: string | null;
+  venueInfoUrl: string | null;
+  /** When the state last changed (RFC 3339). */
+  captiveSince: string | null;
+  /** What decided the state: the probe that saw a rewrite, or the API. */
+  captiveReason: string | null;
+  /** Addresses seen in rewritten answers. */
+  portalAddresses: string[];
+  /** Why the RFC 8908 API could not be read, until it can. */
+  captiveApiError: string | null;
+}
 
 /** A PvD's DNS64 as the API shows it (src/dns64/tracker.ts fills it in). */
 export interface Dns64View {
@@ -40,8 +59,13 @@ export interface PvdView {
   interface: string | null;
   servers: ServerView[];
   captive: boolean | null;
-  captiveState: string | null;
+  captiveState: string;
   userPortalUrl: string | null;
+  venueInfoUrl: string | null;
+  captiveSince: string | null;
+  captiveReason: string | null;
+  portalAddresses: string[];
+  captiveApiError: string | null;
   pref64: string[] | null;
   dns64: string | null;
   pref64Source: string | null;
@@ -50,8 +74,8 @@ export interface PvdView {
   cacheEntries: number;
 }
 
-/** pvdView combines a PvD with its servers' state, its DNS64 and its cache size. */
-export function pvdView(p: Pvd, servers: ServerView[], dns64: Dns64View, cacheEntries: number): PvdView {
+/** pvdView combines a PvD with its servers' state, its captive-portal state, its DNS64 and its cache size. */
+export function pvdView(p: Pvd, servers: ServerView[], captive: CaptiveView, dns64: Dns64View, cacheEntries: number): PvdView {
   return {
     identifier: p.identifier,
     source: p.source,
@@ -64,9 +88,7 @@ export function pvdView(p: Pvd, servers: ServerView[], dns64: Dns64View, cacheEn
     sourceAddress: p.sourceAddress,
     interface: p.interface,
     servers,
-    captive: null,
-    captiveState: null,
-    userPortalUrl: null,
+    ...captive,
     ...dns64,
     cacheEntries,
   };

@@ -6,8 +6,9 @@
 // in a PvD is answered SERVFAIL with EDE 13 for a while instead of asking dead
 // servers again. With cache.serveStale, a failure is answered with the PvD's
 // own expired answer instead, if it has one (RFC 8767) — never another PvD's.
+// Answers marked captive (captive-stage.ts) are never kept.
 
-import type { Answer } from '../dns/answer.js';
+import { ANSWER_CAPTIVE, type Answer } from '../dns/answer.js';
 import { FLAG_CD, RCODE } from '../dns/constants.js';
 import { answerKey, nxdomainKey, type AnswerCache } from '../cache/answer-cache.js';
 import type { FailureCache } from '../cache/failure-cache.js';
@@ -55,7 +56,8 @@ export class CacheStage implements Stage {
         return this.stale(key, nxKey, a) ?? a;
       }
       this.failures.forget(key);
-      this.cache.admit(key, nxKey, tag, a, this.attached(pvd));
+      // A captive PvD's answers may be its portal's rewrites: passed on, never kept.
+      this.cache.admit(key, nxKey, tag, a, this.attached(pvd) && !(a.flags & ANSWER_CAPTIVE));
       return a;
     };
     return isPromise(r) ? r.then(keep) : keep(r);

@@ -7,18 +7,21 @@
 // from A records when the AAAA answer is empty, and answers PTR queries for
 // addresses inside the Pref64.
 
-import { AnswerBuilder, ANSWER_SYNTHESIZED, LOCAL_TTL, type Answer } from '../dns/answer.js';
-import { FLAG_CD, FLAG_RD, RCODE, TYPE } from '../dns/constants.js';
+import { AnswerBuilder, ANSWER_SYNTHESIZED, errorAnswer, LOCAL_TTL, type Answer } from '../dns/answer.js';
+import { EDE, FLAG_CD, FLAG_RD, RCODE, TYPE } from '../dns/constants.js';
 import { encodeName } from '../dns/name.js';
 import { parseQuery, PARSE_OK, questionMessage } from '../dns/query.js';
 import { WELL_KNOWN_NAME } from '../dns64/discover.js';
-import { insidePref64, inAddrName, judgeAaaa, ptrTarget, ptrViaCname, synthesizeAaaa } from '../dns64/synthesize.js';
+import { copyAnswer, insidePref64, inAddrName, judgeAaaa, ptrTarget, ptrViaCname, synthesizeAaaa } from '../dns64/synthesize.js';
 import type { Dns64Info } from '../dns64/tracker.js';
 import type { Pvd } from '../pvd/model.js';
 import { Query } from './query.js';
 import { isPromise, type Next, type Result, type Stage } from './stage.js';
 
 const WELL_KNOWN_WIRE = encodeName(WELL_KNOWN_NAME);
+const UNDECODABLE = errorAnswer(RCODE.SERVFAIL, { code: EDE.OTHER, text: 'DNS64: an upstream answer could not be taken apart to synthesize from' });
+/** The PvD lost its prefixes while an A query was out: no AAAA to give. */
+const NODATA = errorAnswer(RCODE.NOERROR);
 
 export class Dns64Stage implements Stage {
   readonly name = 'dns64';
@@ -36,29 +39,39 @@ export class Dns64Stage implements Stage {
 
   handle(q: Query, next: Next): Result {
     if (q.qtype !== TYPE.AAAA && q.qtype !== TYPE.PTR) return next(q);
-    const info = this.dns64(q.pvd!);
+    const pvd = q.pvd!;
+    const info = this.dns64(pvd);
     if (info.prefixes.length === 0) return next(q);
-    if (q.qtype === TYPE.PTR) return info.synthesize ? this.ptr(q, info, next) : next(q);
     // RFC 6147 §5.5: a client that set DO and CD validates itself; it gets the records as they are.
-    const synthesize = info.synthesize && !(q.dnssecOk && q.flags & FLAG_CD);
+    const validating = q.dnssecOk && (q.flags & FLAG_CD) !== 0;
+    if (q.qtype === TYPE.PTR) return info.synthesize && !validating ? this.ptr(q, info, next) : next(q);
     const r = next(q);
-    const inspect = (a: Answer): Result => (synthesize ? this.synthesize(q, info, a) : mark(a, info));
+    // The prefixes as they are when the answer arrives: a change meanwhile has already emptied the cache.
+    const inspect = (a: Answer): Result => {
+      const now = this.dns64(pvd);
+      return now.synthesize && !validating ? this.synthesize(q, a) : mark(a, now);
+    };
     return isPromise(r) ? r.then(inspect) : inspect(r);
   }
 
   /** synthesize answers a AAAA query as a DNS64 does (RFC 6147 §5.1). */
-  private synthesize(q: Query, info: Dns64Info, aaaa: Answer): Result {
+  private synthesize(q: Query, aaaa: Answer): Result {
+    const pvd = q.pvd!;
     const question = q.msg.subarray(0, q.qEnd);
     const verdict = judgeAaaa(question, aaaa);
     if (verdict.kind === 'nxdomain') return aaaa;
-    if (verdict.kind === 'real') return mark(aaaa, info);
-    if (verdict.kind === 'filtered') return mark(verdict.answer, info);
+    if (verdict.kind === 'real') return mark(aaaa, this.dns64(pvd));
+    if (verdict.kind === 'filtered') return mark(verdict.answer, this.dns64(pvd));
+    if (verdict.kind === 'undecodable') return UNDECODABLE;
     const sub = this.subquery(q, q.msg.subarray(12, q.qEnd - 4), TYPE.A);
     const r = this.inPvd()(sub);
     const done = (a: Answer): Answer => {
       q.server = sub.server ?? q.server;
-      // §5.1.6: no A records (or an error) leaves the AAAA answer as it was.
-      return synthesizeAaaa(question, aaaa, a, info.prefixes) ?? aaaa;
+      // §5.1.6: an empty A answer or an error is the basis of the reply (a copy: it may be cached under A too).
+      if (a.rcode !== RCODE.NOERROR || a.an === 0) return copyAnswer(a);
+      const prefixes = this.dns64(pvd).prefixes;
+      if (prefixes.length === 0) return copyAnswer(a.rcode === RCODE.NOERROR ? NODATA : a);
+      return synthesizeAaaa(question, aaaa, a, prefixes) ?? UNDECODABLE;
     };
     return isPromise(r) ? r.then(done) : done(r);
   }
@@ -81,7 +94,7 @@ export class Dns64Stage implements Stage {
     const r = this.inPvd()(sub);
     const done = (t: Answer): Result => {
       if (t.rcode !== RCODE.NOERROR || t.an === 0) return next(q);
-      q.server = sub.server;
+      q.server = sub.server ?? q.server;
       return ptrViaCname(q.msg.subarray(12, q.qEnd - 4), sub.msg.subarray(0, sub.qEnd), t) ?? next(q);
     };
     return isPromise(r) ? r.then(done) : done(r);

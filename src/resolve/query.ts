@@ -34,6 +34,8 @@ export class Query implements WireQuery {
   cacheKey = '';
   /** The upstream server that answered, as "address:port". */
   server: string | null = null;
+  /** The RCODE of the last upstream that answered but could not resolve, -1 when none did (see UpstreamQuery). */
+  failedRcode = -1;
 
   constructor(
     readonly transport: Transport,

@@ -22,8 +22,11 @@ export class Router implements Stage {
 
   constructor(
     private readonly routes: () => RouteTable,
-    /** Whether a PvD has a server that may be asked now (not all down). */
-    private readonly usable: (pvd: Pvd) => boolean = () => true,
+    /**
+     * Whether a default PvD may serve names nobody claims now: it has a
+     * server that is not down, and it is not behind a captive portal.
+     */
+    private readonly eligible: (pvd: Pvd) => boolean = () => true,
   ) {}
 
   handle(q: Query, next: Next): Result {
@@ -34,10 +37,12 @@ export class Router implements Stage {
     const route = q.route ?? (q.route = this.routes().match(q.nameKey));
     let pvds = route.pvds;
     if (pvds.length === 0) return NO_DEFAULT;
-    // Names nobody claims skip default PvDs whose servers are all down, while
-    // another works; a claimed name stays with its claimants, down or not.
-    if (route.zone === null && pvds.length > 1 && !pvds.every(this.usable)) {
-      const working = pvds.filter(this.usable);
+    // Names nobody claims skip default PvDs whose servers are all down or
+    // that are captive, while another can serve them; with none, they stay
+    // (a captive PvD must still reach its portal). A claimed name stays with
+    // its claimants whatever their state.
+    if (route.zone === null && pvds.length > 1 && !pvds.every(this.eligible)) {
+      const working = pvds.filter(this.eligible);
       if (working.length > 0) pvds = working;
     }
     q.pvd = pvds[0]!;

@@ -2,7 +2,7 @@
 // query for the pipeline, and the answer becomes JSON saying which PvD
 // answered, from where, and what.
 
-import { ANSWER_SYNTHESIZED, type Answer } from '../dns/answer.js';
+import { ANSWER_CAPTIVE, ANSWER_SYNTHESIZED, type Answer } from '../dns/answer.js';
 import { rcodeName, typeCode, typeName } from '../dns/constants.js';
 import { encodeName } from '../dns/name.js';
 import { questionMessage } from '../dns/query.js';
@@ -20,7 +20,7 @@ export interface TranslateResult {
   cached: boolean;
   /** The answer holds DNS64-synthesized records: valid only in the PvD that answered. */
   synthesized: boolean;
-  /** Answered by a PvD behind a captive portal (issue 7); false until then. */
+  /** Answered by a PvD behind a captive portal (or with its portal's address): not cached, maybe rewritten. */
   captive: boolean;
   server: string | null;
   ede: { code: number; text: string } | null;
@@ -52,7 +52,7 @@ export function translateResult(name: string, q: Query, a: Answer, reply: Buffer
     answers: answerRecords(reply),
     cached: q.cache === 'hit',
     synthesized: (a.flags & ANSWER_SYNTHESIZED) !== 0,
-    captive: false,
+    captive: (a.flags & ANSWER_CAPTIVE) !== 0,
     server: q.server,
     ede: a.ede,
   };

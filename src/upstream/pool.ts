@@ -38,6 +38,8 @@ export interface UpstreamQuery {
   readonly dnssecOk: boolean;
   /** Set by the pool to the server that answered. */
   server: string | null;
+  /** Set by the pool to the RCODE of the last server that answered but could not resolve (REFUSED, SERVFAIL…). */
+  failedRcode: number;
 }
 
 /** ServerStats counts one server's exchanges as plain numbers (read at scrape time). */
@@ -286,6 +288,7 @@ class Attempt {
       this.done(a);
       return;
     }
+    this.q.failedRcode = a.rcode;
     const ede = a.ede ? ` (EDE ${a.ede.code}${a.ede.text ? `: ${a.ede.text}` : ''})` : '';
     this.failures.push({ server, kind: 'rcode', detail: `answered ${rcodeName(a.rcode)}${ede}` });
     this.next();

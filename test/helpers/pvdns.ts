@@ -15,9 +15,10 @@ export interface Running {
 
 /**
  * startPvdns runs pvdns with `config` on top of test defaults (listen on
- * 127.0.0.1:0, no host PvD, silent). PvDs get `dns64: off` unless they say
- * otherwise, so fake upstreams see only the queries a test sends: with the
- * default `auto`, each PvD also asks its servers for ipv4only.arpa (RFC 7050).
+ * 127.0.0.1:0, no host PvD, silent). PvDs get `dns64: off` and captive-portal
+ * probes are off unless a test says otherwise, so fake upstreams see only
+ * the queries a test sends: by default each PvD would also ask its servers
+ * for ipv4only.arpa (RFC 7050) and for random names (captive probes).
  */
 export async function startPvdns(config: Record<string, unknown>, opts: { clock?: () => number; host?: string } = {}): Promise<Running> {
   if (Array.isArray(config.pvds)) config = { ...config, pvds: config.pvds.map((p: Record<string, unknown>) => ({ dns64: 'off', ...p })) };
@@ -27,6 +28,7 @@ export async function startPvdns(config: Record<string, unknown>, opts: { clock?
     log: { level: 'silent' },
     pvdSources: { host: false },
     upstream: { timeoutMs: 400, attempts: 3 },
+    captive: { probeIntervalS: 0 },
     ...config,
   });
   const app = new App(cfg, { configFile: null, log: createLogger(process.env.PVDNS_TEST_LOG ?? 'silent'), clock: opts.clock });

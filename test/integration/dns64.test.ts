@@ -32,6 +32,9 @@ function resolver(synth: ((v4: string) => string) | null) {
     const zone = n.split('.').slice(-2).join('.');
     const nodata = () => answer(q, [], { authorities: [soa(zone, 300, 300)] });
     if (n.startsWith('missing')) return answer(q, [], { rcode: 3, authorities: [soa(zone, 300, 300)] });
+    // mapped*: only an IPv4-mapped AAAA and no A; afail*: no AAAA, and the A query fails.
+    if (n.startsWith('mapped')) return type === T.AAAA ? answer(q, [rr(name, T.AAAA, 300, { address: '::ffff:c000:201' })]) : nodata();
+    if (n.startsWith('afail')) return type === T.A ? answer(q, [], { rcode: 2 }) : nodata();
     if (type === T.PTR) {
       return n === '1.2.0.192.in-addr.arpa' ? answer(q, [rr(name, T.PTR, 300, { domain: 'v4only.example' })]) : answer(q, [], { rcode: 3, authorities: [soa('in-addr.arpa', 300, 300)] });
     }
@@ -185,6 +188,15 @@ describe('DNS64 per PvD', () => {
       // The A answer behind the first synthesis was cached in the PvD like any other, and is served as it is.
       expect((await ask(pvdns.dns, 'v4only.nat.example', 'A')).packet.answers.map((x) => x.address)).toEqual([V4]);
       expect(plain.seen).toHaveLength(2);
+    });
+
+    it("answers with the A query's empty result or error when there is nothing to synthesize from (§5.1.6), never an IPv4-mapped AAAA (§5.1.4)", async () => {
+      const mapped = await ask(pvdns.dns, 'mapped.nat.example', 'AAAA');
+      expect(mapped.packet.header.rcode).toBe(0);
+      expect(mapped.packet.answers).toEqual([]);
+      // A failed A query is an error, not a NODATA to be cached for the AAAA question.
+      for (let i = 0; i < 2; i++) expect((await ask(pvdns.dns, 'afail.nat.example', 'AAAA')).packet.header.rcode).toBe(2);
+      expect((await resolve(pvdns.http, 'name=afail.nat.example&type=AAAA')).body.rcode).toBe('SERVFAIL');
     });
 
     it('does not synthesize for a client that set DO and CD (§5.5)', async () => {

@@ -74,6 +74,7 @@ describe('PvD files', () => {
       log: { level: 'info' },
       upstream: { timeoutMs: 1000, attempts: 2 },
       pvdSources: { host: false, directory: dir },
+      captive: { probeIntervalS: 0 }, // the fake servers see only the tests' queries
       pvds: [{ identifier: 'wifi', dnsServers: [wifi.address], default: true, priority: 10 }],
       ...extra,
     });

@@ -62,7 +62,8 @@ let configs = 0;
 /** writeConfig writes a configuration file (JSON, which the YAML loader reads with line numbers). */
 function writeConfig(file: string | null, c: Record<string, unknown>): string {
   const path = file ?? join(dir, `pvdns-${++configs}.json`);
-  writeFileSync(path, JSON.stringify({ 'pvdSources': { host: false }, ...c }, null, 2) + '\n');
+  // No captive-portal probes: the fake servers see only the tests' queries.
+  writeFileSync(path, JSON.stringify({ pvdSources: { host: false }, captive: { probeIntervalS: 0 }, ...c }, null, 2) + '\n');
   return path;
 }
 

@@ -83,6 +83,13 @@ describe('RFC 7050 Pref64::/n discovery', () => {
     expect(discover('2001:db8:42::c000:aa', '2001:db8:43::c000:aa', '64:ff9b::c000:aa')).toEqual(['2001:db8:42::/96', '2001:db8:43::/96', '64:ff9b::/96']);
   });
 
+  it('refuses a "prefix" in the IPv4-mapped, link-local or multicast space (a hijacking resolver)', () => {
+    expect(discover('::ffff:c000:aa')).toEqual([]);
+    expect(discover('fe80::c000:aa')).toEqual([]);
+    expect(parsePref64('::ffff:0:0/96')).toMatch(/IPv4-mapped/);
+    expect(parsePref64('ff02::/96')).toMatch(/multicast/);
+  });
+
   it('keeps one copy of a prefix listed twice', () => {
     expect(discover('64:ff9b::c000:aa', '64:ff9b::c000:ab', '64:ff9b::c000:aa')).toEqual(['64:ff9b::/96']);
   });
@@ -165,11 +172,20 @@ describe('RFC 6147 AAAA synthesis', () => {
     expect(judgeAaaa(question(), upstream(T.AAAA, { answers: [AAAA('::ffff:c000:201')] })).kind).toBe('empty');
   });
 
-  it('drops IPv4-mapped AAAA records beside real ones and never returns them (§5.1.4)', () => {
-    const v = judgeAaaa(question(), upstream(T.AAAA, { answers: [AAAA('::ffff:c000:201'), AAAA('2001:db8::1')] }));
+  it('drops IPv4-mapped AAAA records beside real ones and never returns them, nor AD (§5.1.4)', () => {
+    const mixed = upstream(T.AAAA, { answers: [AAAA('::ffff:c000:201'), AAAA('2001:db8::1')] });
+    mixed.flags |= 0x20;
+    const v = judgeAaaa(question(), mixed);
     expect(v.kind).toBe('filtered');
     if (v.kind !== 'filtered') return;
     expect(seen(v.answer).answers.map((r) => r.data)).toEqual(['2001:db8::1']);
+    expect(v.answer.flags & 0x20).toBe(0);
+  });
+
+  it('answers NODATA with the chain when every A address is excluded', () => {
+    const made = synthesizeAaaa(question(), upstream(T.AAAA), upstream(T.A, { answers: [CNAME(NAME, 'lan.example.net'), A('10.0.0.1', 300, 'lan.example.net')] }), WKP)!;
+    expect(made.flags & ANSWER_SYNTHESIZED).toBe(0);
+    expect(seen(made).answers.map((r) => r.type)).toEqual([T.CNAME]);
   });
 
   it('leaves real AAAA records and NXDOMAIN alone (§5.1.1, §5.1.2)', () => {
@@ -189,7 +205,7 @@ describe('RFC 6147 AAAA synthesis', () => {
     expect(excludedV4(P('2001:db8:64::/96'), v4('10.0.0.1'))).toBe(false);
     expect(excludedV4(P('2001:db8:64::/96'), v4('127.0.0.1'))).toBe(true);
     expect(excludedV4(P('2001:db8:64::/96'), v4('224.0.0.1'))).toBe(true);
-    expect(synthesizeAaaa(question(), upstream(T.AAAA), upstream(T.A, { answers: [A('10.0.0.1')] }), WKP)).toBeNull();
+    expect(synthesizeAaaa(question(), upstream(T.AAAA), upstream(T.A, { answers: [A('10.0.0.1')] }), WKP)!.an).toBe(0);
   });
 
   it('keeps the CNAME chain and makes one AAAA per A record and per prefix, in order (§5.1.5, RFC 7050 §3)', () => {
@@ -203,11 +219,6 @@ describe('RFC 6147 AAAA synthesis', () => {
       `alias.example.net ${T.AAAA} 2001:db8:42::c633:6407`,
       `alias.example.net ${T.AAAA} 64:ff9b::c633:6407`,
     ]);
-  });
-
-  it('has nothing to synthesize from an A answer that is empty or an error (§5.1.6)', () => {
-    expect(synthesizeAaaa(question(), upstream(T.AAAA), upstream(T.A, { authorities: [SOA(300)] }), WKP)).toBeNull();
-    expect(synthesizeAaaa(question(), upstream(T.AAAA), upstream(T.A, { rcode: RCODE.SERVFAIL }), WKP)).toBeNull();
   });
 
   it('clears AD: pvdns validates nothing (§5.5)', () => {

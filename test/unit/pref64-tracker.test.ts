@@ -49,7 +49,7 @@ describe('Pref64Tracker', () => {
         asked.push(p.id);
         return Promise.resolve(reply());
       },
-      (_, before, after) => changes.push({ before: before.map((p) => p.text), after: after.map((p) => p.text) }),
+      (_, before, after) => changes.push({ before: before.prefixes.map((p) => p.text), after: after.prefixes.map((p) => p.text) }),
       createLogger('silent'),
     );
   });
@@ -189,6 +189,61 @@ describe('Pref64Tracker', () => {
     tracker.track(cell);
     await settle();
     expect(tracker.view(cell)).toMatchObject({ pref64: ['64:ff9b::/96'], dns64: 'pvdns', pref64Source: 'default' });
+  });
+
+  it('reports nothing when an update leaves a PvD without NAT64 as it was', async () => {
+    reply = () => aaaaAnswer([], 0, { soaTtl: 300 });
+    tracker.start();
+    const wifi = pvd({ identifier: 'wifi' });
+    tracker.track(wifi);
+    await settle();
+    expect(changes).toHaveLength(1); // discovering → none
+    tracker.track(pvd({ identifier: 'wifi', priority: 5 }, wifi.tag));
+    await settle();
+    expect(asked).toHaveLength(2); // asked again at once
+    expect(changes).toHaveLength(1);
+  });
+
+  it('stops for good on close, even with a discovery in flight', async () => {
+    let answer: (a: Answer) => void = () => undefined;
+    const slow = new Pref64Tracker(
+      () => {
+        asked.push('slow');
+        return new Promise((r) => (answer = r));
+      },
+      () => undefined,
+      createLogger('silent'),
+    );
+    slow.start();
+    slow.track(pvd({}));
+    await settle();
+    slow.close();
+    answer(WKP_ANSWER(30));
+    await settle(600_000);
+    expect(asked).toEqual(['slow']);
+  });
+
+  it('synthesizes with the Well-Known Prefix while discovery fails, for a PvD that asks pvdns to (RFC 6147 §5.2)', async () => {
+    reply = () => errorAnswer(RCODE.SERVFAIL);
+    tracker.start();
+    const cell = pvd({ dns64Synthesize: true });
+    tracker.track(cell);
+    await settle();
+    expect(tracker.view(cell)).toMatchObject({ pref64: ['64:ff9b::/96'], dns64: 'pvdns', pref64Source: 'default' });
+    expect(tracker.info(cell).synthesize).toBe(true);
+  });
+
+  it('routes the reverse zone of a discovered network-specific prefix nowhere: only configured, synthesized or well-known ones', async () => {
+    reply = () => aaaaAnswer(['2001:db8:46::c000:aa'], 300);
+    tracker.start();
+    const cell = pvd({});
+    tracker.track(cell);
+    await settle();
+    expect(tracker.info(cell).prefixes.map((p) => p.text)).toEqual(['2001:db8:46::/96']);
+    expect(tracker.info(cell).reverseZones).toEqual([]);
+    const cfg = pvd({ identifier: 'cfg', dns64: '2001:db8:64::/96' });
+    tracker.track(cfg);
+    expect(tracker.info(cfg).reverseZones).toEqual(['0.0.0.0.0.0.0.0.0.0.0.0.4.6.0.0.8.b.d.0.1.0.0.2.ip6.arpa']);
   });
 
   it('drops a withdrawn PvD: no more discovery, and a late answer is ignored', async () => {

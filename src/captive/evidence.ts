@@ -1,0 +1,99 @@
+// What a DNS answer says about captivity: the probes' names and how their
+// answers are judged, and the addresses no public name should resolve to.
+// The heuristics follow ../shared/reference/standards.md §5.5 (H1, H3, H7):
+// a name that cannot exist answered with addresses, a canary answered
+// wrongly, a private address for a name the PvD does not own.
+
+import { randomFillSync } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import { RR_STRIDE, type Answer } from '../dns/answer.js';
+import { RCODE, TYPE } from '../dns/constants.js';
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+/** randomLabel is 12–15 random letters and digits: a label no registry holds (Chromium's probe names are alike). */
+export function randomLabel(): string {
+  const bytes = randomFillSync(Buffer.alloc(16));
+  const len = 12 + (bytes[0]! % 4);
+  let s = '';
+  for (let i = 1; i <= len; i++) s += ALPHABET[bytes[i]! % ALPHABET.length];
+  // Starting with a letter keeps it a hostname label (RFC 952 as relaxed by RFC 1123 §2.1 allows digits too).
+  return `p${s.slice(1)}`;
+}
+
+/**
+ * probeNames are names that must not exist: a random top-level label, and a
+ * random label under another random top-level label. The root zone answers
+ * them NXDOMAIN (from a resolver's cache, with aggressive NSEC use, RFC
+ * 8198), so probing costs the Internet nothing.
+ */
+export function probeNames(): string[] {
+  return [randomLabel(), `${randomLabel()}.${randomLabel()}`];
+}
+
+/** addressesOf lists the A and AAAA addresses of an answer section as text. */
+export function addressesOf(a: Answer): string[] {
+  const out: string[] = [];
+  const { rr, body } = a;
+  for (let i = 0; i < a.an; i++) {
+    const ttlAt = rr[i * RR_STRIDE + 1]!;
+    const type = body.readUInt16BE(ttlAt - 4);
+    const len = body.readUInt16BE(ttlAt + 4);
+    const at = ttlAt + 6;
+    if (type === TYPE.A && len === 4) out.push(`${body[at]}.${body[at + 1]}.${body[at + 2]}.${body[at + 3]}`);
+    else if (type === TYPE.AAAA && len === 16) out.push(ipaddr.fromByteArray([...body.subarray(at, at + 16)]).toString());
+  }
+  return out;
+}
+
+/**
+ * isSpecialAddress says whether an address is one no public name should
+ * resolve to: private, shared, loopback, link-local, unspecified, multicast
+ * or reserved space (standards.md §5.5 H7, RFC 6890). Documentation ranges
+ * are not in the list: they stand in for public addresses in examples.
+ */
+export function isSpecialAddress(text: string): boolean {
+  if (!text.includes(':')) {
+    const [a, b] = text.split('.').map(Number) as [number, number];
+    return (
+      a === 0 || a === 10 || a === 127 || a >= 224 ||
+      (a === 100 && b >= 64 && b < 128) || (a === 169 && b === 254) ||
+      (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) || (a === 198 && (b === 18 || b === 19))
+    );
+  }
+  const range = ipaddr.IPv6.parse(text).range();
+  return SPECIAL_V6.has(range);
+}
+
+const SPECIAL_V6 = new Set(['unspecified', 'loopback', 'linkLocal', 'uniqueLocal', 'multicast', 'ipv4Mapped']);
+
+/** What one probe's answer says. */
+export type ProbeVerdict =
+  /** Answered as it should be (or refused: a server that will not resolve it rewrites nothing). */
+  | { kind: 'clean' }
+  /** Answered with addresses it should not have: the addresses are the portal's (or the ad server's). */
+  | { kind: 'rewritten'; addresses: string[]; why: string }
+  /** No verdict: a timeout or a server failure. */
+  | { kind: 'unknown'; why: string };
+
+/** judgeMissing judges the answer for a name that must not exist: any address is a rewrite. */
+export function judgeMissing(name: string, a: Answer): ProbeVerdict {
+  if (a.rcode === RCODE.SERVFAIL) return { kind: 'unknown', why: a.ede?.text ?? 'SERVFAIL' };
+  const addresses = a.rcode === RCODE.NOERROR ? addressesOf(a) : [];
+  if (addresses.length > 0) return { kind: 'rewritten', addresses, why: `${name} (a name that cannot exist) answered ${addresses.join(', ')}` };
+  return { kind: 'clean' };
+}
+
+/**
+ * judgeCanary judges the answer for the canary name: with known addresses,
+ * an answer sharing none of them is a rewrite; without, an answer whose
+ * addresses are all special or known to be the portal's is. NXDOMAIN and
+ * refusals say nothing: a network without Internet access may give them.
+ */
+export function judgeCanary(name: string, a: Answer, expected: ReadonlySet<string>, portal: ReadonlySet<string>): ProbeVerdict {
+  if (a.rcode === RCODE.SERVFAIL) return { kind: 'unknown', why: a.ede?.text ?? 'SERVFAIL' };
+  const addresses = a.rcode === RCODE.NOERROR ? addressesOf(a) : [];
+  if (addresses.length === 0) return { kind: 'clean' };
+  const wrong = expected.size > 0 ? !addresses.some((x) => expected.has(x)) : addresses.every((x) => isSpecialAddress(x) || portal.has(x));
+  return wrong ? { kind: 'rewritten', addresses, why: `canary ${name} answered ${addresses.join(', ')}` } : { kind: 'clean' };
+}

@@ -1,0 +1,350 @@
+// CaptiveTracker: whether each PvD is behind a captive portal that rewrites
+// DNS. States per PvD: unknown → open or captive. Evidence comes from:
+//
+// - probes, through the PvD's own servers, every captive.probeIntervalS (and
+//   every 10 s while captive, so a login is noticed soon), at once when the
+//   PvD is announced or updated, and soon after an answer looked suspicious:
+//   names that cannot exist (any address is a rewrite) and the canary name
+//   (captive.canary: known addresses, or at least a public one);
+// - answers on the query path (noteAnswer): an address already known as the
+//   portal's is a rewrite; a private address for a name the PvD does not own,
+//   or one address for several unrelated names, makes pvdns probe at once;
+// - the RFC 8908 API of a PvD with a captivePortal URI, whose `captive`
+//   overrides the heuristics while it answers validly (RFC 8952 §2.1: the
+//   network's explicit word beats guessing).
+
+import type { Logger } from 'pino';
+import type { Answer } from '../dns/answer.js';
+import { TYPE } from '../dns/constants.js';
+import { encodeName } from '../dns/name.js';
+import { questionMessage } from '../dns/query.js';
+import type { AskPvd, Pvd } from '../pvd/model.js';
+import type { CaptiveView } from '../pvd/view.js';
+import { fetchCaptiveApi, UNRESTRICTED, type CaptiveApiState, type PvdLookup } from './api.js';
+import { addressesOf, isSpecialAddress, judgeCanary, judgeMissing, probeNames, type ProbeVerdict } from './evidence.js';
+
+export type CaptiveState = 'unknown' | 'open' | 'captive';
+
+export interface CaptiveOptions {
+  /** Seconds between probe rounds; 0 turns the DNS heuristics off (a PvD's RFC 8908 API is still read). */
+  probeIntervalS: number;
+  canary: { name: string; addresses: string[] };
+}
+
+/** Told when a PvD's state changes. */
+export type CaptiveChanged = (pvd: Pvd, state: CaptiveState, previous: CaptiveState) => void;
+
+/** While captive, probes and API reads come at least this often, so a login is noticed soon. */
+const CAPTIVE_RECHECK_MS = 10_000;
+/** A suspicious answer makes pvdns probe at once, but not more often than this. */
+const SUSPICION_GAP_MS = 5_000;
+/** How often the RFC 8908 API is read when the DNS heuristics are off. */
+const API_INTERVAL_MS = 60_000;
+const API_TIMEOUT_MS = 5_000;
+/** One address for this many unrelated names within the window looks like a portal answering everything (H2). */
+const SAME_ADDRESS_NAMES = 3;
+const SAME_ADDRESS_WINDOW_MS = 60_000;
+/** Portal addresses remembered per PvD. */
+const MAX_PORTAL_ADDRESSES = 64;
+
+interface Tracked {
+  pvd: Pvd;
+  state: CaptiveState;
+  since: number;
+  reason: string | null;
+  /** Addresses seen in rewritten answers: the portal's (or the ad server's). */
+  portal: Set<string>;
+  rewrites: number;
+  timer: NodeJS.Timeout | null;
+  /** Bumped on every change of the PvD: results of older probes are ignored. */
+  generation: number;
+  probing: boolean;
+  lastProbeAt: number;
+  /** The last valid RFC 8908 document, and the last error reading it. */
+  api: CaptiveApiState | null;
+  apiError: string | null;
+  apiTimer: NodeJS.Timeout | null;
+  /** H2: address set → the unrelated names it answered lately. */
+  sameAddress: Map<string, Set<string>>;
+  sameAddressSince: number;
+}
+
+export class CaptiveTracker {
+  private readonly byTag = new Map<number, Tracked>();
+  private running = false;
+
+  constructor(
+    private readonly ask: AskPvd,
+    private readonly onChange: CaptiveChanged,
+    private readonly log: Logger,
+    private opts: CaptiveOptions,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** start lets probes and API reads go out (check-config never sends any). */
+  start(): void {
+    this.running = true;
+    for (const t of this.byTag.values()) this.kick(t);
+  }
+
+  /** setOptions applies a reloaded configuration: the next rounds follow it. */
+  setOptions(opts: CaptiveOptions): void {
+    this.opts = opts;
+    if (this.running) for (const t of this.byTag.values()) this.kick(t);
+  }
+
+  /** track takes a PvD as announced or updated: probes and the API at once. */
+  track(pvd: Pvd): void {
+    let t = this.byTag.get(pvd.tag);
+    if (t === undefined) {
+      t = {
+        pvd, state: 'unknown', since: this.now(), reason: null, portal: new Set(), rewrites: 0, timer: null, generation: 0, probing: false,
+        lastProbeAt: -Infinity, api: null, apiError: null, apiTimer: null, sameAddress: new Map(), sameAddressSince: this.now(),
+      };
+      this.byTag.set(pvd.tag, t);
+    } else if (t.pvd.captivePortal !== pvd.captivePortal) {
+      t.api = null;
+      t.apiError = null;
+    }
+    t.pvd = pvd;
+    t.generation++;
+    t.probing = false;
+    if (this.running) this.kick(t);
+  }
+
+  untrack(pvd: Pvd): void {
+    const t = this.byTag.get(pvd.tag);
+    if (t === undefined) return;
+    this.stopTimers(t);
+    t.generation++;
+    this.byTag.delete(pvd.tag);
+  }
+
+  close(): void {
+    this.running = false;
+    for (const t of this.byTag.values()) this.stopTimers(t);
+  }
+
+  /** isCaptive is what routing and the cache ask on the query path. */
+  isCaptive(pvd: Pvd): boolean {
+    return this.byTag.get(pvd.tag)?.state === 'captive';
+  }
+
+  /** hosts lists the names of a PvD's captive-portal API and user portal: they are resolved through it only. */
+  hosts(pvd: Pvd): string[] {
+    const t = this.byTag.get(pvd.tag);
+    const out = new Set<string>();
+    for (const uri of [pvd.captivePortal, t?.api?.userPortalUrl, t?.api?.venueInfoUrl]) {
+      if (!uri || uri === UNRESTRICTED || !URL.canParse(uri)) continue;
+      const host = new URL(uri).hostname.toLowerCase();
+      if (!/^[\d.]+$/.test(host) && !host.startsWith('[')) out.add(host.replace(/\.$/, ''));
+    }
+    return [...out];
+  }
+
+  /** rewrites counts the rewritten answers seen per PvD id, for metrics. */
+  *counts(): Iterable<{ pvd: Pvd; state: CaptiveState; rewrites: number }> {
+    for (const t of this.byTag.values()) yield { pvd: t.pvd, state: t.state, rewrites: t.rewrites };
+  }
+
+  view(pvd: Pvd): CaptiveView {
+    const t = this.byTag.get(pvd.tag);
+    if (t === undefined) return { captive: null, captiveState: 'unknown', userPortalUrl: null, venueInfoUrl: null, captiveSince: null, captiveReason: null, portalAddresses: [], captiveApiError: null };
+    return {
+      captive: t.state === 'unknown' ? null : t.state === 'captive',
+      captiveState: t.state,
+      userPortalUrl: t.api?.userPortalUrl ?? null,
+      venueInfoUrl: t.api?.venueInfoUrl ?? null,
+      captiveSince: new Date(t.since).toISOString(),
+      captiveReason: t.reason,
+      portalAddresses: [...t.portal],
+      captiveApiError: t.apiError,
+    };
+  }
+
+  /**
+   * noteAnswer looks at an upstream answer in the PvD for signs of a portal.
+   * `owned` says whether the name lies in a zone the PvD claims (its own
+   * names may well be private). Returns true when the answer is a rewrite:
+   * it holds an address known to be the portal's.
+   */
+  noteAnswer(pvd: Pvd, name: string, a: Answer, owned: boolean): boolean {
+    const t = this.byTag.get(pvd.tag);
+    if (t === undefined) return false;
+    const addresses = addressesOf(a);
+    if (addresses.length === 0) return false;
+    if (t.portal.size > 0 && addresses.some((x) => t.portal.has(x))) {
+      t.rewrites++;
+      if (t.state !== 'captive') this.suspect(t);
+      return true;
+    }
+    if (owned) return false;
+    if (addresses.some(isSpecialAddress)) {
+      this.suspect(t);
+      return false;
+    }
+    this.sameAddress(t, name, addresses);
+    return false;
+  }
+
+  /** sameAddress watches for one address set answering several unrelated names (standards.md §5.5 H2). */
+  private sameAddress(t: Tracked, name: string, addresses: string[]): void {
+    const now = this.now();
+    if (now - t.sameAddressSince > SAME_ADDRESS_WINDOW_MS || t.sameAddress.size > 1024) {
+      t.sameAddress.clear();
+      t.sameAddressSince = now;
+    }
+    if (addresses.length !== 1) return; // a portal answers with one address; CDNs mostly with several
+    const key = addresses[0]!;
+    let names = t.sameAddress.get(key);
+    if (names === undefined) t.sameAddress.set(key, (names = new Set()));
+    names.add(name.split('.').slice(-2).join('.'));
+    if (names.size >= SAME_ADDRESS_NAMES) {
+      t.sameAddress.delete(key);
+      this.suspect(t);
+    }
+  }
+
+  /** suspect probes soon: an answer looked rewritten. */
+  private suspect(t: Tracked): void {
+    if (!this.running || this.opts.probeIntervalS === 0 || t.probing) return;
+    if (this.now() - t.lastProbeAt < SUSPICION_GAP_MS) return;
+    this.schedule(t, 0);
+  }
+
+  /** kick probes and reads the API now, and arranges the next rounds. */
+  private kick(t: Tracked): void {
+    if (this.opts.probeIntervalS > 0) this.schedule(t, 0);
+    else if (t.timer !== null) clearTimeout(t.timer);
+    this.readApiSoon(t, 0);
+  }
+
+  private schedule(t: Tracked, delayMs: number): void {
+    if (t.timer !== null) clearTimeout(t.timer);
+    t.timer = setTimeout(() => {
+      t.timer = null;
+      this.probe(t).catch((err: unknown) => this.fault(t, err, 'captive-portal probe'));
+    }, delayMs);
+    t.timer.unref();
+  }
+
+  private get intervalMs(): number {
+    return this.opts.probeIntervalS * 1000;
+  }
+
+  /** probe runs one round: two names that cannot exist and the canary, in parallel. */
+  private async probe(t: Tracked): Promise<void> {
+    if (t.probing || this.byTag.get(t.pvd.tag) !== t || t.pvd.servers.length === 0) return;
+    const generation = t.generation;
+    t.probing = true;
+    t.lastProbeAt = this.now();
+    const missing = probeNames();
+    const canary = this.opts.canary;
+    let verdicts: ProbeVerdict[];
+    try {
+      const answers = await Promise.all([...missing, canary.name].map((n) => this.ask(t.pvd, questionMessage(encodeName(n), TYPE.A))));
+      verdicts = [
+        ...missing.map((n, i) => judgeMissing(n, answers[i]!)),
+        judgeCanary(canary.name, answers[missing.length]!, new Set(canary.addresses), t.portal),
+      ];
+    } catch (err) {
+      verdicts = [{ kind: 'unknown', why: String(err) }];
+    }
+    if (t.generation !== generation || this.byTag.get(t.pvd.tag) !== t) return;
+    t.probing = false;
+    this.conclude(t, verdicts);
+    if (this.running && this.opts.probeIntervalS > 0) {
+      this.schedule(t, t.state === 'captive' ? Math.min(this.intervalMs, CAPTIVE_RECHECK_MS) : this.intervalMs);
+    }
+  }
+
+  /** conclude turns a probe round into a state, unless the PvD's API has spoken. */
+  private conclude(t: Tracked, verdicts: ProbeVerdict[]): void {
+    const rewritten = verdicts.filter((v) => v.kind === 'rewritten');
+    for (const v of rewritten) {
+      t.rewrites++;
+      for (const x of v.addresses) if (t.portal.size < MAX_PORTAL_ADDRESSES) t.portal.add(x);
+    }
+    if (t.api !== null) return; // RFC 8908: the network's own word decides
+    if (rewritten.length > 0) this.set(t, 'captive', `DNS rewritten: ${rewritten[0]!.why}`);
+    else if (verdicts.some((v) => v.kind === 'clean')) this.set(t, 'open', 'probes answered as they should');
+  }
+
+  /** readApiSoon reads the PvD's RFC 8908 API after `delayMs`, when it has one. */
+  private readApiSoon(t: Tracked, delayMs: number): void {
+    if (t.apiTimer !== null) clearTimeout(t.apiTimer);
+    t.apiTimer = null;
+    const uri = t.pvd.captivePortal;
+    if (uri === null || !this.running) return;
+    t.apiTimer = setTimeout(() => this.readApi(t, uri).catch((err: unknown) => this.fault(t, err, 'captive-portal API read')), delayMs);
+    t.apiTimer.unref();
+  }
+
+  private async readApi(t: Tracked, uri: string): Promise<void> {
+    t.apiTimer = null;
+    const generation = t.generation;
+    let doc: CaptiveApiState | null = null;
+    let error: string | null = null;
+    if (uri === UNRESTRICTED) {
+      doc = { captive: false, userPortalUrl: null, venueInfoUrl: null, secondsRemaining: null, canExtendSession: null };
+    } else {
+      try {
+        doc = await fetchCaptiveApi(uri, this.lookupIn(t.pvd), { localAddress: t.pvd.sourceAddress, timeoutMs: API_TIMEOUT_MS });
+      } catch (err) {
+        error = (err as Error).message;
+      }
+    }
+    if (t.generation !== generation || this.byTag.get(t.pvd.tag) !== t) return;
+    if (error !== null) {
+      if (t.apiError !== error) this.log.warn({ pvd: t.pvd.id, uri, error }, 'captive-portal API not read; keeping the last valid state');
+      t.apiError = error;
+    } else {
+      t.apiError = null;
+      t.api = doc;
+      this.set(t, doc!.captive ? 'captive' : 'open', `captive-portal API (RFC 8908) says captive: ${doc!.captive}`);
+    }
+    if (uri === UNRESTRICTED) return;
+    // Read again on the usual schedule; before the session runs out when the API says when (RFC 8908 §5).
+    const base = this.opts.probeIntervalS > 0 ? this.intervalMs : API_INTERVAL_MS;
+    let next = t.state === 'captive' ? Math.min(base, CAPTIVE_RECHECK_MS) : base;
+    const left = t.api?.secondsRemaining;
+    if (!t.api?.captive && typeof left === 'number') next = Math.min(next, Math.max(1000, left * 1000));
+    this.readApiSoon(t, next);
+  }
+
+  /** lookupIn resolves a host's A and AAAA records through the PvD's own servers. */
+  private lookupIn(pvd: Pvd): PvdLookup {
+    return async (host) => {
+      const name = encodeName(host);
+      const [a, aaaa] = await Promise.all([this.ask(pvd, questionMessage(name, TYPE.A)), this.ask(pvd, questionMessage(name, TYPE.AAAA))]);
+      return [...addressesOf(a), ...addressesOf(aaaa)];
+    };
+  }
+
+  private set(t: Tracked, state: CaptiveState, reason: string): void {
+    if (t.state === state) {
+      t.reason = reason;
+      return;
+    }
+    const previous = t.state;
+    t.state = state;
+    t.since = this.now();
+    t.reason = reason;
+    this.log.info({ pvd: t.pvd.id, captiveState: state, previous, reason, portalAddresses: [...t.portal] }, 'captive state changed');
+    this.onChange(t.pvd, state, previous);
+  }
+
+  /** fault logs a failure inside pvdns itself and keeps the PvD's rounds going. */
+  private fault(t: Tracked, err: unknown, what: string): void {
+    this.log.error({ err, pvd: t.pvd.id }, `${what} failed inside pvdns`);
+    t.probing = false;
+    if (this.running && this.byTag.get(t.pvd.tag) === t && this.opts.probeIntervalS > 0 && t.timer === null) this.schedule(t, this.intervalMs);
+  }
+
+  private stopTimers(t: Tracked): void {
+    if (t.timer !== null) clearTimeout(t.timer);
+    if (t.apiTimer !== null) clearTimeout(t.apiTimer);
+    t.timer = null;
+    t.apiTimer = null;
+  }
+}

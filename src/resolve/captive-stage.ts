@@ -1,0 +1,39 @@
+// The captive-portal stage: keeps a captive PvD's answers out of the cache.
+// It runs after coalescing, so it sees each upstream answer once, before the
+// cache keeps it. An answer from a PvD that is captive, or one holding an
+// address known to be its portal's, is marked ANSWER_CAPTIVE: the cache
+// stage does not keep it and the API reports `captive: true`. Every A and
+// AAAA answer is shown to the detector, which may probe on what it sees.
+
+import { ANSWER_CAPTIVE, type Answer } from '../dns/answer.js';
+import { RCODE, TYPE } from '../dns/constants.js';
+import { keyToName } from '../dns/name.js';
+import type { CaptiveTracker } from '../captive/tracker.js';
+import type { Pvd } from '../pvd/model.js';
+import type { Query } from './query.js';
+import { isPromise, type Next, type Result, type Stage } from './stage.js';
+
+export class CaptiveStage implements Stage {
+  readonly name = 'captive';
+
+  constructor(
+    private readonly captive: CaptiveTracker,
+    /** Whether the PvD claims the name (a zone of its own): its private addresses are its own business there. */
+    private readonly owns: (pvd: Pvd, nameKey: string) => boolean,
+  ) {}
+
+  handle(q: Query, next: Next): Result {
+    const r = next(q);
+    return isPromise(r) ? r.then((a) => this.inspect(q, a)) : this.inspect(q, r);
+  }
+
+  private inspect(q: Query, a: Answer): Answer {
+    const pvd = q.pvd!;
+    let rewritten = false;
+    if ((q.qtype === TYPE.A || q.qtype === TYPE.AAAA) && a.rcode === RCODE.NOERROR && a.an > 0) {
+      rewritten = this.captive.noteAnswer(pvd, keyToName(q.nameKey), a, this.owns(pvd, q.nameKey));
+    }
+    if (rewritten || this.captive.isCaptive(pvd)) a.flags |= ANSWER_CAPTIVE;
+    return a;
+  }
+}

@@ -1,0 +1,276 @@
+// Captive-portal detection without a network: how probe answers are judged
+// (standards.md §5.5), the RFC 8908 API document (vectors CP1, CP2, CP4),
+// and the tracker's states and timing with a scripted PvD and fake timers.
+
+import type DNS from 'dns2';
+import { Packet } from 'dns2';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { errorAnswer, parseResponse, type Answer } from '../../src/dns/answer.js';
+import { RCODE } from '../../src/dns/constants.js';
+import { readName, wireKey } from '../../src/dns/name.js';
+import { parseApiDocument } from '../../src/captive/api.js';
+import { addressesOf, isSpecialAddress, judgeCanary, judgeMissing, probeNames } from '../../src/captive/evidence.js';
+import { CaptiveTracker, type CaptiveState } from '../../src/captive/tracker.js';
+import { createLogger } from '../../src/log.js';
+import { pvdFromSpec, type Pvd } from '../../src/pvd/model.js';
+import { pvdSpecSchema } from '../../src/pvd/schema.js';
+
+const T = Packet.TYPE;
+
+function reply(name: string, o: { rcode?: number; a?: string[]; aaaa?: string[]; type?: number } = {}): Answer {
+  const type = o.type ?? T.A;
+  const p = new Packet();
+  Object.assign(p.header, { id: 1, qr: 1, rd: 1, ra: 1, rcode: o.rcode ?? 0 });
+  p.questions.push({ name, type, class: 1 } as DNS.Packet.Question);
+  for (const address of o.a ?? []) p.answers.push({ name, type: T.A, class: 1, ttl: 60, address } as DNS.Packet.Resource);
+  for (const address of o.aaaa ?? []) p.answers.push({ name, type: T.AAAA, class: 1, ttl: 60, address } as DNS.Packet.Resource);
+  const r = parseResponse(p.toBuffer(), { id: 1, nameKey: wireKey(name), qtype: type, qclass: 1 });
+  if (!r.ok) throw new Error(r.reason);
+  return r.answer;
+}
+
+describe('probe evidence', () => {
+  it('makes two random names under random top-level labels, different every time', () => {
+    const a = probeNames();
+    const b = probeNames();
+    expect(a).toHaveLength(2);
+    expect(a[0]).toMatch(/^[a-z][a-z0-9]{11,14}$/);
+    expect(a[1]).toMatch(/^[a-z][a-z0-9]{11,14}\.[a-z][a-z0-9]{11,14}$/);
+    expect(a).not.toEqual(b);
+  });
+
+  it('takes any address for a name that cannot exist as a rewrite, and its addresses as the portal (H1)', () => {
+    expect(judgeMissing('x', reply('x', { a: ['10.9.9.9'] }))).toEqual({ kind: 'rewritten', addresses: ['10.9.9.9'], why: 'x (a name that cannot exist) answered 10.9.9.9' });
+    expect(judgeMissing('x', reply('x', { rcode: RCODE.NXDOMAIN }))).toEqual({ kind: 'clean' });
+    expect(judgeMissing('x', reply('x', { rcode: RCODE.REFUSED }))).toEqual({ kind: 'clean' });
+    expect(judgeMissing('x', reply('x'))).toEqual({ kind: 'clean' }); // NODATA
+    expect(judgeMissing('x', errorAnswer(RCODE.SERVFAIL, { code: 22, text: 'pvd hotel: all servers unreachable' })).kind).toBe('unknown');
+  });
+
+  it('checks the canary against its known addresses, or without them for a public address (H3, H7)', () => {
+    const none = new Set<string>();
+    expect(judgeCanary('c', reply('c', { a: ['192.0.2.53'] }), new Set(['192.0.2.53']), none).kind).toBe('clean');
+    expect(judgeCanary('c', reply('c', { a: ['10.9.9.9'] }), new Set(['192.0.2.53']), none).kind).toBe('rewritten');
+    expect(judgeCanary('c', reply('c', { a: ['93.184.215.14'] }), none, none).kind).toBe('clean');
+    expect(judgeCanary('c', reply('c', { a: ['172.16.0.1'] }), none, none).kind).toBe('rewritten');
+    expect(judgeCanary('c', reply('c', { a: ['93.184.215.14'] }), none, new Set(['93.184.215.14'])).kind).toBe('rewritten');
+    // A network without Internet access may answer NXDOMAIN: no verdict against it.
+    expect(judgeCanary('c', reply('c', { rcode: RCODE.NXDOMAIN }), new Set(['192.0.2.53']), none).kind).toBe('clean');
+  });
+
+  it.each([
+    ['10.1.2.3', true],
+    ['172.31.255.255', true],
+    ['172.32.0.1', false],
+    ['192.168.1.1', true],
+    ['100.64.0.1', true],
+    ['127.0.0.1', true],
+    ['169.254.1.1', true],
+    ['0.0.0.0', true],
+    ['224.0.0.251', true],
+    ['198.18.0.1', true],
+    ['8.8.8.8', false],
+    ['192.0.2.1', false],
+    ['fd00::1', true],
+    ['fe80::1', true],
+    ['::1', true],
+    ['::', true],
+    ['::ffff:10.0.0.1', true],
+    ['2001:db8::1', false],
+    ['2606:4700::1111', false],
+  ])('%s is special: %s', (address, special) => {
+    expect(isSpecialAddress(address)).toBe(special);
+  });
+
+  it('reads A and AAAA addresses from an answer, AAAA in RFC 5952 form', () => {
+    expect(addressesOf(reply('x', { a: ['192.0.2.1'], aaaa: ['2001:DB8:0:0:0:0:0:1'] }))).toEqual(['192.0.2.1', '2001:db8::1']);
+  });
+});
+
+describe('RFC 8908 API document', () => {
+  it('reads captive and the user portal URL (CP1)', () => {
+    expect(parseApiDocument('{"captive":true,"user-portal-url":"https://example.org/portal.html"}')).toEqual({
+      captive: true,
+      userPortalUrl: 'https://example.org/portal.html',
+      venueInfoUrl: null,
+      secondsRemaining: null,
+      canExtendSession: null,
+    });
+  });
+
+  it('reads seconds-remaining and can-extend-session (CP2), ignoring unknown keys', () => {
+    expect(parseApiDocument('{"captive":false,"seconds-remaining":326,"can-extend-session":true,"x-vendor":{}}')).toMatchObject({ captive: false, secondsRemaining: 326, canExtendSession: true });
+  });
+
+  it('refuses a document whose captive is not a boolean (CP4), or that is not JSON', () => {
+    expect(() => parseApiDocument('{"captive":"yes"}')).toThrow(/not a boolean/);
+    expect(() => parseApiDocument('<html>')).toThrow(/not JSON/);
+    expect(() => parseApiDocument('[]')).toThrow(/not a JSON object/);
+  });
+
+  it('drops a user portal URL that is not https (RFC 8908 §5)', () => {
+    expect(parseApiDocument('{"captive":true,"user-portal-url":"http://portal.example/"}').userPortalUrl).toBeNull();
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+/** A scripted PvD: answers probe names as `mode` says, the canary with 192.0.2.53. */
+type Mode = 'normal' | 'portal' | 'nxrewrite' | 'down';
+
+function pvd(spec: Record<string, unknown> = {}): Pvd {
+  return pvdFromSpec(pvdSpecSchema.parse({ identifier: 'hotel', dnsServers: ['127.0.0.1'], ...spec }), 'api', 0);
+}
+
+describe('CaptiveTracker', () => {
+  let mode: Mode;
+  let asked: string[];
+  let changes: Array<[CaptiveState, CaptiveState]>;
+  let tracker: CaptiveTracker;
+
+  beforeEach(() => {
+    vi.useFakeTimers();
+    mode = 'normal';
+    asked = [];
+    changes = [];
+    tracker = new CaptiveTracker(
+      (_, msg) => {
+        const name = readName(msg, 12)!;
+        asked.push(name);
+        if (mode === 'down') return Promise.resolve(errorAnswer(RCODE.SERVFAIL));
+        if (mode === 'portal') return Promise.resolve(reply(name, { a: ['10.9.9.9'] }));
+        if (name === 'canary.test') return Promise.resolve(reply(name, { a: ['192.0.2.53'] }));
+        if (mode === 'nxrewrite') return Promise.resolve(reply(name, { a: ['198.51.100.7'] }));
+        return Promise.resolve(reply(name, { rcode: RCODE.NXDOMAIN }));
+      },
+      (_, state, previous) => changes.push([state, previous]),
+      createLogger('silent'),
+      { probeIntervalS: 60, canary: { name: 'canary.test', addresses: ['192.0.2.53'] } },
+    );
+  });
+  afterEach(() => {
+    tracker.close();
+    vi.useRealTimers();
+  });
+
+  const settle = (ms = 0): Promise<void> => vi.advanceTimersByTimeAsync(ms).then(() => undefined);
+
+  it('sends nothing before start, then probes at once: two impossible names and the canary', async () => {
+    const p = pvd();
+    tracker.track(p);
+    await settle(120_000);
+    expect(asked).toEqual([]);
+    tracker.start();
+    await settle();
+    expect(asked).toHaveLength(3);
+    expect(asked[2]).toBe('canary.test');
+    expect(tracker.view(p)).toMatchObject({ captive: false, captiveState: 'open', portalAddresses: [] });
+    expect(changes).toEqual([['open', 'unknown']]);
+  });
+
+  it('marks a PvD that answers every name with one address captive, and learns the portal address', async () => {
+    mode = 'portal';
+    tracker.start();
+    const p = pvd();
+    tracker.track(p);
+    await settle();
+    expect(tracker.isCaptive(p)).toBe(true);
+    expect(tracker.view(p)).toMatchObject({ captive: true, captiveState: 'captive', portalAddresses: ['10.9.9.9'] });
+    expect(tracker.view(p).captiveReason).toMatch(/^DNS rewritten: .* \(a name that cannot exist\) answered 10\.9\.9\.9$/);
+    expect([...tracker.counts()][0]!.rewrites).toBe(3);
+  });
+
+  it('marks an NXDOMAIN-rewriting PvD captive too, though its canary is right', async () => {
+    mode = 'nxrewrite';
+    tracker.start();
+    const p = pvd();
+    tracker.track(p);
+    await settle();
+    expect(tracker.view(p)).toMatchObject({ captiveState: 'captive', portalAddresses: ['198.51.100.7'] });
+  });
+
+  it('probes every 10 s while captive and every probeIntervalS while open, and opens when probes are clean', async () => {
+    mode = 'portal';
+    tracker.start();
+    const p = pvd();
+    tracker.track(p);
+    await settle();
+    expect(asked).toHaveLength(3);
+    await settle(10_000);
+    expect(asked).toHaveLength(6);
+    mode = 'normal'; // the user logged in
+    await settle(10_000);
+    expect(tracker.view(p).captiveState).toBe('open');
+    expect(changes).toEqual([['captive', 'unknown'], ['open', 'captive']]);
+    await settle(59_000);
+    expect(asked).toHaveLength(9);
+    await settle(1_000);
+    expect(asked).toHaveLength(12);
+  });
+
+  it('keeps its state when probes fail (timeouts, SERVFAIL)', async () => {
+    mode = 'down';
+    tracker.start();
+    const p = pvd();
+    tracker.track(p);
+    await settle();
+    expect(tracker.view(p).captiveState).toBe('unknown');
+    mode = 'portal';
+    await settle(60_000);
+    expect(tracker.view(p).captiveState).toBe('captive');
+    mode = 'down';
+    await settle(10_000);
+    expect(tracker.view(p).captiveState).toBe('captive');
+  });
+
+  it("takes an answer with the portal's address as a rewrite, and probes at once on a suspicious answer", async () => {
+    mode = 'portal';
+    tracker.start();
+    const p = pvd();
+    tracker.track(p);
+    await settle();
+    expect(tracker.noteAnswer(p, 'www.example.com', reply('www.example.com', { a: ['10.9.9.9'] }), false)).toBe(true);
+    expect(tracker.noteAnswer(p, 'www.example.com', reply('www.example.com', { a: ['192.0.2.80'] }), false)).toBe(false);
+    expect([...tracker.counts()][0]!.rewrites).toBe(4);
+    tracker.untrack(p); // its 10 s rechecks would mix with what follows
+
+    mode = 'normal';
+    const lan = pvd({ identifier: 'lan' });
+    tracker.track(lan);
+    await settle();
+    asked.length = 0;
+    await settle(6_000);
+    // A private address for a name the PvD does not own: probe now (not more than once per 5 s).
+    tracker.noteAnswer(lan, 'www.example.com', reply('www.example.com', { a: ['192.168.1.1'] }), false);
+    tracker.noteAnswer(lan, 'www.example.org', reply('www.example.org', { a: ['192.168.1.1'] }), false);
+    await settle();
+    expect(asked).toHaveLength(3);
+    // Its own names may be private: no probe.
+    asked.length = 0;
+    await settle(6_000);
+    tracker.noteAnswer(lan, 'nas.lan.example', reply('nas.lan.example', { a: ['192.168.1.2'] }), true);
+    await settle();
+    expect(asked).toHaveLength(0);
+    // One public address for three unrelated names (H2): probe.
+    for (const n of ['a.one.example', 'b.two.example', 'c.three.example']) tracker.noteAnswer(lan, n, reply(n, { a: ['203.0.113.9'] }), false);
+    await settle();
+    expect(asked).toHaveLength(3);
+    expect(tracker.view(lan).captiveState).toBe('open'); // the probes decide, not the heuristic
+  });
+
+  it('sends no probes with probeIntervalS 0', async () => {
+    const quiet = new CaptiveTracker(() => Promise.reject(new Error('no')), () => undefined, createLogger('silent'), { probeIntervalS: 0, canary: { name: 'c', addresses: [] } });
+    quiet.start();
+    quiet.track(pvd());
+    await settle(600_000);
+    expect(quiet.view(pvd()).captiveState).toBe('unknown');
+    quiet.close();
+  });
+
+  it('routes the captive-portal API host and the user portal host to the PvD', () => {
+    const p = pvd({ captivePortal: 'https://Portal.Hotel.example/api' });
+    tracker.track(p);
+    expect(tracker.hosts(p)).toEqual(['portal.hotel.example']);
+    expect(tracker.hosts(pvd({ captivePortal: 'urn:ietf:params:capport:unrestricted' }))).toEqual([]);
+  });
+});
