@@ -36,8 +36,12 @@ export type CaptiveChanged = (pvd: Pvd, state: CaptiveState, previous: CaptiveSt
 
 /** While captive, probes and API reads come at least this often, so a login is noticed soon. */
 const CAPTIVE_RECHECK_MS = 10_000;
-/** A suspicious answer makes pvdns probe at once, but not more often than this. */
-const SUSPICION_GAP_MS = 5_000;
+/**
+ * A suspicious answer makes pvdns probe at once, but not within this long of
+ * the last round: a home network's own private names would otherwise keep
+ * it probing.
+ */
+const SUSPICION_GAP_MS = 15_000;
 /** How often the RFC 8908 API is read when the DNS heuristics are off. */
 const API_INTERVAL_MS = 60_000;
 const API_TIMEOUT_MS = 5_000;

@@ -35,6 +35,7 @@ const DEBIAN_PACKAGE: Record<string, string> = {
   unbound: 'unbound',
   'unbound-checkconf': 'unbound',
   dnsmasq: 'dnsmasq-base',
+  openssl: 'openssl',
 };
 
 /** Set PVDNS_INTEROP_KEEP=1 to keep the temp dirs (configs, logs) for a look after a failure. */
@@ -183,11 +184,11 @@ class Daemon {
     return path;
   }
 
-  start(cmd: string, args: string[], cwd = this.dir): void {
+  start(cmd: string, args: string[], cwd = this.dir, env: Record<string, string> = {}): void {
     this.command = `${cmd} ${args.join(' ')}`;
     const out = openSync(this.stdoutPath, 'w');
     const err = openSync(this.stderrPath, 'w');
-    const child = spawn(cmd, args, { cwd, stdio: ['ignore', out, err] });
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', out, err], env: { ...process.env, ...env } });
     closeSync(out);
     closeSync(err);
     this.child = child;
@@ -490,15 +491,16 @@ export interface Dnsmasq extends Server {
 
 /**
  * startDnsmasq runs dnsmasq as a DNS server only, with query logging, plus
- * `args` (e.g. --address=/corp.test/10.1.2.3).
+ * `args` (e.g. --address=/corp.test/10.1.2.3), on `port` when given (a
+ * restart in place), else on a free one.
  */
-export async function startDnsmasq(args: string[], host = '127.0.0.82'): Promise<Dnsmasq> {
+export async function startDnsmasq(args: string[], host = '127.0.0.82', fixedPort?: number): Promise<Dnsmasq> {
   requirePrograms('dnsmasq');
   const d = new Daemon('dnsmasq');
   return d.guard(async () => {
     const logPath = join(d.dir, 'dnsmasq.log');
     d.extraLogs.push(['dnsmasq.log', logPath]);
-    const port = await freePort(host);
+    const port = fixedPort ?? (await freePort(host));
     // --conf-file=/dev/null: ignore /etc/dnsmasq.conf. --no-resolv/--no-hosts:
     // never /etc/resolv.conf or /etc/hosts. --bind-interfaces: only this address.
     // --pid-file= (empty): no pid file. No dhcp-* options, so no lease file.
@@ -553,12 +555,12 @@ export interface PvdnsCli extends Server {
  * may use port 0. The config should set `pvdSources: { host: false }` so
  * pvdns does not read /etc/resolv.conf.
  */
-export async function startPvdnsCli(configYaml: string): Promise<PvdnsCli> {
+export async function startPvdnsCli(configYaml: string, env: Record<string, string> = {}): Promise<PvdnsCli> {
   if (!existsSync(CLI)) throw new Error(`${CLI} not found: build pvdns first (npx tsc -p .)`);
   const d = new Daemon('pvdns');
   return d.guard(async () => {
     const conf = d.file('pvdns.yaml', configYaml);
-    d.start(process.execPath, [CLI, 'serve', '--config', conf], REPO);
+    d.start(process.execPath, [CLI, 'serve', '--config', conf], REPO, env);
     const logLines = (): Array<Record<string, unknown>> =>
       readFileSync(d.stdoutPath, 'utf8')
         .split('\n')
@@ -582,6 +584,39 @@ export async function startPvdnsCli(configYaml: string): Promise<PvdnsCli> {
     await d.waitReady(at, ['localhost', 'A'], (r) => r.status === 'NOERROR');
     return { ...server(d, at), logLines, http };
   });
+}
+
+// ------------------------------------------------------------------ certificates
+
+export interface TestCertificate {
+  /** The CA certificate (PEM file), for NODE_EXTRA_CA_CERTS. */
+  caFile: string;
+  key: Buffer;
+  cert: Buffer;
+}
+
+/**
+ * testCertificate makes a throwaway CA and a server certificate for
+ * `hostname` (as a subjectAltName) signed by it, with Debian's openssl: what
+ * an HTTPS server needs for a client that checks certificates (RFC 8908 §4.1).
+ */
+export async function testCertificate(hostname: string): Promise<TestCertificate> {
+  requirePrograms('openssl');
+  const dir = mkdtempSync(join(tmpdir(), 'pvdns-interop-cert-'));
+  const f = (n: string): string => join(dir, n);
+  const steps: string[][] = [
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2',
+      '-subj', '/CN=pvdns interop test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
+    ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', `/CN=${hostname}`],
+    ['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf')],
+  ];
+  writeFileSync(f('ext.cnf'), `subjectAltName=DNS:${hostname}\nextendedKeyUsage=serverAuth\n`);
+  for (const args of steps) {
+    const r = await run(program('openssl'), args);
+    if (r.code !== 0) throw new Error(`openssl ${args.join(' ')} failed:\n${r.stdout}${r.stderr}`);
+  }
+  if (!KEEP) process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return { caFile: f('ca.pem'), key: readFileSync(f('server.key')), cert: readFileSync(f('server.pem')) };
 }
 
 // ------------------------------------------------------------------ dig

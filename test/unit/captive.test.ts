@@ -239,15 +239,15 @@ describe('CaptiveTracker', () => {
     tracker.track(lan);
     await settle();
     asked.length = 0;
-    await settle(6_000);
-    // A private address for a name the PvD does not own: probe now (not more than once per 5 s).
+    await settle(16_000);
+    // A private address for a name the PvD does not own: probe now (not more than once per 15 s).
     tracker.noteAnswer(lan, 'www.example.com', reply('www.example.com', { a: ['192.168.1.1'] }), false);
     tracker.noteAnswer(lan, 'www.example.org', reply('www.example.org', { a: ['192.168.1.1'] }), false);
     await settle();
     expect(asked).toHaveLength(3);
     // Its own names may be private: no probe.
     asked.length = 0;
-    await settle(6_000);
+    await settle(16_000);
     tracker.noteAnswer(lan, 'nas.lan.example', reply('nas.lan.example', { a: ['192.168.1.2'] }), true);
     await settle();
     expect(asked).toHaveLength(0);
