@@ -271,7 +271,8 @@ export class App {
    */
   private captiveChanged(pvd: Pvd, state: CaptiveState, previous: CaptiveState): void {
     if (this.pvds.get(pvd.id)?.tag !== pvd.tag) return;
-    if (state === 'captive' || previous === 'captive') {
+    // (state === previous: the API named another portal; only its routes and the view change.)
+    if (state !== previous && (state === 'captive' || previous === 'captive')) {
       const dropped = this.cache.dropPvd(pvd.tag);
       this.failures.dropPvd(pvd.tag);
       if (dropped > 0) this.log.info({ pvd: pvd.id, cacheEntriesDropped: dropped }, 'cache flushed: captive state changed');
@@ -280,9 +281,16 @@ export class App {
     this.events.publish('captive-changed', this.view(pvd));
   }
 
-  /** rebuildRoutes routes by the PvDs and what was learned of them: Pref64 reverse zones, captive-portal hosts. */
+  /**
+   * rebuildRoutes routes by the PvDs and what was learned of them: Pref64
+   * reverse zones, and a captive PvD's portal hosts — except a host in a
+   * zone another PvD claims: what a network names cannot take that over.
+   */
   private rebuildRoutes(): void {
-    this.routes = new RouteTable(this.pvds.list(), (p) => [...this.dns64.info(p).reverseZones, ...this.captive.hosts(p)]);
+    const pvds = this.pvds.list();
+    const claimedElsewhere = (p: Pvd, host: string): boolean =>
+      pvds.some((o) => o !== p && o.dnsZones.some((z) => host === z || host.endsWith(`.${z}`)));
+    this.routes = new RouteTable(pvds, (p) => [...this.dns64.info(p).reverseZones, ...this.captive.hosts(p).filter((h) => !claimedElsewhere(p, h))]);
   }
 
   /** apiDeps is what the control API may do with this pvdns. */

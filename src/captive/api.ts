@@ -39,18 +39,30 @@ export function fetchCaptiveApi(uri: string, lookup: PvdLookup, opts: { localAdd
   return new Promise((resolve, reject) => {
     const url = new URL(uri);
     if (url.protocol !== 'https:') return reject(new Error(`${uri}: the captive-portal API must be https (RFC 8908 §4.1)`));
+    // Settled once, whichever comes first: the document, an error, the deadline, a connection closed mid-body.
+    let settled = false;
+    const fail = (why: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      req.destroy();
+      reject(new Error(`${uri}: ${why}`));
+    };
+    const family = opts.localAddress === null ? 0 : opts.localAddress.includes(':') ? 6 : 4;
     const req = https.request(url, {
       method: 'GET',
       headers: { accept: MEDIA_TYPE },
       localAddress: opts.localAddress ?? undefined,
-      timeout: opts.timeoutMs,
       agent: false,
-      lookup: (host: string, options: { all?: boolean }, done: (...args: never[]) => void) => {
+      lookup: (host: string, options: { all?: boolean; family?: number | string }, done: (...args: never[]) => void) => {
         const cb = done as unknown as (err: Error | null, address: string | LookupAddress[], family?: number) => void;
+        // Only addresses the socket can reach from its source address (or of the family asked for).
+        const asked = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : Number(options.family ?? 0);
+        const want = family || asked || 0;
         lookup(host).then(
           (addresses) => {
-            if (addresses.length === 0) return cb(new Error(`${host} has no address in this PvD`), '', 4);
-            const all = addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
+            const all = addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })).filter((a) => want === 0 || a.family === want);
+            if (all.length === 0) return cb(new Error(`${host} has no${want ? ` IPv${want}` : ''} address in this PvD`), '', 4);
             if (options.all) cb(null, all);
             else cb(null, all[0]!.address, all[0]!.family);
           },
@@ -58,26 +70,29 @@ export function fetchCaptiveApi(uri: string, lookup: PvdLookup, opts: { localAdd
         );
       },
     });
-    const deadline = setTimeout(() => req.destroy(new Error(`no answer within ${opts.timeoutMs} ms`)), opts.timeoutMs);
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${opts.timeoutMs} ms`)));
-    req.on('error', (err) => {
-      clearTimeout(deadline);
-      reject(new Error(`${uri}: ${err.message}`));
-    });
+    const deadline = setTimeout(() => fail(`no answer within ${opts.timeoutMs} ms`), opts.timeoutMs);
+    deadline.unref();
+    req.on('error', (err) => fail(err.message));
     req.on('response', (res) => {
       if (res.statusCode !== 200) {
-        clearTimeout(deadline);
         res.resume();
-        return reject(new Error(`${uri}: HTTP ${res.statusCode}`));
+        return fail(`HTTP ${res.statusCode}`);
       }
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
         size += c.length;
-        if (size > MAX_BODY) req.destroy(new Error(`document over ${MAX_BODY} octets`));
+        if (size > MAX_BODY) fail(`document over ${MAX_BODY} octets`);
         else chunks.push(c);
       });
+      res.on('error', (err) => fail(err.message));
+      res.on('aborted', () => fail('connection closed before the document was complete'));
+      res.on('close', () => {
+        if (!res.complete) fail('connection closed before the document was complete');
+      });
       res.on('end', () => {
+        if (settled) return;
+        settled = true;
         clearTimeout(deadline);
         try {
           resolve(parseApiDocument(Buffer.concat(chunks).toString('utf8')));

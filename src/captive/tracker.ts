@@ -44,6 +44,10 @@ const CAPTIVE_RECHECK_MS = 10_000;
 const SUSPICION_GAP_MS = 15_000;
 /** How often the RFC 8908 API is read when the DNS heuristics are off. */
 const API_INTERVAL_MS = 60_000;
+/** The API is never read more often than this, whatever it or the probe interval says. */
+const API_MIN_MS = 10_000;
+/** Rewritten probe answers in one round that make a PvD captive: two of three (standards.md §5.5 H1). */
+const REWRITES_TO_CAPTIVE = 2;
 const API_TIMEOUT_MS = 5_000;
 /** One address for this many unrelated names within the window looks like a portal answering everything (H2). */
 const SAME_ADDRESS_NAMES = 3;
@@ -60,8 +64,10 @@ interface Tracked {
   portal: Set<string>;
   rewrites: number;
   timer: NodeJS.Timeout | null;
-  /** Bumped on every change of the PvD: results of older probes are ignored. */
+  /** Bumped when the PvD's network changes (servers, source address, API URI) and on close: older results are ignored. */
   generation: number;
+  /** Bumped on every change of state: an answer whose query left before a change is not trusted after it. */
+  transitions: number;
   probing: boolean;
   lastProbeAt: number;
   /** The last valid RFC 8908 document, and the last error reading it. */
@@ -102,17 +108,28 @@ export class CaptiveTracker {
     let t = this.byTag.get(pvd.tag);
     if (t === undefined) {
       t = {
-        pvd, state: 'unknown', since: this.now(), reason: null, portal: new Set(), rewrites: 0, timer: null, generation: 0, probing: false,
-        lastProbeAt: -Infinity, api: null, apiError: null, apiTimer: null, sameAddress: new Map(), sameAddressSince: this.now(),
+        pvd, state: 'unknown', since: this.now(), reason: null, portal: new Set(), rewrites: 0, timer: null, generation: 0, transitions: 0,
+        probing: false, lastProbeAt: -Infinity, api: null, apiError: null, apiTimer: null, sameAddress: new Map(), sameAddressSince: this.now(),
       };
       this.byTag.set(pvd.tag, t);
-    } else if (t.pvd.captivePortal !== pvd.captivePortal) {
-      t.api = null;
-      t.apiError = null;
+      if (this.running) this.kick(t);
+      return;
     }
+    const before = t.pvd;
     t.pvd = pvd;
+    // Only a change of network starts over; a new priority or expiry changes nothing here.
+    const servers = (p: Pvd): string => p.servers.map((x) => x.label).join();
+    const apiChanged = before.captivePortal !== pvd.captivePortal;
+    if (servers(before) === servers(pvd) && before.sourceAddress === pvd.sourceAddress && !apiChanged) return;
     t.generation++;
     t.probing = false;
+    t.portal.clear();
+    if (apiChanged) {
+      t.api = null;
+      t.apiError = null;
+      // Without probes nothing else can decide: the API's verdict goes with it.
+      if (this.opts.probeIntervalS === 0) this.set(t, 'unknown', 'captive-portal API removed');
+    }
     if (this.running) this.kick(t);
   }
 
@@ -126,7 +143,10 @@ export class CaptiveTracker {
 
   close(): void {
     this.running = false;
-    for (const t of this.byTag.values()) this.stopTimers(t);
+    for (const t of this.byTag.values()) {
+      this.stopTimers(t);
+      t.generation++;
+    }
   }
 
   /** isCaptive is what routing and the cache ask on the query path. */
@@ -134,16 +154,26 @@ export class CaptiveTracker {
     return this.byTag.get(pvd.tag)?.state === 'captive';
   }
 
-  /** hosts lists the names of a PvD's captive-portal API and user portal: they are resolved through it only. */
+  /** epoch counts a PvD's state changes: the captive stage compares it before and after a query. */
+  epoch(pvd: Pvd): number {
+    return this.byTag.get(pvd.tag)?.transitions ?? 0;
+  }
+
+  /** watching says whether answers in the PvD are worth a look (probes on, or portal addresses known). */
+  watching(pvd: Pvd): boolean {
+    const t = this.byTag.get(pvd.tag);
+    return t !== undefined && (this.opts.probeIntervalS > 0 || t.portal.size > 0);
+  }
+
+  /**
+   * hosts lists the names to route to the PvD while it is captive, so the
+   * user reaches its portal (see portalHosts); none otherwise: the names come
+   * from the network, which may not keep any of them once the portal is gone.
+   */
   hosts(pvd: Pvd): string[] {
     const t = this.byTag.get(pvd.tag);
-    const out = new Set<string>();
-    for (const uri of [pvd.captivePortal, t?.api?.userPortalUrl, t?.api?.venueInfoUrl]) {
-      if (!uri || uri === UNRESTRICTED || !URL.canParse(uri)) continue;
-      const host = new URL(uri).hostname.toLowerCase();
-      if (!/^[\d.]+$/.test(host) && !host.startsWith('[')) out.add(host.replace(/\.$/, ''));
-    }
-    return [...out];
+    if (t?.state !== 'captive') return [];
+    return portalHosts(pvd.captivePortal, [t.api?.userPortalUrl, t.api?.venueInfoUrl]);
   }
 
   /** rewrites counts the rewritten answers seen per PvD id, for metrics. */
@@ -219,7 +249,10 @@ export class CaptiveTracker {
   /** kick probes and reads the API now, and arranges the next rounds. */
   private kick(t: Tracked): void {
     if (this.opts.probeIntervalS > 0) this.schedule(t, 0);
-    else if (t.timer !== null) clearTimeout(t.timer);
+    else if (t.timer !== null) {
+      clearTimeout(t.timer);
+      t.timer = null;
+    }
     this.readApiSoon(t, 0);
   }
 
@@ -227,7 +260,7 @@ export class CaptiveTracker {
     if (t.timer !== null) clearTimeout(t.timer);
     t.timer = setTimeout(() => {
       t.timer = null;
-      this.probe(t).catch((err: unknown) => this.fault(t, err, 'captive-portal probe'));
+      this.probe(t).catch((err: unknown) => this.fault(t, err, 'probe'));
     }, delayMs);
     t.timer.unref();
   }
@@ -262,16 +295,21 @@ export class CaptiveTracker {
     }
   }
 
-  /** conclude turns a probe round into a state, unless the PvD's API has spoken. */
+  /**
+   * conclude turns a probe round into a state, unless the PvD's API has
+   * spoken: two rewritten answers of three make it captive (one alone, a
+   * stale canary list say, proves nothing), a round without a rewrite opens
+   * it, timeouts and failures change nothing.
+   */
   private conclude(t: Tracked, verdicts: ProbeVerdict[]): void {
     const rewritten = verdicts.filter((v) => v.kind === 'rewritten');
-    for (const v of rewritten) {
-      t.rewrites++;
-      for (const x of v.addresses) if (t.portal.size < MAX_PORTAL_ADDRESSES) t.portal.add(x);
+    t.rewrites += rewritten.length;
+    if (rewritten.length >= REWRITES_TO_CAPTIVE) {
+      for (const v of rewritten) for (const x of v.addresses) if (t.portal.size < MAX_PORTAL_ADDRESSES) t.portal.add(x);
     }
     if (t.api !== null) return; // RFC 8908: the network's own word decides
-    if (rewritten.length > 0) this.set(t, 'captive', `DNS rewritten: ${rewritten[0]!.why}`);
-    else if (verdicts.some((v) => v.kind === 'clean')) this.set(t, 'open', 'probes answered as they should');
+    if (rewritten.length >= REWRITES_TO_CAPTIVE) this.set(t, 'captive', `DNS rewritten: ${rewritten[0]!.why}`);
+    else if (rewritten.length === 0 && verdicts.some((v) => v.kind === 'clean')) this.set(t, 'open', 'probes answered as they should');
   }
 
   /** readApiSoon reads the PvD's RFC 8908 API after `delayMs`, when it has one. */
@@ -280,7 +318,7 @@ export class CaptiveTracker {
     t.apiTimer = null;
     const uri = t.pvd.captivePortal;
     if (uri === null || !this.running) return;
-    t.apiTimer = setTimeout(() => this.readApi(t, uri).catch((err: unknown) => this.fault(t, err, 'captive-portal API read')), delayMs);
+    t.apiTimer = setTimeout(() => this.readApi(t, uri).catch((err: unknown) => this.fault(t, err, 'api')), delayMs);
     t.apiTimer.unref();
   }
 
@@ -303,16 +341,25 @@ export class CaptiveTracker {
       if (t.apiError !== error) this.log.warn({ pvd: t.pvd.id, uri, error }, 'captive-portal API not read; keeping the last valid state');
       t.apiError = error;
     } else {
+      const hostsBefore = this.hosts(t.pvd).join();
+      const urlsBefore = `${t.api?.userPortalUrl} ${t.api?.venueInfoUrl}`;
       t.apiError = null;
       t.api = doc;
-      this.set(t, doc!.captive ? 'captive' : 'open', `captive-portal API (RFC 8908) says captive: ${doc!.captive}`);
+      const state = doc!.captive ? 'captive' : 'open';
+      const reason = `captive-portal API (RFC 8908) says captive: ${doc!.captive}`;
+      if (t.state !== state) this.set(t, state, reason);
+      else {
+        t.reason = reason;
+        // The same state, but another portal named: its routes and the view change.
+        if (this.hosts(t.pvd).join() !== hostsBefore || `${doc!.userPortalUrl} ${doc!.venueInfoUrl}` !== urlsBefore) this.onChange(t.pvd, state, state);
+      }
     }
     if (uri === UNRESTRICTED) return;
-    // Read again on the usual schedule; before the session runs out when the API says when (RFC 8908 §5).
-    const base = this.opts.probeIntervalS > 0 ? this.intervalMs : API_INTERVAL_MS;
-    let next = t.state === 'captive' ? Math.min(base, CAPTIVE_RECHECK_MS) : base;
-    const left = t.api?.secondsRemaining;
-    if (!t.api?.captive && typeof left === 'number') next = Math.min(next, Math.max(1000, left * 1000));
+    // Read again on the usual schedule (never more often than API_MIN_MS); before the session runs out when a document just read says when (RFC 8908 §5).
+    const base = Math.max(this.opts.probeIntervalS > 0 ? this.intervalMs : API_INTERVAL_MS, API_MIN_MS);
+    let next = t.state === 'captive' ? API_MIN_MS : base;
+    const left = error === null ? doc!.secondsRemaining : null;
+    if (error === null && !doc!.captive && left !== null) next = Math.min(next, Math.max(API_MIN_MS, left * 1000));
     this.readApiSoon(t, next);
   }
 
@@ -334,15 +381,22 @@ export class CaptiveTracker {
     t.state = state;
     t.since = this.now();
     t.reason = reason;
+    t.transitions++;
+    if (state === 'open') t.portal.clear(); // a portal gone: its addresses may be anyone's now
     this.log.info({ pvd: t.pvd.id, captiveState: state, previous, reason, portalAddresses: [...t.portal] }, 'captive state changed');
     this.onChange(t.pvd, state, previous);
   }
 
   /** fault logs a failure inside pvdns itself and keeps the PvD's rounds going. */
-  private fault(t: Tracked, err: unknown, what: string): void {
-    this.log.error({ err, pvd: t.pvd.id }, `${what} failed inside pvdns`);
+  private fault(t: Tracked, err: unknown, what: 'probe' | 'api'): void {
+    this.log.error({ err, pvd: t.pvd.id }, `captive-portal ${what === 'api' ? 'API read' : 'probe'} failed inside pvdns`);
+    if (!this.running || this.byTag.get(t.pvd.tag) !== t) return;
+    if (what === 'api') {
+      if (t.apiTimer === null && t.pvd.captivePortal !== null) this.readApiSoon(t, API_INTERVAL_MS);
+      return;
+    }
     t.probing = false;
-    if (this.running && this.byTag.get(t.pvd.tag) === t && this.opts.probeIntervalS > 0 && t.timer === null) this.schedule(t, this.intervalMs);
+    if (this.opts.probeIntervalS > 0 && t.timer === null) this.schedule(t, this.intervalMs);
   }
 
   private stopTimers(t: Tracked): void {
@@ -350,5 +404,36 @@ export class CaptiveTracker {
     if (t.apiTimer !== null) clearTimeout(t.apiTimer);
     t.timer = null;
     t.apiTimer = null;
+  }
+}
+
+/**
+ * portalHosts lists the names a captive PvD resolves for itself: its
+ * captive-portal API's host, and the hosts of the URIs the API names (user
+ * portal, venue info) when they are that host or lie under it. Everything
+ * here comes from the network (RFC 8910 options are the network's word), so
+ * nothing beyond its own portal's names is pulled to it.
+ */
+export function portalHosts(apiUri: string | null, named: ReadonlyArray<string | null | undefined>): string[] {
+  const api = hostOf(apiUri);
+  if (api === null) return [];
+  const out = new Set([api]);
+  for (const uri of named) {
+    const host = hostOf(uri);
+    if (host !== null && (host === api || host.endsWith(`.${api}`))) out.add(host);
+  }
+  return [...out];
+}
+
+/** hostOf is the host name of a URI, lower-cased; null for none, an IP literal, the unrestricted URN, or no valid DNS name. */
+function hostOf(uri: string | null | undefined): string | null {
+  if (!uri || uri === UNRESTRICTED || !URL.canParse(uri)) return null;
+  const host = new URL(uri).hostname.toLowerCase().replace(/\.$/, '');
+  if (host === '' || /^[\d.]+$/.test(host) || host.startsWith('[')) return null;
+  try {
+    encodeName(host); // labels of 1–63 octets, 255 in all
+    return host;
+  } catch {
+    return null;
   }
 }

@@ -23,17 +23,25 @@ export class CaptiveStage implements Stage {
   ) {}
 
   handle(q: Query, next: Next): Result {
+    const pvd = q.pvd!;
+    // The state as the query leaves: an answer whose query left while the PvD was
+    // captive, or across a change of state, is not trusted after it (a portal's
+    // answer arriving just after the login must not be cached).
+    const captive = this.captive.isCaptive(pvd);
+    const epoch = this.captive.epoch(pvd);
     const r = next(q);
-    return isPromise(r) ? r.then((a) => this.inspect(q, a)) : this.inspect(q, r);
+    return isPromise(r) ? r.then((a) => this.inspect(q, a, captive, epoch)) : this.inspect(q, r, captive, epoch);
   }
 
-  private inspect(q: Query, a: Answer): Answer {
+  private inspect(q: Query, a: Answer, wasCaptive: boolean, epoch: number): Answer {
     const pvd = q.pvd!;
     let rewritten = false;
-    if ((q.qtype === TYPE.A || q.qtype === TYPE.AAAA) && a.rcode === RCODE.NOERROR && a.an > 0) {
-      rewritten = this.captive.noteAnswer(pvd, keyToName(q.nameKey), a, this.owns(pvd, q.nameKey));
+    if ((q.qtype === TYPE.A || q.qtype === TYPE.AAAA) && a.rcode === RCODE.NOERROR && a.an > 0 && this.captive.watching(pvd)) {
+      // A name the query was routed to the PvD by is one of its own; only a forced query needs the route table.
+      const owned = q.route !== null ? q.route.zone !== null : this.owns(pvd, q.nameKey);
+      rewritten = this.captive.noteAnswer(pvd, keyToName(q.nameKey), a, owned);
     }
-    if (rewritten || this.captive.isCaptive(pvd)) a.flags |= ANSWER_CAPTIVE;
+    if (rewritten || wasCaptive || this.captive.isCaptive(pvd) || this.captive.epoch(pvd) !== epoch) a.flags |= ANSWER_CAPTIVE;
     return a;
   }
 }

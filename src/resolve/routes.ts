@@ -85,7 +85,12 @@ export class RouteTable {
     const claims = new Map<string, { zone: string; pvds: Pvd[] }>();
     for (const p of pvds) {
       for (const zone of [...p.dnsZones, ...p.reverseZones, ...learned(p)]) {
-        const key = wireKey(zone);
+        let key: string;
+        try {
+          key = wireKey(zone);
+        } catch {
+          continue; // a learned name that is no DNS name routes nowhere (configured zones were checked on input)
+        }
         const claim = claims.get(key) ?? { zone, pvds: [] };
         if (!claim.pvds.includes(p)) claim.pvds.push(p);
         claims.set(key, claim);

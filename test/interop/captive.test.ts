@@ -36,6 +36,8 @@ let lobby: Dnsmasq | undefined;
 let pvdns: PvdnsCli | undefined;
 let api: https.Server | undefined;
 let apiDoc = { captive: true, 'user-portal-url': 'https://portal.lobby.test:8443/login' } as Record<string, unknown>;
+/** 'truncated': the API server promises 100 octets, sends 6 and closes the connection. */
+let apiMode: 'ok' | 'truncated' = 'ok';
 const isp = new FakeUpstream((q) => {
   const { name, type } = q.questions[0]!;
   if (name.toLowerCase() === 'www.isp.test' || type !== Packet.TYPE.A) return answer(q, [{ name, type: Packet.TYPE.A, class: 1, ttl: 300, address: '192.0.2.81' } as Resource]);
@@ -65,6 +67,12 @@ beforeAll(async () => {
   await isp.start('127.0.0.93');
   const cert = await testCertificate('portal.lobby.test');
   api = https.createServer({ key: cert.key, cert: cert.cert }, (req, res) => {
+    if (apiMode === 'truncated') {
+      res.writeHead(200, { 'content-type': 'application/captive+json', 'content-length': '100' });
+      res.write('{"capt');
+      setTimeout(() => res.socket?.destroy(), 50);
+      return;
+    }
     res.writeHead(200, { 'content-type': 'application/captive+json', 'cache-control': 'private' });
     res.end(JSON.stringify(apiDoc));
   });
@@ -163,4 +171,14 @@ describe('the RFC 8908 captive-portal API', () => {
     await eventually('lobby to be open', async () => (await pvd('lobby')).captiveState === 'open');
     expect((await pvd('lobby')).captiveReason).toMatch(/captive: false/);
   });
+
+  it('keeps the last valid state when the API breaks off mid-document, says why, and reads it again later (RFC 8908 §5)', async () => {
+    apiMode = 'truncated';
+    apiDoc = { captive: true };
+    await eventually('the broken read to show', async () => (await pvd('lobby')).captiveApiError !== null, 25_000);
+    expect(await pvd('lobby')).toMatchObject({ captiveState: 'open', captiveApiError: expect.stringMatching(/closed before the document was complete/) });
+    apiMode = 'ok';
+    await eventually('the API to be read again', async () => (await pvd('lobby')).captiveState === 'captive', 25_000);
+    expect((await pvd('lobby')).captiveApiError).toBeNull();
+  }, 60_000);
 });

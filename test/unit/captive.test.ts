@@ -10,7 +10,7 @@ import { RCODE } from '../../src/dns/constants.js';
 import { readName, wireKey } from '../../src/dns/name.js';
 import { parseApiDocument } from '../../src/captive/api.js';
 import { addressesOf, isSpecialAddress, judgeCanary, judgeMissing, probeNames } from '../../src/captive/evidence.js';
-import { CaptiveTracker, type CaptiveState } from '../../src/captive/tracker.js';
+import { CaptiveTracker, portalHosts, type CaptiveState } from '../../src/captive/tracker.js';
 import { createLogger } from '../../src/log.js';
 import { pvdFromSpec, type Pvd } from '../../src/pvd/model.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
@@ -40,7 +40,7 @@ describe('probe evidence', () => {
   });
 
   it('takes any address for a name that cannot exist as a rewrite, and its addresses as the portal (H1)', () => {
-    expect(judgeMissing('x', reply('x', { a: ['10.9.9.9'] }))).toEqual({ kind: 'rewritten', addresses: ['10.9.9.9'], why: 'x (a name that cannot exist) answered 10.9.9.9' });
+    expect(judgeMissing('x', reply('x', { a: ['127.0.0.99'] }))).toEqual({ kind: 'rewritten', addresses: ['127.0.0.99'], why: 'x (a name that cannot exist) answered 127.0.0.99' });
     expect(judgeMissing('x', reply('x', { rcode: RCODE.NXDOMAIN }))).toEqual({ kind: 'clean' });
     expect(judgeMissing('x', reply('x', { rcode: RCODE.REFUSED }))).toEqual({ kind: 'clean' });
     expect(judgeMissing('x', reply('x'))).toEqual({ kind: 'clean' }); // NODATA
@@ -50,7 +50,7 @@ describe('probe evidence', () => {
   it('checks the canary against its known addresses, or without them for a public address (H3, H7)', () => {
     const none = new Set<string>();
     expect(judgeCanary('c', reply('c', { a: ['192.0.2.53'] }), new Set(['192.0.2.53']), none).kind).toBe('clean');
-    expect(judgeCanary('c', reply('c', { a: ['10.9.9.9'] }), new Set(['192.0.2.53']), none).kind).toBe('rewritten');
+    expect(judgeCanary('c', reply('c', { a: ['127.0.0.99'] }), new Set(['192.0.2.53']), none).kind).toBe('rewritten');
     expect(judgeCanary('c', reply('c', { a: ['93.184.215.14'] }), none, none).kind).toBe('clean');
     expect(judgeCanary('c', reply('c', { a: ['172.16.0.1'] }), none, none).kind).toBe('rewritten');
     expect(judgeCanary('c', reply('c', { a: ['93.184.215.14'] }), none, new Set(['93.184.215.14'])).kind).toBe('rewritten');
@@ -138,7 +138,7 @@ describe('CaptiveTracker', () => {
         const name = readName(msg, 12)!;
         asked.push(name);
         if (mode === 'down') return Promise.resolve(errorAnswer(RCODE.SERVFAIL));
-        if (mode === 'portal') return Promise.resolve(reply(name, { a: ['10.9.9.9'] }));
+        if (mode === 'portal') return Promise.resolve(reply(name, { a: ['127.0.0.99'] }));
         if (name === 'canary.test') return Promise.resolve(reply(name, { a: ['192.0.2.53'] }));
         if (mode === 'nxrewrite') return Promise.resolve(reply(name, { a: ['198.51.100.7'] }));
         return Promise.resolve(reply(name, { rcode: RCODE.NXDOMAIN }));
@@ -175,8 +175,8 @@ describe('CaptiveTracker', () => {
     tracker.track(p);
     await settle();
     expect(tracker.isCaptive(p)).toBe(true);
-    expect(tracker.view(p)).toMatchObject({ captive: true, captiveState: 'captive', portalAddresses: ['10.9.9.9'] });
-    expect(tracker.view(p).captiveReason).toMatch(/^DNS rewritten: .* \(a name that cannot exist\) answered 10\.9\.9\.9$/);
+    expect(tracker.view(p)).toMatchObject({ captive: true, captiveState: 'captive', portalAddresses: ['127.0.0.99'] });
+    expect(tracker.view(p).captiveReason).toMatch(/^DNS rewritten: .* \(a name that cannot exist\) answered 127\.0\.0\.99$/);
     expect([...tracker.counts()][0]!.rewrites).toBe(3);
   });
 
@@ -229,7 +229,7 @@ describe('CaptiveTracker', () => {
     const p = pvd();
     tracker.track(p);
     await settle();
-    expect(tracker.noteAnswer(p, 'www.example.com', reply('www.example.com', { a: ['10.9.9.9'] }), false)).toBe(true);
+    expect(tracker.noteAnswer(p, 'www.example.com', reply('www.example.com', { a: ['127.0.0.99'] }), false)).toBe(true);
     expect(tracker.noteAnswer(p, 'www.example.com', reply('www.example.com', { a: ['192.0.2.80'] }), false)).toBe(false);
     expect([...tracker.counts()][0]!.rewrites).toBe(4);
     tracker.untrack(p); // its 10 s rechecks would mix with what follows
@@ -267,9 +267,66 @@ describe('CaptiveTracker', () => {
     quiet.close();
   });
 
-  it('routes the captive-portal API host and the user portal host to the PvD', () => {
+  it("routes the portal's hosts that are the API host or under it, and no other name the network names", () => {
+    const api = 'https://capport.hotel.example/api';
+    expect(portalHosts(api, ['https://capport.hotel.example/login', 'https://venue.capport.hotel.example/'])).toEqual(['capport.hotel.example', 'venue.capport.hotel.example']);
+    expect(portalHosts(api, ['https://login.hotel.example/', 'https://www.bank.example/', 'https://192.0.2.1/'])).toEqual(['capport.hotel.example']);
+    expect(portalHosts(`https://${'a'.repeat(64)}.hotel.example/api`, [])).toEqual([]); // no DNS name: routes nowhere
+    expect(portalHosts(null, ['https://login.hotel.example/'])).toEqual([]);
+  });
+
+  it('needs two rewritten answers in a round: a canary alone that looks wrong proves nothing', async () => {
+    const stale = new CaptiveTracker(
+      (_, msg) => {
+        const name = readName(msg, 12)!;
+        return Promise.resolve(name === 'canary.test' ? reply(name, { a: ['192.0.2.99'] }) : reply(name, { rcode: RCODE.NXDOMAIN }));
+      },
+      () => undefined,
+      createLogger('silent'),
+      { probeIntervalS: 60, canary: { name: 'canary.test', addresses: ['192.0.2.53'] } },
+    );
+    stale.start();
+    const p = pvd();
+    stale.track(p);
+    await settle();
+    expect(stale.view(p)).toMatchObject({ captiveState: 'unknown', portalAddresses: [] });
+    stale.close();
+  });
+
+  it('forgets the portal addresses when the portal opens', async () => {
+    mode = 'portal';
+    tracker.start();
+    const p = pvd();
+    tracker.track(p);
+    await settle();
+    expect(tracker.view(p).portalAddresses).toEqual(['127.0.0.99']);
+    mode = 'normal';
+    await settle(10_000);
+    expect(tracker.view(p)).toMatchObject({ captiveState: 'open', portalAddresses: [] });
+    expect(tracker.noteAnswer(p, 'www.example.com', reply('www.example.com', { a: ['127.0.0.99'] }), false)).toBe(false);
+  });
+
+  it('starts over only when the network changes: a new priority keeps the rounds as they are', async () => {
+    tracker.start();
+    const p = pvd();
+    tracker.track(p);
+    await settle();
+    expect(asked).toHaveLength(3);
+    tracker.track(pvdFromSpec(pvdSpecSchema.parse({ identifier: 'hotel', dnsServers: ['127.0.0.1'], priority: 5 }), 'api', 0, p.tag));
+    await settle();
+    expect(asked).toHaveLength(3);
+    tracker.track(pvdFromSpec(pvdSpecSchema.parse({ identifier: 'hotel', dnsServers: ['127.0.0.2'] }), 'api', 0, p.tag));
+    await settle();
+    expect(asked).toHaveLength(6);
+  });
+
+  it('routes the captive-portal API host to the PvD only while it is captive', async () => {
     const p = pvd({ captivePortal: 'https://Portal.Hotel.example/api' });
     tracker.track(p);
+    expect(tracker.hosts(p)).toEqual([]);
+    mode = 'portal';
+    tracker.start();
+    await settle();
     expect(tracker.hosts(p)).toEqual(['portal.hotel.example']);
     expect(tracker.hosts(pvd({ captivePortal: 'urn:ietf:params:capport:unrestricted' }))).toEqual([]);
   });
