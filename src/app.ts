@@ -26,6 +26,7 @@ import { PvdRegistry } from './pvd/registry.js';
 import { PvdInputError } from './pvd/input.js';
 import { pvdSpecSchema, type PvdSpec } from './pvd/schema.js';
 import { isOwnListener } from './pvd/sources/loop.js';
+import { linkPvd, readHostLinks, runTool, type RunTool } from './pvd/sources/host.js';
 import { readResolvConf, SYSTEM_PVD } from './pvd/sources/resolvconf.js';
 import { PvdDirectory } from './pvd/sources/directory.js';
 import { announceFrom, syncSource } from './pvd/sources/sync.js';
@@ -60,6 +61,8 @@ export interface AppOptions {
   transport?: Transport;
   /** Wall clock in epoch milliseconds for cache ages (tests move time without sleeping). */
   clock?: () => number;
+  /** Runs the host's tools (resolvectl, nmcli); tests feed recorded outputs through it. */
+  runTool?: RunTool;
 }
 
 /** The addresses pvdns actually listens on (ports resolved when configured as 0). */
@@ -100,6 +103,8 @@ export class App {
   private dns: Array<{ label: string; udp: UdpListener; tcp: TcpListener }> = [];
   private http: HttpServer | null = null;
   private directory: PvdDirectory | null = null;
+  /** Reads the host's links again every pvdSources.hostPollIntervalS. */
+  private hostPoll: NodeJS.Timeout | null = null;
   private listening = false;
   /** Server-Sent Events of GET /v1/events. */
   readonly events = new EventHub();
@@ -352,6 +357,7 @@ export class App {
       throw err;
     }
     this.listening = true;
+    this.pollHost();
     this.dns64.start();
     this.captive.start();
     const bound = this.addresses();
@@ -450,9 +456,30 @@ export class App {
     );
   }
 
-  /** hostPvds reads the PvDs the host gives (the resolv.conf "system" PvD); it may fail, so it runs before anything changes. */
+  /**
+   * hostPvds reads the PvDs the host gives (RFC 7556 §2.2 implicit PvDs):
+   * one per link from systemd-resolved or NetworkManager, else the
+   * resolv.conf "system" PvD. It may fail, so it runs before anything changes.
+   */
   private async hostPvds(config: Config, listenAddrs: SocketAddress[]): Promise<PvdSpec[]> {
     if (!config.pvdSources.host) return [];
+    const report = await readHostLinks(this.opts.runTool ?? runTool);
+    if (report !== null) {
+      const specs: PvdSpec[] = [];
+      for (const link of report.links) {
+        const raw = linkPvd(link);
+        const servers = (raw.dnsServers as string[]).filter((s) => {
+          const own = isOwnListener(parseSocketAddress(s, 53) as SocketAddress, listenAddrs);
+          if (own) this.log.warn({ link: link.ifname, server: s, tool: report.tool }, "skipping a link's DNS server that is pvdns itself (a loop)");
+          return !own;
+        });
+        if (servers.length === 0) continue;
+        const r = pvdSpecSchema.safeParse({ ...raw, dnsServers: servers });
+        if (r.success) specs.push(r.data);
+        else this.log.warn({ link: link.ifname, tool: report.tool, error: r.error.issues[0]?.message }, 'skipping a link pvdns cannot make a PvD of');
+      }
+      if (specs.length > 0) return specs;
+    }
     const file = config.pvdSources.resolvConf;
     const all = await readResolvConf(file);
     const servers = all.filter((s) => !isOwnListener(s, listenAddrs));
@@ -523,9 +550,34 @@ export class App {
     if (!unchanged('captive')) this.captive.setOptions(next.captive);
     for (const d of this.dns) d.tcp.setOptions({ ...next.tcp });
     this.applyPvds(next, host);
+    if (this.listening) this.pollHost();
     if (this.listening) await this.watchDirectory(next.pvdSources.directory);
     this.handler.reconfigure(this.pipeline(), new AccessList(next.access.allow));
     this.log.info({ pvds: this.pvds.list().map((p) => p.id), config: this.opts.configFile }, 'configuration reloaded');
+  }
+
+  /**
+   * pollHost reads the host's links again every pvdSources.hostPollIntervalS
+   * and brings the host PvDs in line: a link that comes up is announced, one
+   * whose servers or domains change is updated, one that goes is withdrawn.
+   */
+  private pollHost(): void {
+    if (this.hostPoll !== null) clearTimeout(this.hostPoll);
+    this.hostPoll = null;
+    const every = this.config.pvdSources.hostPollIntervalS;
+    if (!this.config.pvdSources.host || every === 0) return;
+    this.hostPoll = setTimeout(() => {
+      const config = this.config;
+      this.hostPvds(config, [...this.listenAddresses(), ...this.addresses().dns])
+        .then((specs) => {
+          if (this.listening && this.config === config) syncSource(this.pvds, 'host', specs);
+        })
+        .catch((err: unknown) => this.log.warn({ err }, "cannot read the host's DNS configuration; keeping the host PvDs as they are"))
+        .finally(() => {
+          if (this.listening && this.config === config) this.pollHost();
+        });
+    }, every * 1000);
+    this.hostPoll.unref();
   }
 
   /** watchDirectory follows a folder of PvD files (pvdSources.directory), or stops following one. */
@@ -554,6 +606,8 @@ export class App {
     await this.http?.stop();
     this.directory?.stop();
     this.events.close();
+    if (this.hostPoll !== null) clearTimeout(this.hostPoll);
+    this.hostPoll = null;
     this.dns64.close();
     this.captive.close();
     this.transport.close?.();

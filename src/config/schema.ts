@@ -89,6 +89,8 @@ export const configSchema = z
       .strictObject({
         directory: z.string().min(1).nullable().default(null),
         host: z.boolean().default(true),
+        // How often the host's links are read again for changes; 0: only at start and on reload.
+        hostPollIntervalS: z.number().int().min(0).max(86_400).default(10),
         resolvConf: z.string().min(1).default('/etc/resolv.conf'),
       })
       .prefault({}),
