@@ -24,7 +24,7 @@ const DEFAULTS = {
   upstream: { timeoutMs: 1500, attempts: 3, probeIntervalMs: 1000, probeMaxIntervalMs: 60000 },
   tcp: { idleTimeoutMs: 10000, maxConnections: 256, maxPipelined: 100 },
   captive: { probeIntervalS: 60, canary: { name: 'example.com', addresses: [] } },
-  pvdSources: { directory: null, host: true, resolvConf: '/etc/resolv.conf' },
+  pvdSources: { directory: null, host: true, hostPollIntervalS: 10, resolvConf: '/etc/resolv.conf' },
   pvds: [],
 };
 
@@ -260,7 +260,7 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
     upstream: { timeoutMs: 1000, attempts: 2, probeIntervalMs: 500, probeMaxIntervalMs: 30000 },
     tcp: { idleTimeoutMs: 5000, maxConnections: 16, maxPipelined: 8 },
     captive: { probeIntervalS: 30, canary: { name: 'canary.example', addresses: ['192.0.2.80'] } },
-    pvdSources: { directory: '/etc/pvdns/pvds', host: false, resolvConf: '/run/resolv.conf' },
+    pvdSources: { directory: '/etc/pvdns/pvds', host: false, hostPollIntervalS: 30, resolvConf: '/run/resolv.conf' },
     pvds: [
       {
         identifier: 'corp.example.com',
