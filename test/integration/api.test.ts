@@ -829,7 +829,9 @@ describe('PvDs from files and from the host are not the API\'s to change', () =>
       expect(d.status, id).toBe(409);
       expect(d.body.error, id).toMatch(source!);
     }
-    expect(await listPvds(pvdns.http)).toEqual(before);
+    // As they were (their DNS64 discovery may have moved on meanwhile: not what this is about).
+    const shape = (p: PvdView): unknown[] => [p.identifier, p.source, p.servers.map((s) => s.address), p.dnsZones, p.noInternet, p.default];
+    expect((await listPvds(pvdns.http)).map(shape)).toEqual(before.map(shape));
   });
 });
 
