@@ -5,15 +5,16 @@
 // checked as a user would: the HEALTHCHECK command, a DNS answer, /metrics.
 //
 // What this cannot prove, and needs a Docker engine for: the steps marked
-// "image-only" (base-system packages, the file capability on node), the base
-// image itself, the non-root USER and the published ports. Substitutions,
-// all on loopback: the image's listen addresses become 127.0.0.x ports that
-// are free, and the "system" PvD reads a resolv.conf naming a fake server.
+// "image-only" (base-system packages), the base image itself, the non-root
+// USER and the published ports. Substitutions, all on loopback: the image's
+// listen addresses become 127.0.0.x ports that are free, the "system" PvD
+// reads a resolv.conf of ours, and a PvD file in the image's pvd.d names a
+// fake server. An instruction the replay does not know fails the test.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify } from 'yaml';
 import { ask } from '../helpers/client.js';
@@ -85,7 +86,10 @@ describe('the Docker image, replayed without a Docker engine', () => {
 
   beforeAll(async () => {
     const steps = parseDockerfile(readFileSync(join(REPO, 'docker', 'Dockerfile'), 'utf8'));
-    const stages = new Map<string, Stage>();
+    // What a real build leaves out of the context: a COPY of it would fail there.
+    const ignored = readFileSync(join(REPO, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const stages: Stage[] = [];
+    const byName = new Map<string, Stage>();
     const args: Record<string, string> = {};
     let stage: Stage | null = null;
     for (const s of steps) {
@@ -93,39 +97,65 @@ describe('the Docker image, replayed without a Docker engine', () => {
       if (s.op === 'ARG') {
         const [k, v = ''] = s.args.split('=');
         args[k!] ??= v;
-      } else if (s.op === 'FROM') {
-        const name = / AS (\S+)$/i.exec(s.args)?.[1] ?? `stage${stages.size}`;
-        stage = new Stage(name, join(work, name));
-        stages.set(name, stage);
-      } else if (stage === null) {
-        throw new Error(`${s.op} before FROM`);
-      } else if (s.op === 'WORKDIR') {
-        stage.cwd = expand(s.args);
-        mkdirSync(stage.path('.'), { recursive: true });
-      } else if (s.op === 'ENV') {
-        const [k, v] = s.args.split('=');
-        stage.env[k!] = v!;
-      } else if (s.op === 'COPY') {
-        const parts = s.args.split(/\s+/);
-        const from = parts[0]!.startsWith('--from=') ? stages.get(parts.shift()!.slice(7))! : null;
-        const dest = parts.pop()!;
-        for (const src of parts) {
-          const source = from ? from.path(src) : join(REPO, src);
-          const target = dest.endsWith('/') || parts.length > 1 ? join(stage.path(dest), src.split('/').pop()!) : stage.path(dest);
-          mkdirSync(dirname(target), { recursive: true });
-          cpSync(source, target, { recursive: true });
+        continue;
+      }
+      if (s.op === 'FROM') {
+        stage = new Stage(`stage${stages.length}`, join(work, `stage${stages.length}`));
+        stages.push(stage);
+        const as = / AS (\S+)$/i.exec(s.args)?.[1];
+        if (as) byName.set(as.toLowerCase(), stage);
+        continue;
+      }
+      if (stage === null) throw new Error(`${s.op} before FROM`);
+      switch (s.op) {
+        case 'WORKDIR':
+          stage.cwd = expand(s.args);
+          mkdirSync(stage.path('.'), { recursive: true });
+          break;
+        case 'ENV':
+          for (const m of s.args.matchAll(/(\w+)=("[^"]*"|\S+)/g)) stage.env[m[1]!] = m[2]!.replace(/^"|"$/g, '');
+          break;
+        case 'COPY': {
+          const parts = s.args.split(/\s+/);
+          let from: Stage | null = null;
+          if (parts[0]!.startsWith('--from=')) {
+            const ref = parts.shift()!.slice(7);
+            from = byName.get(ref.toLowerCase()) ?? stages[Number(ref)] ?? null;
+            if (from === null) throw new Error(`COPY --from=${ref}: no such stage`);
+          }
+          const dest = parts.pop()!;
+          for (const src of parts) {
+            if (!from && ignored.some((i) => src === i || src.startsWith(`${i}/`))) throw new Error(`COPY ${src}: .dockerignore leaves it out of the context`);
+            const source = from ? from.path(src) : join(REPO, src);
+            // A directory's contents go to dest; a file goes to dest, or into it when dest is a folder.
+            const intoFolder = !statSync(source).isDirectory() && (dest.endsWith('/') || parts.length > 1);
+            const target = intoFolder ? join(stage.path(dest), basename(src)) : stage.path(dest);
+            mkdirSync(dirname(target), { recursive: true });
+            cpSync(source, target, { recursive: true });
+          }
+          replayed.push(`COPY ${s.args}`);
+          break;
         }
-        replayed.push(`COPY ${s.args}`);
-      } else if (s.op === 'RUN') {
-        if (s.imageOnly) continue;
-        execFileSync('sh', ['-c', s.args], { cwd: stage.path('.'), env: { ...process.env, ...stage.env }, stdio: 'pipe', timeout: 300_000 });
-        replayed.push(`RUN ${s.args}`);
-      } else if (s.op === 'ENTRYPOINT') {
-        stage.entrypoint = JSON.parse(s.args) as string[];
-      } else if (s.op === 'CMD') {
-        stage.cmd = JSON.parse(s.args) as string[];
-      } else if (s.op === 'HEALTHCHECK') {
-        stage.healthcheck = JSON.parse(s.args.slice(s.args.indexOf('CMD ') + 4)) as string[];
+        case 'RUN':
+          if (s.imageOnly) break;
+          execFileSync('sh', ['-c', s.args], { cwd: stage.path('.'), env: { ...process.env, ...stage.env }, stdio: 'pipe', timeout: 300_000 });
+          replayed.push(`RUN ${s.args}`);
+          break;
+        case 'ENTRYPOINT':
+          stage.entrypoint = JSON.parse(s.args) as string[];
+          break;
+        case 'CMD':
+          stage.cmd = JSON.parse(s.args) as string[];
+          break;
+        case 'HEALTHCHECK':
+          stage.healthcheck = JSON.parse(s.args.slice(s.args.indexOf('CMD ') + 4)) as string[];
+          break;
+        case 'LABEL':
+        case 'USER':
+        case 'EXPOSE':
+          break; // metadata for the engine: shown in the image, nothing to replay
+        default:
+          throw new Error(`the replay does not know ${s.op}: teach it, or the image and this test part ways`);
       }
     }
     final = stage!;
@@ -149,7 +179,11 @@ describe('the Docker image, replayed without a Docker engine', () => {
     // ENTRYPOINT + CMD, their absolute paths inside the image mapped to the stage's folder.
     const argv = [...final.entrypoint, ...final.cmd].map((x) => (x.startsWith('/') ? final.path(x) : x));
     const [cmd, ...rest] = argv;
-    child = spawn(cmd === 'node' ? process.execPath : cmd!, rest, { cwd: final.path('.'), env: { ...process.env, ...final.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A PATH without resolvectl and nmcli: the host PvDs come from the resolv.conf above on any machine.
+    const bin = join(work, 'bin');
+    mkdirSync(bin);
+    const env = { ...process.env, ...final.env, PATH: `${dirname(process.execPath)}:${bin}` };
+    child = spawn(cmd === 'node' ? process.execPath : cmd!, rest, { cwd: final.path('.'), env, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (d: Buffer) => (logs += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (logs += d.toString()));
     const deadline = Date.now() + 15_000;

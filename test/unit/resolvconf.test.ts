@@ -91,6 +91,9 @@ describe('isOwnListener', () => {
     ['a [::] listener on another port', '[::1]:53', ['[::]:5300'], false],
     ['an IPv4-mapped spelling of the listener address', '[::ffff:127.0.0.1]:53', ['127.0.0.1:53'], true],
     ['the same IPv6 address written differently', '[2001:db8:0::53]:53', ['[2001:DB8::53]:53'], true],
+    // A container's resolv.conf on a compose network: Docker's DNS, reached by an iptables redirect.
+    ["Docker's embedded DNS with a 0.0.0.0 listener on port 53", '127.0.0.11:53', ['0.0.0.0:53'], false],
+    ["a listener bound on Docker's DNS address itself", '127.0.0.11:53', ['127.0.0.11:53'], true],
   ])('%s → %s', (_, server, listeners, loop) => {
     expect(isOwnListener(at(server), listeners.map(at))).toBe(loop);
   });

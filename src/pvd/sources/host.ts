@@ -24,18 +24,34 @@ export interface HostLink {
 /** Runs one of the host's tools: its standard output, or null when it is missing or fails. */
 export type RunTool = (cmd: string, args: string[]) => Promise<string | null>;
 
-/** runTool runs a tool with a short timeout and no shell. */
+/**
+ * runTool runs a tool with a short timeout and no shell, in the C locale,
+ * and as wide as systemd allows so resolvectl wraps no list.
+ */
 export const runTool: RunTool = (cmd, args) =>
   new Promise((resolve) => {
-    execFile(cmd, args, { timeout: 5000, encoding: 'utf8', maxBuffer: 1 << 20, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout) => resolve(err ? null : stdout));
+    execFile(cmd, args, { timeout: 5000, encoding: 'utf8', maxBuffer: 1 << 20, env: { ...process.env, LC_ALL: 'C', COLUMNS: '65535' } }, (err, stdout) =>
+      resolve(err ? null : stdout),
+    );
   });
 
-/** "Link 3 (wg0): a b c" → [ifname, rest]. */
+/**
+ * "Link 3 (wg0): a b c" → wg0 → "a b c". A list too long for the terminal
+ * goes on in lines that start with blanks: they belong to the line above.
+ */
 function linkLines(text: string): Map<string, string> {
   const out = new Map<string, string>();
+  let last: string | null = null;
   for (const line of text.split('\n')) {
     const m = /^Link\s+\d+\s+\(([^)]+)\):\s*(.*)$/.exec(line.trim());
-    if (m) out.set(m[1]!, m[2]!.trim());
+    if (m) {
+      last = m[1]!;
+      out.set(last, m[2]!.trim());
+    } else if (/^\s+\S/.test(line) && last !== null) {
+      out.set(last, `${out.get(last)} ${line.trim()}`.trim());
+    } else {
+      last = null; // "Global:" and anything else pvdns does not read
+    }
   }
   return out;
 }
@@ -62,25 +78,33 @@ export function parseResolvectl(dns: string, domain: string, defaultRoute: strin
   return links;
 }
 
+/** The fields pvdns asks nmcli for. */
+export const NMCLI_FIELDS = 'GENERAL.DEVICE,IP4.GATEWAY,IP6.GATEWAY,IP4.DNS,IP6.DNS,IP4.SEARCHES,IP6.SEARCHES,IP4.DOMAIN,IP6.DOMAIN';
+
 /**
- * parseNmcli reads `nmcli -t -f GENERAL.DEVICE,IP4.DNS,IP6.DNS,IP4.DOMAIN,IP6.DOMAIN device show`:
- * "FIELD[n]:value" lines, a GENERAL.DEVICE line starting each device, ":"
- * inside values escaped as "\:". NetworkManager sends names nobody routes
- * elsewhere to every link with DNS servers unless a "~." domain says
- * otherwise; a link with only routing domains ("~x") is a split-DNS link.
+ * parseNmcli reads `nmcli -t -f NMCLI_FIELDS device show`: "FIELD[n]:value"
+ * lines, a GENERAL.DEVICE line starting each device, empty lists left out
+ * (an escaped "\:" is read as ":" where a version escapes it). A
+ * connection's DNS search and routing domains (ipv4.dns-search, "~x" for
+ * routing only) are its SEARCHES; DOMAIN holds what DHCP or a VPN plugin
+ * gave. As NetworkManager does, names nobody routes elsewhere go to a device
+ * with the default route (a gateway) unless its domains are all routing
+ * domains, and to any device with a "~." domain.
  */
 export function parseNmcli(text: string): HostLink[] {
-  const devices: Array<{ ifname: string; servers: string[]; raw: string[] }> = [];
+  const devices: Array<{ ifname: string; servers: string[]; raw: string[]; gateway: boolean }> = [];
   for (const line of text.split('\n')) {
     const at = line.indexOf(':');
     if (at < 0) continue;
     const field = line.slice(0, at).trim().replace(/\[\d+\]$/, '');
     const value = line.slice(at + 1).trim().replace(/\\:/g, ':').replace(/\\\\/g, '\\');
-    if (field === 'GENERAL.DEVICE') devices.push({ ifname: value, servers: [], raw: [] });
+    if (field === 'GENERAL.DEVICE') devices.push({ ifname: value, servers: [], raw: [], gateway: false });
     else if (devices.length > 0 && value !== '' && value !== '--') {
       const d = devices.at(-1)!;
       if (field === 'IP4.DNS' || field === 'IP6.DNS') d.servers.push(value);
-      else if (field === 'IP4.DOMAIN' || field === 'IP6.DOMAIN') d.raw.push(value);
+      else if (field.endsWith('.SEARCHES') || field.endsWith('.DOMAIN')) {
+        for (const x of value.split(/[\s,]+/).filter(Boolean)) if (!d.raw.includes(x)) d.raw.push(x);
+      } else if (field.endsWith('.GATEWAY')) d.gateway = true;
     }
   }
   return devices
@@ -91,7 +115,7 @@ export function parseNmcli(text: string): HostLink[] {
         ifname: d.ifname,
         servers: d.servers,
         domains: d.raw.map((x) => (x === '~.' ? '.' : x.replace(/^~/, '').toLowerCase())),
-        defaultRoute: d.raw.includes('~.') || !routingOnly,
+        defaultRoute: d.raw.includes('~.') || (d.gateway && !routingOnly),
       };
     });
 }
@@ -116,7 +140,7 @@ export async function readHostLinks(run: RunTool = runTool): Promise<HostReport 
     const links = parseResolvectl(dns, domain, route ?? '').filter((l) => l.servers.length > 0);
     if (links.length > 0) return { tool: 'resolvectl', links };
   }
-  const nm = await run('nmcli', ['-t', '-f', 'GENERAL.DEVICE,IP4.DNS,IP6.DNS,IP4.DOMAIN,IP6.DOMAIN', 'device', 'show']);
+  const nm = await run('nmcli', ['-t', '-f', NMCLI_FIELDS, 'device', 'show']);
   if (nm !== null) {
     const links = parseNmcli(nm);
     if (links.length > 0) return { tool: 'nmcli', links };
@@ -125,14 +149,33 @@ export async function readHostLinks(run: RunTool = runTool): Promise<HostReport 
 }
 
 /**
- * linkPvd is the PvD object of one link: servers that parse (without an
- * IPv6 zone the socket layer could use, kept as written), domains that are
- * valid names as its zones, the default route as `default`.
+ * linkPvd is the PvD object of one link: its plain-DNS servers (an
+ * encrypted one — a "#name" or port 853, DNS over TLS — is left out: pvdns
+ * would ask it in the clear), an IPv6 link-local zone given as the link's
+ * name, domains that are valid names as its zones, the default route as
+ * `default`.
  */
 export function linkPvd(l: HostLink): Record<string, unknown> {
   const servers = l.servers
-    .map((s) => (s.includes(':') && !s.startsWith('[') && (s.match(/:/g) ?? []).length > 1 ? `[${s.split('#')[0]}]` : s.split('#')[0]!))
+    .filter((s) => !s.includes('#') && !s.includes('://') && !/:853(%\S*)?$/.test(s))
+    .map((s) => serverText(s, l.ifname))
     .filter((s) => typeof parseSocketAddress(s, 53) !== 'string');
   const zones = l.domains.filter((d) => d !== '.' && domainProblem(d) === null);
   return { identifier: l.ifname, interface: l.ifname, dnsServers: servers, dnsZones: [...new Set(zones)], default: l.defaultRoute };
+}
+
+/**
+ * serverText turns a server as the tools print it into pvdns's form:
+ * "192.0.2.1", "192.0.2.1:5353", "fd00::1" → "[fd00::1]", "fe80::1%3" →
+ * "[fe80::1%wg0]", "[fe80::1]:5353%3" → "[fe80::1%wg0]:5353" (a
+ * link-local address is scoped to its link, by name).
+ */
+function serverText(s: string, ifname: string): string {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?(?:%\S+)?$/.exec(s);
+  if (!bracketed && (s.match(/:/g) ?? []).length < 2) return s; // IPv4, with or without a port
+  const host = bracketed ? bracketed[1]! : s;
+  const port = bracketed?.[2];
+  const addr = host.split('%')[0]!;
+  const text = /^fe[89ab]/i.test(addr) ? `${addr}%${ifname}` : addr;
+  return port ? `[${text}]:${port}` : `[${text}]`;
 }

@@ -14,10 +14,17 @@ export function isOwnListener(server: SocketAddress, listeners: readonly SocketA
     if (l.port !== server.port) continue;
     if (sameHost(l.host, server.host)) return true;
     // IPv6 listeners are bound IPv6-only, so a wildcard covers its own family only.
-    if (isUnspecified(l.host) && l.family === server.family && isLocalAddress(server.host)) return true;
+    if (isUnspecified(l.host) && l.family === server.family && isLocalAddress(server.host) && server.host !== DOCKER_DNS) return true;
   }
   return false;
 }
+
+/**
+ * Docker's embedded DNS server in a container on a user-defined network
+ * (compose's default): an iptables redirect on 127.0.0.11:53 catches its
+ * traffic before any socket, so a wildcard listener on port 53 is not it.
+ */
+const DOCKER_DNS = '127.0.0.11';
 
 function sameHost(a: string, b: string): boolean {
   try {
