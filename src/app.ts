@@ -20,6 +20,7 @@ import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
 import { EventHub } from './http/events.js';
 import { HttpServer, type Readiness } from './http/server.js';
 import { createLogger, type Logger } from './log.js';
+import { CollectedValue, type Sample } from './metrics/collected.js';
 import { describePvd, type Pvd } from './pvd/model.js';
 import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
@@ -33,6 +34,7 @@ import { announceFrom, syncSource } from './pvd/sources/sync.js';
 import { pvdView, type PvdView } from './pvd/view.js';
 import { CacheStage } from './resolve/cache-stage.js';
 import { CaptiveStage } from './resolve/captive-stage.js';
+import { RebindStage } from './resolve/rebind-stage.js';
 import { Coalesce } from './resolve/coalesce.js';
 import { Dns64Stage } from './resolve/dns64-stage.js';
 import { Forwarder } from './resolve/forward.js';
@@ -112,6 +114,8 @@ export class App {
   private readonly dns64: Pref64Tracker;
   /** Whether each PvD is behind a captive portal. */
   private readonly captive: CaptiveTracker;
+  /** Answers refused by DNS rebinding protection, per PvD id (pvdns_rebind_blocked_total). */
+  private readonly rebindBlocked = new Map<string, number>();
 
   constructor(
     private config: Config,
@@ -178,6 +182,10 @@ export class App {
     registerCacheMetrics(this.metrics, () => this.cache, () => this.pvds.list());
     registerPvdMetrics(this.metrics, this.pvds);
     registerCaptiveMetrics(this.metrics, () => this.captive);
+    const blocked = this.rebindBlocked;
+    new CollectedValue('pvdns_rebind_blocked_total', 'Answers refused by DNS rebinding protection: a private address for a name the PvD does not own.', 'counter', function* (): Iterable<Sample> {
+      for (const [pvd, n] of blocked) yield { labels: { pvd }, value: n };
+    }).register(this.metrics);
   }
 
   /**
@@ -190,13 +198,15 @@ export class App {
     const coalesce = new Coalesce();
     // The queries DNS64 asks for itself (A behind a AAAA, in-addr.arpa behind
     // a PTR) enter the same stages from the cache on, in the same PvD.
-    const captive = new CaptiveStage(this.captive, (p, nameKey) => {
+    const owns = (p: Pvd, nameKey: string): boolean => {
       const r = this.routes.match(nameKey);
       return r.zone !== null && r.pvds.includes(p);
-    });
+    };
+    const rebind = new RebindStage(owns, this.rebindBlocked);
+    const captive = new CaptiveStage(this.captive, owns);
     let inPvd: Next = this.forwarder.resolve;
     const dns64 = new Dns64Stage((p) => this.dns64.info(p), () => inPvd);
-    inPvd = chain([cache, coalesce, captive, dns64], this.forwarder.resolve);
+    inPvd = chain([cache, coalesce, rebind, captive, dns64], this.forwarder.resolve);
     const stages: Stage[] = [
       // 1. Special-use and locally served names never leave the host (RFC
       //    6761, RFC 6303). It consults the route table, since a PvD may own
@@ -209,11 +219,14 @@ export class App {
       cache,
       // 4. Identical questions in flight in the PvD share one upstream exchange.
       coalesce,
-      // 5. Captive-portal inspection: after coalescing, it sees each upstream
+      // 5. DNS rebinding protection (rebindProtection): last on the way back,
+      //    so it judges the answer the client would get, before the cache.
+      rebind,
+      // 6. Captive-portal inspection: after coalescing, it sees each upstream
       //    answer once, and marks a captive PvD's answers before the cache
       //    would keep them; it sees DNS64's final answers on their way back.
       captive,
-      // 6. DNS64: marks (or makes) synthesized AAAA before the cache keeps them.
+      // 7. DNS64: marks (or makes) synthesized AAAA before the cache keeps them.
       dns64,
     ];
     return chain(stages, this.forwarder.resolve);
@@ -371,7 +384,6 @@ export class App {
       },
       'pvdns started',
     );
-    for (const key of this.inactiveKeys()) this.log.warn({ key }, 'configuration key is accepted but not active in this version');
   }
 
   /**
@@ -495,15 +507,6 @@ export class App {
     for (const id of expired) this.log.warn({ pvd: id }, 'pvd not announced: its expires time has passed');
     for (const id of conflicts) this.log.warn({ pvd: id }, 'pvd not announced: another source holds this identifier');
     syncSource(this.pvds, 'host', host);
-  }
-
-  private inactiveKeys(): string[] {
-    const c = this.config;
-    const keys: string[] = [];
-    c.pvds.forEach((p, i) => {
-      if (p.rebindProtection) keys.push(`pvds[${i}].rebindProtection`);
-    });
-    return keys;
   }
 
   /** readiness: listeners bound and some PvD has a server to ask. */
