@@ -36,6 +36,7 @@ const DEBIAN_PACKAGE: Record<string, string> = {
   'unbound-checkconf': 'unbound',
   dnsmasq: 'dnsmasq-base',
   openssl: 'openssl',
+  dnsperf: 'dnsperf',
 };
 
 /** Set PVDNS_INTEROP_KEEP=1 to keep the temp dirs (configs, logs) for a look after a failure. */
@@ -261,6 +262,17 @@ class Daemon {
     running.delete(this);
     if (!KEEP) rmSync(this.dir, { recursive: true, force: true });
     return this.exit ?? { code: null, signal: null };
+  }
+
+  /** signal sends a signal (SIGHUP: reload) to the running program. */
+  signal(sig: NodeJS.Signals): void {
+    if (this.child && !this.exit) this.child.kill(sig);
+  }
+
+  /** waitExit resolves with how the program exited, or null when it runs on past `ms`. */
+  async waitExit(ms: number): Promise<Exit | null> {
+    await Promise.race([this.exited, sleep(ms)]);
+    return this.exit;
   }
 
   /** killNow is the synchronous last resort at process exit. */
@@ -547,6 +559,10 @@ export interface PvdnsCli extends Server {
   logLines(): Array<Record<string, unknown>>;
   /** The HTTP API's base URL ("http://127.0.0.1:8053"), or null when http.listen is null. */
   http: string | null;
+  /** The configuration file it runs with (rewrite it, then signal('SIGHUP')). */
+  configFile: string;
+  signal(sig: NodeJS.Signals): void;
+  waitExit(ms: number): Promise<Exit | null>;
 }
 
 /**
@@ -582,7 +598,7 @@ export async function startPvdnsCli(configYaml: string, env: Record<string, stri
     const at = { host: m[1]!, port: Number(m[2]) };
     // localhost is answered by pvdns itself: ready without any upstream.
     await d.waitReady(at, ['localhost', 'A'], (r) => r.status === 'NOERROR');
-    return { ...server(d, at), logLines, http };
+    return { ...server(d, at), logLines, http, configFile: conf, signal: (sig) => d.signal(sig), waitExit: (ms) => d.waitExit(ms) };
   });
 }
 
@@ -661,6 +677,36 @@ export interface DigResult {
  * callers may override) and parses the last reply it printed. It rejects
  * when dig printed no reply at all (timeout, refused connection).
  */
+/** The figures of a dnsperf run. */
+export interface DnsperfResult {
+  sent: number;
+  completed: number;
+  lost: number;
+  qps: number;
+  text: string;
+}
+
+/** dnsperf runs Debian's dnsperf against `at` with the queries of `data` ("name TYPE" lines). */
+export async function dnsperf(at: Endpoint, data: string, args: string[]): Promise<DnsperfResult> {
+  requirePrograms('dnsperf');
+  const dir = mkdtempSync(join(tmpdir(), 'pvdns-interop-dnsperf-'));
+  try {
+    writeFileSync(join(dir, 'queries'), data);
+    const r = await run(program('dnsperf'), ['-s', at.host, '-p', String(at.port), '-d', join(dir, 'queries'), ...args], 120_000);
+    const text = r.stdout + r.stderr;
+    const num = (re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN);
+    return {
+      sent: num(/Queries sent:\s+(\d+)/),
+      completed: num(/Queries completed:\s+(\d+)/),
+      lost: num(/Queries lost:\s+(\d+)/),
+      qps: num(/Queries per second:\s+([\d.]+)/),
+      text,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export async function dig(at: Endpoint, args: string[]): Promise<DigResult> {
   const argv = [`@${at.host}`, '-p', String(at.port), '+tries=1', '+time=2', ...args];
   const command = `dig ${argv.join(' ')}`;
