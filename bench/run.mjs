@@ -810,6 +810,54 @@ async function benchmarkServer(name, tmp, hitsFile, opts, round) {
   return results;
 }
 
+// ---------------------------------------------------------------- footprint
+
+/** rssKiB reads a process's resident set size from /proc (Linux). */
+function rssKiB(pid) {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+/**
+ * footprint measures pvdns alone: the time from starting the process to its
+ * first answer (a local name: no upstream in the way), and its RSS empty and
+ * after 100,000 distinct answers are cached, as bytes per cached answer.
+ */
+async function footprint(tmp, opts) {
+  const server = { ...SERVERS.pvdns, missPrefix: 'fp-' };
+  const started = performance.now();
+  const proc = await server.start(tmp, server);
+  let startupMs = NaN;
+  for (;;) {
+    if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during startup`);
+    try {
+      const r = await queryA(server.host, server.port, 'localhost', 50);
+      if (r.rcode === 0) {
+        startupMs = performance.now() - started;
+        break;
+      }
+    } catch {
+      // not listening yet
+    }
+    if (performance.now() - started > 20_000) throw serverError(proc, 'no answer within 20 s');
+    await sleep(5);
+  }
+  let file = null;
+  try {
+    await sleep(1000);
+    const emptyKiB = rssKiB(proc.child.pid);
+    const entries = 100_000;
+    file = writeMissesFile(tmp, server.missPrefix, entries);
+    const fill = await dnsperf('pvdns cache fill', server, file, { ...opts, duration: 120, maxRuns: 1 });
+    await sleep(2000);
+    const fullKiB = rssKiB(proc.child.pid);
+    return { startupMs, emptyKiB, fullKiB, entries: fill.completed, bytesPerAnswer: ((fullKiB - emptyKiB) * 1024) / fill.completed };
+  } finally {
+    await stop(proc);
+    if (file) rmSync(file, { force: true });
+  }
+}
+
 // ---------------------------------------------------------------- report
 
 /** medians picks, per workload and server, the round with the median qps, noting the range of all rounds. */
@@ -884,6 +932,12 @@ function renderReport(report) {
   lines.push('');
   lines.push(`(reference) hits: unbound/dnsmasq = ${fmt(ratios.hits['unbound/dnsmasq'])}; ` +
     `misses: unbound/dnsmasq = ${fmt(ratios.misses['unbound/dnsmasq'])}`);
+  if (report.footprint) {
+    const f = report.footprint;
+    lines.push('', `pvdns start-up to first answer: ${fmt(f.startupMs, 0)} ms (target ≤ 300 ms)`);
+    lines.push(`pvdns memory: RSS ${fmt(f.emptyKiB / 1024, 1)} MiB empty, ${fmt(f.fullKiB / 1024, 1)} MiB with ${f.entries.toLocaleString('en')} cached answers: ` +
+      `${fmt(f.bytesPerAnswer, 0)} bytes per answer (target ≤ 1024)`);
+  }
   const warned = results.filter((r) => r.warnings.length);
   if (warned.length) {
     lines.push('', '**Warnings:**');
@@ -933,6 +987,11 @@ async function main() {
       if (nsd.exit) throw serverError(nsd, `${describeExit(nsd.exit)} during the ${name} run`);
     }
   }
+  let fp = null;
+  if (opts.only.includes('pvdns')) {
+    say('pvdns: start-up time and memory per cached answer');
+    fp = await footprint(tmpDir, opts);
+  }
   await stop(nsd);
   const results = medians(runs, opts.only);
 
@@ -949,6 +1008,7 @@ async function main() {
     runs,
     results,
     ratios: computeRatios(results),
+    footprint: fp,
   };
   mkdirSync(dirname(RESULTS_FILE), { recursive: true });
   writeFileSync(RESULTS_FILE, `${JSON.stringify(report, null, 2)}\n`);
