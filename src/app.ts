@@ -47,6 +47,7 @@ import { translateQuery, translateResult } from './resolve/translate.js';
 import { AccessList } from './server/access.js';
 import { QueryHandler } from './server/handler.js';
 import { QueryStats } from './server/metrics.js';
+import { RateLimiter } from './server/ratelimit.js';
 import { TcpListener } from './server/tcp.js';
 import { udpBackend } from './native/udp.js';
 import { createUdpListener, type UdpListener } from './server/udp.js';
@@ -148,7 +149,7 @@ export class App {
       this.log,
       config.captive,
     );
-    this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log);
+    this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log, new RateLimiter(config.access.rateLimit));
 
     // Routes first: by the time anyone hears of a change, names already route by it.
     this.pvds.on('changed', () => this.rebuildRoutes());
@@ -182,6 +183,12 @@ export class App {
     registerCacheMetrics(this.metrics, () => this.cache, () => this.pvds.list());
     registerPvdMetrics(this.metrics, this.pvds);
     registerCaptiveMetrics(this.metrics, () => this.captive);
+    new CollectedValue('pvdns_queries_shed_total', 'Queries answered SERVFAIL at once because upstream.maxInflight upstream queries were in flight.', 'counter', () => [
+      { labels: {}, value: this.forwarder.shed },
+    ]).register(this.metrics);
+    new CollectedValue('pvdns_ratelimited_total', 'Queries refused or dropped by access.rateLimit.', 'counter', () => [{ labels: {}, value: this.handler.rateLimited }]).register(
+      this.metrics,
+    );
     const blocked = this.rebindBlocked;
     new CollectedValue('pvdns_rebind_blocked_total', 'Answers refused by DNS rebinding protection: a private address for a name the PvD does not own.', 'counter', function* (): Iterable<Sample> {
       for (const [pvd, n] of blocked) yield { labels: { pvd }, value: n };
@@ -555,7 +562,7 @@ export class App {
     this.applyPvds(next, host);
     if (this.listening) this.pollHost();
     if (this.listening) await this.watchDirectory(next.pvdSources.directory);
-    this.handler.reconfigure(this.pipeline(), new AccessList(next.access.allow));
+    this.handler.reconfigure(this.pipeline(), new AccessList(next.access.allow), unchanged('access') ? undefined : new RateLimiter(next.access.rateLimit));
     this.log.info({ pvds: this.pvds.list().map((p) => p.id), config: this.opts.configFile }, 'configuration reloaded');
   }
 

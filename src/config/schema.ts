@@ -42,6 +42,14 @@ export const configSchema = z
     access: z
       .strictObject({
         allow: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
+        rateLimit: z
+          .strictObject({
+            // Queries per second per client address; 0: no limit.
+            qps: z.number().min(0).max(1_000_000).default(0),
+            burst: z.number().int().min(1).max(1_000_000).default(100),
+            action: z.enum(['refuse', 'drop']).default('refuse'),
+          })
+          .prefault({}),
       })
       .prefault({}),
     cache: z
@@ -60,6 +68,8 @@ export const configSchema = z
         attempts: z.number().int().min(1).max(10).default(3),
         probeIntervalMs: z.number().int().min(10).max(3_600_000).default(1000),
         probeMaxIntervalMs: z.number().int().min(10).max(3_600_000).default(60_000),
+        // Upstream queries in flight at once, all PvDs together; more are answered SERVFAIL at once.
+        maxInflight: z.number().int().min(1).max(1_000_000).default(10_000),
       })
       .prefault({})
       .refine((u) => u.probeIntervalMs <= u.probeMaxIntervalMs, {

@@ -26,7 +26,7 @@ export interface Answer {
   /**
    * FLAG_AA (set only on pvdns's own local answers) and FLAG_AD as the
    * upstream set it; bits above the header's 16 are pvdns's own marks
-   * (ANSWER_SYNTHESIZED, ANSWER_CAPTIVE), never sent.
+   * (ANSWER_SYNTHESIZED, ANSWER_CAPTIVE, ANSWER_TRANSIENT), never sent.
    */
   flags: number;
   body: Buffer;
@@ -45,6 +45,9 @@ export const ANSWER_SYNTHESIZED = 0x10000;
 
 /** Answer.flags mark: the answer came from a PvD behind a captive portal (or holds its portal's address): never cached. */
 export const ANSWER_CAPTIVE = 0x20000;
+
+/** Answer.flags mark: a failure of the moment (too much in flight), not one to remember in the failure cache. */
+export const ANSWER_TRANSIENT = 0x40000;
 
 /** The TTL pvdns writes into records it makes up itself. */
 export const LOCAL_TTL = 3600;

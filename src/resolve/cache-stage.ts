@@ -8,7 +8,7 @@
 // own expired answer instead, if it has one (RFC 8767) — never another PvD's.
 // Answers marked captive (captive-stage.ts) are never kept.
 
-import { ANSWER_CAPTIVE, type Answer } from '../dns/answer.js';
+import { ANSWER_CAPTIVE, ANSWER_TRANSIENT, type Answer } from '../dns/answer.js';
 import { FLAG_CD, RCODE } from '../dns/constants.js';
 import { answerKey, nxdomainKey, type AnswerCache } from '../cache/answer-cache.js';
 import type { FailureCache } from '../cache/failure-cache.js';
@@ -52,7 +52,7 @@ export class CacheStage implements Stage {
     const r = next(q);
     const keep = (a: Answer): Answer => {
       if (a.rcode === RCODE.SERVFAIL) {
-        if (this.attached(pvd)) this.failures.note(key, tag, a);
+        if (this.attached(pvd) && !(a.flags & ANSWER_TRANSIENT)) this.failures.note(key, tag, a);
         return this.stale(key, nxKey, a) ?? a;
       }
       this.failures.forget(key);

@@ -2,7 +2,7 @@
 // servers all fail gets SERVFAIL with an Extended DNS Error naming the PvD
 // and why (RFC 8914) — never another PvD's servers.
 
-import { errorAnswer } from '../dns/answer.js';
+import { ANSWER_TRANSIENT, errorAnswer, type Answer } from '../dns/answer.js';
 import { EDE, RCODE } from '../dns/constants.js';
 import type { Pvd } from '../pvd/model.js';
 import type { Transport } from '../upstream/exchange.js';
@@ -13,6 +13,8 @@ import type { Result } from './stage.js';
 export interface ForwardOptions {
   timeoutMs: number;
   attempts: number;
+  /** Upstream queries in flight at once, all PvDs together; more are answered SERVFAIL at once. */
+  maxInflight: number;
   probeIntervalMs: number;
   probeMaxIntervalMs: number;
   onServerState?: PoolOptions['onServerState'];
@@ -21,6 +23,14 @@ export interface ForwardOptions {
 /** Forwarder owns one upstream pool per PvD and is the pipeline's terminal step. */
 export class Forwarder {
   private readonly pools = new Map<number, { pvd: Pvd; pool: UpstreamPool }>();
+  /** Upstream queries in flight now. */
+  private inflight = 0;
+  /** Queries answered SERVFAIL because maxInflight were in flight (pvdns_queries_shed_total). */
+  shed = 0;
+  private readonly settled = (a: Answer): Answer => {
+    this.inflight--;
+    return a;
+  };
 
   constructor(
     private readonly opts: ForwardOptions,
@@ -33,8 +43,18 @@ export class Forwarder {
     if (pvd.servers.length === 0) {
       return errorAnswer(RCODE.SERVFAIL, { code: EDE.NO_REACHABLE_AUTHORITY, text: `pvd ${pvd.identifier}: no DNS servers` });
     }
-    return this.poolOf(pvd).resolve(q);
+    // A flood of misses must not grow without bound: past maxInflight, answer at once.
+    if (this.inflight >= this.opts.maxInflight) {
+      this.shed++;
+      return this.shedAnswer();
+    }
+    this.inflight++;
+    return this.poolOf(pvd).resolve(q).then(this.settled);
   };
+
+  private shedAnswer(): Answer {
+    return errorAnswer(RCODE.SERVFAIL, { code: EDE.OTHER, text: `pvdns: ${this.opts.maxInflight} upstream queries in flight (upstream.maxInflight)` }, ANSWER_TRANSIENT);
+  }
 
   /** poolOf returns the PvD's pool, rebuilt when the PvD was updated. */
   private poolOf(pvd: Pvd): UpstreamPool {

@@ -13,9 +13,11 @@ import type { Pvd } from '../pvd/model.js';
 import { Query, type Transport } from '../resolve/query.js';
 import { isPromise, type Next } from '../resolve/stage.js';
 import type { AccessList } from './access.js';
+import type { RateLimiter } from './ratelimit.js';
 import { LOCAL_LABEL, NONE_LABEL, type QueryStats } from './metrics.js';
 
 const NOT_ALLOWED = { code: EDE.PROHIBITED, text: 'client address not in access.allow' };
+const RATE_LIMITED = { code: EDE.PROHIBITED, text: 'client over access.rateLimit' };
 const CLASS_NOT_SERVED = { code: EDE.NOT_SUPPORTED, text: 'only class IN is served' };
 const ZONE_TRANSFER = { code: EDE.NOT_SUPPORTED, text: 'zone transfers are not served by a resolver' };
 
@@ -39,15 +41,22 @@ export class QueryHandler {
     private access: AccessList,
     private readonly stats: QueryStats,
     private readonly log: Logger,
+    private limiter: RateLimiter | null = null,
   ) {
     this.debug = log.isLevelEnabled('debug');
   }
 
-  /** reconfigure swaps the pipeline and access list (a reload); queries in flight finish on the old ones. */
-  reconfigure(pipeline: Next, access: AccessList): void {
+  /** reconfigure swaps the pipeline, access list and rate limit (a reload); queries in flight finish on the old ones. */
+  reconfigure(pipeline: Next, access: AccessList, limiter: RateLimiter | null = this.limiter): void {
     this.pipeline = pipeline;
     this.access = access;
+    this.limiter = limiter;
     this.debug = this.log.isLevelEnabled('debug');
+  }
+
+  /** Queries refused or dropped by the rate limit so far (pvdns_ratelimited_total). */
+  get rateLimited(): number {
+    return this.limiter?.limited ?? 0;
   }
 
   /**
@@ -62,9 +71,16 @@ export class QueryHandler {
       this.stats.dropped++;
       return DROPPED;
     }
+    const limiter = this.limiter;
+    const limited = limiter !== null && limiter.enabled && !limiter.allow(client);
+    if (limited && limiter.opts.action === 'drop') {
+      this.stats.dropped++;
+      return DROPPED;
+    }
     let out: Buffer;
     if (status !== PARSE_OK) out = this.refuse(q, status, null);
     else if (!this.access.allows(client)) out = this.refuse(q, RCODE.REFUSED, NOT_ALLOWED);
+    else if (limited) out = this.refuse(q, RCODE.REFUSED, RATE_LIMITED);
     else if (q.qclass !== CLASS_IN) out = this.refuse(q, RCODE.REFUSED, CLASS_NOT_SERVED);
     else if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) out = this.refuse(q, RCODE.REFUSED, ZONE_TRANSFER);
     else {
