@@ -203,14 +203,15 @@ export class App {
     const routes = (): RouteTable => this.routes;
     const cache = new CacheStage(this.cache, this.failures, (p) => this.pvds.get(p.id)?.tag === p.tag);
     const coalesce = new Coalesce();
-    // The queries DNS64 asks for itself (A behind a AAAA, in-addr.arpa behind
-    // a PTR) enter the same stages from the cache on, in the same PvD.
+    /** Whether a PvD claims the name by one of its zones (rebinding and captive checks spare its own names). */
     const owns = (p: Pvd, nameKey: string): boolean => {
       const r = this.routes.match(nameKey);
       return r.zone !== null && r.pvds.includes(p);
     };
     const rebind = new RebindStage(owns, this.rebindBlocked);
     const captive = new CaptiveStage(this.captive, owns);
+    // The queries DNS64 asks for itself (A behind a AAAA, in-addr.arpa behind
+    // a PTR) enter the same stages from the cache on, in the same PvD.
     let inPvd: Next = this.forwarder.resolve;
     const dns64 = new Dns64Stage((p) => this.dns64.info(p), () => inPvd);
     inPvd = chain([cache, coalesce, rebind, captive, dns64], this.forwarder.resolve);
@@ -270,10 +271,10 @@ export class App {
   }
 
   /**
-   * pref64Changed follows a change of a PvD's NAT64 prefixes: answers
-   * synthesized with the old ones (or holding addresses inside the new ones,
-   * cached before they were known) leave the cache, the prefixes' reverse
-   * zones route to the PvD, and subscribers hear of it.
+   * pref64Changed follows a change of a PvD's NAT64 prefixes or of who
+   * synthesizes: the PvD's AAAA answers and the PTR answers pvdns made leave
+   * the cache, the trusted prefixes' reverse zones route to the PvD, and
+   * subscribers hear of it.
    */
   private pref64Changed(pvd: Pvd, before: Dns64Info, after: Dns64Info): void {
     if (this.pvds.get(pvd.id)?.tag !== pvd.tag) return;
