@@ -38,7 +38,7 @@ export interface Dns64View {
 
 export interface ServerView {
   address: string;
-  /** untested, operational or suspect (issue 5 adds down and the back-off). */
+  /** untested, operational, suspect or down. */
   state: string;
   rttMs: number | null;
   /** When the state last changed (RFC 3339). */
@@ -46,7 +46,8 @@ export interface ServerView {
   lastError: string | null;
 }
 
-export interface PvdView {
+/** PvdView is DESIGN's PvD object: the PvD, its servers' state, its captive-portal state, its DNS64, its cache size. */
+export interface PvdView extends CaptiveView, Dns64View {
   identifier: string;
   source: string;
   default: boolean;
@@ -58,19 +59,6 @@ export interface PvdView {
   sourceAddress: string | null;
   interface: string | null;
   servers: ServerView[];
-  captive: boolean | null;
-  captiveState: string;
-  userPortalUrl: string | null;
-  venueInfoUrl: string | null;
-  captiveSince: string | null;
-  captiveReason: string | null;
-  portalAddresses: string[];
-  captiveApiError: string | null;
-  pref64: string[] | null;
-  dns64: string | null;
-  pref64Source: string | null;
-  pref64NextCheck: string | null;
-  pref64Error: string | null;
   cacheEntries: number;
 }
 

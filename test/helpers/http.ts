@@ -43,12 +43,12 @@ export const resolve = (base: string, query: string): Promise<Reply<TranslateRes
 export const flush = (base: string, query = '', token?: string): Promise<Reply<{ flushed?: number; pvd?: string | null; error?: string }>> =>
   call(base, 'POST', `/v1/cache/flush${query}`, { token });
 
-/** eventually polls `check` until it returns true, failing after `timeoutMs` (a generous bound). */
-export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
+/** eventually polls `check` until it returns true, failing after `timeoutMs` (a generous bound) with `context()` (logs, say). */
+export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 5000, context: () => string = () => ''): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${context() ? `\n${context()}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -12,6 +12,7 @@ import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PvdView } from '../../src/pvd/view.js';
 import type { TranslateResult } from '../../src/resolve/translate.js';
+import { eventually as waitFor, getPvd, resolve as resolveIn } from '../helpers/http.js';
 import { answer, FakeUpstream, Packet } from '../helpers/fake-upstream.js';
 import type { Resource } from '../helpers/fake-upstream.js';
 import { dig, requirePrograms, startDnsmasq, startNsd, startPvdnsCli, testCertificate, withoutTtl, type Dnsmasq, type Nsd, type PvdnsCli } from './servers.js';
@@ -44,20 +45,11 @@ const isp = new FakeUpstream((q) => {
   return answer(q, [{ name, type: Packet.TYPE.A, class: 1, ttl: 60, address: AD_SERVER } as Resource]); // every other name: an ad server
 });
 
-async function call<T>(method: string, path: string): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${pvdns!.http}${path}`, { method });
-  return { status: res.status, body: (await res.json()) as T };
-}
-const pvd = async (id: string): Promise<PvdView> => (await call<PvdView>('GET', `/v1/pvds/${id}`)).body;
-const resolve = async (query: string): Promise<TranslateResult> => (await call<TranslateResult>('GET', `/v1/resolve?${query}`)).body;
-
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${pvdns!.logs()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const pvd = async (id: string): Promise<PvdView> => (await getPvd(pvdns!.http!, id)).body;
+const resolve = async (query: string): Promise<TranslateResult> => (await resolveIn(pvdns!.http!, query)).body;
+/** eventually, with pvdns's logs when it times out. */
+const eventually = (what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> =>
+  waitFor(what, check, timeoutMs, () => pvdns!.logs());
 
 beforeAll(async () => {
   requirePrograms('dig', 'nsd', 'nsd-checkconf', 'nsd-control', 'dnsmasq', 'openssl');

@@ -13,6 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PvdView } from '../../src/pvd/view.js';
 import type { TranslateResult } from '../../src/resolve/translate.js';
+import { del, eventually as waitFor, getPvd, put, resolve as resolveIn } from '../helpers/http.js';
 import { dig, requirePrograms, startNsd, startPvdnsCli, startUnbound, withoutTtl, type Nsd, type PvdnsCli, type Unbound } from './servers.js';
 
 const V4_ZONE = [
@@ -44,20 +45,11 @@ let unbound: Unbound | undefined;
 let pvdns: PvdnsCli | undefined;
 let cellSpec: Record<string, unknown>;
 
-async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${pvdns!.http}${path}`, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
-  return { status: res.status, body: (await res.json()) as T };
-}
-const pvd = async (id: string): Promise<PvdView> => (await api<PvdView>('GET', `/v1/pvds/${id}`)).body;
-const resolve = async (query: string): Promise<TranslateResult> => (await api<TranslateResult>('GET', `/v1/resolve?${query}`)).body;
-
-async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${pvdns!.logs()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const pvd = async (id: string): Promise<PvdView> => (await getPvd(pvdns!.http!, id)).body;
+const resolve = async (query: string): Promise<TranslateResult> => (await resolveIn(pvdns!.http!, query)).body;
+/** eventually, with pvdns's logs when it times out. */
+const eventually = (what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> =>
+  waitFor(what, check, timeoutMs, () => pvdns!.logs());
 
 beforeAll(async () => {
   requirePrograms('dig', 'nsd', 'nsd-checkconf', 'nsd-control', 'unbound', 'unbound-checkconf');
@@ -82,7 +74,7 @@ pvds:
 `);
   // The cellular PvD comes and goes, as a connection manager would announce it.
   cellSpec = { identifier: 'cell', dnsServers: [`${unbound.host}:${unbound.port}`], default: true, priority: 20 };
-  expect((await api('PUT', '/v1/pvds/cell', cellSpec)).status).toBe(201);
+  expect((await put(pvdns!.http!, 'cell', cellSpec)).status).toBe(201);
   await eventually('cell to discover its Pref64', async () => (await pvd('cell')).dns64 === 'network');
 });
 
@@ -121,13 +113,13 @@ describe('synthesized answers stay in their PvD', () => {
 
   it('serves no synthesized answer from the cache after the cellular PvD is withdrawn', async () => {
     expect(await resolve('name=www.v4.test&type=AAAA&pvd=cell')).toMatchObject({ cached: true, synthesized: true });
-    expect((await api('DELETE', '/v1/pvds/cell')).status).toBe(200);
+    expect((await del(pvdns!.http!, 'cell')).status).toBe(200);
     // Wi-Fi is the only default PvD left; pvd=cell is unknown now.
-    expect((await api('GET', '/v1/resolve?name=www.v4.test&type=AAAA&pvd=cell')).status).toBe(404);
+    expect((await resolveIn(pvdns!.http!, 'name=www.v4.test&type=AAAA&pvd=cell')).status).toBe(404);
     const r = await dig(pvdns!, ['www.v4.test', 'AAAA']);
     expect(r.answer, r.text).toEqual([]);
     // Announced again, the PvD starts with an empty cache.
-    expect((await api('PUT', '/v1/pvds/cell', cellSpec)).status).toBe(201);
+    expect((await put(pvdns!.http!, 'cell', cellSpec)).status).toBe(201);
     await eventually('cell to discover its Pref64 again', async () => (await pvd('cell')).dns64 === 'network');
     expect(await resolve('name=www.v4.test&type=AAAA&pvd=cell')).toMatchObject({ cached: false, synthesized: true });
   });
