@@ -62,8 +62,10 @@ let configs = 0;
 /** writeConfig writes a configuration file (JSON, which the YAML loader reads with line numbers). */
 function writeConfig(file: string | null, c: Record<string, unknown>): string {
   const path = file ?? join(dir, `pvdns-${++configs}.json`);
-  // No captive-portal probes: the fake servers see only the tests' queries.
-  writeFileSync(path, JSON.stringify({ pvdSources: { host: false }, captive: { probeIntervalS: 0 }, ...c }, null, 2) + '\n');
+  // No captive-portal probes and no Pref64 discovery: the fake servers see only the tests' queries,
+  // and a server's RTT moves only with them.
+  const pvds = Array.isArray(c.pvds) ? { pvds: c.pvds.map((p: Record<string, unknown>) => ({ dns64: 'off', ...p })) } : {};
+  writeFileSync(path, JSON.stringify({ pvdSources: { host: false }, captive: { probeIntervalS: 0 }, ...c, ...pvds }, null, 2) + '\n');
   return path;
 }
 
