@@ -67,6 +67,29 @@ export function isSpecialAddress(text: string): boolean {
 
 const SPECIAL_V6 = new Set(['unspecified', 'loopback', 'linkLocal', 'uniqueLocal', 'multicast', 'ipv4Mapped']);
 
+/**
+ * specialAt is isSpecialAddress on the octets of an A (4) or AAAA (16)
+ * record's address at `at`: the query path looks at every answer with it,
+ * without making strings.
+ */
+export function specialAt(b: Buffer, at: number, len: number): boolean {
+  const x = b[at]!;
+  const y = b[at + 1]!;
+  if (len === 4) {
+    return (
+      x === 0 || x === 10 || x === 127 || x >= 224 ||
+      (x === 100 && y >= 64 && y < 128) || (x === 169 && y === 254) ||
+      (x === 172 && y >= 16 && y < 32) || (x === 192 && y === 168) || (x === 198 && (y === 18 || y === 19))
+    );
+  }
+  if (x === 0xff || x === 0xfc || x === 0xfd || (x === 0xfe && (y & 0xc0) === 0x80)) return true; // multicast, ULA, link-local
+  for (let i = 0; i < 10; i++) if (b[at + i] !== 0) return false;
+  const mapped = b.readUInt16BE(at + 10);
+  if (mapped === 0xffff) return true; // ::ffff:0:0/96
+  if (mapped !== 0 || b[at + 12] !== 0 || b[at + 13] !== 0 || b[at + 14] !== 0) return false;
+  return b[at + 15]! <= 1; // :: and ::1
+}
+
 /** What one probe's answer says. */
 export type ProbeVerdict =
   /** Answered as it should be (or refused: a server that will not resolve it rewrites nothing). */

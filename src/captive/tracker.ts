@@ -14,14 +14,14 @@
 //   network's explicit word beats guessing).
 
 import type { Logger } from 'pino';
-import type { Answer } from '../dns/answer.js';
+import { RR_STRIDE, type Answer } from '../dns/answer.js';
 import { TYPE } from '../dns/constants.js';
 import { encodeName } from '../dns/name.js';
 import { questionMessage } from '../dns/query.js';
 import type { AskPvd, Pvd } from '../pvd/model.js';
 import type { CaptiveView } from '../pvd/view.js';
 import { fetchCaptiveApi, UNRESTRICTED, type CaptiveApiState, type PvdLookup } from './api.js';
-import { addressesOf, isSpecialAddress, judgeCanary, judgeMissing, probeNames, type ProbeVerdict } from './evidence.js';
+import { addressesOf, judgeCanary, judgeMissing, probeNames, specialAt, type ProbeVerdict } from './evidence.js';
 
 export type CaptiveState = 'unknown' | 'open' | 'captive';
 
@@ -202,39 +202,51 @@ export class CaptiveTracker {
    * names may well be private). Returns true when the answer is a rewrite:
    * it holds an address known to be the portal's.
    */
-  noteAnswer(pvd: Pvd, name: string, a: Answer, owned: boolean): boolean {
+  noteAnswer(pvd: Pvd, nameKey: string, a: Answer, owned: boolean): boolean {
     const t = this.byTag.get(pvd.tag);
     if (t === undefined) return false;
-    const addresses = addressesOf(a);
-    if (addresses.length === 0) return false;
-    if (t.portal.size > 0 && addresses.some((x) => t.portal.has(x))) {
+    // One pass over the records' octets: how many addresses, whether one is special, where the first is.
+    const { rr, body } = a;
+    let count = 0;
+    let special = false;
+    let first = 0;
+    let firstLen = 0;
+    for (let i = 0; i < a.an; i++) {
+      const ttlAt = rr[i * RR_STRIDE + 1]!;
+      const type = body.readUInt16BE(ttlAt - 4);
+      const len = body.readUInt16BE(ttlAt + 4);
+      if (!((type === TYPE.A && len === 4) || (type === TYPE.AAAA && len === 16))) continue;
+      if (count++ === 0) [first, firstLen] = [ttlAt + 6, len];
+      if (!special) special = specialAt(body, ttlAt + 6, len);
+    }
+    if (count === 0) return false;
+    if (t.portal.size > 0 && addressesOf(a).some((x) => t.portal.has(x))) {
       t.rewrites++;
       if (t.state !== 'captive') this.suspect(t);
       return true;
     }
     if (owned) return false;
-    if (addresses.some(isSpecialAddress)) {
+    if (special) {
       this.suspect(t);
       return false;
     }
-    this.sameAddress(t, name, addresses);
+    // A portal answers with one address; CDNs mostly with several.
+    if (count === 1) this.sameAddress(t, nameKey, body.toString('latin1', first, first + firstLen));
     return false;
   }
 
-  /** sameAddress watches for one address set answering several unrelated names (standards.md §5.5 H2). */
-  private sameAddress(t: Tracked, name: string, addresses: string[]): void {
+  /** sameAddress watches for one address answering several unrelated names (standards.md §5.5 H2). */
+  private sameAddress(t: Tracked, nameKey: string, address: string): void {
     const now = this.now();
     if (now - t.sameAddressSince > SAME_ADDRESS_WINDOW_MS || t.sameAddress.size > 1024) {
       t.sameAddress.clear();
       t.sameAddressSince = now;
     }
-    if (addresses.length !== 1) return; // a portal answers with one address; CDNs mostly with several
-    const key = addresses[0]!;
-    let names = t.sameAddress.get(key);
-    if (names === undefined) t.sameAddress.set(key, (names = new Set()));
-    names.add(name.split('.').slice(-2).join('.'));
+    let names = t.sameAddress.get(address);
+    if (names === undefined) t.sameAddress.set(address, (names = new Set()));
+    names.add(lastLabels(nameKey, 2));
     if (names.size >= SAME_ADDRESS_NAMES) {
-      t.sameAddress.delete(key);
+      t.sameAddress.delete(address);
       this.suspect(t);
     }
   }
@@ -436,4 +448,11 @@ function hostOf(uri: string | null | undefined): string | null {
   } catch {
     return null;
   }
+}
+
+/** lastLabels is the wire key of a name's last `n` labels ("www.example.com", 2 → "example.com"). */
+function lastLabels(nameKey: string, n: number): string {
+  const starts: number[] = [];
+  for (let off = 0; off < nameKey.length && nameKey.charCodeAt(off) !== 0; off += nameKey.charCodeAt(off) + 1) starts.push(off);
+  return starts.length <= n ? nameKey : nameKey.slice(starts[starts.length - n]);
 }

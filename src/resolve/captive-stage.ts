@@ -7,7 +7,6 @@
 
 import { ANSWER_CAPTIVE, type Answer } from '../dns/answer.js';
 import { RCODE, TYPE } from '../dns/constants.js';
-import { keyToName } from '../dns/name.js';
 import type { CaptiveTracker } from '../captive/tracker.js';
 import type { Pvd } from '../pvd/model.js';
 import type { Query } from './query.js';
@@ -39,7 +38,7 @@ export class CaptiveStage implements Stage {
     if ((q.qtype === TYPE.A || q.qtype === TYPE.AAAA) && a.rcode === RCODE.NOERROR && a.an > 0 && this.captive.watching(pvd)) {
       // A name the query was routed to the PvD by is one of its own; only a forced query needs the route table.
       const owned = q.route !== null ? q.route.zone !== null : this.owns(pvd, q.nameKey);
-      rewritten = this.captive.noteAnswer(pvd, keyToName(q.nameKey), a, owned);
+      rewritten = this.captive.noteAnswer(pvd, q.nameKey, a, owned);
     }
     if (rewritten || wasCaptive || this.captive.isCaptive(pvd) || this.captive.epoch(pvd) !== epoch) a.flags |= ANSWER_CAPTIVE;
     return a;

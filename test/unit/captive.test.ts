@@ -4,12 +4,13 @@
 
 import type DNS from 'dns2';
 import { Packet } from 'dns2';
+import ipaddr from 'ipaddr.js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { errorAnswer, parseResponse, type Answer } from '../../src/dns/answer.js';
 import { RCODE } from '../../src/dns/constants.js';
 import { readName, wireKey } from '../../src/dns/name.js';
 import { parseApiDocument } from '../../src/captive/api.js';
-import { addressesOf, isSpecialAddress, judgeCanary, judgeMissing, probeNames } from '../../src/captive/evidence.js';
+import { addressesOf, isSpecialAddress, judgeCanary, judgeMissing, probeNames, specialAt } from '../../src/captive/evidence.js';
 import { CaptiveTracker, portalHosts, type CaptiveState } from '../../src/captive/tracker.js';
 import { createLogger } from '../../src/log.js';
 import { pvdFromSpec, type Pvd } from '../../src/pvd/model.js';
@@ -78,8 +79,10 @@ describe('probe evidence', () => {
     ['::ffff:10.0.0.1', true],
     ['2001:db8::1', false],
     ['2606:4700::1111', false],
-  ])('%s is special: %s', (address, special) => {
+  ])('%s is special: %s (as text and as octets)', (address, special) => {
     expect(isSpecialAddress(address)).toBe(special);
+    const octets = Buffer.from(ipaddr.parse(address).toByteArray());
+    expect(specialAt(Buffer.concat([Buffer.alloc(3), octets]), 3, octets.length)).toBe(special);
   });
 
   it('reads A and AAAA addresses from an answer, AAAA in RFC 5952 form', () => {
@@ -229,8 +232,8 @@ describe('CaptiveTracker', () => {
     const p = pvd();
     tracker.track(p);
     await settle();
-    expect(tracker.noteAnswer(p, 'www.example.com', reply('www.example.com', { a: ['127.0.0.99'] }), false)).toBe(true);
-    expect(tracker.noteAnswer(p, 'www.example.com', reply('www.example.com', { a: ['192.0.2.80'] }), false)).toBe(false);
+    expect(tracker.noteAnswer(p, wireKey('www.example.com'), reply('www.example.com', { a: ['127.0.0.99'] }), false)).toBe(true);
+    expect(tracker.noteAnswer(p, wireKey('www.example.com'), reply('www.example.com', { a: ['192.0.2.80'] }), false)).toBe(false);
     expect([...tracker.counts()][0]!.rewrites).toBe(4);
     tracker.untrack(p); // its 10 s rechecks would mix with what follows
 
@@ -241,18 +244,18 @@ describe('CaptiveTracker', () => {
     asked.length = 0;
     await settle(16_000);
     // A private address for a name the PvD does not own: probe now (not more than once per 15 s).
-    tracker.noteAnswer(lan, 'www.example.com', reply('www.example.com', { a: ['192.168.1.1'] }), false);
-    tracker.noteAnswer(lan, 'www.example.org', reply('www.example.org', { a: ['192.168.1.1'] }), false);
+    tracker.noteAnswer(lan, wireKey('www.example.com'), reply('www.example.com', { a: ['192.168.1.1'] }), false);
+    tracker.noteAnswer(lan, wireKey('www.example.org'), reply('www.example.org', { a: ['192.168.1.1'] }), false);
     await settle();
     expect(asked).toHaveLength(3);
     // Its own names may be private: no probe.
     asked.length = 0;
     await settle(16_000);
-    tracker.noteAnswer(lan, 'nas.lan.example', reply('nas.lan.example', { a: ['192.168.1.2'] }), true);
+    tracker.noteAnswer(lan, wireKey('nas.lan.example'), reply('nas.lan.example', { a: ['192.168.1.2'] }), true);
     await settle();
     expect(asked).toHaveLength(0);
     // One public address for three unrelated names (H2): probe.
-    for (const n of ['a.one.example', 'b.two.example', 'c.three.example']) tracker.noteAnswer(lan, n, reply(n, { a: ['203.0.113.9'] }), false);
+    for (const n of ['a.one.example', 'b.two.example', 'c.three.example']) tracker.noteAnswer(lan, wireKey(n), reply(n, { a: ['203.0.113.9'] }), false);
     await settle();
     expect(asked).toHaveLength(3);
     expect(tracker.view(lan).captiveState).toBe('open'); // the probes decide, not the heuristic
@@ -303,7 +306,7 @@ describe('CaptiveTracker', () => {
     mode = 'normal';
     await settle(10_000);
     expect(tracker.view(p)).toMatchObject({ captiveState: 'open', portalAddresses: [] });
-    expect(tracker.noteAnswer(p, 'www.example.com', reply('www.example.com', { a: ['127.0.0.99'] }), false)).toBe(false);
+    expect(tracker.noteAnswer(p, wireKey('www.example.com'), reply('www.example.com', { a: ['127.0.0.99'] }), false)).toBe(false);
   });
 
   it('starts over only when the network changes: a new priority keeps the rounds as they are', async () => {
