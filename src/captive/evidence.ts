@@ -53,24 +53,15 @@ export function addressesOf(a: Answer): string[] {
  * are not in the list: they stand in for public addresses in examples.
  */
 export function isSpecialAddress(text: string): boolean {
-  if (!text.includes(':')) {
-    const [a, b] = text.split('.').map(Number) as [number, number];
-    return (
-      a === 0 || a === 10 || a === 127 || a >= 224 ||
-      (a === 100 && b >= 64 && b < 128) || (a === 169 && b === 254) ||
-      (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) || (a === 198 && (b === 18 || b === 19))
-    );
-  }
-  const range = ipaddr.IPv6.parse(text).range();
-  return SPECIAL_V6.has(range);
+  const octets = Buffer.from(ipaddr.parse(text).toByteArray());
+  return specialAt(octets, 0, octets.length);
 }
 
-const SPECIAL_V6 = new Set(['unspecified', 'loopback', 'linkLocal', 'uniqueLocal', 'multicast', 'ipv4Mapped']);
-
 /**
- * specialAt is isSpecialAddress on the octets of an A (4) or AAAA (16)
- * record's address at `at`: the query path looks at every answer with it,
- * without making strings.
+ * specialAt says the same of the octets of an A (4) or AAAA (16) record's
+ * address at `at` (private, shared, loopback, link-local, unspecified,
+ * multicast, reserved; unique-local and IPv4-mapped for IPv6): the query
+ * path looks at every answer with it, without making strings.
  */
 export function specialAt(b: Buffer, at: number, len: number): boolean {
   const x = b[at]!;
