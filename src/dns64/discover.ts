@@ -2,7 +2,7 @@
 // DNS64 synthesizes for ipv4only.arpa, whose only IPv4 addresses are the
 // well-known 192.0.0.170 and 192.0.0.171 (RFC 8880 §2).
 
-import { pref64, PREF64_LENGTHS, specialRange, type Pref64 } from './prefix.js';
+import { pref64, PREF64_LENGTHS, specialRange, v4Offsets, type Pref64 } from './prefix.js';
 
 /** The well-known name, as a query asks it. */
 export const WELL_KNOWN_NAME = 'ipv4only.arpa';
@@ -56,12 +56,8 @@ function occurrences(addr: Uint8Array, v4: Uint8Array): number {
 /** holdsAt says whether `addr` embeds `v4` for a /n prefix, with the u octet and the suffix zero. */
 function holdsAt(addr: Uint8Array, n: number, v4: Uint8Array): boolean {
   if (addr[8] !== 0) return false;
-  let k = 0;
-  let i = n / 8;
-  for (; k < 4; i++) {
-    if (i === 8) continue;
-    if (addr[i] !== v4[k++]) return false;
-  }
-  for (; i < 16; i++) if (addr[i] !== 0) return false;
+  const at = v4Offsets(n);
+  if (at.some((o, k) => addr[o] !== v4[k])) return false;
+  for (let i = at[3]! + 1; i < 16; i++) if (addr[i] !== 0) return false;
   return true;
 }

@@ -56,12 +56,18 @@ export function specialRange(bytes: Uint8Array): string | null {
   return null;
 }
 
+/** v4Offsets lists the octets an IPv4 address occupies after a /length prefix (RFC 6052 §2.2, the u octet skipped). */
+export function v4Offsets(length: number): readonly number[] {
+  const at: number[] = [];
+  for (let i = length / 8; at.length < 4; i++) if (i !== U_OCTET) at.push(i);
+  return at;
+}
+
 /** pref64 makes a Pref64 from the first length/8 octets of `addr` (the rest are taken as zero). */
 export function pref64(addr: Uint8Array, length: number): Pref64 {
   const bytes = new Uint8Array(16);
   bytes.set(addr.subarray(0, length / 8));
-  const v4At: number[] = [];
-  for (let i = length / 8; v4At.length < 4; i++) if (i !== U_OCTET) v4At.push(i);
+  const v4At = v4Offsets(length);
   const text = `${ipaddr.fromByteArray([...bytes]).toString()}/${length}`;
   return Object.freeze({ bytes, length, text, v4At: Object.freeze(v4At) });
 }
