@@ -664,8 +664,16 @@ pvds:
 `;
   const path = join(tmp, 'pvdns.yaml');
   writeFileSync(path, yaml);
-  // The same node binary that runs this harness.
-  return launch('pvdns', process.execPath, [PVDNS_CLI, 'serve', '--config', path], { cwd: REPO_ROOT, tmp });
+  // The same node binary that runs this harness, with the V8 flags of the
+  // executable's first line: pvdns as `npx pvdns` runs it.
+  return launch('pvdns', process.execPath, [...pvdnsNodeFlags(), PVDNS_CLI, 'serve', '--config', path], { cwd: REPO_ROOT, tmp });
+}
+
+/** pvdnsNodeFlags reads the node options from dist/cli.js's `#!/usr/bin/env -S node ...` line. */
+function pvdnsNodeFlags() {
+  const first = readFileSync(PVDNS_CLI, 'utf8').split('\n', 1)[0];
+  const m = /^#!\/usr\/bin\/env -S node((?: --[\w-]+(?:=\S+)?)*)$/.exec(first);
+  return m ? m[1].trim().split(' ').filter(Boolean) : [];
 }
 
 // ---------------------------------------------------------------- dnsperf

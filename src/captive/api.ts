@@ -4,7 +4,7 @@
 // through the PvD that gave the URI only (its portal may answer it with an
 // address no other network knows), and the JSON read as §5 defines it.
 
-import https from 'node:https';
+import { loadHttps } from '../node-http.js';
 import type { LookupAddress } from 'node:dns';
 
 /** RFC 8910 §2: a network that says so has no captive portal. */
@@ -49,7 +49,7 @@ export function fetchCaptiveApi(uri: string, lookup: PvdLookup, opts: { localAdd
       reject(new Error(`${uri}: ${why}`));
     };
     const family = opts.localAddress === null ? 0 : opts.localAddress.includes(':') ? 6 : 4;
-    const req = https.request(url, {
+    const req = loadHttps().request(url, {
       method: 'GET',
       headers: { accept: MEDIA_TYPE },
       localAddress: opts.localAddress ?? undefined,

@@ -1,7 +1,7 @@
 // The command line's view of a running pvdns: `pvdns status` and
 // `pvdns query`, in the spirit of resolvectl, over the HTTP API.
 
-import http from 'node:http';
+import { http } from '../node-http.js';
 import type { PvdView } from '../pvd/view.js';
 import type { TranslateResult } from '../resolve/translate.js';
 

@@ -1,7 +1,8 @@
 // The HTTP listener: health, readiness and Prometheus metrics. Errors are
 // JSON with a 4xx/5xx status, never a stack trace.
 
-import http from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from '../node-http.js';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -21,7 +22,7 @@ export interface HttpDeps {
 
 /** HttpServer serves the HTTP side of pvdns on `http.listen`. */
 export class HttpServer {
-  private server: http.Server | null = null;
+  private server: Server | null = null;
 
   constructor(
     private readonly addr: SocketAddress,
@@ -49,7 +50,7 @@ export class HttpServer {
     });
   }
 
-  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://pvdns');
     const get = req.method === 'GET' || req.method === 'HEAD';
     if (this.deps.api && (await this.deps.api.handle(req, res, url))) return;
@@ -91,13 +92,13 @@ export class HttpServer {
 }
 
 /** json sends a JSON body with a status. */
-export function json(res: http.ServerResponse, status: number, body: unknown): void {
+export function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
-function methodNotAllowed(res: http.ServerResponse, allow: string): void {
+function methodNotAllowed(res: ServerResponse, allow: string): void {
   res.setHeader('allow', allow);
   json(res, 405, { error: `method not allowed; use ${allow}` });
 }

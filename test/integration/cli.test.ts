@@ -3,7 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ask } from '../helpers/client.js';
 import { a, answer, FakeUpstream } from '../helpers/fake-upstream.js';
@@ -30,6 +30,14 @@ describe('pvdns --help, --version, check-config', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/pvdns serve \[--config FILE\]/);
     expect(help.stdout).toMatch(/pvdns check-config FILE/);
+  });
+
+  it('runs as `npx pvdns` through its first line, V8 flags included', () => {
+    // The first line carries node options (env -S); a line env cannot split would fail here.
+    expect(readFileSync(CLI, 'utf8').split('\n', 1)[0]).toMatch(/^#!\/usr\/bin\/env -S node --max-semi-space-size=\d+$/);
+    const env = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` };
+    const r = spawnSync('npx', ['--no-install', 'pvdns', '--version'], { cwd: join(import.meta.dirname, '../..'), env, encoding: 'utf8', timeout: 60_000 });
+    expect({ code: r.status, stdout: r.stdout }).toEqual({ code: 0, stdout: expect.stringMatching(/^pvdns \d+\.\d+\.\d+\n$/) });
   });
 
   it('rejects an unknown command with usage and exit code 2', () => {

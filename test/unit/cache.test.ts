@@ -315,25 +315,42 @@ describe('per-PvD bookkeeping', () => {
     expect(c.entries(TAG)).toBe(0);
   });
 
-  it('keeps counts right when least recently used entries are evicted', () => {
+  it('evicts, when full, an entry not used since the last sweep, and keeps counts right', () => {
     const c = cacheWith({ maxEntries: 3 });
     c.admit(key('a.example', T.A, 1), null, 1, pos('a.example'));
     c.admit(key('b.example', T.A, 1), null, 1, pos('b.example'));
-    c.get(key('a.example', T.A, 1)); // a is now more recent than b
+    c.get(key('a.example', T.A, 1)); // a is used, b is not
     c.admit(key('c.example', T.A, 2), null, 2, pos('c.example'));
-    c.admit(key('d.example', T.A, 2), null, 2, pos('d.example')); // evicts b
+    c.admit(key('d.example', T.A, 2), null, 2, pos('d.example')); // evicts b, the first unused
     expect(c.size).toBe(3);
     expect([c.entries(1), c.entries(2)]).toEqual([1, 2]);
     expect(c.get(key('b.example', T.A, 1))).toBeUndefined();
-    expect(c.get(key('a.example', T.A, 1))).toBeDefined(); // a is the most recent again
+    expect(c.get(key('a.example', T.A, 1))).toBeDefined(); // used again: survives the next sweep
     c.admit(key('e.example', T.A, 2), null, 2, pos('e.example')); // evicts c
-    c.admit(key('f.example', T.A, 2), null, 2, pos('f.example')); // evicts d
-    c.admit(key('g.example', T.A, 1), null, 1, pos('g.example')); // evicts a
-    expect([c.entries(1), c.entries(2), c.size]).toEqual([1, 2, 3]);
+    c.admit(key('f.example', T.A, 2), null, 2, pos('f.example')); // passes a (clearing its mark), evicts d
+    c.admit(key('g.example', T.A, 1), null, 1, pos('g.example')); // evicts e, never used
+    expect([c.entries(1), c.entries(2), c.size]).toEqual([2, 1, 3]);
+    expect(c.get(key('e.example', T.A, 2))).toBeUndefined();
+    c.admit(key('h.example', T.A, 2), null, 2, pos('h.example')); // a's mark is gone: a goes now
     expect(c.get(key('a.example', T.A, 1))).toBeUndefined();
     expect(c.dropPvd(2)).toBe(2);
     expect([c.entries(1), c.entries(2), c.size]).toEqual([1, 0, 1]);
     expect(c.get(key('g.example', T.A, 1))).toBeDefined();
+  });
+
+  it('finds every entry again when full, however many passes the hand makes', () => {
+    const c = cacheWith({ maxEntries: 100 });
+    for (let i = 0; i < 1000; i++) {
+      c.admit(key(`n${i}.example`, T.A, 1), null, 1, pos(`n${i}.example`));
+      if (i % 3 === 0) c.get(key(`n${i}.example`, T.A, 1));
+      expect(c.size).toBe(Math.min(i + 1, 100));
+    }
+    // The newest entry is always kept; every key in the cache still finds its own answer.
+    expect(seen(c.get(key('n999.example', T.A, 1))!, 'n999.example').rcode).toBe(RCODE.NOERROR);
+    let found = 0;
+    for (let i = 0; i < 1000; i++) if (c.get(key(`n${i}.example`, T.A, 1)) !== undefined) found++;
+    expect(found).toBe(100);
+    expect(c.entries(1)).toBe(100);
   });
 
   it('keeps counts right when an entry is overwritten', () => {
