@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(BENCH_DIR, '..');
 const RESULTS_FILE = join(BENCH_DIR, 'results', 'latest.json');
+const SOAK_FILE = join(BENCH_DIR, 'results', 'soak.json');
 
 // The authoritative server every forwarder sends its cache misses to.
 const UPSTREAM = { host: '127.0.0.10', port: 5310 };
@@ -66,6 +67,11 @@ function parseOptions(argv) {
       outstanding: { type: 'string', default: '200' },
       clients: { type: 'string', default: '4' },
       timeout: { type: 'string', default: '3' },
+      'latency-qps': { type: 'string', default: '20000' },
+      soak: { type: 'string' },
+      'soak-qps': { type: 'string', default: '10000' },
+      'soak-cache': { type: 'string', default: '100000' },
+      interval: { type: 'string', default: '10' },
       'keep-tmp': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -83,6 +89,12 @@ function parseOptions(argv) {
       '  --outstanding  dnsperf -q, max queries in flight (default 200)\n' +
       '  --clients      dnsperf -c, number of client sockets (default 4)\n' +
       '  --timeout      dnsperf -t, seconds before a query counts as lost (default 3)\n' +
+      '  --latency-qps  the fixed rate of the hit-latency run (default 20000)\n' +
+      '  --soak S       instead of the comparison: pvdns alone under a mixed load for S\n' +
+      '                 seconds, reporting qps, errors and RSS every --interval seconds\n' +
+      '  --soak-qps     the soak\'s UDP rate (default 10000; TCP adds 500)\n' +
+      '  --soak-cache   pvdns\'s cache.maxEntries in the soak (default 100000, its default)\n' +
+      '  --interval     seconds between soak reports (default 10)\n' +
       '  --keep-tmp     keep the temp dir (configs, logs) for debugging\n');
     process.exit(0);
   }
@@ -107,6 +119,11 @@ function parseOptions(argv) {
     outstanding: positiveInt('outstanding', values.outstanding),
     clients: positiveInt('clients', values.clients),
     timeout: positiveInt('timeout', values.timeout),
+    latencyQps: positiveInt('latency-qps', values['latency-qps']),
+    soak: values.soak === undefined ? null : positiveInt('soak', values.soak),
+    soakQps: positiveInt('soak-qps', values['soak-qps']),
+    soakCache: positiveInt('soak-cache', values['soak-cache']),
+    interval: positiveInt('interval', values.interval),
     keepTmp: values['keep-tmp'],
   };
 }
@@ -649,13 +666,13 @@ function checkPvdnsBuilt() {
   }
 }
 
-function startPvdns(tmp, { host, port }) {
+function startPvdns(tmp, { host, port, cacheEntries }) {
   checkPvdnsBuilt();
   const yaml = `listen: ["${host}:${port}"]
 http: { listen: "${host}:8053" }
 log: { level: warn }
 access: { allow: ["127.0.0.0/8"] }
-cache: { maxEntries: ${PVDNS_CACHE_ENTRIES} }
+cache: { maxEntries: ${cacheEntries} }
 pvdSources: { host: false }
 pvds:
   - identifier: bench
@@ -737,6 +754,27 @@ async function dnsperf(label, server, file, { duration, maxRuns, outstanding, cl
 }
 
 /**
+ * latencyRun measures each cache hit's latency at a fixed rate (`dnsperf -Q`)
+ * well below saturation, so the figures are the server's and not the queue
+ * dnsperf builds at full load (where latency is just outstanding ÷ qps).
+ * dnsperf 2.10 prints no percentiles, but with -v it prints every answer's
+ * latency; this reads them.
+ */
+async function latencyRun(label, server, file, opts) {
+  const duration = Math.min(opts.duration, 5);
+  const args = ['-s', server.host, '-p', String(server.port), '-d', file, '-c', String(opts.clients),
+    '-q', String(opts.outstanding), '-t', String(opts.timeout), '-Q', String(opts.latencyQps), '-l', String(duration), '-v'];
+  const r = await runCommand(`dnsperf (${label})`, 'dnsperf', args, { timeoutMs: (duration + opts.timeout + 30) * 1000 });
+  const stats = parseDnsperf(r.stdout);
+  if (r.code !== 0 || stats.qps === null) throw new BenchError(`dnsperf (${label}) failed (${r.signal ?? `exit ${r.code}`}):\n${r.stderr}`);
+  const seconds = [];
+  for (const m of r.stdout.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)) seconds.push(Number(m[1]));
+  seconds.sort((a, b) => a - b);
+  const pct = (p) => (seconds.length ? 1000 * seconds[Math.min(seconds.length - 1, Math.floor((p / 100) * seconds.length))] : null);
+  return { ...stats, answers: seconds.length, p50Ms: pct(50), p99Ms: pct(99), p999Ms: pct(99.9), args: ['dnsperf', ...args].join(' ') };
+}
+
+/**
  * Linux's count of UDP datagrams dropped because a socket's receive buffer was
  * full (machine-wide). Recorded per run: when it matches dnsperf's "lost",
  * the losses are overload drops, not a server failing to answer.
@@ -798,6 +836,8 @@ async function benchmarkServer(name, tmp, hitsFile, opts, round) {
     await warmCache(name, server, hitsFile, opts);
     const hits = await dnsperf(`${name} hits`, server, hitsFile, { ...opts, maxRuns: null });
     results.push({ server: name, workload: 'hits', round, ...hits });
+    const latency = await latencyRun(`${name} hit latency`, server, hitsFile, opts);
+    results.push({ server: name, workload: 'latency', round, ...latency });
 
     say(`${name}: writing ${opts.missNames.toLocaleString('en')} unique names, then misses for ${opts.duration} s`);
     missesFile = writeMissesFile(tmp, server.missPrefix, opts.missNames);
@@ -866,6 +906,145 @@ async function footprint(tmp, opts) {
   }
 }
 
+// ---------------------------------------------------------------- soak
+
+/**
+ * writeSoakFile writes the soak's mixed queries, in a repeating pattern of 20:
+ * 14 cached names (A), 3 unique names (misses), 2 names that do not exist
+ * (NXDOMAIN, cached after the first time) and 1 AAAA of a cached name (NODATA).
+ */
+function writeSoakFile(tmp, count) {
+  const path = join(tmp, 'soak.txt');
+  const fd = openSync(path, 'w');
+  try {
+    for (let start = 0; start < count; start += 100_000) {
+      let text = '';
+      for (let i = start; i < Math.min(count, start + 100_000); i++) {
+        const k = i % 20;
+        if (k < 14) text += `${hitName(i % HIT_NAMES)} A\n`;
+        else if (k < 17) text += `soak${i}.miss.${ZONE} A\n`;
+        else if (k < 19) text += `nx${i % 5000}.${ZONE} A\n`;
+        else text += `${hitName(i % HIT_NAMES)} AAAA\n`;
+      }
+      writeSync(fd, text);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return path;
+}
+
+/** Sums of a Prometheus text exposition's samples, by metric name and, when given, one label's value. */
+function promSums(text, label) {
+  const sums = new Map();
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)(\{[^}]*\})? ([\d.e+-]+)$/.exec(line);
+    if (!m) continue;
+    const value = Number(m[3]);
+    sums.set(m[1], (sums.get(m[1]) ?? 0) + value);
+    const l = m[2] && new RegExp(`${label}="([^"]*)"`).exec(m[2]);
+    if (l) sums.set(`${m[1]}:${l[1]}`, (sums.get(`${m[1]}:${l[1]}`) ?? 0) + value);
+  }
+  return sums;
+}
+
+/** dnsperf -S prints "<unix time>: <qps>" every interval; these are those lines. */
+function intervalQps(text) {
+  return [...text.matchAll(/^(\d+\.\d+): ([\d.]+)$/gm)].map((m) => ({ at: Number(m[1]) * 1000, qps: Number(m[2]) }));
+}
+
+/**
+ * soak runs pvdns alone for `opts.soak` seconds under a mixed load — UDP at
+ * `opts.soakQps` (hits, misses, NXDOMAIN, NODATA) and TCP at 500 qps — and
+ * samples its RSS and metrics every `opts.interval` seconds. It fails (exit 1)
+ * when queries are lost or answered with an error, when pvdns dies, or when
+ * its RSS keeps growing once the cache is full.
+ */
+async function soak(tmp, hitsFile, opts) {
+  const server = { ...SERVERS.pvdns, cacheEntries: opts.soakCache };
+  say(`pvdns: starting on ${server.host}:${server.port} (cache.maxEntries ${opts.soakCache})`);
+  const proc = await server.start(tmp, server);
+  const samples = [];
+  let udp;
+  let tcp;
+  let started = 0;
+  try {
+    await waitUntilAnswering(proc, server.host, server.port, hitName(1), 20_000);
+    await warmCache('pvdns', server, hitsFile, opts);
+    say(`writing ${(opts.soakQps * opts.soak).toLocaleString('en')} queries, then the soak for ${opts.soak} s`);
+    const file = writeSoakFile(tmp, opts.soakQps * opts.soak);
+    const common = ['-s', server.host, '-p', String(server.port), '-l', String(opts.soak), '-S', String(opts.interval), '-t', String(opts.timeout)];
+    started = Date.now();
+    const timeoutMs = (opts.soak + opts.timeout + 60) * 1000;
+    udp = runCommand('dnsperf (soak, udp)', 'dnsperf', [...common, '-d', file, '-n', '1', '-Q', String(opts.soakQps), '-c', '4', '-q', '500'], { timeoutMs });
+    tcp = runCommand('dnsperf (soak, tcp)', 'dnsperf', [...common, '-d', hitsFile, '-m', 'tcp', '-Q', '500', '-c', '4', '-q', '20'], { timeoutMs });
+    let done = false;
+    Promise.all([udp, tcp]).finally(() => { done = true; });
+    while (!done) {
+      await sleep(opts.interval * 1000);
+      if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during the soak`);
+      const metrics = await fetch(`http://${server.host}:8053/metrics`).then((r) => r.text()).then((t) => promSums(t, 'rcode'), () => null);
+      samples.push({ t: (Date.now() - started) / 1000, rssKiB: rssKiB(proc.child.pid), metrics });
+      const last = samples.at(-1);
+      say(`t=${last.t.toFixed(0)} s: RSS ${(last.rssKiB / 1024).toFixed(1)} MiB, cache ${last.metrics?.get('pvdns_cache_entries') ?? '?'} entries`);
+    }
+    if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during the soak`);
+  } finally {
+    await stop(proc);
+  }
+  const [u, t] = await Promise.all([udp, tcp]);
+  for (const [label, r] of [['udp', u], ['tcp', t]]) {
+    if (r.code !== 0) throw new BenchError(`dnsperf (soak, ${label}) failed (${r.signal ?? `exit ${r.code}`}):\n${r.stdout}${r.stderr}`);
+  }
+  return { startedAt: started, samples, udp: { ...parseDnsperf(u.stdout), intervals: intervalQps(u.stdout) }, tcp: { ...parseDnsperf(t.stdout), intervals: intervalQps(t.stdout) } };
+}
+
+/** soakVerdict lists what makes a soak fail, and says how the memory was judged. */
+function soakVerdict(result, opts) {
+  const problems = [];
+  for (const label of ['udp', 'tcp']) {
+    const r = result[label];
+    if (r.lost > r.sent * 0.001) problems.push(`${label}: ${r.lost} of ${r.sent} queries lost`);
+    const bad = Object.entries(r.rcodes).filter(([k]) => !['NOERROR', 'NXDOMAIN'].includes(k));
+    if (bad.length) problems.push(`${label}: answers with ${bad.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
+  // Once the cache is full the process should stop growing: allow 32 MiB for the heap's own moods.
+  const full = result.samples.findIndex((s) => (s.metrics?.get('pvdns_cache_entries') ?? 0) >= opts.soakCache * 0.99);
+  let memory = 'the cache did not fill within the run, so RSS growth was not judged';
+  if (full >= 0 && full < result.samples.length - 1) {
+    const atFull = result.samples[full].rssKiB;
+    const grew = (Math.max(...result.samples.slice(full).map((s) => s.rssKiB)) - atFull) / 1024;
+    memory = `RSS grew ${grew.toFixed(1)} MiB after the cache was full at t=${result.samples[full].t.toFixed(0)} s (limit 32)`;
+    if (grew > 32) problems.push(memory);
+  }
+  return { problems, memory };
+}
+
+function renderSoak(report) {
+  const { versions, host, options, soak: r } = report;
+  const lines = [`## pvdns soak — ${report.date}`, ''];
+  lines.push(`- versions: pvdns ${versions.pvdns}${versions.pvdnsCommit ? ` (${versions.pvdnsCommit})` : ''}, node ${versions.node}, dnsperf ${versions.dnsperf}, nsd ${versions.nsd}`);
+  lines.push(`- host: ${host.cpus} × ${host.cpuModel}, ${host.os}`);
+  lines.push(`- load: ${options.soak} s; UDP at ${options.soakQps} qps (70 % cached names, 15 % unique names, 10 % NXDOMAIN, 5 % NODATA), ` +
+    `TCP at 500 qps (cached names); cache.maxEntries ${options.soakCache}`, '');
+  lines.push('| t (s) | UDP qps | TCP qps | RSS (MiB) | cache entries | SERVFAIL so far | shed so far |');
+  lines.push('|---:|---:|---:|---:|---:|---:|---:|');
+  const qpsNear = (intervals, t) => intervals.find((x) => Math.abs((x.at - r.startedAt) / 1000 - t) <= options.interval / 2)?.qps ?? null;
+  for (const s of r.samples) {
+    lines.push(`| ${s.t.toFixed(0)} | ${fmt(qpsNear(r.udp.intervals, s.t), 0)} | ${fmt(qpsNear(r.tcp.intervals, s.t), 0)} | ${fmt(s.rssKiB / 1024, 1)} | ` +
+      `${s.metrics?.get('pvdns_cache_entries') ?? 'n/a'} | ${s.metrics?.get('pvdns_responses_total:SERVFAIL') ?? 0} | ${s.metrics?.get('pvdns_queries_shed_total') ?? 'n/a'} |`);
+  }
+  lines.push('');
+  for (const label of ['udp', 'tcp']) {
+    const x = r[label];
+    lines.push(`${label}: ${x.sent} sent, ${x.completed} completed, ${x.lost} lost, ${fmt(x.qps, 0)} qps, rcodes ${rcodeSummary(x.rcodes)}, ` +
+      `average latency ${fmt(x.latencyAvgMs, 3)} ms`);
+  }
+  lines.push('', `Memory: ${report.memory}.`);
+  lines.push('', report.problems.length ? `**FAILED:** ${report.problems.join('; ')}` : 'OK: nothing lost, no errors, memory within bounds.');
+  return `${lines.join('\n')}\n`;
+}
+
 // ---------------------------------------------------------------- report
 
 /** medians picks, per workload and server, the round with the median qps, noting the range of all rounds. */
@@ -878,6 +1057,17 @@ function medians(runs, servers) {
       const median = mine[Math.floor((mine.length - 1) / 2)];
       out.push({ ...median, qpsRounds: mine.map((r) => r.qps), lostRounds: mine.map((r) => r.lost) });
     }
+  }
+  // Hit latency: the median of each percentile over the rounds.
+  for (const server of servers) {
+    const mine = runs.filter((r) => r.workload === 'latency' && r.server === server);
+    if (mine.length === 0) continue;
+    const mid = (key) => {
+      const v = mine.map((r) => r[key]).filter((x) => x !== null).sort((a, b) => a - b);
+      return v.length ? v[Math.floor((v.length - 1) / 2)] : null;
+    };
+    out.push({ ...mine[0], p50Ms: mid('p50Ms'), p99Ms: mid('p99Ms'), p999Ms: mid('p999Ms'), qps: mid('qps'),
+      p99Rounds: mine.map((r) => r.p99Ms), lost: mine.reduce((n, r) => n + r.lost, 0), answers: mine.reduce((n, r) => n + r.answers, 0) });
   }
   return out;
 }
@@ -932,6 +1122,17 @@ function renderReport(report) {
         `${r.qpsRounds.map((q) => fmt(q, 0)).join(' / ')} |`);
     }
   }
+  const latency = results.filter((x) => x.workload === 'latency');
+  if (latency.length) {
+    lines.push('', `Cache-hit latency at a fixed ${options.latencyQps} qps (dnsperf -Q, each answer's latency from -v; ` +
+      'median of the rounds):', '');
+    lines.push('| server | p50 (ms) | p99 (ms) | p99.9 (ms) | answers | lost | p99 per round |');
+    lines.push('|---|---:|---:|---:|---:|---:|---|');
+    for (const r of latency) {
+      lines.push(`| ${r.server} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.p999Ms, 3)} | ${r.answers} | ${r.lost} | ` +
+        `${r.p99Rounds.map((v) => fmt(v, 3)).join(' / ')} |`);
+    }
+  }
   lines.push('');
   for (const workload of ['hits', 'misses']) {
     const r = ratios[workload];
@@ -982,6 +1183,18 @@ async function main() {
 
   say(`nsd: starting on ${UPSTREAM.host}:${UPSTREAM.port}`);
   const nsd = await startNsd(tmpDir);
+
+  if (opts.soak !== null) {
+    const result = await soak(tmpDir, hitsFile, opts);
+    await stop(nsd);
+    const report = { date, versions, host, options: { ...opts, keepTmp: undefined }, soak: result, ...soakVerdict(result, opts) };
+    mkdirSync(dirname(SOAK_FILE), { recursive: true });
+    writeFileSync(SOAK_FILE, `${JSON.stringify(report, (k, v) => (v instanceof Map ? Object.fromEntries(v) : v), 2)}\n`);
+    process.stdout.write(renderSoak(report));
+    say(`raw results written to ${SOAK_FILE}`);
+    if (report.problems.length) process.exitCode = 1;
+    return;
+  }
 
   // Rounds over all servers, the order rotated each round, so a slow spell of
   // the machine does not land on one server only; each server's median round

@@ -5,7 +5,7 @@
 // The decision depends on the name alone, so the A and AAAA queries of one
 // lookup land in the same PvD (RFC 8801 §3.4.4).
 
-import { errorAnswer, type Answer } from '../dns/answer.js';
+import { ANSWER_TRANSIENT, errorAnswer, type Answer } from '../dns/answer.js';
 import { EDE, RCODE } from '../dns/constants.js';
 import type { Pvd } from '../pvd/model.js';
 import type { Query } from './query.js';
@@ -52,7 +52,8 @@ export class Router implements Stage {
 
   private failover(q: Query, pvds: readonly Pvd[], i: number, r: Result, next: Next): Result {
     const after = (a: Answer): Result => {
-      if (a.rcode !== RCODE.SERVFAIL || i + 1 >= pvds.length) return a;
+      // A shed query (upstream.maxInflight, a bound over all PvDs) would be shed by the next PvD too.
+      if (a.rcode !== RCODE.SERVFAIL || a.flags & ANSWER_TRANSIENT || i + 1 >= pvds.length) return a;
       q.pvd = pvds[i + 1]!;
       q.server = null;
       return this.failover(q, pvds, i + 1, next(q), next);

@@ -90,4 +90,24 @@ describe('upstream.maxInflight', () => {
     const name = (shed[0]!.r.packet.questions[0]!.name);
     expect((await ask(pvdns.dns, name, 'A', { timeoutMs: 3000 })).packet.header.rcode).toBe(0);
   });
+
+  it('does not fail a shed query over to the next default PvD: it would be shed there too', async () => {
+    const second = await new FakeUpstream((q) => answer(q, [a(q, '192.0.2.59')])).start('127.0.0.59');
+    const two = await startPvdns({
+      upstream: { timeoutMs: 2000, attempts: 1, maxInflight: 5 },
+      pvds: [
+        { identifier: 'first', dnsServers: [slow.address], default: true, priority: 10 },
+        { identifier: 'second', dnsServers: [second.address], default: true, priority: 20 },
+      ],
+    });
+    try {
+      const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => ask(two.dns, `over${i}.example`, 'A', { timeoutMs: 3000 })));
+      expect(replies.filter((r) => r.packet.header.rcode === 2)).toHaveLength(15);
+      expect(second.seen).toHaveLength(0);
+      expect(await metric(two, 'pvdns_queries_shed_total')).toBe(15);
+    } finally {
+      await two.stop();
+      await second.stop();
+    }
+  });
 });

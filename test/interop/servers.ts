@@ -165,6 +165,11 @@ class Daemon {
   readonly stderrPath: string;
   exit: Exit | null = null;
   private child: ChildProcess | null = null;
+
+  /** The process's id while it runs (for /proc). */
+  get pid(): number {
+    return this.child?.pid ?? -1;
+  }
   private exited: Promise<Exit> = Promise.resolve({ code: null, signal: null });
   private command = '';
 
@@ -563,10 +568,18 @@ export interface PvdnsCli extends Server {
   configFile: string;
   signal(sig: NodeJS.Signals): void;
   waitExit(ms: number): Promise<Exit | null>;
+  /** Its process id (for /proc). */
+  pid: number;
+}
+
+/** nodeFlags are the node options of dist/cli.js's first line: pvdns runs as `npx pvdns` would run it. */
+function nodeFlags(): string[] {
+  const m = /^#!\/usr\/bin\/env -S node((?: --[\w-]+(?:=\S+)?)*)$/.exec(readFileSync(CLI, 'utf8').split('\n', 1)[0]!);
+  return m ? m[1]!.trim().split(' ').filter(Boolean) : [];
 }
 
 /**
- * startPvdnsCli runs `node dist/cli.js serve --config FILE` with `configYaml`.
+ * startPvdnsCli runs `node <flags> dist/cli.js serve --config FILE` with `configYaml`.
  * Where it listens is read from its "pvdns started" log line, so the config
  * may use port 0. The config should set `pvdSources: { host: false }` so
  * pvdns does not read /etc/resolv.conf.
@@ -576,7 +589,7 @@ export async function startPvdnsCli(configYaml: string, env: Record<string, stri
   const d = new Daemon('pvdns');
   return d.guard(async () => {
     const conf = d.file('pvdns.yaml', configYaml);
-    d.start(process.execPath, [CLI, 'serve', '--config', conf], REPO, env);
+    d.start(process.execPath, [...nodeFlags(), CLI, 'serve', '--config', conf], REPO, env);
     const logLines = (): Array<Record<string, unknown>> =>
       readFileSync(d.stdoutPath, 'utf8')
         .split('\n')
@@ -598,7 +611,7 @@ export async function startPvdnsCli(configYaml: string, env: Record<string, stri
     const at = { host: m[1]!, port: Number(m[2]) };
     // localhost is answered by pvdns itself: ready without any upstream.
     await d.waitReady(at, ['localhost', 'A'], (r) => r.status === 'NOERROR');
-    return { ...server(d, at), logLines, http, configFile: conf, signal: (sig) => d.signal(sig), waitExit: (ms) => d.waitExit(ms) };
+    return { ...server(d, at), logLines, http, configFile: conf, signal: (sig) => d.signal(sig), waitExit: (ms) => d.waitExit(ms), pid: d.pid };
   });
 }
 
