@@ -4,7 +4,9 @@
 // produces. Without it (not Linux, a failed build, PVDNS_UDP_BACKEND=dgram)
 // pvdns uses node:dgram with the same behaviour; both are tested.
 
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { constants } from 'node:os';
 import ipaddr from 'ipaddr.js';
 
@@ -29,11 +31,16 @@ export const META = 8;
 /** Receive slot size: larger datagrams arrive marked truncated. */
 export const SLOT = 4096;
 
+/** Where node-gyp puts the addon: seen from dist/native/, or from dist/ when pvdns runs bundled. */
+const ADDON = ['../../build/Release/pvdns_udp.node', '../build/Release/pvdns_udp.node'];
+
 function load(): Addon | null {
   const choice = process.env.PVDNS_UDP_BACKEND ?? 'auto';
   if (choice === 'dgram') return null;
+  const require = createRequire(import.meta.url);
   try {
-    return createRequire(import.meta.url)('../../build/Release/pvdns_udp.node') as Addon;
+    const path = ADDON.find((p) => existsSync(fileURLToPath(new URL(p, import.meta.url)))) ?? ADDON[0]!;
+    return require(path) as Addon;
   } catch (err) {
     if (choice === 'native') throw new Error(`PVDNS_UDP_BACKEND=native, but the addon did not load: ${(err as Error).message}`);
     return null;

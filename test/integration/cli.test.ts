@@ -1,7 +1,7 @@
 // The command line as a user runs it: `node dist/cli.js` (built by pretest).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,8 @@ describe('pvdns --help, --version, check-config', () => {
     const env = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` };
     const r = spawnSync('npx', ['--no-install', 'pvdns', '--version'], { cwd: join(import.meta.dirname, '../..'), env, encoding: 'utf8', timeout: 60_000 });
     expect({ code: r.status, stdout: r.stdout }).toEqual({ code: 0, stdout: expect.stringMatching(/^pvdns \d+\.\d+\.\d+\n$/) });
+    // The build bundled it (scripts/bundle.mjs): what these tests run is the one-file pvdns.
+    expect(existsSync(join(dirname(CLI), 'pvdns.bundle.js'))).toBe(true);
   });
 
   it('rejects an unknown command with usage and exit code 2', () => {
