@@ -124,7 +124,7 @@ export class AnswerCache {
     return a;
   }
 
-/**
+  /**
    * admit stores an upstream answer if it may be cached: a positive answer
    * for its smallest TTL (clamped to minTtl..maxTtl), a negative one for
    * min(SOA TTL, SOA MINIMUM, negativeTtl) and only with an SOA (RFC 2308

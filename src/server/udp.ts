@@ -164,7 +164,10 @@ class BatchedUdpListener implements UdpListener, ReplySink {
       s.send(out, port, client);
       return;
     }
-    this.outMeta.set(rxMeta.subarray(this.current * META, this.current * META + META), this.outCount * META);
+    // The client's address and port words, copied word by word: a subarray would be an object per reply.
+    const from = this.current * META;
+    const to = this.outCount * META;
+    for (let k = 0; k < META; k++) this.outMeta[to + k] = rxMeta[from + k]!;
     this.out[this.outCount++] = out;
     if (this.outCount === BATCH) this.flush();
   }
