@@ -3,7 +3,7 @@
 // each position; start, reload and stop live here too.
 
 import { readdir } from 'node:fs/promises';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry } from './metrics/prom-client.js';
 import { parseSocketAddress, type SocketAddress } from './config/address.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';

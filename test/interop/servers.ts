@@ -585,7 +585,7 @@ function nodeFlags(): string[] {
  * pvdns does not read /etc/resolv.conf.
  */
 export async function startPvdnsCli(configYaml: string, env: Record<string, string> = {}): Promise<PvdnsCli> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} not found: build pvdns first (npx tsc -p .)`);
+  if (!existsSync(CLI)) throw new Error(`${CLI} not found: build pvdns first (npm run build)`);
   const d = new Daemon('pvdns');
   return d.guard(async () => {
     const conf = d.file('pvdns.yaml', configYaml);
