@@ -17,19 +17,20 @@
 // (the Dockerfile and the systemd unit do).
 
 import module from 'node:module';
-import { readdirSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { statSync } from 'node:fs';
 
 module.enableCompileCache?.();
 
-/** The bundle, if the build made one after tsc last wrote a module (`tsc` alone, or `tsc -w`, leaves it stale). */
+/**
+ * The bundle, if the build made it after tsc last wrote command.js: `tsc`
+ * alone rewrites every module and leaves the bundle stale, so pvdns then runs
+ * from the modules. (`tsc -w` rewrites only what changed: delete the bundle,
+ * or run `npm run build`.)
+ */
 function freshBundle(): URL | null {
   const bundle = new URL('./pvdns.bundle.js', import.meta.url);
   try {
-    const made = statSync(bundle).mtimeMs;
-    const dist = fileURLToPath(new URL('.', import.meta.url));
-    const modules = readdirSync(dist, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.js') && f !== 'pvdns.bundle.js');
-    return modules.every((f) => statSync(`${dist}/${f}`).mtimeMs <= made) ? bundle : null;
+    return statSync(bundle).mtimeMs >= statSync(new URL('./command.js', import.meta.url)).mtimeMs ? bundle : null;
   } catch {
     return null;
   }

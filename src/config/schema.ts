@@ -6,6 +6,11 @@ import { z } from 'zod';
 import { normalizeDomain, pvdSpecSchema } from '../pvd/schema.js';
 import { parsePrefix, parseSocketAddress } from './address.js';
 
+// Schemas here are used a few times (start-up, reload, an API call), not in a
+// loop: zod's generated fast path costs more to make than it saves (~5 ms of
+// start-up, measured).
+z.config({ jitless: true });
+
 const listenAddress = (defaultPort: number) =>
   z.string().superRefine((v, ctx) => {
     const r = parseSocketAddress(v, defaultPort);
