@@ -1,6 +1,6 @@
 // HTTP helpers for tests of the control API: JSON calls with global fetch,
-// the /v1 calls by name, polling, and a reader of the Server-Sent Events
-// stream (GET /v1/events).
+// the /v1 calls by name, polling, a reader of the Server-Sent Events stream
+// (GET /v1/events), and a metric read from /metrics.
 
 import { expect } from 'vitest';
 import type { PvdView } from '../../src/pvd/view.js';
@@ -158,4 +158,14 @@ export class EventStream {
   close(): void {
     this.ctl.abort();
   }
+}
+
+/** metricSum scrapes `base`/metrics and sums every sample of one metric, whatever its labels; NaN when it has none. */
+export async function metricSum(base: string, name: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  let sum = NaN;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(name) && (line[name.length] === ' ' || line[name.length] === '{')) sum = (Number.isNaN(sum) ? 0 : sum) + Number(line.split(' ').pop());
+  }
+  return sum;
 }

@@ -6,10 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ask, ede } from '../helpers/client.js';
 import { a, answer, FakeUpstream } from '../helpers/fake-upstream.js';
+import { metricSum } from '../helpers/http.js';
 import { startPvdns, type Running } from '../helpers/pvdns.js';
-
-const metric = async (pvdns: Running, name: string): Promise<number> =>
-  Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await (await fetch(`${pvdns.http}/metrics`)).text())?.[1] ?? NaN);
 
 describe('access.rateLimit', () => {
   let refusing: Running;
@@ -38,7 +36,7 @@ describe('access.rateLimit', () => {
     expect(rcodes.slice(0, 5)).toEqual([0, 0, 0, 0, 0]);
     // Another client has a bucket of its own.
     expect((await ask(refusing.dns, 'localhost', 'A', { from: '127.0.0.2' })).packet.header.rcode).toBe(0);
-    expect(await metric(refusing, 'pvdns_ratelimited_total')).toBe(20 - answered);
+    expect(await metricSum(refusing.http, 'pvdns_ratelimited_total')).toBe(20 - answered);
   });
 
   it("drops a client's queries beyond the rate with action: drop", async () => {
@@ -85,7 +83,7 @@ describe('upstream.maxInflight', () => {
       expect(ms).toBeLessThan(390); // at once, not after the slow upstream's 400 ms
     }
     expect(slow.seen).toHaveLength(5);
-    expect(await metric(pvdns, 'pvdns_queries_shed_total')).toBe(15);
+    expect(await metricSum(pvdns.http, 'pvdns_queries_shed_total')).toBe(15);
     // A shed name is asked upstream the next time: no failure cache entry holds it.
     const name = (shed[0]!.r.packet.questions[0]!.name);
     expect((await ask(pvdns.dns, name, 'A', { timeoutMs: 3000 })).packet.header.rcode).toBe(0);
@@ -104,7 +102,7 @@ describe('upstream.maxInflight', () => {
       const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => ask(two.dns, `over${i}.example`, 'A', { timeoutMs: 3000 })));
       expect(replies.filter((r) => r.packet.header.rcode === 2)).toHaveLength(15);
       expect(second.seen).toHaveLength(0);
-      expect(await metric(two, 'pvdns_queries_shed_total')).toBe(15);
+      expect(await metricSum(two.http, 'pvdns_queries_shed_total')).toBe(15);
     } finally {
       await two.stop();
       await second.stop();

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ask } from '../helpers/client.js';
 import { a, answer, FakeUpstream } from '../helpers/fake-upstream.js';
+import { metricSum } from '../helpers/http.js';
 import { dnsperf, requirePrograms, startNsd, startPvdnsCli, type Nsd, type PvdnsCli } from './servers.js';
 
 const ZONE = ['$ORIGIN flood.test.', '$TTL 3600', '@ SOA ns hostmaster 1 3600 600 86400 3600', '@ NS ns', 'ns A 127.0.0.94', '* A 192.0.2.9', ''].join('\n');
@@ -26,13 +27,6 @@ let slow: FakeUpstream | undefined;
 function rssMiB(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? NaN) / 1024;
-}
-
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${pvdns!.http}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith(name) && (line[name.length] === ' ' || line[name.length] === '{')) sum += Number(line.split(' ').pop());
-  return sum;
 }
 
 beforeAll(async () => {
@@ -97,8 +91,8 @@ describe('a random-name flood', () => {
       }
     }
     const r = await run;
-    const shed = await metric('pvdns_queries_shed_total');
-    const cached = await metric('pvdns_cache_entries');
+    const shed = await metricSum(pvdns!.http!, 'pvdns_queries_shed_total');
+    const cached = await metricSum(pvdns!.http!, 'pvdns_cache_entries');
     const peakMiB = Math.max(...samples);
     console.log(
       `[flood] ${r.sent} sent, ${r.completed} answered (${r.qps} qps), ${shed} shed; cache ${cached} entries; ` +
