@@ -130,9 +130,11 @@ export class App {
     this.forwarder = new Forwarder(
       {
         ...config.upstream,
-        onServerState: (pool, server, health) => {
-          this.log.info({ pvd: pool.pvdId, server, state: health.state, lastError: health.lastError }, 'upstream server state changed');
+        onServerState: (pool, server, health, previous) => {
+          this.log.info({ pvd: pool.pvdId, server, state: health.state, previous, lastError: health.lastError }, 'upstream server state changed');
           const pvd = this.pvds.get(pool.pvdId);
+          // A server that answers again clears the PvD's remembered failures: they were its silence (RFC 9520 §3).
+          if (pvd && previous === 'down' && health.usable) this.failures.dropPvd(pvd.tag);
           if (pvd) this.events.publish('upstream-changed', this.view(pvd));
         },
       },
@@ -608,7 +610,7 @@ export class App {
   async stop(): Promise<void> {
     const listeners = this.dns.flatMap((d) => [d.udp, d.tcp]);
     for (const l of listeners) l.pause();
-    const limitMs = Math.min(2000, this.config.upstream.timeoutMs * this.config.upstream.attempts + 500);
+    const limitMs = Math.min(2000, this.config.upstream.queryTimeoutMs + 500);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.handler.drained(), new Promise<void>((r) => (timer = setTimeout(r, limitMs)))]);
     clearTimeout(timer);

@@ -69,10 +69,15 @@ export const configSchema = z
       .refine((c) => c.minTtl <= c.maxTtl, { message: 'minTtl must not exceed maxTtl', path: ['minTtl'] }),
     upstream: z
       .strictObject({
+        // The longest one try waits before the query is sent again (the adaptive RTO's ceiling).
         timeoutMs: z.number().int().min(10).max(60_000).default(1500),
+        // Servers one query may try.
         attempts: z.number().int().min(1).max(10).default(3),
+        // The time one query may take upstream in all, across its tries and servers.
+        queryTimeoutMs: z.number().int().min(10).max(60_000).default(3000),
         probeIntervalMs: z.number().int().min(10).max(3_600_000).default(1000),
-        probeMaxIntervalMs: z.number().int().min(10).max(3_600_000).default(60_000),
+        // Capped low so a server's return is seen within a couple of seconds (a probe is one packet).
+        probeMaxIntervalMs: z.number().int().min(10).max(3_600_000).default(2000),
         // Upstream queries in flight at once, all PvDs together; more are answered SERVFAIL at once.
         maxInflight: z.number().int().min(1).max(1_000_000).default(10_000),
       })

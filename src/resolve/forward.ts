@@ -13,6 +13,7 @@ import type { Result } from './stage.js';
 export interface ForwardOptions {
   timeoutMs: number;
   attempts: number;
+  queryTimeoutMs: number;
   /** Upstream queries in flight at once, all PvDs together; more are answered SERVFAIL at once. */
   maxInflight: number;
   probeIntervalMs: number;
@@ -69,6 +70,7 @@ export class Forwarder {
     const opts: PoolOptions = {
       timeoutMs: o.timeoutMs,
       attempts: o.attempts,
+      queryTimeoutMs: o.queryTimeoutMs,
       sourceAddress: pvd.sourceAddress,
       probe: { initialMs: o.probeIntervalMs, maxMs: o.probeMaxIntervalMs },
       onServerState: o.onServerState,

@@ -1,19 +1,42 @@
 // ServerHealth: what pvdns knows of one DNS server's reachability, after the
 // address states of draft-ietf-multi6-failure-detection applied to DNS
-// servers. An answer is positive feedback; a timeout is a negative hint that
-// makes a server suspect, and repeated timeouts or a hard negative hint
-// (ICMP port unreachable, connection refused, no route) make it down. A down
-// server is tested one probe at a time, with exponential back-off, until it
-// answers again. Results age: a suspect verdict fades after a while, so an
-// old failure does not outweigh what is known of the other servers for ever.
+// servers. Its first rule is the one this follows: a host must not conclude
+// a failure from a few negative hints.
+//
+// - An answer (any answer: SERVFAIL and REFUSED say the server is there) is
+//   positive feedback and makes the server operational at once.
+// - A query that got no answer within its retransmission timeout is a
+//   negative hint. One makes the server suspect; it is down only when it has
+//   stopped answering everything: no answer at all to DOWN_AFTER_QUERIES
+//   queries sent over at least DOWN_AFTER_MS since its last answer. A lost
+//   packet, or one name the server never answers while it answers others,
+//   is not a dead server (that is the failure cache's business, RFC 9520 §3).
+// - A hard negative hint (ICMP port or host unreachable on UDP) makes it
+//   down at once: nobody listens there.
+// - Down is not dark: the pool still sends real queries to a down server, one
+//   at a time, and the first answer brings it back; a probe tests it in the
+//   background while no query does.
+//
+// It also keeps the server's retransmission timeout, RFC 6298 style: a
+// smoothed RTT and its variance give RTO = SRTT + 4·RTTVAR, kept between
+// MIN_RTO_MS and the configured ceiling, doubled for every unanswered try
+// since the last answer (RFC 6298 §5.5) and reset by the next answer. Every
+// try has its own ID, so an answer tells exactly which try it answers and
+// every RTT sample is unambiguous (Karn's problem does not arise).
 
 /** The state of one server. */
 export type ServerState = 'untested' | 'operational' | 'suspect' | 'down';
 
-/** Consecutive timeouts that turn a suspect server into a down one. */
-export const DOWN_AFTER = 2;
+/** Queries with no answer since the server's last answer before it is down... */
+export const DOWN_AFTER_QUERIES = 5;
+/** ...sent over at least this long. */
+export const DOWN_AFTER_MS = 2000;
 /** After this long without news, a suspect server ranks like an untested one. */
 export const SUSPECT_FADES_MS = 60_000;
+/** The retransmission timeout's floor, in milliseconds (Unbound's is 50). */
+export const MIN_RTO_MS = 50;
+/** The retransmission timeout before the first RTT sample (RFC 6298 §2.1 says 1 s for TCP; DNS needs less). */
+export const INITIAL_RTO_MS = 400;
 
 export interface ProbeTiming {
   /** The first probe of a down server comes this long after it went down. */
@@ -22,22 +45,27 @@ export interface ProbeTiming {
   maxMs: number;
 }
 
-/** What a failed exchange says about the server: a timeout, or a hard negative hint. */
-export type FailureKind = 'timeout' | 'unreachable';
-
 export class ServerHealth {
   state: ServerState = 'untested';
   /** Epoch milliseconds of the last state change. */
   since = Date.now();
   /** performance.now() of the last result, the age of what we know. */
   lastResultAt = -Infinity;
+  /** performance.now() of the last answer. */
+  lastAnswerAt = -Infinity;
   /** Smoothed round-trip time in milliseconds (RFC 6298's 1/8 gain), null before the first answer. */
   srttMs: number | null = null;
+  /** Its mean deviation (RFC 6298's 1/4 gain). */
+  rttvarMs = 0;
   lastError: string | null = null;
-  /** The kind of the last failure, null after an answer. */
-  lastFailure: FailureKind | null = null;
-  /** Failures since the last answer. */
-  failures = 0;
+  /** Whether the last failure was a hard negative hint; null after an answer. */
+  lastFailure: 'timeout' | 'unreachable' | null = null;
+  /** Queries sent since the last answer that got none (each query counted once). */
+  unanswered = 0;
+  /** performance.now() at which the earliest of those was sent. */
+  silentSince = Infinity;
+  /** Tries unanswered in a row: the RTO doubles with each (RFC 6298 §5.5). */
+  private backoffs = 0;
   /** The gap before the next probe of a down server, and when that probe is due (performance.now()). */
   backoffMs: number;
   nextProbeAt = Infinity;
@@ -46,45 +74,82 @@ export class ServerHealth {
     this.backoffMs = timing.initialMs;
   }
 
-  /** answered records an answer after `rttMs`; true when the state changed. */
-  answered(rttMs: number, now: number): boolean {
-    this.srttMs = this.srttMs === null ? rttMs : this.srttMs + (rttMs - this.srttMs) / 8;
-    this.failures = 0;
+  /**
+   * rto is how long a try waits for its answer before the query is sent
+   * again, at most `ceilingMs`.
+   */
+  rto(ceilingMs: number): number {
+    const base = this.srttMs === null ? INITIAL_RTO_MS : Math.max(MIN_RTO_MS, this.srttMs + 4 * this.rttvarMs);
+    return Math.min(ceilingMs, base * 2 ** Math.min(this.backoffs, 10));
+  }
+
+  /** answered records an answer after `rttMs` (null: no RTT sample, e.g. over TCP); true when the state changed. */
+  answered(rttMs: number | null, now: number): boolean {
+    if (rttMs !== null) {
+      if (this.srttMs === null) {
+        this.srttMs = rttMs;
+        this.rttvarMs = rttMs / 2;
+      } else {
+        this.rttvarMs += (Math.abs(this.srttMs - rttMs) - this.rttvarMs) / 4;
+        this.srttMs += (rttMs - this.srttMs) / 8;
+      }
+    }
+    this.unanswered = 0;
+    this.silentSince = Infinity;
+    this.backoffs = 0;
     this.lastError = null;
     this.lastFailure = null;
     this.lastResultAt = now;
+    this.lastAnswerAt = now;
     this.backoffMs = this.timing.initialMs;
     this.nextProbeAt = Infinity;
     return this.moveTo('operational');
   }
 
   /**
-   * failed records a failure; true when the state changed. `probe` marks the
-   * result of a probe: only a failed probe doubles the gap to the next one —
-   * queries that were already on their way when the server went down and
-   * fail afterwards say nothing new.
+   * unansweredTry records a try that got no answer within its RTO; true when
+   * the state changed. `firstForQuery` is false for a query's later tries of
+   * the same server: a query counts once toward the server's silence. Only
+   * queries sent after the server's last answer count: an answer since says
+   * the server is there.
    */
-  failed(kind: FailureKind, detail: string, now: number, probe = false): boolean {
-    this.failures++;
-    this.lastError = detail;
-    this.lastFailure = kind;
+  unansweredTry(sentAt: number, now: number, firstForQuery: boolean): boolean {
+    this.backoffs++;
     this.lastResultAt = now;
-    if (this.state === 'down') {
-      if (probe) {
-        this.backoffMs = Math.min(this.backoffMs * 2, this.timing.maxMs);
-        this.nextProbeAt = now + this.backoffMs;
-      }
-      return false;
+    if (sentAt < this.lastAnswerAt) return false;
+    this.lastError = 'timeout';
+    this.lastFailure ??= 'timeout';
+    if (firstForQuery) {
+      this.unanswered++;
+      if (sentAt < this.silentSince) this.silentSince = sentAt;
     }
-    if (kind === 'unreachable' || this.failures >= DOWN_AFTER) {
-      this.backoffMs = this.timing.initialMs;
-      this.nextProbeAt = now + this.backoffMs;
-      return this.moveTo('down');
-    }
+    if (this.state === 'down') return false;
+    if (this.unanswered >= DOWN_AFTER_QUERIES && now - this.silentSince >= DOWN_AFTER_MS) return this.goDown(now);
     return this.moveTo('suspect');
   }
 
-  /** usable says whether queries may be sent to the server now (anything but down). */
+  /** unreachable records a hard negative hint (ICMP unreachable): down at once; true when the state changed. */
+  unreachable(detail: string, now: number): boolean {
+    this.lastError = detail;
+    this.lastFailure = 'unreachable';
+    this.lastResultAt = now;
+    return this.state === 'down' ? false : this.goDown(now);
+  }
+
+  /**
+   * probeFailed records a probe of a down server, sent at `sentAt`, that got
+   * no answer within its wait (the current gap) or failed sooner: the next
+   * probe goes one gap after it, and waits twice as long, up to the maximum
+   * — one probe at a time, a packet per gap.
+   */
+  probeFailed(detail: string, sentAt: number, now: number): void {
+    this.lastError = detail;
+    this.lastResultAt = now;
+    this.nextProbeAt = Math.max(now, sentAt + this.backoffMs);
+    this.backoffMs = Math.min(this.backoffMs * 2, this.timing.maxMs);
+  }
+
+  /** usable says whether the server is asked as a matter of course (anything but down). */
   get usable(): boolean {
     return this.state !== 'down';
   }
@@ -105,6 +170,12 @@ export class ServerHealth {
       case 'down':
         return 3;
     }
+  }
+
+  private goDown(now: number): boolean {
+    this.backoffMs = this.timing.initialMs;
+    this.nextProbeAt = now + this.backoffMs;
+    return this.moveTo('down');
   }
 
   private moveTo(state: ServerState): boolean {

@@ -1,12 +1,26 @@
 // UpstreamPool: one PvD's DNS servers and what is known of their health
 // (health.ts). Queries go to the primary, which stays primary until it fails
-// — no round-robin churn; on a failure the query is asked at once of the next
-// candidate (by state, then smoothed RTT, then configured order), at most
-// `attempts` servers per query, each for `timeoutMs`. Down servers are left
-// out and tested in the background, one probe at a time with back-off, so a
-// dead server costs the first query after its death one timeout and later
-// queries nothing. When every server is down the answer is SERVFAIL at once,
-// with an Extended DNS Error naming the PvD (RFC 8914).
+// — no round-robin churn.
+//
+// A query has a time budget (`queryTimeoutMs`). Each try waits the server's
+// adaptive retransmission timeout (RFC 6298 style, at most `timeoutMs`);
+// when it passes, the query is sent again with a fresh ID and port — to the
+// next candidate while there is one (at most `attempts` servers), else to
+// the same server — and the earlier tries stay outstanding, so a late answer
+// to any of them is taken. A lost packet on a lossy link costs one RTO, not
+// the query. Tries of one query come further apart as it ages (never closer
+// than its age / 8), so a name that is never answered costs a bounded number
+// of packets.
+//
+// Down is not dark (draft-ietf-multi6-failure-detection; CoreDNS's forward
+// does the same): when no server of the PvD may be asked as a matter of
+// course, real queries still go to the down servers, one query at a time per
+// server and the others queued behind it; the first answer brings the server
+// back and releases the queue at once. While no query comes, a `. NS` probe
+// tests a down server in the background, the gap doubling up to the maximum.
+//
+// A failed TCP retry (after a truncated answer) is about TCP: it ends that
+// server's part in the query, never the server's UDP health.
 
 import type { SocketAddress } from '../config/address.js';
 import { errorAnswer, type Answer, type Ede } from '../dns/answer.js';
@@ -14,16 +28,20 @@ import { CLASS_IN, EDE, FLAG_CD, RCODE, TYPE, rcodeName } from '../dns/constants
 import { encodeQuery } from '../dns/query.js';
 import { Buckets, LATENCY_BUCKETS } from '../metrics/collected.js';
 import type { Exchange, ExchangeRequest, Transport } from './exchange.js';
-import { ServerHealth, type ProbeTiming } from './health.js';
+import { ServerHealth, type ProbeTiming, type ServerState } from './health.js';
 import { randomU16 } from './random.js';
 
 export interface PoolOptions {
+  /** The longest one try waits for its answer before the query is sent again (the RTO's ceiling). */
   timeoutMs: number;
+  /** Servers one query may try. */
   attempts: number;
+  /** The time a query may take upstream in all, across its tries and servers; then SERVFAIL. */
+  queryTimeoutMs: number;
   sourceAddress: string | null;
   probe: ProbeTiming;
   /** Told when a server's state changes (the API's upstream-changed event, a log line). */
-  onServerState?: (pool: UpstreamPool, server: string, health: ServerHealth) => void;
+  onServerState?: (pool: UpstreamPool, server: string, health: ServerHealth, previous: ServerState) => void;
 }
 
 /** UpstreamQuery is what the pool reads of a client's query (the pipeline's Query is one). */
@@ -60,12 +78,21 @@ const SERVER_FAILURES = new Set<number>([RCODE.SERVFAIL, RCODE.REFUSED, RCODE.FO
 /** ". NS", the question of probes: every recursive server answers it, even one that only refuses it. */
 const PROBE_QUESTION = Buffer.from([0, TYPE.NS >> 8, TYPE.NS & 0xff, CLASS_IN >> 8, CLASS_IN & 0xff]);
 
+/** A query's tries come no closer than its age divided by this. */
+const PACING_DIVISOR = 8;
+
 export class UpstreamPool {
   readonly stats = new Map<string, ServerStats>();
   readonly health: ServerHealth[];
   /** Index of the server queries go to first. */
   private primary = 0;
   private readonly probes: Array<NodeJS.Timeout | null>;
+  /** Each server's probe count: a probe's late outcome is told from the current one's. */
+  private readonly probeSeq: number[];
+  /** The query trying each down server now: one at a time, never a storm. */
+  private readonly trial: Array<Attempt | null>;
+  /** Queries waiting for their turn at a down server. */
+  private readonly waiting: Attempt[][];
   private closed = false;
 
   constructor(
@@ -81,17 +108,20 @@ export class UpstreamPool {
     for (const s of servers) this.stats.set(s.label, new ServerStats());
     this.health = servers.map(() => new ServerHealth(opts.probe));
     this.probes = servers.map(() => null);
+    this.probeSeq = servers.map(() => 0);
+    this.trial = servers.map(() => null);
+    this.waiting = servers.map(() => []);
   }
 
-  /** resolve asks the servers until one answers; it never rejects. */
+  /** resolve asks the servers until one answers or the query's budget is spent; it never rejects. */
   resolve(q: UpstreamQuery): Promise<Answer> {
     return new Promise((done) => new Attempt(this, q, done).next());
   }
 
   /**
-   * candidates lists the servers a query may try, in order: the primary,
-   * then the others by state rank, smoothed RTT and configured order. Down
-   * servers are left out; their probes test them.
+   * candidates lists the servers a query may try as a matter of course, in
+   * order: the primary, then the others by state rank, smoothed RTT and
+   * configured order. Down servers are left out (see downServers).
    */
   candidates(): number[] {
     const now = this.clock();
@@ -99,6 +129,12 @@ export class UpstreamPool {
     const usable = this.servers.map((_, i) => i).filter((i) => this.health[i]!.usable);
     const rest = usable.filter((i) => i !== this.primary).sort((a, b) => this.compare(a, b, now));
     return this.health[this.primary]!.usable ? [this.primary, ...rest] : rest;
+  }
+
+  /** downServers lists the down servers, the primary first, then in configured order. */
+  downServers(): number[] {
+    const down = this.servers.map((_, i) => i).filter((i) => !this.health[i]!.usable);
+    return down.includes(this.primary) ? [this.primary, ...down.filter((i) => i !== this.primary)] : down;
   }
 
   private compare(a: number, b: number, now: number): number {
@@ -112,32 +148,95 @@ export class UpstreamPool {
     return this.health[this.primary]!.usable ? this.primary : -1;
   }
 
-  /** allDown says whether no server can be asked now (default routing skips such a PvD). */
+  /** allDown says whether no server is asked as a matter of course now (default routing skips such a PvD). */
   get allDown(): boolean {
     return this.health.every((h) => !h.usable);
   }
 
-  /** record updates a server's health and metrics with the outcome of an exchange (or of a probe). */
-  record(i: number, ex: Exchange, rttMs: number, probe = false): void {
-    const label = this.servers[i]!.label;
-    const stats = this.stats.get(label)!;
-    const health = this.health[i]!;
-    const now = this.clock();
-    if (ex.ignored) stats.count('mismatch', ex.ignored);
-    let changed: boolean;
-    if (ex.ok) {
-      stats.rtt.observe(rttMs / 1000);
-      if (ex.truncated) stats.count('truncated');
-      // Any answer, SERVFAIL included, says the server is there (positive feedback).
-      if (SERVER_FAILURES.has(ex.answer.rcode)) stats.count(rcodeName(ex.answer.rcode).toLowerCase());
-      changed = health.answered(rttMs, now);
-    } else {
-      stats.count(ex.reason);
-      changed = health.failed(ex.reason === 'timeout' || ex.reason === 'closed' ? 'timeout' : 'unreachable', ex.detail, now, probe);
+  // ---------------------------------------------------------- turns at a down server
+
+  /** trialFree says whether `a` may try down server `i` now. */
+  trialFree(i: number, a: Attempt): boolean {
+    const t = this.trial[i];
+    return t === null || t === a;
+  }
+
+  /** acquire gives `a` the turn at down server `i`, or queues it; true when it has the turn. */
+  acquire(i: number, a: Attempt): boolean {
+    if (this.trialFree(i, a)) {
+      this.trial[i] = a;
+      return true;
     }
-    // One probe at a time: the next is arranged when a server goes down and after each failed probe.
-    if (health.state === 'down' && (changed || probe)) this.scheduleProbe(i);
+    this.waiting[i]!.push(a);
+    return false;
+  }
+
+  /** release ends `a`'s turn at server `i`: the next query waiting takes it, or all of them once the server is back. */
+  release(i: number, a: Attempt): void {
+    if (this.trial[i] !== a) return;
+    this.trial[i] = null;
+    if (this.health[i]!.usable) this.wakeAll(i);
+    else this.waiting[i]!.shift()?.resume();
+  }
+
+  /** unwait takes a query that gives up out of server `i`'s queue. */
+  unwait(i: number, a: Attempt): void {
+    const q = this.waiting[i]!;
+    const at = q.indexOf(a);
+    if (at >= 0) q.splice(at, 1);
+  }
+
+  private wakeAll(i: number): void {
+    const woken = this.waiting[i]!;
+    if (woken.length === 0) return;
+    this.waiting[i] = [];
+    for (const a of woken) a.resume();
+  }
+
+  // ---------------------------------------------------------- evidence
+
+  /** answered records an answer from server `i` (rttMs null: no RTT sample, as over TCP). */
+  answered(i: number, ex: Exchange & { ok: true }, rttMs: number | null): void {
+    const stats = this.stats.get(this.servers[i]!.label)!;
+    if (ex.ignored) stats.count('mismatch', ex.ignored);
+    if (rttMs !== null) stats.rtt.observe(rttMs / 1000);
+    if (ex.truncated) stats.count('truncated');
+    if (SERVER_FAILURES.has(ex.answer.rcode)) stats.count(rcodeName(ex.answer.rcode).toLowerCase());
+    const health = this.health[i]!;
+    const previous = health.state;
+    // Any answer, SERVFAIL included, says the server is there (positive feedback).
+    this.changed(i, previous, health.answered(rttMs, this.clock()));
+  }
+
+  /** unanswered records a try of server `i`, sent at `sentAt`, that got no answer within its RTO. */
+  unanswered(i: number, sentAt: number, firstForQuery: boolean): void {
+    this.stats.get(this.servers[i]!.label)!.count('timeout');
+    const health = this.health[i]!;
+    const previous = health.state;
+    this.changed(i, previous, health.unansweredTry(sentAt, this.clock(), firstForQuery));
+  }
+
+  /** failedHard records an exchange with server `i` that could not be made (ICMP unreachable, a socket error). */
+  failedHard(i: number, ex: Exchange & { ok: false }): void {
+    const stats = this.stats.get(this.servers[i]!.label)!;
+    if (ex.ignored) stats.count('mismatch', ex.ignored);
+    stats.count(ex.reason);
+    const health = this.health[i]!;
+    const previous = health.state;
+    this.changed(i, previous, health.unreachable(ex.detail, this.clock()));
+  }
+
+  /** failedTcp counts a failed TCP exchange; it says nothing of the server's UDP health. */
+  failedTcp(i: number, ex: Exchange & { ok: false }): void {
+    const stats = this.stats.get(this.servers[i]!.label)!;
+    if (ex.ignored) stats.count('mismatch', ex.ignored);
+    stats.count(ex.reason);
+  }
+
+  private changed(i: number, previous: ServerState, changed: boolean): void {
     if (!changed) return;
+    const health = this.health[i]!;
+    if (health.state === 'down') this.scheduleProbe(i);
     // The primary stays until it fails; then the best usable server takes over.
     if (i === this.primary && (health.state === 'suspect' || health.state === 'down')) {
       const next = this.candidates().find((c) => c !== i);
@@ -145,10 +244,18 @@ export class UpstreamPool {
     } else if (!this.health[this.primary]!.usable && health.usable) {
       this.primary = i;
     }
-    this.opts.onServerState?.(this, label, health);
+    if (previous === 'down') {
+      const t = this.probes[i];
+      if (t) clearTimeout(t);
+      this.probes[i] = null;
+      this.wakeAll(i);
+    }
+    this.opts.onServerState?.(this, this.servers[i]!.label, health, previous);
   }
 
-  /** scheduleProbe arranges the next test of a down server, one at a time. */
+  // ---------------------------------------------------------- probes
+
+  /** scheduleProbe arranges the next background test of a down server, one at a time. */
   private scheduleProbe(i: number): void {
     if (this.closed) return;
     const existing = this.probes[i];
@@ -162,20 +269,56 @@ export class UpstreamPool {
     this.probes[i] = timer;
   }
 
-  /** probe asks a down server ". NS"; any answer brings it back. */
+  /**
+   * probe asks a down server ". NS" unless a query is trying it already, and
+   * waits the current gap for the answer; any answer brings it back, none
+   * sends the next probe with the gap doubled (up to the maximum), so a
+   * server's return is seen within one gap.
+   */
   private probe(i: number): void {
-    if (this.closed || this.health[i]!.state !== 'down') return;
+    const health = this.health[i]!;
+    if (this.closed || health.state !== 'down') return;
+    if (this.trial[i] !== null) {
+      // A real query is testing it: that is the probe.
+      health.nextProbeAt = this.clock() + health.backoffMs;
+      this.scheduleProbe(i);
+      return;
+    }
+    const label = this.servers[i]!.label;
     const id = randomU16();
     const req: ExchangeRequest = {
       server: this.servers[i]!,
       message: encodeQuery(id, PROBE_QUESTION, false, false),
       expect: { id, nameKey: '\0', qtype: TYPE.NS, qclass: CLASS_IN },
-      timeoutMs: this.opts.timeoutMs,
+      // Every try the transport carries has the same timeout, so each socket's expire in send order.
+      timeoutMs: this.opts.queryTimeoutMs,
       sourceAddress: this.opts.sourceAddress,
     };
     const started = this.clock();
-    this.stats.get(this.servers[i]!.label)!.requests++;
-    this.transport.udp(req, (ex) => this.record(i, ex, this.clock() - started, true));
+    const seq = ++this.probeSeq[i]!;
+    const gaveUp = (detail: string): void => {
+      if (this.closed || this.probeSeq[i] !== seq || health.state !== 'down') return;
+      this.probeSeq[i]!++;
+      health.probeFailed(detail, started, this.clock());
+      this.scheduleProbe(i);
+    };
+    const wait = setTimeout(() => {
+      this.stats.get(label)!.count('timeout');
+      gaveUp('timeout');
+    }, health.backoffMs);
+    wait.unref();
+    this.stats.get(label)!.requests++;
+    this.transport.udp(req, (ex) => {
+      if (this.closed) return;
+      if (ex.ok) {
+        clearTimeout(wait);
+        this.answered(i, ex, this.clock() - started); // late or not, an answer is an answer
+      } else if (ex.reason !== 'timeout' && this.probeSeq[i] === seq) {
+        clearTimeout(wait);
+        this.failedHard(i, ex);
+        gaveUp(ex.detail);
+      }
+    });
   }
 
   /** failureEde explains in one line why no server answered (RFC 8914). */
@@ -186,8 +329,9 @@ export class UpstreamPool {
       .map((s, i) => ({ s, h: this.health[i]! }))
       .filter(({ s, h }) => !asked.has(s.label) && !h.usable)
       .map(({ s, h }): Failure => ({ server: s.label, kind: h.lastFailure ?? 'timeout', detail: `down${h.lastError ? `: ${h.lastError}` : ''}` }));
-    const all = [...failures, ...down];
-    const network = all.every((f) => f.kind === 'unreachable');
+    const order = (f: Failure): number => this.servers.findIndex((s) => s.label === f.server);
+    const all = [...failures, ...down].sort((a, b) => order(a) - order(b));
+    const network = all.length > 0 && all.every((f) => f.kind === 'unreachable');
     const silent = all.every((f) => f.kind !== 'rcode');
     const count = all.length === this.servers.length ? 'all servers' : `${all.length} of ${this.servers.length} servers`;
     const what = all.map((f) => `${f.server} ${f.detail}`).join('; ');
@@ -198,7 +342,7 @@ export class UpstreamPool {
     };
   }
 
-  /** close stops the probes (the PvD was withdrawn or its pool replaced). */
+  /** close stops the probes (the PvD was withdrawn or its pool replaced); queries in flight finish. */
   close(): void {
     this.closed = true;
     for (const t of this.probes) if (t) clearTimeout(t);
@@ -211,86 +355,205 @@ export interface Failure {
   detail: string;
 }
 
-/** Attempt is one query's walk through the pool's candidates, driven by transport callbacks. */
+/**
+ * Attempt is one query's way through the pool: its tries, its timer (the
+ * next retransmission or the budget's end, whichever is first) and what
+ * each server said, driven by transport callbacks.
+ */
 class Attempt {
-  /** The servers asked so far, in order. */
-  private readonly tried: number[] = [];
-  /** The candidates, worked out only when the primary was not enough (the common case needs none). */
-  private order: number[] | null = null;
-  private readonly failures: Failure[] = [];
-  private started = 0;
+  private readonly startedAt: number;
+  private readonly deadline: number;
+  private settled = false;
+  private timer: NodeJS.Timeout | null = null;
+  /** Distinct servers asked so far, in order. */
+  private readonly asked: number[] = [];
+  /** Servers this query asks no more: they answered with a failure RCODE, or could not be reached. */
+  private readonly excluded: number[] = [];
+  /** Servers whose silence this query has counted once already. */
+  private readonly silentAt: number[] = [];
+  /** What each server asked said last, by label. */
+  private readonly failures = new Map<string, Failure>();
+  /** The server of the latest try and when it went. */
   private current = -1;
-  private req: ExchangeRequest | null = null;
+  private sentAt = 0;
+  /** The down server whose turn this query holds, or waits for; -1 for none. */
+  private holding = -1;
+  private waitingFor = -1;
+  /** A TCP exchange (after a truncated answer) is under way: no UDP retransmission meanwhile. */
   private viaTcp = false;
-  private readonly onExchange = (ex: Exchange): void => this.exchanged(ex);
+  private readonly onTimer = (): void => this.timedOut();
 
   constructor(
     private readonly pool: UpstreamPool,
     private readonly q: UpstreamQuery,
     private readonly done: (a: Answer) => void,
-  ) {}
-
-  /** pick is the next server to ask, or -1 when the budget or the candidates are spent. */
-  private pick(): number {
-    const pool = this.pool;
-    if (this.tried.length >= pool.opts.attempts) return -1;
-    if (this.tried.length === 0 && pool.firstChoice >= 0) return pool.firstChoice;
-    this.order ??= pool.candidates();
-    return this.order.find((c) => !this.tried.includes(c)) ?? -1;
+  ) {
+    this.startedAt = pool.clock();
+    this.deadline = this.startedAt + pool.opts.queryTimeoutMs;
   }
 
+  /** next sends the query's next try, queues it for a down server's turn, or gives up. */
   next(): void {
-    const pool = this.pool;
-    const server = this.pick();
-    if (server < 0) {
-      this.done(errorAnswer(RCODE.SERVFAIL, pool.failureEde(this.failures)));
-      return;
+    if (this.settled || this.waitingFor >= 0) return;
+    if (this.pool.clock() >= this.deadline) return this.fail();
+    const server = this.choose();
+    if (server < 0) return this.fail();
+    if (!this.pool.health[server]!.usable) {
+      if (!this.pool.acquire(server, this)) {
+        this.waitingFor = server;
+        this.arm(this.deadline);
+        return;
+      }
+      this.holding = server;
     }
-    this.tried.push(server);
-    this.current = server;
+    this.send(server);
+  }
+
+  /** resume is called when the query's turn at a down server has come, or the server is back. */
+  resume(): void {
+    this.waitingFor = -1;
+    this.next();
+  }
+
+  /**
+   * choose picks the server of the next try: a server not asked yet while
+   * `attempts` allows, else the asked ones in turn; with none usable, a down
+   * server (one query at a time each); -1 when none is left.
+   */
+  private choose(): number {
+    const pool = this.pool;
+    const excluded = this.excluded;
+    if (this.asked.length === 0 && pool.firstChoice >= 0) return pool.firstChoice;
+    const usable = excluded.length === 0 ? pool.candidates() : pool.candidates().filter((i) => !excluded.includes(i));
+    const canWiden = this.asked.length < pool.opts.attempts;
+    if (canWiden) {
+      const fresh = usable.find((i) => !this.asked.includes(i));
+      if (fresh !== undefined) return fresh;
+    }
+    const again = usable.filter((i) => this.asked.includes(i));
+    if (again.length > 0) return again[(again.indexOf(this.current) + 1) % again.length]!;
+    const down = pool.downServers().filter((i) => !excluded.includes(i) && (canWiden || this.asked.includes(i)));
+    return down.find((i) => pool.trialFree(i, this)) ?? down[0] ?? -1;
+  }
+
+  private send(server: number): void {
+    const pool = this.pool;
     const q = this.q;
     const address = pool.servers[server]!;
     const id = randomU16();
-    this.req = {
+    const req: ExchangeRequest = {
       server: address,
       message: encodeQuery(id, q.msg.subarray(12, q.qEnd), (q.flags & FLAG_CD) !== 0, q.dnssecOk),
       expect: { id, nameKey: q.nameKey, qtype: q.qtype, qclass: q.qclass },
-      timeoutMs: pool.opts.timeoutMs,
+      // The transport keeps the try outstanding for a whole budget: a late answer to it still counts.
+      timeoutMs: pool.opts.queryTimeoutMs,
       sourceAddress: pool.opts.sourceAddress,
     };
-    this.viaTcp = false;
-    this.started = pool.clock();
+    if (!this.asked.includes(server)) this.asked.push(server);
+    const now = pool.clock();
+    this.current = server;
+    this.sentAt = now;
     pool.stats.get(address.label)!.requests++;
-    pool.transport.udp(this.req, this.onExchange);
+    const rto = Math.max(pool.health[server]!.rto(pool.opts.timeoutMs), (now - this.startedAt) / PACING_DIVISOR);
+    this.arm(Math.min(now + rto, this.deadline));
+    pool.transport.udp(req, (ex) => this.exchanged(server, now, req, ex));
   }
 
-  private exchanged(ex: Exchange): void {
-    const pool = this.pool;
-    const server = pool.servers[this.current]!.label;
-    if (ex.ok && ex.truncated && !this.viaTcp) {
-      // RFC 7766 §5: the whole answer over TCP, from the same server.
-      pool.record(this.current, ex, pool.clock() - this.started);
-      this.viaTcp = true;
-      this.started = pool.clock();
-      pool.stats.get(server)!.requests++;
-      pool.transport.tcp(this.req!, this.onExchange);
-      return;
-    }
-    pool.record(this.current, ex, pool.clock() - this.started);
-    if (!ex.ok) {
-      this.failures.push({ server, kind: ex.reason === 'timeout' || ex.reason === 'closed' ? 'timeout' : 'unreachable', detail: ex.detail });
-      this.next();
-      return;
-    }
-    const a = ex.answer;
-    if (!SERVER_FAILURES.has(a.rcode)) {
-      this.q.server = server;
-      this.done(a);
-      return;
-    }
-    this.q.failedRcode = a.rcode;
-    const ede = a.ede ? ` (EDE ${a.ede.code}${a.ede.text ? `: ${a.ede.text}` : ''})` : '';
-    this.failures.push({ server, kind: 'rcode', detail: `answered ${rcodeName(a.rcode)}${ede}` });
+  private arm(at: number): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = setTimeout(this.onTimer, Math.max(0, at - this.pool.clock()));
+  }
+
+  /** timedOut: the latest try got no answer within its RTO, or the budget is spent. */
+  private timedOut(): void {
+    this.timer = null;
+    if (this.settled) return;
+    if (this.pool.clock() >= this.deadline || this.waitingFor >= 0 || this.viaTcp) return this.fail();
+    const server = this.current;
+    const first = !this.silentAt.includes(server);
+    if (first) this.silentAt.push(server);
+    this.pool.unanswered(server, this.sentAt, first);
+    this.failures.set(this.pool.servers[server]!.label, { server: this.pool.servers[server]!.label, kind: 'timeout', detail: 'timeout' });
+    this.giveUpTurn();
     this.next();
   }
+
+  /** giveUpTurn passes this query's turn at a down server to the next one waiting (it queues again behind them). */
+  private giveUpTurn(): void {
+    if (this.holding < 0) return;
+    const server = this.holding;
+    this.holding = -1;
+    this.pool.release(server, this);
+  }
+
+  private exchanged(server: number, sentAt: number, req: ExchangeRequest, ex: Exchange): void {
+    const pool = this.pool;
+    if (ex.ok) {
+      pool.answered(server, ex, pool.clock() - sentAt);
+      if (this.settled) return;
+      if (!ex.truncated) return this.answered(server, ex.answer);
+      if (this.viaTcp) return;
+      // RFC 7766 §5: the whole answer over TCP, from the same server, within what is left of the budget.
+      this.viaTcp = true;
+      this.arm(this.deadline);
+      pool.stats.get(pool.servers[server]!.label)!.requests++;
+      const tcpReq: ExchangeRequest = { ...req, timeoutMs: Math.max(1, this.deadline - pool.clock()) };
+      pool.transport.tcp(tcpReq, (tex) => this.exchangedTcp(server, tex));
+      return;
+    }
+    // The transport gives up on a try only when a whole budget has passed: this query's own timer has decided by then.
+    if (ex.reason === 'timeout') return;
+    pool.failedHard(server, ex);
+    if (this.settled) return;
+    this.exclude(server, { server: pool.servers[server]!.label, kind: 'unreachable', detail: ex.detail });
+    if (server === this.current && !this.viaTcp) this.next();
+  }
+
+  private exchangedTcp(server: number, ex: Exchange): void {
+    const pool = this.pool;
+    if (ex.ok) pool.answered(server, ex, null);
+    else pool.failedTcp(server, ex);
+    if (this.settled) return;
+    this.viaTcp = false;
+    if (ex.ok) return this.answered(server, ex.answer);
+    const kind = ex.reason === 'timeout' || ex.reason === 'closed' ? 'timeout' : 'unreachable';
+    this.exclude(server, { server: pool.servers[server]!.label, kind, detail: `tcp ${ex.detail}` });
+    this.next();
+  }
+
+  private answered(server: number, a: Answer): void {
+    const label = this.pool.servers[server]!.label;
+    if (!SERVER_FAILURES.has(a.rcode)) {
+      this.q.server = label;
+      return this.finish(a);
+    }
+    // It answered but could not resolve: another server may.
+    this.q.failedRcode = a.rcode;
+    const ede = a.ede ? ` (EDE ${a.ede.code}${a.ede.text ? `: ${a.ede.text}` : ''})` : '';
+    this.exclude(server, { server: label, kind: 'rcode', detail: `answered ${rcodeName(a.rcode)}${ede}` });
+    this.next();
+  }
+
+  /** exclude stops asking `server` for this query. */
+  private exclude(server: number, why: Failure): void {
+    if (!this.excluded.includes(server)) this.excluded.push(server);
+    this.failures.set(why.server, why);
+    if (this.holding === server) this.giveUpTurn();
+  }
+
+  private fail(): void {
+    this.finish(errorAnswer(RCODE.SERVFAIL, this.pool.failureEde([...this.failures.values()])));
+  }
+
+  private finish(a: Answer): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.waitingFor >= 0) this.pool.unwait(this.waitingFor, this);
+    this.waitingFor = -1;
+    this.giveUpTurn();
+    this.done(a);
+  }
 }
+

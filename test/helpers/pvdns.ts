@@ -15,21 +15,25 @@ export interface Running {
 
 /**
  * startPvdns runs pvdns with `config` on top of test defaults (listen on
- * 127.0.0.1:0, no host PvD, silent). PvDs get `dns64: off` and captive-portal
+ * 127.0.0.1:0, no host PvD, silent, a query budget of timeoutMs × attempts
+ * unless upstream.queryTimeoutMs is given). PvDs get `dns64: off` and captive-portal
  * probes are off unless a test says otherwise, so fake upstreams see only
  * the queries a test sends: by default each PvD would also ask its servers
  * for ipv4only.arpa (RFC 7050) and for random names (captive probes).
  */
 export async function startPvdns(config: Record<string, unknown>, opts: { clock?: () => number; host?: string } = {}): Promise<Running> {
   if (Array.isArray(config.pvds)) config = { ...config, pvds: config.pvds.map((p: Record<string, unknown>) => ({ dns64: 'off', ...p })) };
+  // A test that does not say how long a query may take gets timeoutMs per server asked: quick failures.
+  const upstream: Record<string, number> = { timeoutMs: 400, attempts: 3, ...(config.upstream as Record<string, number> | undefined) };
+  upstream.queryTimeoutMs ??= upstream.timeoutMs! * upstream.attempts!;
   const cfg = configSchema.parse({
     listen: [opts.host?.includes(':') ? `[${opts.host}]:0` : `${opts.host ?? '127.0.0.1'}:0`],
     http: { listen: '127.0.0.1:0' },
     log: { level: 'silent' },
     pvdSources: { host: false },
-    upstream: { timeoutMs: 400, attempts: 3 },
     captive: { probeIntervalS: 0 },
     ...config,
+    upstream,
   });
   const app = new App(cfg, { configFile: null, log: createLogger(process.env.PVDNS_TEST_LOG ?? 'silent'), clock: opts.clock });
   await app.start();

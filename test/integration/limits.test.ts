@@ -82,7 +82,8 @@ describe('upstream.maxInflight', () => {
       expect(ede(r.packet)?.extraText).toBe('pvdns: 5 upstream queries in flight (upstream.maxInflight)');
       expect(ms).toBeLessThan(390); // at once, not after the slow upstream's 400 ms
     }
-    expect(slow.seen).toHaveLength(5);
+    // Only the five in flight reached the server (a slow first answer may draw a retransmission of one).
+    expect(new Set(slow.seen.map((x) => x.name)).size).toBe(5);
     expect(await metricSum(pvdns.http, 'pvdns_queries_shed_total')).toBe(15);
     // A shed name is asked upstream the next time: no failure cache entry holds it.
     const name = (shed[0]!.r.packet.questions[0]!.name);

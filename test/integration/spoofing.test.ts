@@ -55,7 +55,9 @@ describe('a flood of forged replies (RFC 5452 §9)', () => {
       expect(r.packet.header.rcode).toBe(0);
       expect(r.packet.answers.map((x) => x.address)).toEqual(['192.0.2.99']);
     }
-    expect(delivered).toBe(2 * (FORGED_IDS + WRONG_NAMES + 400));
+    // Every upstream query drew the forgeries (a retransmission while the real answer is late draws them again).
+    expect(delivered).toBeGreaterThanOrEqual(2 * (FORGED_IDS + WRONG_NAMES + 400));
+    expect(delivered % (FORGED_IDS + WRONG_NAMES + 400)).toBe(0);
     // The right-ID, wrong-name replies reached pvdns and were counted as ignored.
     const metrics = await (await fetch(`${pvdns.http}/metrics`)).text();
     const mismatches = Number(/^pvdns_upstream_errors_total\{pvd="wifi",server="[^"]+",reason="mismatch"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);

@@ -1,14 +1,24 @@
 // ServerHealth (src/upstream/health.ts), the per-server state machine on its
-// own: untested → operational on an answer; a timeout makes a server
-// suspect and DOWN_AFTER timeouts in a row make it down; a hard negative hint
-// (ICMP unreachable) makes it down at once; a down server's probe gap
-// doubles from the initial interval up to the maximum; an answer resets it
-// all. Times are plain numbers passed in, so nothing sleeps.
+// own: untested → operational on an answer; an unanswered query makes a
+// server suspect, and it is down only when it answered nothing to
+// DOWN_AFTER_QUERIES queries sent over DOWN_AFTER_MS since its last answer;
+// a hard negative hint (ICMP unreachable) makes it down at once; an answer
+// brings it back from anything. The retransmission timeout follows RFC 6298
+// (SRTT + 4·RTTVAR, floor and ceiling, doubled per unanswered try). A down
+// server's probe gap doubles up to the maximum. Times are plain numbers
+// passed in, so nothing sleeps.
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { DOWN_AFTER, ServerHealth, SUSPECT_FADES_MS } from '../../src/upstream/health.js';
+import { DOWN_AFTER_MS, DOWN_AFTER_QUERIES, INITIAL_RTO_MS, MIN_RTO_MS, ServerHealth, SUSPECT_FADES_MS } from '../../src/upstream/health.js';
 
 const TIMING = { initialMs: 100, maxMs: 800 };
+
+/** silence makes `n` queries, sent `gapMs` apart from `from`, go unanswered (each counted once). */
+function silence(h: ServerHealth, n: number, from: number, gapMs: number): number {
+  let t = from;
+  for (let i = 0; i < n; i++, t += gapMs) h.unansweredTry(t, t + 100, true);
+  return t;
+}
 
 describe('ServerHealth', () => {
   afterEach(() => {
@@ -33,28 +43,48 @@ describe('ServerHealth', () => {
     expect(h.srttMs).toBe(90); // 100 + (20 - 100) / 8
   });
 
-  it('is suspect after one timeout and down after DOWN_AFTER timeouts in a row', () => {
-    expect(DOWN_AFTER).toBe(2);
+  it('is suspect after one unanswered query, and not down on a few, however many tries they took', () => {
     const h = new ServerHealth(TIMING);
     h.answered(5, 0);
-    expect(h.failed('timeout', 'timeout', 1000)).toBe(true);
+    expect(h.unansweredTry(10, 300, true)).toBe(true);
     expect(h.state).toBe('suspect');
     expect(h.usable).toBe(true);
     expect(h.lastError).toBe('timeout');
     expect(h.nextProbeAt).toBe(Infinity); // suspect servers are not probed
-    expect(h.failed('timeout', 'timeout', 1400)).toBe(true);
-    expect(h.state).toBe('down');
-    expect(h.usable).toBe(false);
-    expect(h.nextProbeAt).toBe(1400 + TIMING.initialMs);
+    // The same query's later tries do not count again.
+    for (let t = 400; t < 5000; t += 200) h.unansweredTry(t, t + 100, false);
+    expect(h.state).toBe('suspect');
+    expect(h.unanswered).toBe(1);
   });
 
-  it('counts only consecutive timeouts: an answer in between starts over', () => {
+  it(`is down only after ${DOWN_AFTER_QUERIES} queries with no answer over ${DOWN_AFTER_MS} ms since its last answer`, () => {
+    expect([DOWN_AFTER_QUERIES, DOWN_AFTER_MS]).toEqual([5, 2000]);
+    const many = new ServerHealth(TIMING);
+    many.answered(5, 0);
+    silence(many, 20, 10, 50); // 20 queries within a second: a burst, not a dead server
+    expect(many.state).toBe('suspect');
+    const few = new ServerHealth(TIMING);
+    few.answered(5, 0);
+    silence(few, 4, 10, 1000); // four queries over three seconds
+    expect(few.state).toBe('suspect');
+    expect(few.unansweredTry(4010, 4110, true)).toBe(true); // the fifth, four seconds after the first
+    expect(few.state).toBe('down');
+    expect(few.usable).toBe(false);
+    expect(few.nextProbeAt).toBe(4110 + TIMING.initialMs);
+  });
+
+  it('counts only queries sent since the last answer: an answer in between starts over', () => {
     const h = new ServerHealth(TIMING);
-    h.failed('timeout', 'timeout', 0);
-    h.answered(10, 1);
+    h.answered(5, 0);
+    silence(h, 4, 10, 1000);
+    h.answered(5, 3500);
     expect(h.state).toBe('operational');
     expect(h.lastError).toBeNull();
-    h.failed('timeout', 'timeout', 2);
+    expect(h.unanswered).toBe(0);
+    // A query sent before that answer that times out after it says nothing against the server.
+    expect(h.unansweredTry(3400, 3600, true)).toBe(false);
+    expect(h.unanswered).toBe(0);
+    h.unansweredTry(3600, 3700, true);
     expect(h.state).toBe('suspect');
   });
 
@@ -62,8 +92,8 @@ describe('ServerHealth', () => {
     for (const before of ['untested', 'operational', 'suspect'] as const) {
       const h = new ServerHealth(TIMING);
       if (before === 'operational') h.answered(5, 0);
-      if (before === 'suspect') h.failed('timeout', 'timeout', 0);
-      expect(h.failed('unreachable', 'connection refused', 10)).toBe(true);
+      if (before === 'suspect') h.unansweredTry(0, 100, true);
+      expect(h.unreachable('connection refused', 10)).toBe(true);
       expect(h.state, `from ${before}`).toBe('down');
       expect(h.lastError).toBe('connection refused');
       expect(h.lastFailure).toBe('unreachable');
@@ -71,45 +101,58 @@ describe('ServerHealth', () => {
     }
   });
 
-  it('doubles the probe gap after every failed probe, up to the maximum', () => {
+  it('doubles the probe gap after every failed probe, up to the maximum; each probe waits its gap', () => {
     const h = new ServerHealth(TIMING);
-    h.failed('unreachable', 'connection refused', 0);
-    const gaps: number[] = [h.backoffMs];
-    let now = 0;
+    h.unreachable('connection refused', 0);
+    const sent: number[] = [];
     for (let i = 0; i < 6; i++) {
-      now = h.nextProbeAt + 50; // the probe is sent, and fails 50 ms later
-      expect(h.failed('timeout', 'timeout', now, true)).toBe(false); // a failed probe: still down, no state change
-      expect(h.nextProbeAt).toBe(now + h.backoffMs);
-      gaps.push(h.backoffMs);
+      const at = h.nextProbeAt;
+      sent.push(at);
+      h.probeFailed('timeout', at, at + h.backoffMs); // no answer within its wait
     }
-    expect(gaps).toEqual([100, 200, 400, 800, 800, 800, 800]);
+    expect(sent).toEqual([100, 200, 400, 800, 1600, 2400]);
     expect(h.state).toBe('down');
+    // A probe that fails at once (ICMP) does not bring the next one forward.
+    h.probeFailed('connection refused', 3000, 3001);
+    expect(h.nextProbeAt).toBe(3800);
   });
 
-  it('does not double the gap for queries that were already on their way and fail after the server went down', () => {
+  it('comes back operational on any answer, with the back-off reset', () => {
     const h = new ServerHealth(TIMING);
-    h.failed('timeout', 'timeout', 0);
-    h.failed('timeout', 'timeout', 10); // down now: first probe due at 110
-    for (let i = 0; i < 8; i++) expect(h.failed('timeout', 'timeout', 20 + i)).toBe(false);
-    expect(h.backoffMs).toBe(100);
-    expect(h.nextProbeAt).toBe(110);
-  });
-
-  it('comes back operational on a probe answer, with the back-off reset', () => {
-    const h = new ServerHealth(TIMING);
-    h.failed('unreachable', 'connection refused', 0);
-    h.failed('unreachable', 'connection refused', 200, true);
-    h.failed('unreachable', 'connection refused', 600, true);
+    h.unreachable('connection refused', 0);
+    h.probeFailed('connection refused', 100, 101);
+    h.probeFailed('connection refused', 300, 301);
     expect(h.backoffMs).toBe(400);
     expect(h.answered(3, 1000)).toBe(true);
     expect(h.state).toBe('operational');
     expect(h.usable).toBe(true);
     expect(h.nextProbeAt).toBe(Infinity);
     expect(h.lastError).toBeNull();
-    expect(h.failures).toBe(0);
+    expect(h.unanswered).toBe(0);
     // Down again later: the first probe comes after the initial gap again, not 800 ms.
-    h.failed('unreachable', 'connection refused', 5000);
+    h.unreachable('connection refused', 5000);
     expect(h.nextProbeAt).toBe(5000 + TIMING.initialMs);
+  });
+
+  it('keeps an RFC 6298 retransmission timeout: floor, ceiling, doubling per unanswered try, reset by an answer', () => {
+    const h = new ServerHealth(TIMING);
+    expect(h.rto(1500)).toBe(INITIAL_RTO_MS);
+    expect(h.rto(200)).toBe(200); // never past the ceiling
+    h.answered(100, 0); // SRTT 100, RTTVAR 50: RTO 300
+    expect(h.rto(1500)).toBe(300);
+    h.answered(100, 1); // RTTVAR 37.5: RTO 250
+    expect(h.rto(1500)).toBe(250);
+    const fast = new ServerHealth(TIMING);
+    fast.answered(0.2, 0);
+    expect(fast.rto(1500)).toBe(MIN_RTO_MS); // loopback: the floor
+    fast.unansweredTry(1, 60, true);
+    expect(fast.rto(1500)).toBe(2 * MIN_RTO_MS);
+    fast.unansweredTry(60, 160, false);
+    expect(fast.rto(1500)).toBe(4 * MIN_RTO_MS);
+    for (let i = 0; i < 20; i++) fast.unansweredTry(200 + i, 300 + i, false);
+    expect(fast.rto(1500)).toBe(1500);
+    fast.answered(0.2, 400);
+    expect(fast.rto(1500)).toBe(MIN_RTO_MS);
   });
 
   it('ranks operational, untested, suspect, down; a suspect verdict fades to untested', () => {
@@ -117,14 +160,14 @@ describe('ServerHealth', () => {
     op.answered(1, 0);
     const untested = new ServerHealth(TIMING);
     const suspect = new ServerHealth(TIMING);
-    suspect.failed('timeout', 'timeout', 0);
+    suspect.unansweredTry(0, 0, true);
     const down = new ServerHealth(TIMING);
-    down.failed('unreachable', 'connection refused', 0);
+    down.unreachable('connection refused', 0);
     const now = 1000;
     expect([op, untested, suspect, down].map((h) => h.rank(now))).toEqual([0, 1, 2, 3]);
     expect(suspect.rank(SUSPECT_FADES_MS - 1)).toBe(2);
     expect(suspect.rank(SUSPECT_FADES_MS + 1)).toBe(1);
-    expect(down.rank(10 * SUSPECT_FADES_MS)).toBe(3); // down never fades: only a probe brings it back
+    expect(down.rank(10 * SUSPECT_FADES_MS)).toBe(3); // down never fades: an answer brings it back
   });
 
   it('stamps `since` on a state change only', () => {
@@ -136,7 +179,7 @@ describe('ServerHealth', () => {
     vi.setSystemTime(new Date('2026-11-25T10:00:09Z'));
     h.answered(1, 1);
     expect(new Date(h.since).toISOString()).toBe('2026-11-25T10:00:05.000Z');
-    h.failed('timeout', 'timeout', 2);
+    h.unansweredTry(2, 3, true);
     expect(new Date(h.since).toISOString()).toBe('2026-11-25T10:00:09.000Z');
   });
 });
