@@ -19,8 +19,10 @@
 //
 // It also keeps the server's retransmission timeout, RFC 6298 style: a
 // smoothed RTT and its variance give RTO = SRTT + 4·RTTVAR, kept between
-// MIN_RTO_MS and the configured ceiling, doubled for every unanswered try
-// since the last answer (RFC 6298 §5.5) and reset by the next answer. Every
+// MIN_RTO_MS and the configured ceiling, doubled for every try that went
+// unanswered while the server answered nothing at all (RFC 6298 §5.5) and
+// reset by the next answer: a busy server on a lossy link keeps a short RTO,
+// a silent one backs off. Every
 // try has its own ID, so an answer tells exactly which try it answers and
 // every RTT sample is unambiguous (Karn's problem does not arise).
 
@@ -107,21 +109,23 @@ export class ServerHealth {
   }
 
   /**
-   * unansweredTry records a try that got no answer within its RTO; true when
-   * the state changed. `firstForQuery` is false for a query's later tries of
-   * the same server: a query counts once toward the server's silence. Only
-   * queries sent after the server's last answer count: an answer since says
-   * the server is there.
+   * unansweredTry records a try that got no answer within its RTO; true
+   * when the state changed. `firstSentAt` is when the same
+   * query was first sent to this server: if the server has answered anything
+   * since, its silence is about this query's name (RFC 9520 §3: the failure
+   * cache's business), not about the server, and counts for nothing. A query
+   * counts once toward the server's silence (`firstForQuery`), however many
+   * tries it took.
    */
-  unansweredTry(sentAt: number, now: number, firstForQuery: boolean): boolean {
-    this.backoffs++;
+  unansweredTry(firstSentAt: number, now: number, firstForQuery: boolean): boolean {
     this.lastResultAt = now;
-    if (sentAt < this.lastAnswerAt) return false;
+    if (firstSentAt < this.lastAnswerAt) return false;
+    this.backoffs++;
     this.lastError = 'timeout';
     this.lastFailure ??= 'timeout';
     if (firstForQuery) {
       this.unanswered++;
-      if (sentAt < this.silentSince) this.silentSince = sentAt;
+      if (firstSentAt < this.silentSince) this.silentSince = firstSentAt;
     }
     if (this.state === 'down') return false;
     if (this.unanswered >= DOWN_AFTER_QUERIES && now - this.silentSince >= DOWN_AFTER_MS) return this.goDown(now);

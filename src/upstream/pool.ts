@@ -208,12 +208,15 @@ export class UpstreamPool {
     this.changed(i, previous, health.answered(rttMs, this.clock()));
   }
 
-  /** unanswered records a try of server `i`, sent at `sentAt`, that got no answer within its RTO. */
-  unanswered(i: number, sentAt: number, firstForQuery: boolean): void {
+  /**
+   * unanswered records a try of server `i` that got no answer within its
+   * RTO; the query was first sent to it at `firstSentAt`.
+   */
+  unanswered(i: number, firstSentAt: number, firstForQuery: boolean): void {
     this.stats.get(this.servers[i]!.label)!.count('timeout');
     const health = this.health[i]!;
     const previous = health.state;
-    this.changed(i, previous, health.unansweredTry(sentAt, this.clock(), firstForQuery));
+    this.changed(i, previous, health.unansweredTry(firstSentAt, this.clock(), firstForQuery));
   }
 
   /** failedHard records an exchange with server `i` that could not be made (ICMP unreachable, a socket error). */
@@ -365,17 +368,17 @@ class Attempt {
   private readonly deadline: number;
   private settled = false;
   private timer: NodeJS.Timeout | null = null;
-  /** Distinct servers asked so far, in order. */
+  /** Distinct servers asked so far, in order, and when each was first asked. */
   private readonly asked: number[] = [];
+  private readonly askedAt: number[] = [];
   /** Servers this query asks no more: they answered with a failure RCODE, or could not be reached. */
   private readonly excluded: number[] = [];
   /** Servers whose silence this query has counted once already. */
   private readonly silentAt: number[] = [];
   /** What each server asked said last, by label. */
   private readonly failures = new Map<string, Failure>();
-  /** The server of the latest try and when it went. */
+  /** The server of the latest try. */
   private current = -1;
-  private sentAt = 0;
   /** The down server whose turn this query holds, or waits for; -1 for none. */
   private holding = -1;
   private waitingFor = -1;
@@ -449,10 +452,12 @@ class Attempt {
       timeoutMs: pool.opts.queryTimeoutMs,
       sourceAddress: pool.opts.sourceAddress,
     };
-    if (!this.asked.includes(server)) this.asked.push(server);
     const now = pool.clock();
+    if (!this.asked.includes(server)) {
+      this.asked.push(server);
+      this.askedAt.push(now);
+    }
     this.current = server;
-    this.sentAt = now;
     pool.stats.get(address.label)!.requests++;
     const rto = Math.max(pool.health[server]!.rto(pool.opts.timeoutMs), (now - this.startedAt) / PACING_DIVISOR);
     this.arm(Math.min(now + rto, this.deadline));
@@ -472,7 +477,7 @@ class Attempt {
     const server = this.current;
     const first = !this.silentAt.includes(server);
     if (first) this.silentAt.push(server);
-    this.pool.unanswered(server, this.sentAt, first);
+    this.pool.unanswered(server, this.askedAt[this.asked.indexOf(server)]!, first);
     this.failures.set(this.pool.servers[server]!.label, { server: this.pool.servers[server]!.label, kind: 'timeout', detail: 'timeout' });
     this.giveUpTurn();
     this.next();
@@ -542,6 +547,11 @@ class Attempt {
   }
 
   private fail(): void {
+    // A server asked that said nothing by the end of the budget was silent too.
+    for (const i of this.asked) {
+      const label = this.pool.servers[i]!.label;
+      if (!this.failures.has(label)) this.failures.set(label, { server: label, kind: 'timeout', detail: 'timeout' });
+    }
     this.finish(errorAnswer(RCODE.SERVFAIL, this.pool.failureEde([...this.failures.values()])));
   }
 

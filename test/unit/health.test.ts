@@ -52,7 +52,7 @@ describe('ServerHealth', () => {
     expect(h.lastError).toBe('timeout');
     expect(h.nextProbeAt).toBe(Infinity); // suspect servers are not probed
     // The same query's later tries do not count again.
-    for (let t = 400; t < 5000; t += 200) h.unansweredTry(t, t + 100, false);
+    for (let t = 400; t < 5000; t += 200) h.unansweredTry(10, t + 100, false);
     expect(h.state).toBe('suspect');
     expect(h.unanswered).toBe(1);
   });
@@ -86,6 +86,19 @@ describe('ServerHealth', () => {
     expect(h.unanswered).toBe(0);
     h.unansweredTry(3600, 3700, true);
     expect(h.state).toBe('suspect');
+  });
+
+  it("takes a query's silence for its name's business once the server has answered others since its first try", () => {
+    const h = new ServerHealth(TIMING);
+    h.answered(0.2, 0);
+    // void.example first sent at 10; other names answered at 20, 40, ...; its later tries time out.
+    for (let t = 20; t < 3000; t += 20) {
+      h.answered(0.2, t);
+      expect(h.unansweredTry(10, t + 1, false)).toBe(false);
+    }
+    expect(h.state).toBe('operational');
+    expect(h.unanswered).toBe(0);
+    expect(h.rto(1500)).toBe(MIN_RTO_MS); // no back-off either: the server answers
   });
 
   it('goes down at once on a hard negative hint, from any state', () => {
@@ -134,7 +147,7 @@ describe('ServerHealth', () => {
     expect(h.nextProbeAt).toBe(5000 + TIMING.initialMs);
   });
 
-  it('keeps an RFC 6298 retransmission timeout: floor, ceiling, doubling per unanswered try, reset by an answer', () => {
+  it('keeps an RFC 6298 retransmission timeout: floor, ceiling, doubling per try the silent server left unanswered, reset by an answer', () => {
     const h = new ServerHealth(TIMING);
     expect(h.rto(1500)).toBe(INITIAL_RTO_MS);
     expect(h.rto(200)).toBe(200); // never past the ceiling
@@ -147,9 +160,9 @@ describe('ServerHealth', () => {
     expect(fast.rto(1500)).toBe(MIN_RTO_MS); // loopback: the floor
     fast.unansweredTry(1, 60, true);
     expect(fast.rto(1500)).toBe(2 * MIN_RTO_MS);
-    fast.unansweredTry(60, 160, false);
+    fast.unansweredTry(1, 160, false);
     expect(fast.rto(1500)).toBe(4 * MIN_RTO_MS);
-    for (let i = 0; i < 20; i++) fast.unansweredTry(200 + i, 300 + i, false);
+    for (let i = 0; i < 20; i++) fast.unansweredTry(1, 300 + i, false);
     expect(fast.rto(1500)).toBe(1500);
     fast.answered(0.2, 400);
     expect(fast.rto(1500)).toBe(MIN_RTO_MS);
