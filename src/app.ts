@@ -185,6 +185,7 @@ export class App {
     registerCacheMetrics(this.metrics, () => this.cache, () => this.pvds.list());
     registerPvdMetrics(this.metrics, this.pvds);
     registerCaptiveMetrics(this.metrics, () => this.captive);
+    this.events.register(this.metrics, this.log);
     new CollectedValue('pvdns_queries_shed_total', 'Queries answered SERVFAIL at once because upstream.maxInflight upstream queries were in flight.', 'counter', () => [
       { labels: {}, value: this.forwarder.shed },
     ]).register(this.metrics);

@@ -39,7 +39,8 @@ export class QueryHandler {
   constructor(
     private pipeline: Next,
     private access: AccessList,
-    private readonly stats: QueryStats,
+    /** The query counters, shared with the listeners (TCP counts the connections it drops there). */
+    readonly stats: QueryStats,
     private readonly log: Logger,
     private limiter: RateLimiter | null = null,
   ) {

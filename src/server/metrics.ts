@@ -1,7 +1,8 @@
 // Query metrics: counted per query in plain numbers, published to
 // prom-client at scrape time (pvdns_queries_total, pvdns_responses_total,
 // pvdns_cache_hits_total, pvdns_cache_misses_total,
-// pvdns_dns64_synthesized_total, pvdns_request_duration_seconds).
+// pvdns_dns64_synthesized_total, pvdns_request_duration_seconds), and the
+// TCP connections the listeners dropped (pvdns_tcp_connections_dropped_total).
 
 import type { Registry } from 'prom-client';
 import { rcodeName, typeCode } from '../dns/constants.js';
@@ -35,11 +36,19 @@ class PvdCounters {
   synthesized = 0;
 }
 
+/**
+ * Why a TCP listener destroyed a connection: `slow`, the client did not read
+ * its replies; `unclosed`, it did not close its side after pvdns closed it.
+ */
+export type TcpDropReason = 'slow' | 'unclosed';
+
 export class QueryStats {
   private readonly byPvd = new Map<string, PvdCounters>();
   private readonly durations = TRANSPORTS.map(() => VERDICTS.map(() => new Buckets(LATENCY_BUCKETS)));
   /** Datagrams and messages that could not be read at all. */
   dropped = 0;
+  /** TCP connections destroyed, by reason. */
+  readonly tcpDropped: Record<TcpDropReason, number> = { slow: 0, unclosed: 0 };
 
   /** record counts one answered query. */
   record(pvd: string, qtype: number, transport: Transport, rcode: number, cache: CacheVerdict, seconds: number, synthesized = false): void {
@@ -89,6 +98,13 @@ export class QueryStats {
       function* (): Iterable<Sample> {
         for (const [pvd, c] of byPvd) if (c.synthesized) yield { labels: { pvd }, value: c.synthesized };
       },
+    ).register(registry);
+    const tcpDropped = this.tcpDropped;
+    new CollectedValue(
+      'pvdns_tcp_connections_dropped_total',
+      'TCP client connections destroyed: slow (replies not read), unclosed (not closed by the client after pvdns closed it).',
+      'counter',
+      () => Object.entries(tcpDropped).map(([reason, value]) => ({ labels: { reason }, value })),
     ).register(registry);
     const durations = this.durations;
     new CollectedHistogram('pvdns_request_duration_seconds', 'Time from receiving a query to sending its reply.', function* (): Iterable<[Labels, Buckets]> {

@@ -3,11 +3,16 @@
 // as each is ready (out of order, each with its own ID), the idle timeout
 // that spares connections still waiting for an answer, the cap on
 // concurrent connections, and answers to a client that has half-closed.
+// Back-pressure: a client that pipelines and never reads is stopped and
+// dropped while others are served; a connection pvdns has closed frees its
+// slot even if the client never closes its side, and nothing it sends then
+// is forwarded.
 
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeQuery, Packet, sendTcp } from '../helpers/client.js';
 import { a, answer, FakeUpstream } from '../helpers/fake-upstream.js';
+import { eventually, metricSum } from '../helpers/http.js';
 import { startPvdns, type Running } from '../helpers/pvdns.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -41,9 +46,10 @@ class Conn {
     );
   }
 
-  static open(server: { host: string; port: number }): Promise<Conn> {
+  /** open connects; with `allowHalfOpen` the client's side stays open when pvdns closes its own. */
+  static open(server: { host: string; port: number }, opts: { allowHalfOpen?: boolean } = {}): Promise<Conn> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ host: server.host, port: server.port });
+      const s = net.connect({ host: server.host, port: server.port, allowHalfOpen: opts.allowHalfOpen ?? false });
       const c = new Conn(s);
       open.add(c);
       s.once('connect', () => resolve(c));
@@ -104,11 +110,12 @@ function parsed(raw: Buffer | null | undefined): Packet {
   return Packet.parse(raw!);
 }
 
-/** The upstream: names starting "slow-" answer after 300 ms, "slower-" after 1200 ms. */
+/** The upstream: names starting "slow-" answer after 300 ms, "slower-" after 1200 ms; "big-" get 64 addresses (a reply of ~1 KiB). */
 const up = new FakeUpstream(async (q) => {
   const name = q.questions[0]!.name.toLowerCase();
   if (name.startsWith('slower-')) await sleep(1200);
   else if (name.startsWith('slow-')) await sleep(300);
+  if (name.startsWith('big-')) return answer(q, Array.from({ length: 64 }, (_, i) => a(q, `192.0.2.${i + 1}`)));
   return answer(q, [a(q, '192.0.2.53')]);
 });
 
@@ -300,5 +307,124 @@ describe('TCP connection limit (tcp.maxConnections)', () => {
       if (!served) await sleep(100);
     }
     expect(served).toBe(true);
+  });
+});
+
+/** tcpQueries is how many queries pvdns has counted over TCP (pvdns_queries_total{transport="tcp"}). */
+async function tcpQueries(base: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split('\n')) if (line.startsWith('pvdns_queries_total{') && line.includes('transport="tcp"')) n += Number(line.split(' ').pop());
+  return n;
+}
+
+const dropped = async (base: string, reason: string): Promise<number> => metricSum(base, `pvdns_tcp_connections_dropped_total{reason="${reason}"}`);
+
+describe('TCP back-pressure: a client that pipelines and never reads', () => {
+  let pvdns: Running;
+  beforeAll(async () => {
+    pvdns = await startPvdns({ ...pvdsConfig(), tcp: { idleTimeoutMs: 2000 } });
+  });
+  afterAll(async () => {
+    await pvdns.stop();
+  });
+
+  it('stops reading it, drops it, counts it, and keeps answering other clients', async () => {
+    // Cached ~1 KiB answers to 40-octet queries: without back-pressure pvdns would read all
+    // 40,000 queries and hold ~40 MiB of replies for a client that never takes them.
+    const warm = await Conn.open(pvdns.dns);
+    warm.send(makeQuery('big-pile.example.net', 'A', { id: 1 }));
+    expect(parsed(await warm.reply()).answers).toHaveLength(64);
+    const before = await tcpQueries(pvdns.http);
+
+    const hog = await Conn.open(pvdns.dns);
+    hog.socket.pause(); // never reads: its receive window fills, then pvdns's send buffer
+    const one = Buffer.concat([u16(makeQuery('big-pile.example.net', 'A', { id: 2 }).length), makeQuery('big-pile.example.net', 'A', { id: 2 })]);
+    const SENT = 40_000;
+    const batch = Buffer.concat(Array.from({ length: 1000 }, () => one));
+    for (let i = 0; i < SENT / 1000; i++) hog.write(batch); // the client buffers what pvdns does not take
+
+    // pvdns stops reading: far fewer queries are taken than were sent, and the count stops growing.
+    await sleep(1000);
+    const taken = (await tcpQueries(pvdns.http)) - before;
+    expect(taken).toBeLessThan(SENT / 2);
+
+    // Meanwhile another client is served, over TCP and over UDP.
+    const other = await Conn.open(pvdns.dns);
+    other.send(makeQuery('other.example.net', 'A', { id: 0x0777 }));
+    const r = parsed(await other.reply());
+    expect(r.header.id).toBe(0x0777);
+    expect(r.answers.map((x) => x.address)).toEqual(['192.0.2.53']);
+
+    // Over the cap past its grace (here the 2 s idle timeout), it is dropped and counted; the
+    // client, paused, learns it on its next write.
+    await eventually('the client to be dropped as slow', async () => (await dropped(pvdns.http, 'slow')) === 1, 6000);
+    hog.write(one);
+    expect(await hog.closedWithin(3000)).toBe(true);
+    expect((await tcpQueries(pvdns.http)) - before).toBeLessThan(SENT / 2);
+
+    other.send(makeQuery('after.example.net', 'A', { id: 0x0778 }));
+    expect(parsed(await other.reply()).header.id).toBe(0x0778);
+  });
+
+  it('counts replies not yet sent toward tcp.maxPipelined: small replies that are never read stop reading too', async () => {
+    // 40-octet replies: 100 of them are far below the octet cap, so only the pipelining
+    // limit stops reading here. The kernel's buffers take a few hundred thousand replies
+    // first, so send more than that.
+    const before = await tcpQueries(pvdns.http);
+    const hog = await Conn.open(pvdns.dns);
+    hog.socket.pause();
+    const q = makeQuery('small-pile.example.net', 'A', { id: 3, edns: false });
+    const one = Buffer.concat([u16(q.length), q]);
+    const SENT = 400_000;
+    const batch = Buffer.concat(Array.from({ length: 10_000 }, () => one));
+    for (let i = 0; i < SENT / 10_000; i++) hog.write(batch);
+    await sleep(1500);
+    const taken = (await tcpQueries(pvdns.http)) - before;
+    expect(taken).toBeLessThan(SENT * 0.75);
+    await sleep(500);
+    expect((await tcpQueries(pvdns.http)) - before).toBe(taken);
+    hog.destroy();
+  });
+});
+
+describe('TCP connections pvdns has closed (idle timeout)', () => {
+  let pvdns: Running;
+  beforeAll(async () => {
+    pvdns = await startPvdns({ ...pvdsConfig(), tcp: { idleTimeoutMs: 300, maxConnections: 3 } });
+  });
+  afterAll(async () => {
+    await pvdns.stop();
+  });
+
+  it('forwards nothing that arrives after pvdns closed the connection for idleness', async () => {
+    const c = await Conn.open(pvdns.dns, { allowHalfOpen: true });
+    const ended = new Promise<void>((resolve) => c.socket.once('end', resolve));
+    await Promise.race([ended, sleep(3000)]);
+    expect(c.socket.readableEnded, 'pvdns did not close the idle connection').toBe(true);
+    // The client's side is still open: it sends a query anyway.
+    c.send(makeQuery('after-idle.example.net', 'A', { id: 0x1d1d }));
+    await sleep(800);
+    expect(up.names()).not.toContain('after-idle.example.net');
+    expect(await c.reply(200)).toBeNull();
+  });
+
+  it('frees the slots of idle connections whose clients never close their side', async () => {
+    // tcp.maxConnections is 3: three clients that go silent and ignore pvdns's FIN must not
+    // deny TCP for good. pvdns destroys them a short grace after closing its side.
+    const droppedBefore = await dropped(pvdns.http, 'unclosed');
+    const silent = await Promise.all([0, 1, 2].map(() => Conn.open(pvdns.dns, { allowHalfOpen: true })));
+    await sleep(300 + 2000 + 700); // idle timeout, then the grace
+    let served = false;
+    for (let i = 0; i < 20 && !served; i++) {
+      const c = await Conn.open(pvdns.dns);
+      c.send(makeQuery('slot-free.example.net', 'A', { id: 0x5105 }));
+      const raw = await c.reply(500);
+      served = raw !== null && Packet.parse(raw).header.id === 0x5105;
+      c.destroy();
+      if (!served) await sleep(200);
+    }
+    expect(served).toBe(true);
+    expect((await dropped(pvdns.http, 'unclosed')) - droppedBefore).toBeGreaterThanOrEqual(silent.length);
   });
 });
