@@ -5,7 +5,7 @@
 // unknown types, DNSSEC records and their compression pass through untouched.
 
 import { FLAG_AA, FLAG_AD, FLAG_QR, FLAG_TC, HEADER_SIZE, OPCODE_MASK, OPTION_EDE, TYPE } from './constants.js';
-import { equalsWireKey, skipName } from './name.js';
+import { checkName, equalsWireKey, skipName } from './name.js';
 
 /** Ede is an Extended DNS Error (RFC 8914): an INFO-CODE and EXTRA-TEXT. */
 export interface Ede {
@@ -49,6 +49,12 @@ export const ANSWER_CAPTIVE = 0x20000;
 /** Answer.flags mark: a failure of the moment (too much in flight), not one to remember in the failure cache. */
 export const ANSWER_TRANSIENT = 0x40000;
 
+/**
+ * Answer.flags mark: the answer section holds a CNAME (set by parseResponse),
+ * so the CNAME stage looks at this answer and at no other.
+ */
+export const ANSWER_CNAME = 0x80000;
+
 /** The TTL pvdns writes into records it makes up itself. */
 export const LOCAL_TTL = 3600;
 
@@ -72,6 +78,14 @@ export interface Expected {
  * record is removed: EDNS is hop-by-hop (RFC 6891 §6.2.6); its EDE is kept
  * for the record. A mismatch is not an error of the exchange: the caller
  * keeps waiting for the real reply.
+ *
+ * Nor is a reply whose names cannot be decoded (checkName: a pointer loop, a
+ * forward or out-of-bounds pointer, a name over 255 octets) or whose RDATA
+ * of a type that may hold compressed names (RFC 3597 §4) does not match its
+ * RDLENGTH: passed on, a client would choke on it, and cached, every client
+ * would. It is refused like a mismatch, so the query is retried or fails,
+ * and it is never cached. Every owner name is checked, and the names in
+ * those RDATA: the only ones a compression pointer may sit in.
  */
 export function parseResponse(msg: Buffer, want: Expected): ResponseCheck {
   const end = msg.length;
@@ -100,16 +114,20 @@ export function parseResponse(msg: Buffer, want: Expected): ResponseCheck {
   let soaTtl = -1;
   let ede: Ede | null = null;
   let bodyEnd = -1;
+  let cname = 0;
   let off = qEnd;
   for (let i = 0; i < total; i++) {
     const start = off;
-    off = skipName(msg, off, end);
-    if (off < 0 || off + 10 > end) return { ok: false, reason: 'malformed record' };
+    off = checkName(msg, off, end);
+    if (off < 0) return { ok: false, reason: 'malformed owner name' };
+    if (off + 10 > end) return { ok: false, reason: 'malformed record' };
     const type = msg.readUInt16BE(off);
     const ttl = msg.readUInt32BE(off + 4);
     const rdlen = msg.readUInt16BE(off + 8);
     const next = off + 10 + rdlen;
     if (next > end) return { ok: false, reason: 'malformed record' };
+    if (type <= TYPE.MX && !rdataNamesOk(msg, type, off + 10, next)) return { ok: false, reason: 'malformed names in RDATA' };
+    if (type === TYPE.CNAME && i < an) cname = ANSWER_CNAME;
     if (type === TYPE.OPT) {
       if (i < an + ns) return { ok: false, reason: 'OPT outside the additional section' };
       rcode |= (ttl >>> 24) << 4; // extended RCODE (RFC 6891 §6.1.3)
@@ -132,9 +150,45 @@ export function parseResponse(msg: Buffer, want: Expected): ResponseCheck {
   }
   if (bodyEnd < 0) bodyEnd = off;
   // AA is dropped: pvdns is no authority for what it forwards or caches (RFC 1035 §4.1.1).
-  const answer: Answer = { rcode, flags: flags & FLAG_AD, body: Buffer.from(msg.subarray(qEnd, bodyEnd)), an, ns, ar, rr: kept < meta.length ? meta.slice(0, kept) : meta, soaTtl, ede };
+  const answer: Answer = { rcode, flags: (flags & FLAG_AD) | cname, body: Buffer.from(msg.subarray(qEnd, bodyEnd)), an, ns, ar, rr: kept < meta.length ? meta.slice(0, kept) : meta, soaTtl, ede };
   setTtls(answer, 0); // TTLs with the top bit set go out as 0, not as sent
   return { ok: true, truncated: (flags & FLAG_TC) !== 0, answer };
+}
+
+/**
+ * rdataNamesOk checks the RDATA [start, end) of the types whose RDATA may
+ * hold compressed names — those of RFC 1035, listed in RFC 3597 §4: NS, MD,
+ * MF, CNAME, SOA, MB, MG, MR, PTR, MINFO, MX — name by name, and that the
+ * names and fixed fields fill RDLENGTH exactly. Other types pass: their
+ * RDATA is opaque to pvdns (RFC 3597 §4 forbids compression in them).
+ */
+function rdataNamesOk(msg: Buffer, type: number, start: number, end: number): boolean {
+  switch (type) {
+    case TYPE.NS:
+    case 3: // MD
+    case 4: // MF
+    case TYPE.CNAME:
+    case 7: // MB
+    case 8: // MG
+    case 9: // MR
+    case TYPE.PTR:
+      return checkName(msg, start, end) === end;
+    case TYPE.SOA: {
+      // MNAME, RNAME, then SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM (RFC 1035 §3.3.13)
+      const rname = checkName(msg, start, end);
+      return rname >= 0 && checkName(msg, rname, end) === end - 20;
+    }
+    case 14: {
+      // MINFO: RMAILBX, EMAILBX (RFC 1035 §3.3.7)
+      const second = checkName(msg, start, end);
+      return second >= 0 && checkName(msg, second, end) === end;
+    }
+    case TYPE.MX:
+      // PREFERENCE, EXCHANGE (RFC 1035 §3.3.9)
+      return checkName(msg, start + 2, end) === end;
+    default:
+      return true;
+  }
 }
 
 function readEde(msg: Buffer, start: number, end: number): Ede | null {

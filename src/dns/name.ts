@@ -23,6 +23,55 @@ export function skipName(buf: Buffer, off: number, end: number): number {
   }
 }
 
+/** The first offset a compression pointer may point at: names live after the header. */
+const FIRST_NAME_OFFSET = 12;
+
+/**
+ * Pointer hops one name may take. A compressor points each name at one
+ * earlier name, which has at least one label of its own before its pointer,
+ * so a real name needs at most one hop per label (127 in 255 octets).
+ */
+const MAX_CHECKED_HOPS = 128;
+
+/**
+ * checkName is skipName for names from an upstream: it decodes the name at
+ * `off` without allocating and returns the offset just after its own octets
+ * (as skipName does), or -1 when the name cannot be decoded. Its own octets
+ * must lie before `end`; a pointer may reach back anywhere from the header's
+ * end on. Each pointer must point strictly before where the run of labels
+ * it ends began — RFC 1035 §4.1.4: a pointer replaces the name's end by "a
+ * prior occurrence of the same name" — so the runs walk backwards and every
+ * loop (a pointer to itself, two pointers to each other, a pointer into its
+ * own labels) ends as a forward pointer, refused. Also refused: a pointer
+ * past the message, reserved label types (01, 10), and a name of more than
+ * 255 octets once decompressed (RFC 1035 §2.3.4).
+ */
+export function checkName(buf: Buffer, off: number, end: number): number {
+  let next = -1;
+  let runStart = off;
+  let size = 1; // the root octet
+  let hops = 0;
+  for (;;) {
+    if (off >= end) return -1;
+    const len = buf[off]!;
+    if (len === 0) return next < 0 ? off + 1 : next;
+    if (len < 0x40) {
+      size += len + 1;
+      if (size > MAX_NAME) return -1;
+      off += len + 1;
+      continue;
+    }
+    if (len < 0xc0 || off + 1 >= end) return -1;
+    const target = ((len & 0x3f) << 8) | buf[off + 1]!;
+    if (target >= runStart || target < FIRST_NAME_OFFSET || ++hops > MAX_CHECKED_HOPS) return -1;
+    if (next < 0) {
+      next = off + 2;
+      end = buf.length; // what a pointer reaches back to may lie outside the record
+    }
+    off = runStart = target;
+  }
+}
+
 /**
  * lowerWire returns the octets [start, end) as a latin1 string with ASCII
  * letters folded to lower case. Only the name's own octets are passed in, so

@@ -7,9 +7,9 @@ import type DNS from 'dns2';
 import { Packet } from 'dns2';
 import { soa } from '../helpers/fake-upstream.js';
 import { describe, expect, it } from 'vitest';
-import { parseResponse, setTtls, type Answer, type Expected } from '../../src/dns/answer.js';
+import { ANSWER_CNAME, parseResponse, setTtls, type Answer, type Expected } from '../../src/dns/answer.js';
 import { EDNS_UDP_SIZE, RCODE } from '../../src/dns/constants.js';
-import { encodeName, keyToName, lowerWire, readName, wireKey } from '../../src/dns/name.js';
+import { checkName, encodeName, keyToName, lowerWire, readName, wireKey } from '../../src/dns/name.js';
 import { encodeQuery, PARSE_DROP, PARSE_OK, parseQuery, type WireQuery } from '../../src/dns/query.js';
 import { encodeError, encodeReply, TCP_LIMIT, udpLimit } from '../../src/dns/reply.js';
 
@@ -471,6 +471,126 @@ describe('parseResponse', () => {
     const soaQ = parsedOk(query({ id: 777, name: 'example.com', type: T.SOA }));
     const pos = answerOf(upstream(soaQ.msg, { answers: [soa('example.com', 3600, 300)] }), expectFor(soaQ));
     expect(pos.soaTtl).toBe(-1);
+  });
+});
+
+describe('parseResponse refuses names it cannot decode (RFC 1035 §4.1.4, RFC 3597 §4)', () => {
+  // The question www.example.com A sits at 12; its labels start at 12 (www), 16 (example), 24 (com); records at 33.
+  const msg = query({ id: 777, name: 'www.example.com' });
+  const q = parsedOk(msg);
+  const want = expectFor(q);
+  const AT = q.qEnd;
+  expect(AT).toBe(33);
+
+  const ptr = (off: number): Buffer => Buffer.from([0xc0 | (off >> 8), off & 0xff]);
+  const label = (text: string): Buffer => Buffer.concat([Buffer.from([text.length]), Buffer.from(text, 'latin1')]);
+  /** rr is one record: owner octets, type, RDATA octets (RDLENGTH from them unless given). */
+  const rr = (owner: Buffer, type: number, rdata: Buffer, rdlen = rdata.length): Buffer => {
+    const fixed = Buffer.alloc(10);
+    fixed.writeUInt16BE(type, 0);
+    fixed.writeUInt16BE(1, 2);
+    fixed.writeUInt32BE(300, 4);
+    fixed.writeUInt16BE(rdlen, 8);
+    return Buffer.concat([owner, fixed, rdata]);
+  };
+  const addr = Buffer.from([192, 0, 2, 1]);
+  /** reply is the upstream's reply to `msg` with these records (counts per section). */
+  const reply = (counts: { an?: number; ns?: number; ar?: number }, ...records: Buffer[]): Buffer => {
+    const m = Buffer.concat([rawHeader({ id: 777, flags: 0x8180, ...counts }), rawQuestion(), ...records]);
+    return m;
+  };
+  const refused = (m: Buffer): string => {
+    let r: ReturnType<typeof parseResponse> | undefined;
+    expect(() => (r = parseResponse(m, want))).not.toThrow();
+    expect(r!.ok).toBe(false);
+    return r!.ok ? '' : r!.reason;
+  };
+  const soaTail = Buffer.alloc(20, 1);
+
+  it.each<[string, Buffer, RegExp]>([
+    ['an owner that points at itself', reply({ an: 1 }, rr(ptr(AT), T.A, addr)), /owner/],
+    ['an owner that points back into its own labels (a loop through a backward pointer)', reply({ an: 1 }, rr(Buffer.concat([label('a'), ptr(AT)]), T.A, addr)), /owner/],
+    // The first owner points forward at the second, which points back at the first.
+    ['two owners that point at each other', reply({ an: 2 }, rr(ptr(AT + 16), T.A, addr), rr(ptr(AT), T.A, addr)), /owner/],
+    ['a forward pointer, even to a good name', reply({ an: 2 }, rr(ptr(AT + 16), T.A, addr), rr(rawName('www.example.com'), T.A, addr)), /owner/],
+    ['a pointer past the end of the message', reply({ an: 1 }, rr(ptr(0x3fff), T.A, addr)), /owner/],
+    ['a pointer into the header', reply({ an: 1 }, rr(ptr(4), T.A, addr)), /owner/],
+    ['a pointer cut short', reply({ an: 1 }, Buffer.from([0xc0])), /owner/],
+    ['a reserved label type', reply({ an: 1 }, rr(Buffer.from([0x80, 0]), T.A, addr)), /owner/],
+    [
+      'an owner over 255 octets once decompressed',
+      reply({ an: 1 }, rr(Buffer.concat([label('a'.repeat(63)), label('b'.repeat(63)), label('c'.repeat(63)), label('d'.repeat(46)), ptr(12)]), T.A, addr)),
+      /owner/,
+    ],
+    // CNAME at 33: owner ptr(12), 10 fixed octets, RDATA at 45.
+    ['a CNAME whose target points at itself', reply({ an: 1 }, rr(ptr(12), T.CNAME, Buffer.concat([label('x'), ptr(AT + 12)]))), /RDATA/],
+    ['a CNAME whose target points forward', reply({ an: 1 }, rr(ptr(12), T.CNAME, Buffer.concat([label('x'), ptr(AT + 12 + 4)]))), /RDATA/],
+    ['a CNAME with octets after its name', reply({ an: 1 }, rr(ptr(12), T.CNAME, Buffer.concat([label('x'), ptr(16), Buffer.from([0])]))), /RDATA/],
+    ['a CNAME whose name runs past RDLENGTH', reply({ an: 1 }, rr(ptr(12), T.CNAME, Buffer.concat([label('x'), ptr(16)]), 2)), /RDATA/],
+    ['an NS with no RDATA', reply({ ns: 1 }, rr(ptr(16), T.NS, Buffer.alloc(0))), /RDATA/],
+    ['a PTR whose name loops', reply({ an: 1 }, rr(ptr(12), T.PTR, ptr(AT + 12))), /RDATA/],
+    ['an MX without its exchange', reply({ an: 1 }, rr(ptr(12), T.MX, Buffer.from([0, 10]))), /RDATA/],
+    ['an MX whose exchange loops', reply({ an: 1 }, rr(ptr(12), T.MX, Buffer.concat([Buffer.from([0, 10]), ptr(AT + 14)]))), /RDATA/],
+    ['an SOA short of its counters', reply({ ns: 1 }, rr(ptr(16), T.SOA, Buffer.concat([label('ns'), ptr(16), label('h'), ptr(16), soaTail.subarray(4)]))), /RDATA/],
+    ['an SOA whose RNAME loops', reply({ ns: 1 }, rr(ptr(16), T.SOA, Buffer.concat([label('ns'), ptr(16), ptr(AT + 12 + 5), soaTail]))), /RDATA/],
+    ['a MINFO whose second name loops', reply({ an: 1 }, rr(ptr(12), 14, Buffer.concat([ptr(16), ptr(AT + 12 + 2)]))), /RDATA/],
+    ['an MD (RFC 3597 §4 lists it) whose name loops', reply({ an: 1 }, rr(ptr(12), 3, ptr(AT + 12))), /RDATA/],
+  ])('%s', (_, m, reason) => {
+    expect(refused(m)).toMatch(reason);
+  });
+
+  it('takes a name of exactly 255 octets once decompressed', () => {
+    const owner = Buffer.concat([label('a'.repeat(63)), label('b'.repeat(63)), label('c'.repeat(63)), label('d'.repeat(45)), ptr(12)]);
+    expect(answerOf(reply({ an: 1 }, rr(owner, T.A, addr)), want).an).toBe(1);
+  });
+
+  it('takes the RDATA of other types as opaque octets, compression-like or not (RFC 3597 §4)', () => {
+    // A TXT whose octets look like a looping pointer, and a type nobody knows.
+    const m = reply({ an: 2 }, rr(ptr(12), T.TXT, Buffer.concat([Buffer.from([2]), ptr(AT + 12)])), rr(ptr(12), 65280, ptr(AT + 16 + 12)));
+    expect(answerOf(m, want).an).toBe(2);
+  });
+
+  it('passes a well compressed reply through byte for byte, and marks an answer with a CNAME', () => {
+    // answer:     www.example.com CNAME cdn.example.com  (owner → the question; target "cdn" → "example.com" in it)
+    //             cdn.example.com A 192.0.2.1            (owner → the CNAME's RDATA)
+    // authority:  example.com SOA ns.example.com hostmaster.example.com …
+    // additional: x.cdn.example.com A …                  (a pointer → the A's owner, itself a pointer: a chain)
+    //             cdn.example.com MX 10 x.cdn.example.com (pointers into RDATA and owners)
+    const cname = rr(ptr(12), T.CNAME, Buffer.concat([label('cdn'), ptr(16)]));
+    const cnameRdata = AT + 12;
+    const aOwner = AT + cname.length;
+    const a1 = rr(ptr(cnameRdata), T.A, addr);
+    const soaAt = aOwner + a1.length;
+    const soa1 = rr(ptr(16), T.SOA, Buffer.concat([label('ns'), ptr(16), label('hostmaster'), ptr(16), soaTail]));
+    const xAt = soaAt + soa1.length;
+    const x = rr(Buffer.concat([label('x'), ptr(aOwner)]), T.A, addr);
+    const mx = rr(ptr(cnameRdata), T.MX, Buffer.concat([Buffer.from([0, 10]), ptr(xAt)]));
+    const m = reply({ an: 2, ns: 1, ar: 2 }, cname, a1, soa1, x, mx);
+    const a = answerOf(m, want);
+    expect(a.body).toEqual(m.subarray(AT));
+    expect(a.flags & ANSWER_CNAME).toBe(ANSWER_CNAME);
+    const out = encodeReply(q, a, TCP_LIMIT);
+    expect(out).toEqual(m); // the mark never reaches the wire
+    const p = Packet.parse(out);
+    expect(p.answers.map((r) => [r.name, r.domain ?? r.address])).toEqual([
+      ['www.example.com', 'cdn.example.com'],
+      ['cdn.example.com', '192.0.2.1'],
+    ]);
+    expect(p.additionals.map((r) => r.name)).toEqual(['x.cdn.example.com', 'cdn.example.com']);
+    expect((p.additionals[1] as unknown as { exchange: string }).exchange).toBe('x.cdn.example.com');
+  });
+
+  it('marks only answers whose answer section holds a CNAME', () => {
+    expect(answerOf(upstream(msg, { answers: [A('www.example.com', '192.0.2.1')] }), want).flags & ANSWER_CNAME).toBe(0);
+    const inAuthority = reply({ ns: 1 }, rr(ptr(12), T.CNAME, Buffer.concat([label('cdn'), ptr(16)])));
+    expect(answerOf(inAuthority, want).flags & ANSWER_CNAME).toBe(0);
+  });
+
+  it('checkName bounds a name\'s own octets by the record, not what its pointer reaches', () => {
+    const m = Buffer.concat([Buffer.alloc(12), rawName('example.com'), label('www'), ptr(12)]);
+    expect(checkName(m, 25, m.length)).toBe(m.length);
+    expect(checkName(m, 25, 27)).toBe(-1); // "www" ends past the bound
+    expect(checkName(m, 29, 31)).toBe(31); // the pointer itself is inside; example.com lies before
   });
 });
 
