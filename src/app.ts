@@ -34,6 +34,7 @@ import { announceFrom, syncSource } from './pvd/sources/sync.js';
 import { pvdView, type PvdView } from './pvd/view.js';
 import { CacheStage } from './resolve/cache-stage.js';
 import { CaptiveStage } from './resolve/captive-stage.js';
+import { CnameStage } from './resolve/cname-stage.js';
 import { RebindStage } from './resolve/rebind-stage.js';
 import { Coalesce } from './resolve/coalesce.js';
 import { Dns64Stage } from './resolve/dns64-stage.js';
@@ -218,6 +219,9 @@ export class App {
     let inPvd: Next = this.forwarder.resolve;
     const dns64 = new Dns64Stage((p) => this.dns64.info(p), () => inPvd);
     inPvd = chain([cache, coalesce, rebind, captive, dns64], this.forwarder.resolve);
+    // A CNAME target another PvD claims is looked up from the top, as a client's query for it would be.
+    let all: Next = this.forwarder.resolve;
+    const cname = new CnameStage(routes, () => all);
     const stages: Stage[] = [
       // 1. Special-use and locally served names never leave the host (RFC
       //    6761, RFC 6303). It consults the route table, since a PvD may own
@@ -226,21 +230,28 @@ export class App {
       // 2. Choose the PvD; every stage after this works inside one PvD, and
       //    the router retries the next PvD of the same route on SERVFAIL.
       new Router(routes, (p) => this.forwarder.usable(p) && !this.captive.isCaptive(p)),
-      // 3. The PvD's own cache: first, so a hit waits for nothing.
+      // 3. A CNAME chain into a name another PvD claims is finished in that
+      //    PvD: after the router (it knows the answering PvD), before the
+      //    cache, so each PvD's cache keeps its own answers as they came and
+      //    it sees DNS64's final answers; it looks only at answers marked
+      //    ANSWER_CNAME, so a hit without a CNAME costs a flag test.
+      cname,
+      // 4. The PvD's own cache: first inside the PvD, so a hit waits for nothing.
       cache,
-      // 4. Identical questions in flight in the PvD share one upstream exchange.
+      // 5. Identical questions in flight in the PvD share one upstream exchange.
       coalesce,
-      // 5. DNS rebinding protection (rebindProtection): last on the way back,
+      // 6. DNS rebinding protection (rebindProtection): last on the way back,
       //    so it judges the answer the client would get, before the cache.
       rebind,
-      // 6. Captive-portal inspection: after coalescing, it sees each upstream
+      // 7. Captive-portal inspection: after coalescing, it sees each upstream
       //    answer once, and marks a captive PvD's answers before the cache
       //    would keep them; it sees DNS64's final answers on their way back.
       captive,
-      // 7. DNS64: marks (or makes) synthesized AAAA before the cache keeps them.
+      // 8. DNS64: marks (or makes) synthesized AAAA before the cache keeps them.
       dns64,
     ];
-    return chain(stages, this.forwarder.resolve);
+    all = chain(stages, this.forwarder.resolve);
+    return all;
   }
 
   /** view is a PvD with its live state: servers, cache size (GET /v1/pvds and the events). */

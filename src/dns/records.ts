@@ -24,6 +24,8 @@ export interface Rec {
  */
 const NAMED = new Map<number, readonly ('n' | number)[]>([
   [TYPE.NS, ['n']],
+  [3 /* MD */, ['n']],
+  [4 /* MF */, ['n']],
   [TYPE.CNAME, ['n']],
   [TYPE.SOA, ['n', 'n', 20]],
   [7 /* MB */, ['n']],

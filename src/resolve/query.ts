@@ -36,6 +36,8 @@ export class Query implements WireQuery {
   server: string | null = null;
   /** The RCODE of the last upstream that answered but could not resolve, -1 when none did (see UpstreamQuery). */
   failedRcode = -1;
+  /** How many times the CNAME stage restarted this lookup at a target another PvD claims (0 for a client's query). */
+  cnameDepth = 0;
 
   constructor(
     readonly transport: Transport,
