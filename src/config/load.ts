@@ -41,7 +41,11 @@ export function parseConfig(text: string, file: string): Config {
     const line = e.linePos?.[0]?.line ?? lines.linePos(e.pos[0]).line;
     throw new ConfigError(file, line, '', `not valid YAML or JSON: ${e.message.split('\n')[0]}`);
   }
-  const data = doc.toJS() ?? {};
+  const data: unknown = doc.toJS();
+  // An empty file, one of comments only, or a bare null is refused like any bad file: taken as
+  // "every default", a reload with a file cut short would move the listeners and switch the
+  // host's PvDs on. `{}` says "every default" on purpose.
+  if (data === null || data === undefined) throw new ConfigError(file, null, '', 'the file has no settings (write {} to use every default)');
   if (typeof data !== 'object' || Array.isArray(data)) {
     throw new ConfigError(file, 1, '', 'must be a mapping of keys (listen, pvds, ...)');
   }

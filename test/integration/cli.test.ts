@@ -71,6 +71,19 @@ describe('pvdns --help, --version, check-config', () => {
     expect(r.stderr).toBe(`pvdns: config error: ${f}:4: pvds[0].dnsZone: unknown key "dnsZone"\n`);
   });
 
+  it('refuses a file with no settings (empty, or comments only), naming it and exiting 1', () => {
+    for (const [name, text] of [
+      ['empty.yaml', ''],
+      ['comments.yaml', '# pvdns: to be written\n'],
+    ] as const) {
+      const f = file(name, text);
+      const r = run('check-config', f);
+      expect(r.code, name).toBe(1);
+      expect(r.stdout, name).toBe('');
+      expect(r.stderr, name).toBe(`pvdns: config error: ${f}: the file has no settings (write {} to use every default)\n`);
+    }
+  });
+
   it('loads JSON as well as YAML', () => {
     const f = file('ok.json', JSON.stringify({ pvdSources: { host: false }, pvds: [{ identifier: 'wifi', dnsServers: ['192.0.2.53'] }] }, null, 2));
     expect(run('check-config', f).code).toBe(0);
@@ -142,5 +155,12 @@ describe('pvdns serve', () => {
     const r = run('serve', '--config', f);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`^pvdns: config error: ${f}:2: cache\\.maxEntries: `));
+  });
+
+  it('does not start on an empty file', () => {
+    const f = file('empty-serve.yaml', '\n');
+    const r = run('serve', '--config', f);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`pvdns: config error: ${f}: the file has no settings (write {} to use every default)\n`);
   });
 });

@@ -409,6 +409,40 @@ describe('a bad configuration on SIGHUP', () => {
   });
 });
 
+describe('an empty configuration file on SIGHUP', () => {
+  it('is refused like any bad file: the old listeners and PvDs keep serving, no default takes over', async () => {
+    const port = await freePort(HOST);
+    const cfg = {
+      listen: [`${HOST}:${port}`],
+      http: { listen: null },
+      pvds: [
+        { identifier: 'wifi', dnsServers: [main.address], default: true },
+        { identifier: 'lan', dnsServers: [lanOld.address], dnsZones: ['lan.example'], noInternet: true },
+      ],
+    };
+    const file = writeConfig(null, cfg);
+    const pvdns = await Serve.start(file);
+    expect(await addressOf(dns(port), 'one.lan.example')).toBe('192.0.2.126');
+
+    // A file cut to nothing (an editor's truncate-then-write, a failed copy), then one of comments only.
+    for (const text of ['', '# pvdns configuration\n# (being rewritten)\n']) {
+      writeFileSync(file, text);
+      const end = await pvdns.hup();
+      expect(end.msg).toBe('reload failed; keeping the running configuration');
+      expect(end.err).toBe(`${file}: the file has no settings (write {} to use every default)`);
+      // Still the old listener, the old PvDs and their servers; the defaults (127.0.0.1:5300, the host's PvDs) did not come.
+      expect(await addressOf(dns(port), 'two.lan.example')).toBe('192.0.2.126');
+      expect(await addressOf(dns(port), 'www.example.org')).toBe('192.0.2.125');
+    }
+    expect(pvdns.count('configuration reloaded')).toBe(0);
+
+    writeConfig(file, cfg);
+    await reloaded(pvdns);
+    expect(await addressOf(dns(port), 'three.lan.example')).toBe('192.0.2.126');
+    expect(pvdns.exit).toBeNull();
+  });
+});
+
 describe('SIGTERM', () => {
   it('answers the queries waiting for a slow upstream, then exits 0 within 3 s', async () => {
     const port = await freePort(HOST);

@@ -75,9 +75,22 @@ describe('valid configuration', () => {
     expect(c).toEqual(DEFAULTS);
   });
 
-  it('an empty file is the default configuration', () => {
-    expect(parseConfig('', 'empty.yaml')).toEqual(DEFAULTS);
+  it('{} is the default configuration', () => {
     expect(parseConfig('{}', 'empty.json')).toEqual(DEFAULTS);
+    expect(parseConfig('# every default\n{}\n', 'empty.yaml')).toEqual(DEFAULTS);
+  });
+
+  it.each([
+    ['an empty file', ''],
+    ['only white space', '  \n\t\n\n'],
+    ['only comments', '# pvdns\n# (nothing yet)\n'],
+    ['a YAML null', '~\n'],
+    ['a null', 'null'],
+    ['an empty document', '---\n...\n'],
+  ])('refuses %s, naming the file: a file cut short must not stand for every default', (_, text) => {
+    const e = configError(text, '/etc/pvdns/config.yaml');
+    expect(e.message).toBe('/etc/pvdns/config.yaml: the file has no settings (write {} to use every default)');
+    expect(e.file).toBe('/etc/pvdns/config.yaml');
   });
 
   it('the JSON equivalent of config/default.yaml loads to the same configuration', async () => {
@@ -239,6 +252,12 @@ describe('errors name the file, the line and the key', () => {
       );
       expect(err).toBeInstanceOf(ConfigError);
       expect((err as ConfigError).message).toBe(`${file}: cannot read: ENOENT`);
+    });
+
+    it('refuses an empty file', async () => {
+      const file = join(dir, 'empty.yaml');
+      writeFileSync(file, '');
+      await expect(loadConfig(file)).rejects.toThrow(`${file}: the file has no settings (write {} to use every default)`);
     });
 
     it("reports errors with the file's own path", async () => {
