@@ -103,6 +103,8 @@ export function parseResponse(msg: Buffer, want: Expected): ResponseCheck {
   ) {
     return { ok: false, reason: 'wrong question' };
   }
+  // TC=1: the records may stop anywhere (RFC 2181 §9); the whole answer is asked over TCP, so none is read.
+  if (flags & FLAG_TC) return { ok: true, truncated: true, answer: truncatedAnswer(flags) };
   const qEnd = nameEnd + 4;
   const an = msg.readUInt16BE(6);
   const ns = msg.readUInt16BE(8);
@@ -189,6 +191,11 @@ function rdataNamesOk(msg: Buffer, type: number, start: number, end: number): bo
     default:
       return true;
   }
+}
+
+/** truncatedAnswer stands for a TC=1 reply: never sent to a client, the query goes to TCP. */
+function truncatedAnswer(flags: number): Answer {
+  return errorAnswer(flags & 0xf);
 }
 
 function readEde(msg: Buffer, start: number, end: number): Ede | null {

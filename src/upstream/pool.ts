@@ -384,7 +384,16 @@ class Attempt {
   private waitingFor = -1;
   /** A TCP exchange (after a truncated answer) is under way: no UDP retransmission meanwhile. */
   private viaTcp = false;
-  private readonly onTimer = (): void => this.timedOut();
+  /**
+   * The timer only schedules the decision: timers run before the event loop
+   * reads its sockets, so a loop that runs late would otherwise take an
+   * answer already waiting in a socket for a lost one and send again.
+   */
+  private readonly onTimer = (): void => {
+    this.timer = null;
+    setImmediate(this.onTimeout);
+  };
+  private readonly onTimeout = (): void => this.timedOut();
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -471,14 +480,15 @@ class Attempt {
 
   /** timedOut: the latest try got no answer within its RTO, or the budget is spent. */
   private timedOut(): void {
-    this.timer = null;
-    if (this.settled) return;
-    if (this.pool.clock() >= this.deadline || this.waitingFor >= 0 || this.viaTcp) return this.fail();
+    if (this.settled || this.timer !== null) return; // answered meanwhile, or re-armed
+    // Waiting for a turn, or for TCP, only the budget's end wakes the query.
+    if (this.waitingFor >= 0 || this.viaTcp) return this.fail();
     const server = this.current;
     const first = !this.silentAt.includes(server);
     if (first) this.silentAt.push(server);
     this.pool.unanswered(server, this.askedAt[this.asked.indexOf(server)]!, first);
     this.failures.set(this.pool.servers[server]!.label, { server: this.pool.servers[server]!.label, kind: 'timeout', detail: 'timeout' });
+    if (this.pool.clock() >= this.deadline) return this.fail();
     this.giveUpTurn();
     this.next();
   }

@@ -70,7 +70,8 @@ describe('a flood of forged replies (RFC 5452 §9)', () => {
     for (let i = 0; i < n; i += 100) {
       await Promise.all(Array.from({ length: 100 }, (_, j) => ask(pvdns.dns, `spread${i + j}.example`, 'A', { timeoutMs: 5000 })));
     }
-    expect(up.seen.length).toBe(n);
+    // Each name at least once (a retransmission under load adds a try with its own ID and port).
+    expect(new Set(up.seen.map((s) => s.name)).size).toBe(n);
     const chi2 = (values: number[], buckets: number, of: (v: number) => number): number => {
       const counts = new Array<number>(buckets).fill(0);
       for (const v of values) counts[of(v)]!++;
