@@ -370,6 +370,17 @@ describe('parseResponse', () => {
     expect(r.ok && r.truncated).toBe(true);
   });
 
+  it('reads a TC reply no further than its question: records cut anywhere still send the query to TCP (RFC 2181 §9)', () => {
+    const full = upstream(msg, { tc: true, answers: [A('www.example.com', '192.0.2.1', 300), A('www.example.com', '192.0.2.2', 300)] });
+    for (const cutAt of [full.length - 1, full.length - 7, full.length - 20]) {
+      const r = parseResponse(full.subarray(0, cutAt), want);
+      expect(r.ok && r.truncated, `cut at ${cutAt}`).toBe(true);
+    }
+    // Without TC the same cut reply is malformed.
+    const plain = upstream(msg, { answers: [A('www.example.com', '192.0.2.1', 300)] });
+    expect(parseResponse(plain.subarray(0, plain.length - 3), want).ok).toBe(false);
+  });
+
   describe('refuses a reply to another question, with a reason and without throwing (RFC 5452 §9.1)', () => {
     const cases: Array<[string, Buffer]> = [
       ['a wrong ID', upstream(msg, { id: 778 })],
