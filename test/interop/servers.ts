@@ -19,7 +19,7 @@ import dgram from 'node:dgram';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { delimiter, join, resolve as resolvePath } from 'node:path';
 
 export interface Endpoint {
   host: string;
@@ -557,7 +557,11 @@ function parseDnsmasqLog(text: string): LoggedQuery[] {
 // ------------------------------------------------------------------ pvdns
 
 const REPO = join(import.meta.dirname, '..', '..');
-const CLI = join(REPO, 'dist', 'cli.js');
+/**
+ * The pvdns executable: this tree's dist/cli.js, or another build's given by
+ * PVDNS_CLI (e.g. an older commit's, for the chaos suite's "before" figures).
+ */
+const CLI = process.env.PVDNS_CLI ? resolvePath(process.env.PVDNS_CLI) : join(REPO, 'dist', 'cli.js');
 
 export interface PvdnsCli extends Server {
   /** pvdns's JSON log lines so far. */
