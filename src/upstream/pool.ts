@@ -78,6 +78,9 @@ const SERVER_FAILURES = new Set<number>([RCODE.SERVFAIL, RCODE.REFUSED, RCODE.FO
 /** ". NS", the question of probes: every recursive server answers it, even one that only refuses it. */
 const PROBE_QUESTION = Buffer.from([0, TYPE.NS >> 8, TYPE.NS & 0xff, CLASS_IN >> 8, CLASS_IN & 0xff]);
 
+/** An empty list shared by every Attempt until it needs one of its own. */
+const NONE: number[] = [];
+
 /** A query's tries come no closer than its age divided by this. */
 const PACING_DIVISOR = 8;
 
@@ -372,11 +375,11 @@ class Attempt {
   private readonly asked: number[] = [];
   private readonly askedAt: number[] = [];
   /** Servers this query asks no more: they answered with a failure RCODE, or could not be reached. */
-  private readonly excluded: number[] = [];
+  private excluded: number[] = NONE;
   /** Servers whose silence this query has counted once already. */
-  private readonly silentAt: number[] = [];
-  /** What each server asked said last, by label. */
-  private readonly failures = new Map<string, Failure>();
+  private silentAt: number[] = NONE;
+  /** What each server asked said last, by label (made on the first failure: most queries have none). */
+  private failures: Map<string, Failure> | null = null;
   /** The server of the latest try. */
   private current = -1;
   /** The down server whose turn this query holds, or waits for; -1 for none. */
@@ -485,9 +488,9 @@ class Attempt {
     if (this.waitingFor >= 0 || this.viaTcp) return this.fail();
     const server = this.current;
     const first = !this.silentAt.includes(server);
-    if (first) this.silentAt.push(server);
+    if (first) this.silentAt = [...this.silentAt, server];
     this.pool.unanswered(server, this.askedAt[this.asked.indexOf(server)]!, first);
-    this.failures.set(this.pool.servers[server]!.label, { server: this.pool.servers[server]!.label, kind: 'timeout', detail: 'timeout' });
+    this.failed({ server: this.pool.servers[server]!.label, kind: 'timeout', detail: 'timeout' });
     if (this.pool.clock() >= this.deadline) return this.fail();
     this.giveUpTurn();
     this.next();
@@ -551,18 +554,24 @@ class Attempt {
 
   /** exclude stops asking `server` for this query. */
   private exclude(server: number, why: Failure): void {
-    if (!this.excluded.includes(server)) this.excluded.push(server);
-    this.failures.set(why.server, why);
+    if (!this.excluded.includes(server)) this.excluded = [...this.excluded, server];
+    this.failed(why);
     if (this.holding === server) this.giveUpTurn();
   }
 
+  /** failed records what a server said last. */
+  private failed(why: Failure): void {
+    (this.failures ??= new Map()).set(why.server, why);
+  }
+
   private fail(): void {
+    const failures = (this.failures ??= new Map());
     // A server asked that said nothing by the end of the budget was silent too.
     for (const i of this.asked) {
       const label = this.pool.servers[i]!.label;
-      if (!this.failures.has(label)) this.failures.set(label, { server: label, kind: 'timeout', detail: 'timeout' });
+      if (!failures.has(label)) failures.set(label, { server: label, kind: 'timeout', detail: 'timeout' });
     }
-    this.finish(errorAnswer(RCODE.SERVFAIL, this.pool.failureEde([...this.failures.values()])));
+    this.finish(errorAnswer(RCODE.SERVFAIL, this.pool.failureEde([...failures.values()])));
   }
 
   private finish(a: Answer): void {
