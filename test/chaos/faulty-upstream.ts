@@ -309,20 +309,28 @@ export class FaultyUpstream {
 
   // ------------------------------------------------------------ UDP
 
-  private onUdp(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  /** intake reads a query and counts it; null when it cannot be read. `note` logs what became of it. */
+  private intake(msg: Buffer, transport: 'udp' | 'tcp', from: string): { q: Question; now: number; note: (what: string) => void } | null {
     const now = performance.now();
-    this.stats.udp++;
+    this.stats[transport]++;
     let q: Question;
     try {
       q = parseQuery(msg);
     } catch {
       this.stats.unparsable++;
-      return;
+      return null;
     }
     this.perName.set(q.name, (this.perName.get(q.name) ?? 0) + 1);
     const note = (what: string): void => {
-      if (this.log.length < LOG_CAP) this.log.push({ t: now, name: q.name, qtype: q.qtype, transport: 'udp', from: `${rinfo.address}:${rinfo.port}`, what });
+      if (this.log.length < LOG_CAP) this.log.push({ t: now, name: q.name, qtype: q.qtype, transport, from, what });
     };
+    return { q, now, note };
+  }
+
+  private onUdp(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const got = this.intake(msg, 'udp', `${rinfo.address}:${rinfo.port}`);
+    if (got === null) return;
+    const { q, now, note } = got;
     if (this.faults.silent) {
       this.stats.silenced++;
       return note('silent');
@@ -491,19 +499,9 @@ export class FaultyUpstream {
   }
 
   private onTcpQuery(msg: Buffer, s: net.Socket): void {
-    const now = performance.now();
-    this.stats.tcp++;
-    let q: Question;
-    try {
-      q = parseQuery(msg);
-    } catch {
-      this.stats.unparsable++;
-      return;
-    }
-    this.perName.set(q.name, (this.perName.get(q.name) ?? 0) + 1);
-    const note = (what: string): void => {
-      if (this.log.length < LOG_CAP) this.log.push({ t: now, name: q.name, qtype: q.qtype, transport: 'tcp', from: `${s.remoteAddress}:${s.remotePort}`, what });
-    };
+    const got = this.intake(msg, 'tcp', `${s.remoteAddress}:${s.remotePort}`);
+    if (got === null) return;
+    const { q, note } = got;
     const send = (reply: Buffer, real: boolean): void => {
       if (s.destroyed || this.stopped || this.faults.silent) return;
       if (real) this.stats.answered++;
