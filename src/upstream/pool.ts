@@ -178,8 +178,10 @@ export class UpstreamPool {
   release(i: number, a: Attempt): void {
     if (this.trial[i] !== a) return;
     this.trial[i] = null;
-    if (this.health[i]!.usable) this.wakeAll(i);
-    else this.waiting[i]!.shift()?.resume();
+    if (this.health[i]!.usable) return this.wakeAll(i);
+    // The next waiting query takes the turn; one that goes elsewhere (or gives up) passes it on.
+    const queue = this.waiting[i]!;
+    while (this.trial[i] === null && queue.length > 0) queue.shift()!.resume();
   }
 
   /** unwait takes a query that gives up out of server `i`'s queue. */
@@ -254,7 +256,8 @@ export class UpstreamPool {
       const t = this.probes[i];
       if (t) clearTimeout(t);
       this.probes[i] = null;
-      this.wakeAll(i);
+      // Queries waiting at any down server may now go to this one.
+      for (let k = 0; k < this.servers.length; k++) this.wakeAll(k);
     }
     this.opts.onServerState?.(this, this.servers[i]!.label, health, previous);
   }
@@ -409,10 +412,13 @@ class Attempt {
 
   /** next sends the query's next try, queues it for a down server's turn, or gives up. */
   next(): void {
-    if (this.settled || this.waitingFor >= 0) return;
+    // A TCP exchange under way decides this query; the budget's end stops it.
+    if (this.settled || this.waitingFor >= 0 || this.viaTcp) return;
     if (this.pool.clock() >= this.deadline) return this.fail();
     const server = this.choose();
     if (server < 0) return this.fail();
+    // A turn at another down server is given back before this one is taken.
+    if (this.holding >= 0 && this.holding !== server) this.giveUpTurn();
     if (!this.pool.health[server]!.usable) {
       if (!this.pool.acquire(server, this)) {
         this.waitingFor = server;
@@ -533,9 +539,10 @@ class Attempt {
     else pool.failedTcp(server, ex);
     if (this.settled) return;
     this.viaTcp = false;
-    if (ex.ok) return this.answered(server, ex.answer);
-    const kind = ex.reason === 'timeout' || ex.reason === 'closed' ? 'timeout' : 'unreachable';
-    this.exclude(server, { server: pool.servers[server]!.label, kind, detail: `tcp ${ex.detail}` });
+    if (ex.ok && !ex.truncated) return this.answered(server, ex.answer);
+    // A TC answer over TCP holds no records pvdns could pass on: that server's TCP failed this query.
+    const kind = ex.ok || ex.reason === 'timeout' || ex.reason === 'closed' ? 'timeout' : 'unreachable';
+    this.exclude(server, { server: pool.servers[server]!.label, kind, detail: `tcp ${ex.ok ? 'answer truncated' : ex.detail}` });
     this.next();
   }
 

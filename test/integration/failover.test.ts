@@ -380,8 +380,11 @@ describe('a server that stops answering everything', () => {
       .filter((x) => !isProbe(x))
       .map((x) => G.at.get(x)!);
     expect(arrivals.length).toBeGreaterThan(0);
-    // One at a time: each try went only after the one before had waited its RTO.
-    for (let k = 1; k < arrivals.length; k++) expect(arrivals[k]! - arrivals[k - 1]!).toBeGreaterThanOrEqual(MIN_RTO_MS - 15);
+    // One at a time: each try went only after the one before had waited its RTO — or had given up
+    // at its budget's end, when the next query takes the turn at once (they all end together here).
+    const quick = arrivals.slice(1).filter((t, k) => t - arrivals[k]! < MIN_RTO_MS - 15);
+    expect(quick.length).toBeLessThanOrEqual(1);
+    expect(arrivals.length).toBeLessThan(6 * 8); // far fewer than six queries retransmitting freely
   });
 
   it('is used again on its first answer, and the queries waiting for it are answered at once', async () => {
