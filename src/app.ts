@@ -18,7 +18,9 @@ import { CaptiveTracker, type CaptiveState } from './captive/tracker.js';
 import { registerCacheMetrics } from './cache/metrics.js';
 import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
 import { EventHub } from './http/events.js';
+import { RequestGuard } from './http/guard.js';
 import { HttpServer, type Readiness } from './http/server.js';
+import { checkTokenFile, loadTokenFile, TokenError } from './http/token.js';
 import { createLogger, type Logger } from './log.js';
 import { CollectedValue, type Sample } from './metrics/collected.js';
 import { describePvd, type Pvd } from './pvd/model.js';
@@ -116,6 +118,10 @@ export class App {
   private readonly dns64: Pref64Tracker;
   /** Whether each PvD is behind a captive portal. */
   private readonly captive: CaptiveTracker;
+  /** The API's bearer token (http.token, or the one read from http.tokenFile); null: the API takes no changes. */
+  private apiToken: string | null = null;
+  /** Who may use the HTTP listener beyond /healthz and /readyz (http.allow, else access.allow). */
+  private httpClients: AccessList;
   /** Answers refused by DNS rebinding protection, per PvD id (pvdns_rebind_blocked_total). */
   private readonly rebindBlocked = new Map<string, number>();
 
@@ -152,6 +158,7 @@ export class App {
       this.log,
       config.captive,
     );
+    this.httpClients = new AccessList(config.http.allow ?? config.access.allow);
     this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log, new RateLimiter(config.access.rateLimit));
 
     // Routes first: by the time anyone hears of a change, names already route by it.
@@ -369,12 +376,14 @@ export class App {
         return n;
       },
       events: this.events,
-      token: () => this.config.http.token,
+      token: () => this.apiToken,
+      log: this.log,
     };
   }
 
   /** preview announces the PvDs without binding anything: what check-config shows. */
   async preview(): Promise<void> {
+    await this.readApiToken(this.config, false);
     const listenAddrs = this.listenAddresses();
     this.checkLoops(this.config, listenAddrs);
     this.applyPvds(this.config, await this.hostPvds(this.config, listenAddrs));
@@ -383,6 +392,7 @@ export class App {
   /** start announces the configured PvDs and binds every listener. */
   async start(): Promise<void> {
     await this.preview();
+    this.apiToken = await this.readApiToken(this.config, true);
     try {
       this.dns = await this.bindAll(this.listenAddresses());
       this.http = await this.startHttp(this.config.http.listen);
@@ -459,9 +469,34 @@ export class App {
   private async startHttp(listen: string | null): Promise<HttpServer | null> {
     if (listen === null) return null;
     const addr = parseSocketAddress(listen, 8053) as SocketAddress;
-    const http = new HttpServer(addr, { registry: this.metrics, readiness: () => this.readiness(), log: this.log, api: new Api(this.apiDeps()) });
+    const http = new HttpServer(addr, {
+      registry: this.metrics,
+      readiness: () => this.readiness(),
+      log: this.log,
+      api: new Api(this.apiDeps()),
+      guard: new RequestGuard({ listenHost: addr.host, allowedHosts: this.config.http.allowedHosts }),
+      clientAllowed: (a) => this.httpClients.allows(a),
+    });
     await bind(`http ${addr.label}`, () => http.start());
     return http;
+  }
+
+  /**
+   * readApiToken finds the API's token: http.token, or the file of
+   * http.tokenFile, made when `create` and it is not there (check-config only
+   * checks that it could be). A file that cannot serve is a configuration error.
+   */
+  private async readApiToken(config: Config, create: boolean): Promise<string | null> {
+    const file = config.http.tokenFile;
+    if (file === null) return config.http.token;
+    try {
+      if (create) return await loadTokenFile(file);
+      await checkTokenFile(file);
+      return null;
+    } catch (err) {
+      if (err instanceof TokenError) throw new ConfigError(this.opts.configFile ?? '(config)', null, 'http.tokenFile', err.problem);
+      throw err;
+    }
   }
 
   private listenAddresses(): SocketAddress[] {
@@ -551,6 +586,8 @@ export class App {
     const listenAddrs = next.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress);
     this.checkLoops(next, listenAddrs);
     const host = await this.hostPvds(next, listenAddrs);
+    // Read again on every reload: rotating the token is writing the file and sending SIGHUP.
+    const token = this.listening ? await this.readApiToken(next, true) : this.apiToken;
     if (!unchanged('pvdSources') && next.pvdSources.directory !== null) await checkReadable(next.pvdSources.directory, this.opts.configFile);
     if (this.listening && !unchanged('listen')) {
       const dns = await this.bindAll(listenAddrs);
@@ -564,6 +601,8 @@ export class App {
       this.http = http;
     }
     this.config = next;
+    this.apiToken = token;
+    this.httpClients = new AccessList(next.http.allow ?? next.access.allow);
     this.log.level = next.log.level;
     if (!unchanged('cache')) {
       // A new cache starts empty: entries admitted under the old limits go.

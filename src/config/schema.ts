@@ -37,8 +37,20 @@ export const configSchema = z
           .regex(/^[A-Za-z0-9\-._~+/]+=*$/, 'may only contain letters, digits and -._~+/ (then = padding): it is sent as a bearer token')
           .nullable()
           .default(null),
+        // A file holding the token: read at start and reload, or made (mode 0600, a fresh random
+        // token) when it is not there. Who can read it can change the host's DNS (src/http/token.ts).
+        tokenFile: z.string().min(1).nullable().default(null),
+        // Clients that may use the HTTP listener (/healthz and /readyz excepted); null: access.allow.
+        allow: z.array(cidr).nullable().default(null),
+        // Host header values accepted besides loopback names and addresses and the listen address:
+        // what closes DNS rebinding (a web page's name pointed at 127.0.0.1 is refused).
+        allowedHosts: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'must be a host name (letters, digits, "-" and ".")')).default([]),
       })
-      .prefault({}),
+      .prefault({})
+      .refine((h) => h.token === null || h.tokenFile === null, {
+        message: 'set http.token or http.tokenFile, not both',
+        path: ['tokenFile'],
+      }),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -1,10 +1,13 @@
 // The control API under /v1 (DESIGN's table; the MIF API's announce, Translate
 // Name and change announcements over HTTP). Mutating calls need the bearer
-// token when one is set, and come from loopback when none is.
+// token (http.token or http.tokenFile) on every listener, loopback included:
+// any local process and, through the browser, any web page can reach
+// loopback. With no token configured, the API takes no changes. Each change,
+// and each refusal, is one audit line in the log.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
-import ipaddr from 'ipaddr.js';
+import type { Logger } from 'pino';
 import type { Pvd } from '../pvd/model.js';
 import { parsePvdInput, PvdInputError } from '../pvd/input.js';
 import type { PvdRegistry } from '../pvd/registry.js';
@@ -34,7 +37,11 @@ export interface ApiDeps {
   flush(pvd: Pvd | null): number;
   events: EventHub;
   token(): string | null;
+  log: Logger;
 }
+
+/** What a change did, for its audit line. */
+type Audit = Record<string, unknown>;
 
 /** ApiError is a request problem with its HTTP status (and the headers that status calls for). */
 export class ApiError extends Error {
@@ -54,17 +61,38 @@ export class Api {
   async handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<boolean> {
     const path = url.pathname;
     if (!path.startsWith('/v1/')) return false;
+    const audit: Audit = {};
+    const change = req.method !== 'GET' && req.method !== 'HEAD';
+    let error: string | undefined;
     try {
-      await this.route(req, res, url, path);
+      await this.route(req, res, url, path, audit);
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
       json(res, err.status, { error: err.message });
+      error = err.message;
+    }
+    // The audit trail: who (peer address, and whether a token was shown), what, and the outcome.
+    if (change || res.statusCode === 401 || res.statusCode === 403) {
+      const { authorized, ...what } = audit;
+      this.deps.log.info(
+        {
+          audit: true,
+          client: req.socket.remoteAddress ?? null,
+          auth: req.headers.authorization === undefined ? 'none' : authorized ? 'token' : 'bad token',
+          method: req.method,
+          path: url.pathname + url.search,
+          status: res.statusCode,
+          ...what,
+          ...(error !== undefined ? { error } : {}),
+        },
+        change ? 'api change' : 'api request refused',
+      );
     }
     return true;
   }
 
-  private async route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, path: string): Promise<void> {
+  private async route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, path: string, audit: Audit): Promise<void> {
     // HEAD is GET without the body (node drops the body of a HEAD reply).
     const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
     const pvdMatch = /^\/v1\/pvds\/([^/]+)$/.exec(path);
@@ -81,12 +109,14 @@ export class Api {
       }
       allow(method, ['GET', 'PUT', 'DELETE']);
       if (method === 'GET') return json(res, 200, this.deps.view(this.pvd(id)));
-      this.authorize(req);
+      this.authorize(req, audit);
+      audit.pvd = normalizeDomain(id);
       if (method === 'DELETE') {
         const r = this.deps.withdraw(id);
+        if (!r.ok) audit.error = r.error;
         return r.ok ? json(res, 200, { withdrawn: normalizeDomain(id) }) : json(res, r.status, { error: r.error });
       }
-      return this.put(req, res, id);
+      return this.put(req, res, id, audit);
     }
     if (path === '/v1/resolve') {
       allow(method, ['GET']);
@@ -103,10 +133,13 @@ export class Api {
     }
     if (path === '/v1/cache/flush') {
       allow(method, ['POST']);
-      this.authorize(req);
+      this.authorize(req, audit);
       const pvdId = url.searchParams.get('pvd');
       const pvd = pvdId === null ? null : this.pvd(pvdId);
-      return json(res, 200, { flushed: this.deps.flush(pvd), pvd: pvd?.id ?? null });
+      const flushed = this.deps.flush(pvd);
+      audit.flushed = flushed;
+      audit.pvd = pvd?.id ?? null;
+      return json(res, 200, { flushed, pvd: pvd?.id ?? null });
     }
     if (path === '/v1/events') {
       allow(method, ['GET']);
@@ -123,7 +156,7 @@ export class Api {
     return p;
   }
 
-  private async put(req: http.IncomingMessage, res: http.ServerResponse, id: string): Promise<void> {
+  private async put(req: http.IncomingMessage, res: http.ServerResponse, id: string, audit: Audit): Promise<void> {
     let body: unknown;
     try {
       body = JSON.parse(await readBody(req));
@@ -147,21 +180,27 @@ export class Api {
       throw err;
     }
     const r = this.deps.announce(spec);
-    if (!r.ok) return json(res, r.status, { error: r.error });
+    if (!r.ok) {
+      audit.error = r.error;
+      return json(res, r.status, { error: r.error });
+    }
+    audit.result = r.result;
+    audit.servers = spec.dnsServers;
+    audit.dnsZones = spec.dnsZones;
     json(res, r.result === 'announced' ? 201 : 200, { result: r.result, pvd: this.deps.view(r.pvd) });
   }
 
-  /** authorize lets a mutating call through: the right bearer token, or loopback when none is set. */
-  private authorize(req: http.IncomingMessage): void {
+  /** authorize lets a change through only with the right bearer token; with none configured, nothing changes. */
+  private authorize(req: http.IncomingMessage, audit: Audit): void {
     const token = this.deps.token();
-    if (token === null) {
-      if (!isLoopback(req.socket.remoteAddress ?? '')) throw new ApiError(403, 'changes are only accepted from loopback when http.token is not set');
-      return;
-    }
+    if (token === null) throw new ApiError(403, 'this pvdns takes no changes through its API: set http.token or http.tokenFile');
     const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
     if (!m || !sameSecret(m[1]!, token)) {
-      throw new ApiError(401, 'a valid "Authorization: Bearer <http.token>" header is required', { 'www-authenticate': 'Bearer realm="pvdns"' });
+      throw new ApiError(401, 'a valid "Authorization: Bearer <token>" header is required (the token of http.token or http.tokenFile)', {
+        'www-authenticate': 'Bearer realm="pvdns"',
+      });
     }
+    audit.authorized = true;
   }
 }
 
@@ -177,14 +216,6 @@ function sameSecret(given: string, expected: string): boolean {
   const a = createHash('sha256').update(given).digest();
   const b = createHash('sha256').update(expected).digest();
   return timingSafeEqual(a, b);
-}
-
-function isLoopback(address: string): boolean {
-  try {
-    return ipaddr.process(address.split('%')[0]!).range() === 'loopback';
-  } catch {
-    return false;
-  }
 }
 
 /** readBody collects a request body, refusing one over MAX_BODY with 413. */

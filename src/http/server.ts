@@ -1,5 +1,8 @@
-// The HTTP listener: health, readiness and Prometheus metrics. Errors are
-// JSON with a 4xx/5xx status, never a stack trace.
+// The HTTP listener: health, readiness, Prometheus metrics and the control
+// API. Every request first shows an acceptable Host and Origin (guard.ts),
+// and everything but /healthz and /readyz is for the clients of http.allow
+// only: the PvDs, the events and the metrics say where the host's names go.
+// Errors are JSON with a 4xx/5xx status, never a stack trace.
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { http } from '../node-http.js';
@@ -8,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { socketAddress, type SocketAddress } from '../config/address.js';
 import type { Api } from './api.js';
+import type { Refusal, RequestGuard } from './guard.js';
 
 /** Readiness is what /readyz reports: ready, or why not. */
 export type Readiness = { ready: true } | { ready: false; reason: string };
@@ -18,7 +22,14 @@ export interface HttpDeps {
   log: Logger;
   /** The control API under /v1, when there is one. */
   api?: Api;
+  /** Host, Origin and body checks of every request. */
+  guard: RequestGuard;
+  /** Whether a client address may use more than /healthz and /readyz (http.allow, else access.allow). */
+  clientAllowed: (address: string) => boolean;
 }
+
+/** Open to every client that passes the guard: what orchestrators' probes call. */
+const OPEN_PATHS = new Set(['/healthz', '/readyz']);
 
 /** HttpServer serves the HTTP side of pvdns on `http.listen`. */
 export class HttpServer {
@@ -53,6 +64,11 @@ export class HttpServer {
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://pvdns');
     const get = req.method === 'GET' || req.method === 'HEAD';
+    const refusal = this.deps.guard.check(req);
+    if (refusal !== null) return this.refuse(req, res, url, refusal);
+    if (!OPEN_PATHS.has(url.pathname) && !this.deps.clientAllowed(req.socket.remoteAddress ?? '')) {
+      return this.refuse(req, res, url, { status: 403, error: 'this client may not use the pvdns API (http.allow, else access.allow)' });
+    }
     if (this.deps.api && (await this.deps.api.handle(req, res, url))) return;
     switch (url.pathname) {
       case '/healthz':
@@ -73,6 +89,17 @@ export class HttpServer {
       default:
         return json(res, 404, { error: `no such endpoint: ${url.pathname}` });
     }
+  }
+
+  /** refuse answers a request the guard or the client list turned away, with its audit line. */
+  private refuse(req: IncomingMessage, res: ServerResponse, url: URL, r: Refusal): void {
+    this.deps.log.info(
+      { audit: true, client: req.socket.remoteAddress ?? null, method: req.method, path: url.pathname, host: req.headers.host ?? null, origin: req.headers.origin ?? null, status: r.status, error: r.error },
+      'http request refused',
+    );
+    // The body is not read: closing after the answer keeps a refused upload from being drained.
+    if (r.status === 415) res.setHeader('connection', 'close');
+    json(res, r.status, { error: r.error });
   }
 
   get address(): SocketAddress {

@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ask, makeQuery } from '../helpers/client.js';
 import { a, answer, FakeUpstream } from '../helpers/fake-upstream.js';
 import { metricSum, put } from '../helpers/http.js';
+import { TEST_TOKEN } from '../helpers/pvdns.js';
 import { startPvdnsCli, type PvdnsCli } from '../interop/servers.js';
 
 const ABUSE_S = Number(process.env.ABUSE_S ?? 18);
@@ -43,7 +44,7 @@ beforeAll(async () => {
   await up.start('127.0.0.190');
   pvdns = await startPvdnsCli(`
 listen: ["127.0.0.191:0"]
-http: { listen: "127.0.0.191:0" }
+http: { listen: "127.0.0.191:0", token: "${TEST_TOKEN}" }
 log: { level: info }
 pvdSources: { host: false }
 captive: { probeIntervalS: 0 }

@@ -5,6 +5,7 @@
 import { expect } from 'vitest';
 import type { PvdView } from '../../src/pvd/view.js';
 import type { TranslateResult } from '../../src/resolve/translate.js';
+import { TEST_TOKEN } from './pvdns.js';
 
 
 export interface Reply<T = unknown> {
@@ -29,9 +30,9 @@ export async function call<T = unknown>(base: string, method: string, path: stri
   return { status: res.status, headers: res.headers, body: parsed as T };
 }
 
-export const put = (base: string, id: string, body: unknown, token?: string): Promise<Reply<{ result?: string; pvd?: PvdView; error?: string }>> =>
+export const put = (base: string, id: string, body: unknown, token: string | undefined = TEST_TOKEN): Promise<Reply<{ result?: string; pvd?: PvdView; error?: string }>> =>
   call(base, 'PUT', `/v1/pvds/${id}`, { body, token });
-export const del = (base: string, id: string, token?: string): Promise<Reply<{ withdrawn?: string; error?: string }>> =>
+export const del = (base: string, id: string, token: string | undefined = TEST_TOKEN): Promise<Reply<{ withdrawn?: string; error?: string }>> =>
   call(base, 'DELETE', `/v1/pvds/${id}`, { token });
 export const getPvd = (base: string, id: string): Promise<Reply<PvdView & { error?: string }>> => call(base, 'GET', `/v1/pvds/${id}`);
 export const listPvds = async (base: string): Promise<PvdView[]> => {
@@ -40,7 +41,7 @@ export const listPvds = async (base: string): Promise<PvdView[]> => {
   return r.body.pvds;
 };
 export const resolve = (base: string, query: string): Promise<Reply<TranslateResult & { error?: string }>> => call(base, 'GET', `/v1/resolve?${query}`);
-export const flush = (base: string, query = '', token?: string): Promise<Reply<{ flushed?: number; pvd?: string | null; error?: string }>> =>
+export const flush = (base: string, query = '', token: string | undefined = TEST_TOKEN): Promise<Reply<{ flushed?: number; pvd?: string | null; error?: string }>> =>
   call(base, 'POST', `/v1/cache/flush${query}`, { token });
 
 /** eventually polls `check` until it returns true, failing after `timeoutMs` (a generous bound) with `context()` (logs, say). */

@@ -21,7 +21,7 @@ describe('API details', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pvdns-details-'));
   let pvdns: Running;
   const put = (id: string, body: unknown): Promise<Response> =>
-    fetch(`${pvdns.http}/v1/pvds/${id}`, { method: 'PUT', headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(body) });
+    fetch(`${pvdns.http}/v1/pvds/${id}`, { method: 'PUT', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
   beforeAll(async () => {
     await up.start('127.0.0.110');

@@ -8,7 +8,7 @@ import { pvdFromSpec } from '../../src/pvd/model.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
 import { ask, opt, Packet } from '../helpers/client.js';
 import { a, answer, FakeUpstream, soa } from '../helpers/fake-upstream.js';
-import { startPvdns, type Running } from '../helpers/pvdns.js';
+import { startPvdns, TEST_TOKEN, type Running } from '../helpers/pvdns.js';
 
 let now = Date.UTC(2026, 10, 25);
 const clock = (): number => now;
@@ -185,7 +185,7 @@ describe('a PvD withdrawn while its query is in flight', () => {
     expect(pvdns.app.pvds.withdraw('vpn')).toBe(true);
     release();
     expect((await pending).packet.answers[0]?.address).toBe('192.0.2.44');
-    const flushed = await fetch(`${pvdns.http}/v1/cache/flush`, { method: 'POST' });
+    const flushed = await fetch(`${pvdns.http}/v1/cache/flush`, { method: 'POST', headers: { authorization: `Bearer ${TEST_TOKEN}` } });
     expect(await flushed.json()).toEqual({ flushed: 0, pvd: null });
   });
 });

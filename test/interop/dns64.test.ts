@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PvdView } from '../../src/pvd/view.js';
 import type { TranslateResult } from '../../src/resolve/translate.js';
 import { del, eventually as waitFor, getPvd, put, resolve as resolveIn } from '../helpers/http.js';
+import { TEST_TOKEN } from '../helpers/pvdns.js';
 import { dig, requirePrograms, startNsd, startPvdnsCli, startUnbound, withoutTtl, type Nsd, type PvdnsCli, type Unbound } from './servers.js';
 
 const V4_ZONE = [
@@ -57,7 +58,7 @@ beforeAll(async () => {
   unbound = await startUnbound({ host: '127.0.0.88', forwardTo: nsd, dns64Prefix: '64:ff9b::/96' });
   pvdns = await startPvdnsCli(`
 listen: ["127.0.0.89:0"]
-http: { listen: "127.0.0.89:0" }
+http: { listen: "127.0.0.89:0", token: "${TEST_TOKEN}" }
 log: { level: debug }
 pvdSources: { host: false }
 upstream: { timeoutMs: 1000, attempts: 1 }

@@ -17,7 +17,7 @@ const EXAMPLE_YAML = join(ROOT, 'config/example.yaml');
 /** The defaults DESIGN.md's configuration section documents (plus the keys it leaves out). */
 const DEFAULTS = {
   listen: ['127.0.0.1:5300'], // `npm start` listens on 127.0.0.1:5300
-  http: { listen: '127.0.0.1:8053', token: null },
+  http: { listen: '127.0.0.1:8053', token: null, tokenFile: null, allow: null, allowedHosts: [] },
   log: { level: 'info' },
   access: { allow: ['127.0.0.0/8', '::1/128'], rateLimit: { qps: 0, burst: 100, action: 'refuse' } },
   cache: { maxEntries: 100000, minTtl: 0, maxTtl: 86400, negativeTtl: 900, serveStale: false },
@@ -115,7 +115,7 @@ describe('valid configuration', () => {
   it('keeps what is set and defaults only what is not, key by key', () => {
     const c = parseConfig('cache:\n  maxTtl: 3600\nhttp:\n  token: "0123456789abcdef"\n', 'x.yaml');
     expect(c.cache).toEqual({ ...DEFAULTS.cache, maxTtl: 3600 });
-    expect(c.http).toEqual({ listen: '127.0.0.1:8053', token: '0123456789abcdef' });
+    expect(c.http).toEqual({ listen: '127.0.0.1:8053', token: '0123456789abcdef', tokenFile: null, allow: null, allowedHosts: [] });
   });
 
   it.each([
@@ -203,6 +203,9 @@ describe('errors name the file, the line and the key', () => {
     ['a captive portal over http (RFC 8908 §2)', 'pvds:\n  - identifier: hotel\n    captivePortal: "http://portal.example/api"\n', 3, 'pvds[0].captivePortal', /https/],
     ['a short API token', 'http:\n  token: "secret"\n', 2, 'http.token', /16/],
     ['an API token no bearer header can carry (RFC 6750 §2.1)', 'http:\n  token: "correct horse battery staple"\n', 2, 'http.token', /bearer token/],
+    ['a token and a token file at once', 'http:\n  token: "0123456789abcdef"\n  tokenFile: /run/pvdns/token\n', 3, 'http.tokenFile', /not both/],
+    ['an http.allow entry that is not a prefix', 'http:\n  allow: ["localhost"]\n', 2, 'http.allow[0]', /CIDR/],
+    ['an allowed host with a port', 'http:\n  allowedHosts: ["pvdns.lan:8053"]\n', 2, 'http.allowedHosts[0]', /host name/],
     ['an unknown log level', 'log:\n  level: verbose\n', 2, 'log.level', /"info"/],
   ])('%s', (_, text, line, key, problem) => {
     expectError(text, line, key, problem);
@@ -272,7 +275,7 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
   /** A valid configuration that sets every key there is. */
   const FULL = {
     listen: ['127.0.0.53:53', '[::1]:53'],
-    http: { listen: '127.0.0.1:8053', token: 'abcdefghijklmnop' },
+    http: { listen: '127.0.0.1:8053', token: 'abcdefghijklmnop', tokenFile: null, allow: ['127.0.0.0/8'], allowedHosts: ['pvdns.lan'] },
     log: { level: 'debug' },
     access: { allow: ['127.0.0.0/8', '::1/128'], rateLimit: { qps: 50, burst: 20, action: 'drop' } },
     cache: { maxEntries: 1000, minTtl: 5, maxTtl: 3600, negativeTtl: 300, serveStale: true },
