@@ -5,7 +5,12 @@
 #   PreDown  = /etc/pvdns/hooks/wireguard-pvd.sh down %i
 # Set below, or in /etc/default/pvdns-vpn: the PvD's name, its DNS server(s),
 # the names it owns, and its address prefixes (their reverse zones go with it).
-# Two ways, pick one: a file in pvdns's pvd.d folder (no token needed), or the API.
+# Two ways, pick one:
+# - a file in pvdns's pvd.d folder (the default): needs write access to that
+#   folder, no token;
+# - the API (PVDNS_API=http://127.0.0.1:8053): every change needs pvdns's
+#   bearer token, taken from $PVDNS_TOKEN, else read from $PVDNS_TOKEN_FILE
+#   (default /run/pvdns/token, which pvdns writes at start and root can read).
 set -eu
 [ -r /etc/default/pvdns-vpn ] && . /etc/default/pvdns-vpn
 PVD_ID="${PVD_ID:-corp.example.com}"
@@ -15,15 +20,42 @@ PVD_PREFIXES="${PVD_PREFIXES:-\"10.8.0.0/16\"}"
 PVD_DIR="${PVD_DIR:-/etc/pvdns/pvd.d}"             # pvdSources.directory
 PVDNS_API="${PVDNS_API:-}"                          # e.g. http://127.0.0.1:8053 to use the API instead
 PVDNS_TOKEN="${PVDNS_TOKEN:-}"
+PVDNS_TOKEN_FILE="${PVDNS_TOKEN_FILE:-/run/pvdns/token}"
+me=$(basename "$0")
+
+# pvdns_api METHOD PATH [BODY]: one API call with the bearer token and a JSON body (pvdns refuses
+# other bodies with 415). A refusal is reported with pvdns's own error, on one line.
+pvdns_api() {
+  token="$PVDNS_TOKEN"
+  if [ -z "$token" ]; then
+    if [ ! -r "$PVDNS_TOKEN_FILE" ] || ! token=$(cat "$PVDNS_TOKEN_FILE") || [ -z "$token" ]; then
+      echo "$me: no pvdns API token: PVDNS_TOKEN is empty and $PVDNS_TOKEN_FILE cannot be read (pvdns writes it at start; run as root or set PVDNS_TOKEN_FILE)" >&2
+      return 1
+    fi
+  fi
+  # The header reaches curl on its standard input, not its command line, which every local user
+  # can read in /proc. A pvdns that does not answer in 10 s does not hold the tunnel up.
+  if ! resp=$(printf 'authorization: Bearer %s\n' "$token" |
+    curl -sS --max-time 10 -X "$1" -H @- -H 'content-type: application/json' ${3:+--data-raw "$3"} -w '\n%{http_code}' "$PVDNS_API$2"); then
+    echo "$me: $1 $PVDNS_API$2: no answer from pvdns" >&2
+    return 1
+  fi
+  code=$(printf '%s\n' "$resp" | tail -n 1)
+  case "$code" in
+    2??) return 0 ;;
+    *) echo "$me: $1 $PVDNS_API$2: pvdns answered $code $(printf '%s\n' "$resp" | sed '$d' | tr -d '\n')" >&2; return 1 ;;
+  esac
+}
 
 action="$1"; iface="${2:-wg0}"
 body="{\"identifier\": \"$PVD_ID\", \"dnsServers\": [$PVD_SERVERS], \"dnsZones\": [$PVD_ZONES], \"prefixes\": [$PVD_PREFIXES], \"noInternet\": true, \"interface\": \"$iface\"}"
 
 if [ -n "$PVDNS_API" ]; then
-  auth=""; [ -n "$PVDNS_TOKEN" ] && auth="authorization: Bearer $PVDNS_TOKEN"
   case "$action" in
-    up)   curl -fsS -X PUT "$PVDNS_API/v1/pvds/$PVD_ID" -H 'content-type: application/json' ${auth:+-H "$auth"} -d "$body" >/dev/null ;;
-    down) curl -fsS -X DELETE "$PVDNS_API/v1/pvds/$PVD_ID" ${auth:+-H "$auth"} >/dev/null || true ;;
+    up)   pvdns_api PUT "/v1/pvds/$PVD_ID" "$body" ;;
+    # wg-quick runs its hooks under `set -e`: a failed PreDown would keep the tunnel up, so a
+    # withdrawal that fails is reported and the tunnel still goes down.
+    down) pvdns_api DELETE "/v1/pvds/$PVD_ID" || true ;;
     *)    echo "usage: $0 up|down [interface]" >&2; exit 2 ;;
   esac
 else

@@ -2,17 +2,21 @@
 // replayed in a fresh temporary directory — the same COPY and RUN steps, in
 // order, stage by stage, each stage's filesystem a folder of its own — then
 // the image's ENTRYPOINT and CMD started with the image's configuration, and
-// checked as a user would: the HEALTHCHECK command, a DNS answer, /metrics.
+// checked as a user would: the HEALTHCHECK command, a DNS answer, /metrics,
+// and the API token pvdns writes at start, without which nothing changes.
 //
 // What this cannot prove, and needs a Docker engine for: the steps marked
-// "image-only" (base-system packages), the base image itself, the non-root
-// USER and the published ports. Substitutions, all on loopback: the image's
-// listen addresses become 127.0.0.x ports that are free, the "system" PvD
-// reads a resolv.conf of ours, and a PvD file in the image's pvd.d names a
-// fake server. An instruction the replay does not know fails the test.
+// "image-only" (base-system packages, the token's folder owned by the node
+// user), the base image itself, the non-root USER and the published ports.
+// Substitutions, all on loopback: the image's listen addresses become
+// 127.0.0.x ports that are free, the "system" PvD reads a resolv.conf of
+// ours, a PvD file in the image's pvd.d names a fake server, and the token's
+// folder is made in the stage's folder as the image-only step makes it (mode
+// 0700; its owner is whoever runs the test). An instruction the replay does
+// not know fails the test.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,6 +67,9 @@ class Stage {
   entrypoint: string[] = [];
   cmd: string[] = [];
   healthcheck: string[] = [];
+  /** The image-only RUN steps, not replayed. */
+  readonly imageOnly: string[] = [];
+  user = 'root';
   constructor(
     readonly name: string,
     readonly root: string,
@@ -83,6 +90,9 @@ describe('the Docker image, replayed without a Docker engine', () => {
   let dnsPort = 0;
   let httpPort = 0;
   let logs = '';
+  /** http.tokenFile as the image's configuration has it, and where it is in the replay. */
+  let tokenFile = '';
+  let tokenPath = '';
 
   beforeAll(async () => {
     const steps = parseDockerfile(readFileSync(join(REPO, 'docker', 'Dockerfile'), 'utf8'));
@@ -137,7 +147,10 @@ describe('the Docker image, replayed without a Docker engine', () => {
           break;
         }
         case 'RUN':
-          if (s.imageOnly) break;
+          if (s.imageOnly) {
+            stage.imageOnly.push(s.args);
+            break;
+          }
           execFileSync('sh', ['-c', s.args], { cwd: stage.path('.'), env: { ...process.env, ...stage.env }, stdio: 'pipe', timeout: 300_000 });
           replayed.push(`RUN ${s.args}`);
           break;
@@ -150,8 +163,10 @@ describe('the Docker image, replayed without a Docker engine', () => {
         case 'HEALTHCHECK':
           stage.healthcheck = JSON.parse(s.args.slice(s.args.indexOf('CMD ') + 4)) as string[];
           break;
-        case 'LABEL':
         case 'USER':
+          stage.user = s.args.trim();
+          break;
+        case 'LABEL':
         case 'EXPOSE':
           break; // metadata for the engine: shown in the image, nothing to replay
         default:
@@ -172,6 +187,12 @@ describe('the Docker image, replayed without a Docker engine', () => {
     // The container's resolver, as the image's "system" PvD would see it: on loopback, nobody there.
     writeFileSync(join(work, 'resolv.conf'), 'nameserver 127.0.0.131\n');
     config.pvdSources!.resolvConf = join(work, 'resolv.conf');
+    // The token's folder, as the image-only step makes it (checked below), inside the stage.
+    tokenFile = config.http!.tokenFile as string;
+    tokenPath = final.path(tokenFile);
+    mkdirSync(dirname(tokenPath), { recursive: true });
+    chmodSync(dirname(tokenPath), 0o700);
+    config.http!.tokenFile = tokenPath;
     writeFileSync(configPath, stringify(config));
     // A PvD file in the image's pvd.d, as a mounted folder would bring one.
     writeFileSync(join(config.pvdSources!.directory as string, 'lan.json'), JSON.stringify({ identifier: 'lan', dnsServers: [upstream.address], default: true, priority: 10 }));
@@ -207,6 +228,31 @@ describe('the Docker image, replayed without a Docker engine', () => {
     for (const dev of ['typescript', 'vitest', 'dns2']) expect(existsSync(join(modules, dev)), dev).toBe(false);
     expect(existsSync(final.path('dist/cli.js'))).toBe(true);
     expect(existsSync(final.path('build/Release/pvdns_udp.node'))).toBe(true);
+    expect(readFileSync(final.path('LICENSE'), 'utf8')).toMatch(/^MIT License/);
+  });
+
+  it("makes the API token's folder for the node user alone (image-only: it needs the image's user)", () => {
+    expect(tokenFile).toBe('/run/pvdns/token');
+    expect(final.imageOnly).toContain(`install -d -o node -g node -m 0700 ${dirname(tokenFile)}`);
+    expect(final.user).toBe('node');
+  });
+
+  it('writes a fresh API token at start (mode 0600) and takes no change without it', async () => {
+    expect(statSync(tokenPath).mode & 0o777).toBe(0o600);
+    // What `docker exec pvdns cat /run/pvdns/token` shows the admin.
+    const token = readFileSync(tokenPath, 'utf8').trim();
+    expect(token.length).toBeGreaterThanOrEqual(16);
+    const base = `http://${HOST}:${httpPort}`;
+    const body = JSON.stringify({ dnsServers: [upstream.address], dnsZones: ['corp.example'], noInternet: true });
+    const headers = { 'content-type': 'application/json' };
+    // Loopback, a client the image serves: still refused without the token (401 or 403, both "no").
+    const without = await fetch(`${base}/v1/pvds/corp.example`, { method: 'PUT', headers, body });
+    expect([401, 403]).toContain(without.status);
+    expect([401, 403]).toContain((await fetch(`${base}/v1/cache/flush`, { method: 'POST' })).status);
+    const withToken = await fetch(`${base}/v1/pvds/corp.example`, { method: 'PUT', headers: { ...headers, authorization: `Bearer ${token}` }, body });
+    expect(withToken.status).toBe(201);
+    const del = await fetch(`${base}/v1/pvds/corp.example`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+    expect(del.status).toBe(200);
   });
 
   it("passes the image's HEALTHCHECK (GET /healthz)", () => {
