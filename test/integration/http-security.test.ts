@@ -263,7 +263,7 @@ describe('the shipped configurations take no change from a client that proved no
   const dir = mkdtempSync(join(tmpdir(), 'pvdns-shipped-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  for (const file of ['config/default.yaml', 'docker/config.yaml']) {
+  for (const file of ['config/default.yaml', 'docker/config.yaml', 'packaging/config.yaml']) {
     it(file, async () => {
       const shipped = parseConfig(readFileSync(file, 'utf8'), file);
       // Only what this machine needs changes: loopback ports the kernel picks, no host sources, a
