@@ -41,7 +41,15 @@ export function announceFrom(registry: PvdRegistry, source: PvdSource, spec: Pvd
   return registry.announce(pvd);
 }
 
+/**
+ * syncSource makes the registry hold exactly `specs` for `source`, in one
+ * registry batch: listeners hear of the whole change once.
+ */
 export function syncSource(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSpec[]): SyncResult {
+  return registry.batch(() => syncAll(registry, source, specs));
+}
+
+function syncAll(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSpec[]): SyncResult {
   const result: SyncResult = { announced: [], updated: [], withdrawn: [], conflicts: [], expired: [] };
   const wanted = new Set<string>();
   specs.forEach((spec, i) => {
