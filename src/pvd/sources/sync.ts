@@ -70,6 +70,23 @@ function syncAll(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSp
   return result;
 }
 
+/**
+ * sourceLabel names where a PvD in the registry came from, for messages that
+ * name both sides of a conflict: "config pvds[2]", "the host's link wg0".
+ */
+export function sourceLabel(p: Pvd): string {
+  switch (p.source) {
+    case 'config':
+      return `config pvds[${p.order - ORDER_BASE.config}]`;
+    case 'host':
+      return p.interface ? `the host's link ${p.interface}` : "the host's resolv.conf PvD";
+    case 'api':
+      return 'a PvD made through the API';
+    case 'file':
+      return 'a PvD file';
+  }
+}
+
 function sameExceptTag(a: Pvd, b: Pvd): boolean {
   return isDeepStrictEqual({ ...a, tag: 0 }, { ...b, tag: 0 });
 }
