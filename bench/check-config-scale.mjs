@@ -2,8 +2,8 @@
 // How long `pvdns check-config` takes as the number of PvDs grows (issue 14:
 // validating 16,000 PvDs must take under 2 s). In a temporary folder it writes
 // configurations with N PvDs under `pvds:` and a configuration whose
-// pvdSources.directory holds N PvD files, runs `node dist/cli.js check-config`
-// on each (a fresh process, as ExecStartPre would) and prints a table.
+// pvdSources.directory holds N PvD files, runs `dist/cli.js check-config` on
+// each (a fresh process, as ExecStartPre would) and prints a table.
 //
 //   node bench/check-config-scale.mjs [--sizes 1000,4000,16000] [--timeout S] [--runs R]
 //
@@ -13,7 +13,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -43,6 +43,9 @@ function pvd(i) {
   };
 }
 
+// As a user (or ExecStartPre) runs it: dist/cli.js through its first line, with its V8 flags, on this node.
+const env = { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` };
+
 const base = { listen: ['127.0.0.1:5399'], http: { listen: null }, pvdSources: { host: false } };
 
 /** time runs check-config on `file` and returns the median seconds, or a string saying why not. */
@@ -50,7 +53,7 @@ function time(file, expect) {
   const took = [];
   for (let r = 0; r < runs; r++) {
     const t0 = process.hrtime.bigint();
-    const p = spawnSync(process.execPath, [CLI, 'check-config', file], { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 1 << 30 });
+    const p = spawnSync(CLI, ['check-config', file], { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 1 << 30, env });
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
     if (p.error?.code === 'ETIMEDOUT' || p.signal) return `> ${timeoutMs / 1000} s`;
     if (p.status !== 0) return `exit ${p.status}: ${(p.stderr || p.stdout).split('\n')[0]}`;
@@ -84,7 +87,7 @@ try {
 
 const fmt = (v) => (typeof v === 'number' ? `${v.toFixed(2)} s` : v);
 const w = Math.max(...rows.map(([k]) => k.length), 'input'.length);
-console.log(`node ${process.version}, ${os.cpus().length} CPUs, median of ${runs} run(s) of check-config\n`);
+console.log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg()[0].toFixed(1)}, median of ${runs} run(s) of check-config\n`);
 console.log(`| ${'input'.padEnd(w)} | check-config |`);
 console.log(`|${'-'.repeat(w + 2)}|--------------|`);
 for (const [k, v] of rows) console.log(`| ${k.padEnd(w)} | ${fmt(v).padStart(12)} |`);

@@ -139,7 +139,7 @@ function pvdLines(p: Pvd, source: string): string[] {
  * the configuration: check-config CONFIG checks those.)
  */
 async function checkPvdFile(path: string): Promise<void> {
-  const r = await readPvdFile(path);
+  const r = readPvdFile(path);
   const problems = r.ok ? (r.spec.expires !== null && Date.parse(r.spec.expires) <= Date.now() ? [expiredProblem(r)] : []) : r.problems;
   if (!r.ok || problems.length > 0) {
     process.stderr.write(problems.map((p) => formatProblem(p) + '\n').join(''));

@@ -54,11 +54,19 @@ const zone = domain.superRefine((v, ctx) => {
 export function unicastProblem(addr: SocketAddress, text: string): string | null {
   const never = "never a DNS server, which is one host's unicast address";
   if (addr.port === 0) return `"${text}" has port 0`;
-  const range = ipaddr.process(addr.host.split('%', 1)[0]!).range();
+  const range = addr.family === 4 ? ipv4Range(addr.host) : ipaddr.process(addr.host.split('%', 1)[0]!).range();
   if (range === 'multicast') return `"${text}" is a multicast address: ${never}`;
   if (range === 'broadcast') return `"${text}" is the broadcast address: ${never}`;
   if (range === 'unspecified') return `"${text}" is an unspecified address, which names no host: ${never} (this host is 127.0.0.1 or ::1)`;
   return null;
+}
+
+/** ipv4Range is ipaddr's range() for the three ranges above, from the dotted quad parseSocketAddress checked (a second parse of every server costs more than the rest of a PvD). */
+function ipv4Range(host: string): 'multicast' | 'broadcast' | 'unspecified' | null {
+  const first = Number(host.slice(0, host.indexOf('.')));
+  if (first === 0) return 'unspecified';
+  if (first >= 224 && first <= 239) return 'multicast';
+  return host === '255.255.255.255' ? 'broadcast' : null;
 }
 
 /** serverProblem says what is wrong with a DNS server as written (see serverAddress), or null. */

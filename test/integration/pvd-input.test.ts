@@ -52,7 +52,7 @@ describe('a server that can never be a unicast DNS server', () => {
     // A PvD file: the file, its line and the key.
     const file = join(dir, 'lan.json');
     writeFileSync(file, JSON.stringify({ identifier: 'lan', dnsServers: [server] }, null, 2));
-    const r = await readPvdFile(file);
+    const r = readPvdFile(file);
     expect(r.ok ? [] : r.problems.map(formatProblem)).toEqual([expect.stringMatching(new RegExp(`^${escape(file)}:4: dnsServers\\[0\\]: ${escape(problem)}`))]);
 
     // The API: 400 with the key, and nothing announced.

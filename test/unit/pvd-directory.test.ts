@@ -29,7 +29,7 @@ function folder(files: Record<string, string | object> = {}): string {
 /** problemsOf reads one file and returns its problems as check-config prints them, with the folder left out. */
 async function problemsOf(text: string): Promise<string[]> {
   const dir = folder({ 'f.json': text });
-  const r = await readPvdFile(join(dir, 'f.json'));
+  const r = readPvdFile(join(dir, 'f.json'));
   return r.ok ? [] : r.problems.map((p) => formatProblem(p).slice(dir.length + 1));
 }
 
@@ -38,7 +38,7 @@ describe('readPvdFile', () => {
     const dir = folder({
       'rfc.json': '{\n  "identifier": "vpn.example",\n  "expires": "2030-01-01T00:00:00Z",\n  "prefixes": ["10.8.0.0/16"],\n  "dnsServers": [\n    "10.8.0.1",\n    "10.8.0.2"\n  ],\n  "foo": {"identifier": "not this one"}\n}\n',
     });
-    const r = await readPvdFile(join(dir, 'rfc.json'));
+    const r = readPvdFile(join(dir, 'rfc.json'));
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(r.spec.dnsServers).toEqual(['10.8.0.1', '10.8.0.2']);
@@ -77,9 +77,9 @@ describe('readPvdFile', () => {
       return `${head}${'x'.repeat(size - head.length - 2)}"}`;
     };
     const dir = folder({ 'big.json': body(MAX_PVD_FILE_BYTES + 1), 'fits.json': body(MAX_PVD_FILE_BYTES) });
-    const big = await readPvdFile(join(dir, 'big.json'));
+    const big = readPvdFile(join(dir, 'big.json'));
     expect(big.ok ? [] : big.problems.map(formatProblem)).toEqual([`${join(dir, 'big.json')}: the file is ${MAX_PVD_FILE_BYTES + 1} bytes, over the 4 MiB a PvD file may hold`]);
-    const fits = await readPvdFile(join(dir, 'fits.json'));
+    const fits = readPvdFile(join(dir, 'fits.json'));
     // Read whole: the only complaint is the unknown key of an object that is not RFC 8801's.
     expect(fits.ok ? [] : fits.problems.map((p) => p.key)).toEqual(['pad']);
   });
@@ -88,15 +88,15 @@ describe('readPvdFile', () => {
     const dir = folder();
     const sub = join(dir, 'sub.json');
     (await import('node:fs')).mkdirSync(sub);
-    const r = await readPvdFile(sub);
+    const r = readPvdFile(sub);
     expect(r.ok ? [] : r.problems.map(formatProblem)).toEqual([`${sub}: not a regular file`]);
-    const gone = await readPvdFile(join(dir, 'gone.json'));
+    const gone = readPvdFile(join(dir, 'gone.json'));
     expect(gone.ok ? [] : gone.problems.map(formatProblem)).toEqual([`${join(dir, 'gone.json')}: cannot read: ENOENT`]);
   });
 
   it('applies the further check on the line of the server it names', async () => {
     const dir = folder({ 'loop.json': '{\n  "identifier": "loop",\n  "dnsServers": [\n    "192.0.2.1",\n    "127.0.0.1:53"\n  ]\n}' });
-    const r = await readPvdFile(join(dir, 'loop.json'), (spec) => (spec.dnsServers.includes('127.0.0.1:53') ? new PvdInputError('dnsServers[1]', "127.0.0.1:53 is pvdns's own listener") : null));
+    const r = readPvdFile(join(dir, 'loop.json'), (spec) => (spec.dnsServers.includes('127.0.0.1:53') ? new PvdInputError('dnsServers[1]', "127.0.0.1:53 is pvdns's own listener") : null));
     expect(r.ok ? [] : r.problems.map(formatProblem)).toEqual([`${join(dir, 'loop.json')}:5: dnsServers[1]: 127.0.0.1:53 is pvdns's own listener`]);
   });
 });
