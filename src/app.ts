@@ -517,8 +517,10 @@ export class App {
         const raw = linkPvd(link);
         const servers = (raw.dnsServers as string[]).filter((s) => {
           const never = serverProblem(s);
-          if (never) this.log.warn({ link: link.ifname, server: s, tool: report.tool, error: never }, "skipping a link's DNS server that can never answer");
-          if (never) return false;
+          if (never) {
+            this.log.warn({ link: link.ifname, server: s, tool: report.tool, error: never }, "skipping a link's DNS server that can never answer");
+            return false;
+          }
           const own = isOwnListener(parseSocketAddress(s, 53) as SocketAddress, listenAddrs);
           if (own) this.log.warn({ link: link.ifname, server: s, tool: report.tool }, "skipping a link's DNS server that is pvdns itself (a loop)");
           return !own;
