@@ -27,11 +27,11 @@ import { describePvd, type Pvd } from './pvd/model.js';
 import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
 import { PvdInputError } from './pvd/input.js';
-import { pvdSpecSchema, type PvdSpec } from './pvd/schema.js';
+import { pvdSpecSchema, serverProblem, unicastProblem, type PvdSpec } from './pvd/schema.js';
 import { isOwnListener } from './pvd/sources/loop.js';
 import { linkPvd, readHostLinks, runTool, type RunTool } from './pvd/sources/host.js';
 import { readResolvConf, SYSTEM_PVD } from './pvd/sources/resolvconf.js';
-import { PvdDirectory } from './pvd/sources/directory.js';
+import { PvdDirectory, type DirectoryReport } from './pvd/sources/directory.js';
 import { announceFrom, syncSource } from './pvd/sources/sync.js';
 import { pvdView, type PvdView } from './pvd/view.js';
 import { CacheStage } from './resolve/cache-stage.js';
@@ -386,7 +386,20 @@ export class App {
     await this.readApiToken(this.config, false);
     const listenAddrs = this.listenAddresses();
     this.checkLoops(this.config, listenAddrs);
+    const dir = this.config.pvdSources.directory;
+    if (dir !== null) await checkReadable(dir, this.opts.configFile); // as start() would refuse it
     this.applyPvds(this.config, await this.hostPvds(this.config, listenAddrs));
+  }
+
+  /**
+   * previewFiles reads pvdSources.directory once, as the running directory
+   * source does, and announces its PvDs: check-config's view of the folder
+   * (null without one). Call after preview().
+   */
+  async previewFiles(): Promise<DirectoryReport | null> {
+    const dir = this.config.pvdSources.directory;
+    if (dir === null) return null;
+    return new PvdDirectory(dir, this.pvds, this.log, (spec) => this.loopProblem(spec)).scan();
   }
 
   /** start announces the configured PvDs and binds every listener. */
@@ -538,6 +551,11 @@ export class App {
       for (const link of report.links) {
         const raw = linkPvd(link);
         const servers = (raw.dnsServers as string[]).filter((s) => {
+          const never = serverProblem(s);
+          if (never) {
+            this.log.warn({ link: link.ifname, server: s, tool: report.tool, error: never }, "skipping a link's DNS server that can never answer");
+            return false;
+          }
           const own = isOwnListener(parseSocketAddress(s, 53) as SocketAddress, listenAddrs);
           if (own) this.log.warn({ link: link.ifname, server: s, tool: report.tool }, "skipping a link's DNS server that is pvdns itself (a loop)");
           return !own;
@@ -551,11 +569,15 @@ export class App {
     }
     const file = config.pvdSources.resolvConf;
     const all = await readResolvConf(file);
-    const servers = all.filter((s) => !isOwnListener(s, listenAddrs));
-    for (const s of all) if (!servers.includes(s)) this.log.warn({ server: s.label, file }, 'skipping a resolv.conf nameserver that is pvdns itself (a loop)');
-    if (servers.length === 0) this.log.warn({ file }, 'resolv.conf lists no usable nameserver: the system PvD has no servers');
-    // RFC 7556 §2.2: the host's node-wide configuration is one implicit PvD.
-    return [pvdSpecSchema.parse({ identifier: SYSTEM_PVD, dnsServers: servers.map((s) => s.label), default: true })];
+    const servers = all.filter((s) => {
+      const never = unicastProblem(s, s.label);
+      if (never) this.log.warn({ server: s.label, file, error: never }, 'skipping a resolv.conf nameserver that can never answer');
+      return never === null && !isOwnListener(s, listenAddrs);
+    });
+    for (const s of all) if (!servers.includes(s) && isOwnListener(s, listenAddrs)) this.log.warn({ server: s.label, file }, 'skipping a resolv.conf nameserver that is pvdns itself (a loop)');
+    if (servers.length === 0) this.log.warn({ file }, 'resolv.conf lists no usable nameserver: the system PvD has no servers and is no default');
+    // RFC 7556 §2.2: the host's node-wide configuration is one implicit PvD (a default only with servers).
+    return [pvdSpecSchema.parse({ identifier: SYSTEM_PVD, dnsServers: servers.map((s) => s.label), default: servers.length > 0 })];
   }
 
   /** applyPvds brings the registry in line with the configuration and the host. */

@@ -9,6 +9,9 @@ import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { ClientError, DEFAULT_API, query, status } from './http/client.js';
 import { createLogger } from './log.js';
+import { PVD_KEYS } from './pvd/input.js';
+import { pvdFromSpec, type Pvd } from './pvd/model.js';
+import { expiredProblem, formatProblem, readPvdFile, type DirectoryReport } from './pvd/sources/directory.js';
 
 const DEFAULT_CONFIG = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
 
@@ -16,7 +19,9 @@ const HELP = `pvdns — a DNS resolver that keeps DNS per provisioning domain (P
 
 Usage:
   pvdns serve [--config FILE]     run the resolver (default: the embedded config/default.yaml)
-  pvdns check-config FILE         validate FILE and print the PvDs and routes it gives
+  pvdns check-config FILE         validate FILE and the PvD files of its pvdSources.directory, and
+                                  print the PvDs and routes they give (exit 1 on any problem)
+  pvdns check-config --pvd FILE   validate one PvD file as pvdSources.directory would read it
   pvdns status                    the running pvdns's PvDs, servers and their state
   pvdns query NAME [TYPE] [--pvd ID]
                                   resolve NAME (in exactly PvD ID if given) and say which PvD answered
@@ -43,9 +48,14 @@ async function load(file: string): Promise<Config> {
   try {
     return await loadConfig(file);
   } catch (err) {
-    if (err instanceof ConfigError) fail(`config error: ${err.message}`);
+    if (err instanceof ConfigError) fail(`config error: ${err.message}${pvdFileHint(err)}`);
     throw err;
   }
+}
+
+/** A PvD file given where a configuration is expected fails on its first key: say what to run instead. */
+function pvdFileHint(err: ConfigError): string {
+  return PVD_KEYS.includes(err.key) && err.problem.startsWith('unknown key') ? ' (a PvD file? use pvdns check-config --pvd FILE)' : '';
 }
 
 async function serve(file: string): Promise<void> {
@@ -81,25 +91,62 @@ async function serve(file: string): Promise<void> {
   });
 }
 
+/**
+ * checkConfig validates a configuration as serve would start with it: the
+ * file, its listeners and PvDs, the host's PvDs, and every file of
+ * pvdSources.directory. A bad, conflicting or expired PvD file is one line
+ * on stderr (FILE:LINE: key: problem, the `error` serve logs) and exit 1,
+ * though serve would run and ignore that file.
+ */
 async function checkConfig(file: string): Promise<void> {
   const config = await load(file);
   const app = new App(config, { configFile: file, log: createLogger('silent') });
+  let report: DirectoryReport | null = null;
   try {
     await app.preview();
+    report = await app.previewFiles();
   } catch (err) {
     fail(err instanceof ConfigError ? `config error: ${err.message}` : (err as Error).message);
   }
-  const out: string[] = [`${file}: OK`, `listen: ${config.listen.join(', ')}`, `http: ${config.http.listen ?? 'off'}`, 'pvds:'];
-  for (const p of app.pvds.list()) {
-    out.push(`  ${p.identifier} (${p.source})`);
-    out.push(`    servers:  ${p.servers.map((s) => s.label).join(', ') || '(none)'}`);
-    if (p.dnsZones.length) out.push(`    zones:    ${p.dnsZones.join(', ')}`);
-    if (p.prefixes.length) out.push(`    prefixes: ${p.prefixes.join(', ')} (${p.reverseZones.length} reverse zones)`);
-    out.push(`    default: ${p.isDefault}, priority: ${p.priority}, noInternet: ${p.noInternet}${p.expiresAt ? `, expires: ${new Date(p.expiresAt).toISOString()}` : ''}`);
-    out.push(`    dns64:    ${p.dns64 === 'auto' ? 'auto (RFC 7050 discovery once running)' : p.dns64}${p.dns64Synthesize ? ', synthesized by pvdns' : ''}`);
-  }
+  const problems = report?.problems ?? [];
+  const fileOf = new Map(report?.files.map((f) => [f.id, f.file]));
+  const head = problems.length === 0 ? `${file}: OK` : `${file}: ${problems.length} problem${problems.length > 1 ? 's' : ''} in the PvD files of pvdSources.directory (serve ignores those files)`;
+  const out: string[] = [head, `listen: ${config.listen.join(', ')}`, `http: ${config.http.listen ?? 'off'}`, 'pvds:'];
+  for (const p of app.pvds.list()) out.push(...pvdLines(p, p.source === 'file' ? `file ${fileOf.get(p.id)}` : p.source));
   const defaults = app.routeTable().defaultRoute.pvds.map((p) => p.id);
   out.push(`names nobody claims go to: ${defaults.join(' → ') || '(no default PvD: SERVFAIL)'}`);
+  process.stdout.write(out.join('\n') + '\n');
+  if (problems.length > 0) {
+    process.stderr.write(problems.map((p) => formatProblem(p) + '\n').join(''));
+    process.exitCode = 1;
+  }
+}
+
+/** pvdLines is one PvD as check-config prints it. */
+function pvdLines(p: Pvd, source: string): string[] {
+  const out = [`  ${p.identifier} (${source})`, `    servers:  ${p.servers.map((s) => s.label).join(', ') || '(none)'}`];
+  if (p.dnsZones.length) out.push(`    zones:    ${p.dnsZones.join(', ')}`);
+  if (p.prefixes.length) out.push(`    prefixes: ${p.prefixes.join(', ')} (${p.reverseZones.length} reverse zones)`);
+  out.push(`    default: ${p.isDefault}, priority: ${p.priority}, noInternet: ${p.noInternet}${p.expiresAt ? `, expires: ${new Date(p.expiresAt).toISOString()}` : ''}`);
+  out.push(`    dns64:    ${p.dns64 === 'auto' ? 'auto (RFC 7050 discovery once running)' : p.dns64}${p.dns64Synthesize ? ', synthesized by pvdns' : ''}`);
+  return out;
+}
+
+/**
+ * checkPvdFile validates one PvD file as pvdSources.directory reads it:
+ * the PvD printed and exit 0, or one line per problem and exit 1. (Whether
+ * a server is pvdns's own listener, or another source holds the PvD, needs
+ * the configuration: check-config CONFIG checks those.)
+ */
+async function checkPvdFile(path: string): Promise<void> {
+  const r = readPvdFile(path);
+  const problems = r.ok ? (r.spec.expires !== null && Date.parse(r.spec.expires) <= Date.now() ? [expiredProblem(r)] : []) : r.problems;
+  if (!r.ok || problems.length > 0) {
+    process.stderr.write(problems.map((p) => formatProblem(p) + '\n').join(''));
+    process.exit(1);
+  }
+  const out = [`${path}: OK`, ...pvdLines(pvdFromSpec(r.spec, 'file', 0), `file ${path}`)];
+  if (r.ignoredKeys.length > 0) out.push(`    ignored:  ${r.ignoredKeys.join(', ')} (keys pvdns does not know in an RFC 8801 object, RFC 8801 §4.3)`);
   process.stdout.write(out.join('\n') + '\n');
 }
 
@@ -139,6 +186,10 @@ async function main(): Promise<void> {
       if (rest.length) fail(`serve takes no arguments besides --config (got ${rest.join(' ')})`, 2);
       return serve(values.config ?? DEFAULT_CONFIG);
     case 'check-config': {
+      if (values.pvd !== undefined) {
+        if (rest.length || values.config) fail('usage: pvdns check-config --pvd FILE (one PvD file, without a configuration)', 2);
+        return checkPvdFile(values.pvd);
+      }
       const file = rest[0] ?? values.config;
       if (!file) fail('check-config needs a FILE', 2);
       return checkConfig(file);

@@ -24,7 +24,7 @@ export interface Pvd {
   readonly prefixes: readonly string[];
   /** The reverse zones its prefixes own. */
   readonly reverseZones: readonly string[];
-  /** Serves names nobody claims. */
+  /** Serves names nobody claims: `default`, else true unless noInternet or it has no servers. */
   readonly isDefault: boolean;
   readonly priority: number;
   readonly noInternet: boolean;
@@ -76,7 +76,8 @@ export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag
     dnsZones: Object.freeze([...new Set(spec.dnsZones.map(normalizeDomain))]),
     prefixes: Object.freeze([...spec.prefixes]),
     reverseZones: Object.freeze([...reverse]),
-    isDefault: spec.default ?? !spec.noInternet,
+    // A PvD with no servers would answer names nobody claims with SERVFAIL: never a default.
+    isDefault: spec.default ?? (!spec.noInternet && servers.length > 0),
     priority: spec.priority,
     noInternet: spec.noInternet,
     expiresAt: spec.expires === null ? null : Date.parse(spec.expires),

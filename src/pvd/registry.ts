@@ -1,6 +1,9 @@
 // PvdRegistry: the PvDs the host is attached to right now. Sources announce
 // and withdraw; the router, the cache and (later) the API subscribe to its
-// events. Nothing here knows about queries.
+// events. Nothing here knows about queries. A source that changes many PvDs
+// at once (a configuration of 16,000, a folder of files) does it in one
+// batch: listeners that rebuild from list() hear 'changed' once, not once
+// per PvD (which made start-up and check-config quadratic).
 
 import { EventEmitter } from 'node:events';
 import type { Pvd } from './model.js';
@@ -23,6 +26,9 @@ const MAX_TIMER_MS = 0x7fffffff;
 export class PvdRegistry extends EventEmitter<RegistryEvents> {
   private readonly byId = new Map<string, Pvd>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Open batch() calls; while above 0, events wait in `pending`. */
+  private depth = 0;
+  private pending: Array<() => void> = [];
 
   constructor(private readonly now: () => number = Date.now) {
     super();
@@ -34,9 +40,7 @@ export class PvdRegistry extends EventEmitter<RegistryEvents> {
     const previous = this.byId.get(pvd.id);
     this.byId.set(pvd.id, pvd);
     this.armExpiry(pvd);
-    if (previous) this.emit('updated', pvd, previous);
-    else this.emit('announced', pvd);
-    this.emit('changed');
+    this.notify(previous ? () => this.emit('updated', pvd, previous) : () => this.emit('announced', pvd));
     return previous ? 'updated' : 'announced';
   }
 
@@ -47,9 +51,42 @@ export class PvdRegistry extends EventEmitter<RegistryEvents> {
     if (!pvd) return false;
     this.byId.delete(key);
     this.clearTimer(key);
-    this.emit('withdrawn', pvd, reason);
-    this.emit('changed');
+    this.notify(() => this.emit('withdrawn', pvd, reason));
     return true;
+  }
+
+  /**
+   * batch runs `fn`, which may announce and withdraw many PvDs, and tells
+   * listeners afterwards: each announced, updated and withdrawn event in the
+   * order the changes were made, then 'changed' once (as for one change:
+   * the PvD's own event first, so what its listeners learn, e.g. a
+   * configured Pref64, is in the routes 'changed' rebuilds). The registry
+   * itself changes at once: get() and list() inside `fn` see it.
+   */
+  batch<T>(fn: () => T): T {
+    this.depth++;
+    try {
+      return fn();
+    } finally {
+      if (--this.depth === 0) this.flush();
+    }
+  }
+
+  private notify(event: () => void): void {
+    if (this.depth > 0) {
+      this.pending.push(event);
+      return;
+    }
+    event();
+    this.emit('changed');
+  }
+
+  private flush(): void {
+    if (this.pending.length === 0) return;
+    const events = this.pending;
+    this.pending = [];
+    for (const e of events) e();
+    this.emit('changed');
   }
 
   get(id: string): Pvd | undefined {

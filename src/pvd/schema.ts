@@ -1,10 +1,14 @@
 // PvdSpec: a PvD as configuration, the API and PvD files write it — the RFC
 // 8801 PvD Additional Information keys (identifier, expires, prefixes,
-// dnsZones, noInternet) plus pvdns's local ones. Unknown keys are refused.
+// dnsZones, noInternet) plus pvdns's local ones. Unknown keys are refused
+// here; input.ts says when an RFC 8801 object's unknown keys are ignored.
+// A PvD with no dnsServers is never a default: not by default, and
+// `default: true` is refused.
 
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { parsePref64 } from '../dns64/prefix.js';
-import { parsePrefix, parseSocketAddress, isIpLiteral } from '../config/address.js';
+import { parsePrefix, parseSocketAddress, isIpLiteral, type SocketAddress } from '../config/address.js';
 
 const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
 
@@ -40,11 +44,41 @@ const zone = domain.superRefine((v, ctx) => {
   }
 });
 
-/** A DNS server: an IP literal, port 53 unless given. */
+/**
+ * unicastProblem says why a parsed server address can never be a unicast
+ * DNS server, or null: a query sent there reaches no one, or everyone.
+ * Multicast (224.0.0.0/4, ff00::/8) is mDNS's, not a resolver's (RFC 6762);
+ * 255.255.255.255 is the limited broadcast; 0.0.0.0/8 and :: name no host
+ * (RFC 1122 §3.2.1.3, RFC 4291 §2.5.2: never a destination); port 0 is no port.
+ */
+export function unicastProblem(addr: SocketAddress, text: string): string | null {
+  const never = "never a DNS server, which is one host's unicast address";
+  if (addr.port === 0) return `"${text}" has port 0`;
+  const range = addr.family === 4 ? ipv4Range(addr.host) : ipaddr.process(addr.host.split('%', 1)[0]!).range();
+  if (range === 'multicast') return `"${text}" is a multicast address: ${never}`;
+  if (range === 'broadcast') return `"${text}" is the broadcast address: ${never}`;
+  if (range === 'unspecified') return `"${text}" is an unspecified address, which names no host: ${never} (this host is 127.0.0.1 or ::1)`;
+  return null;
+}
+
+/** ipv4Range is ipaddr's range() for the three ranges above, from the dotted quad parseSocketAddress checked (a second parse of every server costs more than the rest of a PvD). */
+function ipv4Range(host: string): 'multicast' | 'broadcast' | 'unspecified' | null {
+  const first = Number(host.slice(0, host.indexOf('.')));
+  if (first === 0) return 'unspecified';
+  if (first >= 224 && first <= 239) return 'multicast';
+  return host === '255.255.255.255' ? 'broadcast' : null;
+}
+
+/** serverProblem says what is wrong with a DNS server as written (see serverAddress), or null. */
+export function serverProblem(text: string): string | null {
+  const r = parseSocketAddress(text, 53);
+  return typeof r === 'string' ? r : unicastProblem(r, text);
+}
+
+/** A DNS server: an IP literal, port 53 unless given, that can be one host's unicast address. */
 export const serverAddress = z.string().superRefine((v, ctx) => {
-  const r = parseSocketAddress(v, 53);
-  if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
-  else if (r.port === 0) ctx.addIssue({ code: 'custom', message: `"${v}" has port 0` });
+  const problem = serverProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 
 const prefix = z.string().superRefine((v, ctx) => {
@@ -97,6 +131,10 @@ export const pvdSpecSchema = z
   .superRefine((p, ctx) => {
     if (p.noInternet && p.default === true) {
       ctx.addIssue({ code: 'custom', path: ['default'], message: 'a PvD with noInternet: true cannot serve names nobody owns' });
+    }
+    // A default that answers nothing would turn every name nobody claims into SERVFAIL.
+    if (p.default === true && p.dnsServers.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['default'], message: 'a PvD with no dnsServers cannot serve names nobody owns' });
     }
   });
 

@@ -5,7 +5,8 @@
 // asked, and each upstream's record says who was not. Changes are waited
 // for by polling the API with a deadline, never by a fixed sleep.
 
-import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -215,6 +216,31 @@ describe('PvD files', () => {
     expect(await address('db.vpn.example')).toBe('192.0.2.121');
   });
 
+  it('honours pvdns\'s keys in an RFC 8801 file (the shipped corp-vpn.json with priority, interface, dns64 added) and logs the ignored ones', async () => {
+    await start();
+    const shipped = JSON.parse(readFileSync(join(import.meta.dirname, '../../config/pvd.d/corp-vpn.json'), 'utf8')) as Record<string, unknown>;
+    write('corp-vpn.json', { ...shipped, dnsServers: [rfc.address], priority: 5, rebindProtection: true, dns64: 'off', interface: 'tun0' });
+    const p = await until('vpn.corp.example.com');
+    expect(p).toMatchObject({ source: 'file', priority: 5, interface: 'tun0', dns64: 'off', noInternet: true, dnsZones: ['corp.example.com'] });
+    expect(pvdns!.app.pvds.get('vpn.corp.example.com')?.rebindProtection).toBe(true);
+    expect(pvdns!.logs.filter((l) => l.ignoredKeys)).toMatchObject([{ file: join(pvdns!.dir, 'corp-vpn.json'), ignoredKeys: ['vendor-example'] }]);
+    expect(await address('intranet.corp.example.com')).toBe('192.0.2.123');
+  });
+
+  it('ignores a file with a misspelled key or a server that is never unicast, naming the line and the key', async () => {
+    await start();
+    write('typo.json', '{\n  "identifier": "typo.example",\n  "expires": "2099-01-01T00:00:00Z",\n  "prefixes": [],\n  "dnsServers": ["127.0.0.121"],\n  "dnsZone": ["typo.example"]\n}\n');
+    write('mdns.json', { identifier: 'mdns.example', dnsServers: ['224.0.0.251'], dnsZones: ['mdns.example'] });
+    await barrier();
+    expect((await getPvd('typo.example')).status).toBe(404);
+    expect((await getPvd('mdns.example')).status).toBe(404);
+    const errors = pvdns!.logs.filter((l) => l.msg.startsWith('ignoring a bad PvD file')).map((l) => l.error);
+    expect(errors.sort()).toEqual([
+      `${join(pvdns!.dir, 'mdns.json')}:1: dnsServers[0]: "224.0.0.251" is a multicast address: never a DNS server, which is one host's unicast address`,
+      `${join(pvdns!.dir, 'typo.json')}:6: dnsZone: unknown key (did you mean "dnsZones"?)`,
+    ]);
+  });
+
   it('reads an RFC 8801 PvD Additional Information file, ignoring the keys it does not know', async () => {
     await start();
     write('rfc8801.json', {
@@ -262,7 +288,11 @@ describe('PvD files', () => {
 
     const bad = pvdns!.logs.filter((l) => l.msg.startsWith('ignoring a bad PvD file'));
     expect(bad.map((l) => l.file).sort()).toEqual([join(pvdns!.dir, 'badserver.json'), join(pvdns!.dir, 'broken.json')]);
-    expect(bad.find((l) => l.file === join(pvdns!.dir, 'badserver.json'))!.error).toMatch(/^dnsServers\[0\]: /);
+    // One line naming the file, the line and the key: what check-config prints.
+    expect(bad.find((l) => l.file === join(pvdns!.dir, 'badserver.json'))!.error).toBe(
+      `${join(pvdns!.dir, 'badserver.json')}:1: dnsServers[0]: "not-an-address" is not an IP address with an optional port`,
+    );
+    expect(bad.find((l) => l.file === join(pvdns!.dir, 'broken.json'))!.error).toBe(`${join(pvdns!.dir, 'broken.json')}:1: not valid JSON: Unexpected end of JSON input`);
   });
 
   it('keeps a PvD as it was when its file is overwritten with garbage, and takes the next good version', async () => {
@@ -303,7 +333,12 @@ describe('PvD files', () => {
     expect((await listPvds()).filter((v) => v.identifier.toLowerCase() === 'vpn.example')).toHaveLength(1);
     expect(await address('db.vpn.example')).toBe('192.0.2.121');
     expect(vpnB.seen).toHaveLength(0);
-    expect(pvdns!.logs.some((l) => l.msg.startsWith('two PvD files name the same PvD') && l.file === join(pvdns!.dir, 'b-vpn.json'))).toBe(true);
+    const conflict = (): LogLine[] => pvdns!.logs.filter((l) => l.msg.startsWith('two PvD files name the same PvD'));
+    expect(conflict()).toMatchObject([{ file: join(pvdns!.dir, 'b-vpn.json'), other: join(pvdns!.dir, 'a-vpn.json') }]);
+    // Every scan of the folder (each marker file makes one) leaves it said once.
+    await barrier();
+    await barrier();
+    expect(conflict()).toHaveLength(1);
 
     // With the first file gone, the other one's PvD is the one in force.
     unlinkSync(join(pvdns!.dir, 'a-vpn.json'));
@@ -347,7 +382,9 @@ describe('PvD files', () => {
     expect(await address('www.hijack.example')).toBe('192.0.2.120');
     expect(await address('www.example.org')).toBe('192.0.2.120');
     expect(vpnA.seen).toHaveLength(0);
-    expect(pvdns!.logs.some((l) => l.pvd === 'wifi' && /another source holds/.test(l.msg))).toBe(true);
+    await barrier();
+    const said = pvdns!.logs.filter((l) => l.pvd === 'wifi' && /another source holds/.test(l.msg));
+    expect(said.map((l) => l.error)).toEqual([`${join(pvdns!.dir, 'hijack.json')}:1: identifier: "WiFi" is already config pvds[0]; this file is ignored`]);
   });
 
   it('refuses to start when pvdSources.directory does not exist, with a ConfigError naming the key', async () => {
@@ -360,5 +397,151 @@ describe('PvD files', () => {
     expect((err as ConfigError).key).toBe('pvdSources.directory');
     expect((err as ConfigError).message).toContain('pvdSources.directory');
     expect((err as ConfigError).message).toContain(missing);
+  });
+});
+
+// check-config reads the PvD directory with the code serve runs: every fixture
+// below gives the same lines on check-config's stderr as in serve's log.
+describe('check-config sees the PvD directory as serve does', () => {
+  const CLI = join(import.meta.dirname, '../../dist/cli.js');
+  const tmp = mkdtempSync(join(tmpdir(), 'pvdns-check-'));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  function run(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+    const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 10_000 });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  /** config writes a configuration file (JSON) whose PvD directory is `dir`, and returns its path and parsed form. */
+  function config(name: string, dir: string): { path: string; parsed: ReturnType<typeof configSchema.parse> } {
+    const raw = {
+      listen: ['127.0.0.1:0'],
+      http: { listen: null },
+      log: { level: 'info' },
+      captive: { probeIntervalS: 0 },
+      pvdSources: { host: false, directory: dir },
+      pvds: [{ identifier: 'wifi', dnsServers: ['127.0.0.120'], default: true, priority: 10 }],
+    };
+    const path = join(tmp, name);
+    writeFileSync(path, JSON.stringify(raw, null, 2));
+    return { path, parsed: configSchema.parse(raw) };
+  }
+
+  /** serveErrors starts pvdns (in this process) on the configuration and returns the one-line errors it logs about PvD files. */
+  async function serveErrors(path: string, parsed: ReturnType<typeof configSchema.parse>): Promise<{ errors: string[]; app: App }> {
+    const logs: LogLine[] = [];
+    const log = pino({ level: 'info' }, { write: (s: string) => void logs.push(JSON.parse(s) as LogLine) });
+    const app = new App(parsed, { configFile: path, log });
+    await app.start();
+    return { errors: logs.filter((l) => typeof l.error === 'string').map((l) => l.error as string), app };
+  }
+
+  it('prints each bad, conflicting or expired file as serve logs it, exits 1, and lists the good files with their source file', async () => {
+    const dir = join(tmp, 'broken.d');
+    mkdirSync(dir);
+    const put = (name: string, body: unknown): void => writeFileSync(join(dir, name), typeof body === 'string' ? body : JSON.stringify(body, null, 2));
+    put('a-vpn.json', { identifier: 'vpn.example', dnsServers: ['127.0.0.121'], dnsZones: ['vpn.example'], noInternet: true });
+    put('b-vpn.json', { identifier: 'VPN.example', dnsServers: ['127.0.0.122'], noInternet: true });
+    put('c-hijack.json', { identifier: 'wifi', dnsServers: ['127.0.0.121'] });
+    put('d-old.json', { identifier: 'old.example', dnsServers: ['127.0.0.121'], expires: '2020-01-01T00:00:00Z', noInternet: true });
+    put('e-typo.json', { identifier: 'typo.example', expires: '2099-01-01T00:00:00Z', prefixes: [], dnsServers: ['127.0.0.121'], dnsZone: ['typo.example'] });
+    put('f-mdns.json', { identifier: 'mdns.example', dnsServers: ['224.0.0.251'] });
+    put('g-cut.json', '{ "identifier": "cut.example",\n  "dnsServers": [');
+    put('h-empty.json', '');
+    put('i-rfc.json', { identifier: 'rfc.example', expires: '2099-01-01T00:00:00Z', prefixes: ['2001:db8:99::/48'], dnsServers: ['127.0.0.123'], 'vendor-x': {} });
+    put('j-noservers.json', { identifier: 'bare.example', expires: '2099-01-01T00:00:00Z', prefixes: [] });
+    put('k-port0.json', { identifier: 'port0.example', dnsServers: ['127.0.0.1:0'] });
+    const { path, parsed } = config('broken.json', dir);
+
+    const check = run('check-config', path);
+    expect(check.code).toBe(1);
+    const printed = check.stderr.trimEnd().split('\n');
+    const f = (name: string): string => join(dir, name);
+    expect(printed).toEqual([
+      `${f('b-vpn.json')}:2: identifier: "VPN.example" is also the PvD of ${f('a-vpn.json')}; the first file by name is used`,
+      `${f('c-hijack.json')}:2: identifier: "wifi" is already config pvds[0]; this file is ignored`,
+      `${f('d-old.json')}:6: expires: 2020-01-01T00:00:00Z has passed: the PvD is not used (RFC 8801 §4.3)`,
+      `${f('e-typo.json')}:8: dnsZone: unknown key (did you mean "dnsZones"?)`,
+      `${f('f-mdns.json')}:4: dnsServers[0]: "224.0.0.251" is a multicast address: never a DNS server, which is one host's unicast address`,
+      `${f('g-cut.json')}:2: not valid JSON: Unexpected end of JSON input`,
+      `${f('h-empty.json')}: the file is empty (a PvD file holds one JSON object)`,
+      `${f('j-noservers.json')}:1: dnsServers: an RFC 8801 PvD needs the DNS servers its link gave`,
+      `${f('k-port0.json')}:4: dnsServers[0]: "127.0.0.1:0" has port 0`,
+    ]);
+    expect(check.stdout).toContain(`${path}: 9 problems in the PvD files of pvdSources.directory (serve ignores those files)`);
+    expect(check.stdout).toContain(`  vpn.example (file ${f('a-vpn.json')})`);
+    expect(check.stdout).toContain(`  rfc.example (file ${f('i-rfc.json')})`);
+    expect(check.stdout).toContain('  wifi (config)');
+    expect(check.stdout).not.toContain('typo.example');
+
+    // serve runs, ignoring those files, and logs the same lines.
+    const { errors, app } = await serveErrors(path, parsed);
+    try {
+      expect([...errors].sort()).toEqual([...printed].sort());
+      expect(app.pvds.list().map((p) => p.id)).toEqual(['wifi', 'vpn.example', 'rfc.example']);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('refuses a PvD directory that does not exist, as serve does: same key, same words', async () => {
+    const missing = join(tmp, 'no-such.d');
+    const { path, parsed } = config('missing.json', missing);
+    const check = run('check-config', path);
+    expect(check.code).toBe(1);
+    expect(check.stdout).toBe('');
+    const err = await new App(parsed, { configFile: path, log: pino({ level: 'silent' }) }).start().then(
+      () => null,
+      (e: unknown) => e as ConfigError,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.key).toBe('pvdSources.directory');
+    expect(check.stderr).toBe(`pvdns: config error: ${err!.message}\n`);
+    expect(check.stderr).toBe(`pvdns: config error: ${path}: pvdSources.directory: cannot read ${missing}: ENOENT\n`);
+  });
+
+  it('check-config --pvd FILE validates one PvD file: the PvD and its ignored keys, or one line per problem', () => {
+    const good = join(tmp, 'good.json');
+    const shipped = JSON.parse(readFileSync(join(import.meta.dirname, '../../config/pvd.d/corp-vpn.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(good, JSON.stringify({ ...shipped, priority: 5, interface: 'tun0', foo: 1 }, null, 2));
+    const ok = run('check-config', '--pvd', good);
+    expect(ok).toMatchObject({ code: 0, stderr: '' });
+    expect(ok.stdout).toContain(`${good}: OK`);
+    expect(ok.stdout).toContain(`  vpn.corp.example.com (file ${good})`);
+    expect(ok.stdout).toContain('default: false, priority: 5, noInternet: true');
+    expect(ok.stdout).toContain('ignored:  vendor-example, foo (keys pvdns does not know in an RFC 8801 object, RFC 8801 §4.3)');
+
+    const bad = join(tmp, 'bad.json');
+    writeFileSync(bad, '{\n  "identifier": "x.example",\n  "dnsServers": ["0.0.0.0", "192.0.2.1:0"],\n  "priorty": 5,\n  "expires": "2020-01-01T00:00:00Z"\n}\n');
+    const no = run('check-config', '--pvd', bad);
+    expect(no.code).toBe(1);
+    expect(no.stdout).toBe('');
+    expect(no.stderr.trimEnd().split('\n')).toEqual([
+      `${bad}:3: dnsServers[0]: "0.0.0.0" is an unspecified address, which names no host: never a DNS server, which is one host's unicast address (this host is 127.0.0.1 or ::1)`,
+      `${bad}:3: dnsServers[1]: "192.0.2.1:0" has port 0`,
+      `${bad}:4: priorty: unknown key (did you mean "priority"?)`,
+    ]);
+
+    const old = join(tmp, 'old.json');
+    writeFileSync(old, '{\n  "identifier": "old.example",\n  "dnsServers": ["192.0.2.1"],\n  "expires": "2020-01-01T00:00:00Z"\n}\n');
+    expect(run('check-config', '--pvd', old)).toMatchObject({ code: 1, stdout: '', stderr: `${old}:4: expires: 2020-01-01T00:00:00Z has passed: the PvD is not used (RFC 8801 §4.3)\n` });
+  });
+
+  it('refuses a PvD file whose server is pvdns\'s own listener, on the line of that server', () => {
+    const dir = join(tmp, 'loop.d');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'loop.json'), '{\n  "identifier": "loop.example",\n  "dnsServers": [\n    "192.0.2.1",\n    "127.0.0.1:5399"\n  ]\n}\n');
+    const path = join(tmp, 'loop.yaml');
+    writeFileSync(path, `listen: ["127.0.0.1:5399"]\nhttp: { listen: null }\npvdSources: { host: false, directory: ${JSON.stringify(dir)} }\n`);
+    const r = run('check-config', path);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`${join(dir, 'loop.json')}:5: dnsServers[1]: 127.0.0.1:5399 is pvdns's own listener: queries would loop\n`);
+    expect(r.stdout).toContain('names nobody claims go to: (no default PvD: SERVFAIL)');
+  });
+
+  it('says what to run when given a PvD file as a configuration', () => {
+    const r = run('check-config', join(import.meta.dirname, '../../config/pvd.d/corp-vpn.json'));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^pvdns: config error: .*corp-vpn\.json:2: identifier: unknown key "identifier" \(a PvD file\? use pvdns check-config --pvd FILE\)\n$/);
   });
 });

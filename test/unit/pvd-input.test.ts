@@ -1,29 +1,137 @@
 // PvD objects as the API and PvD files receive them: DESIGN's object, or RFC
-// 8801 PvD Additional Information (standards.md §2.3, vectors JV1–JV11).
+// 8801 PvD Additional Information (standards.md §2.3, vectors JV1–JV11), read
+// one way ("take both, documented exactly"): every key pvdns knows is
+// honoured; unknown keys are ignored and returned only in an RFC 8801 object,
+// and refused where they look like a misspelling of a known key.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parsePvdInput, PvdInputError } from '../../src/pvd/input.js';
+import { configSchema } from '../../src/config/schema.js';
+import { parsePvdInput, PvdInputError, readPvdInput, suggestKey, PVD_KEYS } from '../../src/pvd/input.js';
+import { pvdFromSpec } from '../../src/pvd/model.js';
+import { pvdSpecSchema } from '../../src/pvd/schema.js';
 
-const JV1 = { identifier: 'cafe.example.com.', expires: '2030-05-23T06:00:00Z', prefixes: ['2001:db8:cafe::/48'] };
+/** JV1 with the servers its link gave: what a host adds to the RFC's object. */
+const JV1 = { identifier: 'cafe.example.com.', expires: '2030-05-23T06:00:00Z', prefixes: ['2001:db8:cafe::/48'], dnsServers: ['2001:db8:cafe::53'] };
+const CORP_VPN = JSON.parse(readFileSync(join(import.meta.dirname, '../../config/pvd.d/corp-vpn.json'), 'utf8')) as Record<string, unknown>;
 
-describe('parsePvdInput', () => {
+/** issuesOf returns "field: problem" for every problem readPvdInput finds, or [] when it accepts. */
+function issuesOf(body: unknown): string[] {
+  try {
+    readPvdInput(body);
+    return [];
+  } catch (err) {
+    expect(err).toBeInstanceOf(PvdInputError);
+    return (err as PvdInputError).issues.map((i) => `${i.field}: ${i.problem}`);
+  }
+}
+
+describe('readPvdInput: what is accepted, and which keys are ignored', () => {
   it.each([
-    ['JV1 the three mandatory keys', JV1],
-    ['JV6 an unknown key, ignored (RFC 8801 §4.3)', { ...JV1, foo: 1 }],
-    ['JV7 a vendor sub-dictionary, ignored', { ...JV1, 'vendor-acme': { x: 1 } }],
-    ['JV8 dnsZones and noInternet', { ...JV1, dnsZones: ['corp.example.com'], noInternet: true }],
-    ['JV9 an upper-case identifier and an RFC 3339 offset', { identifier: 'CAFE.Example.COM', expires: '2030-05-23T08:00:00+02:00', prefixes: ['2001:db8:cafe::/48'] }],
-  ])('accepts %s', (_why, body) => {
-    const spec = parsePvdInput(body);
+    ['JV1 the three mandatory keys (and the link\'s servers)', JV1, []],
+    ['JV6 an unknown key, ignored (RFC 8801 §4.3)', { ...JV1, foo: 1 }, ['foo']],
+    ['JV7 a vendor sub-dictionary, ignored', { ...JV1, 'vendor-acme': { x: 1 } }, ['vendor-acme']],
+    ['a URN-named sub-dictionary, ignored', { ...JV1, 'urn:example:acme': { tunnel: 'gre' } }, ['urn:example:acme']],
+    ['a key registered for RFC 8801 objects that pvdns does not use (RFC 9704)', { ...JV1, splitDnsClaims: [] }, ['splitDnsClaims']],
+    ['JV8 dnsZones and noInternet', { ...JV1, dnsZones: ['corp.example.com'], noInternet: true }, []],
+    ['JV9 an upper-case identifier and an RFC 3339 offset', { ...JV1, identifier: 'CAFE.Example.COM', expires: '2030-05-23T08:00:00+02:00' }, []],
+    ['several unknown keys, in the object\'s order', { metered: false, ...JV1, extraInfo: { note: 'x' }, 'vendor-x': {} }, ['metered', 'extraInfo', 'vendor-x']],
+  ])('accepts %s', (_why, body, ignored) => {
+    const { spec, ignoredKeys } = readPvdInput(body);
     expect(spec.identifier.toLowerCase().replace(/\.$/, '')).toBe('cafe.example.com');
     expect(spec.prefixes).toEqual(['2001:db8:cafe::/48']);
+    expect(ignoredKeys).toEqual(ignored);
   });
 
-  it('takes only the RFC 8801 keys pvdns knows from an RFC 8801 object, plus dnsServers', () => {
-    const spec = parsePvdInput({ ...JV1, dnsServers: ['2001:db8:cafe::53'], dnsZones: ['cafe.example.com'], 'vendor-x': {}, priority: 'ignored too' });
-    expect(spec).toMatchObject({ dnsServers: ['2001:db8:cafe::53'], dnsZones: ['cafe.example.com'], priority: 100 });
+  it('honours every pvdns key in an RFC 8801 object: the shipped corp-vpn.json with priority, rebindProtection, dns64 and interface', () => {
+    const { spec, ignoredKeys } = readPvdInput({ ...CORP_VPN, priority: 5, rebindProtection: true, dns64: 'off', interface: 'tun0' });
+    expect(spec).toMatchObject({ identifier: 'vpn.corp.example.com', priority: 5, rebindProtection: true, dns64: 'off', interface: 'tun0', noInternet: true });
+    expect(spec.dnsZones).toEqual(['corp.example.com']);
+    expect(ignoredKeys).toEqual(['vendor-example']);
+    const pvd = pvdFromSpec(spec, 'file', 0);
+    expect(pvd).toMatchObject({ priority: 5, interface: 'tun0', dns64: 'off', rebindProtection: true, isDefault: false });
+  });
+
+  it('honours default and priority in an RFC 8801 object with unknown keys (a default PvD stays one)', () => {
+    const { spec } = readPvdInput({ ...JV1, default: true, priority: 1, foo: 1 });
+    expect(pvdFromSpec(spec, 'api', 0)).toMatchObject({ isDefault: true, priority: 1 });
+  });
+
+  it('takes pvdns\'s own object as it is, with nothing ignored', () => {
+    expect(readPvdInput({ identifier: 'wifi', dnsServers: ['192.0.2.1'], priority: 5 })).toEqual({
+      spec: expect.objectContaining({ identifier: 'wifi', priority: 5 }),
+      ignoredKeys: [],
+    });
+    expect(parsePvdInput({ identifier: 'wifi', dnsServers: ['192.0.2.1'] }).identifier).toBe('wifi'); // the old call shape
+  });
+});
+
+describe('readPvdInput: what is refused, naming every key', () => {
+  it.each([
+    ['dnsZone', { ...JV1, dnsZone: ['corp.example'] }, 'dnsZone: unknown key (did you mean "dnsZones"?)'],
+    ['dnsserver', { ...JV1, dnsserver: ['192.0.2.1'] }, 'dnsserver: unknown key (did you mean "dnsServers"?)'],
+    ['Prefixes', { ...JV1, Prefixes: ['2001:db8::/32'] }, 'Prefixes: unknown key (did you mean "prefixes"?)'],
+    ['expire', { ...JV1, expire: '2031-01-01T00:00:00Z' }, 'expire: unknown key (did you mean "expires"?)'],
+    ['DNSServers', { ...JV1, DNSServers: [] }, 'DNSServers: unknown key (did you mean "dnsServers"?)'],
+    ['dns_zones', { ...JV1, dns_zones: [] }, 'dns_zones: unknown key (did you mean "dnsZones"?)'],
+    ['priorities', { ...JV1, priorities: 1 }, 'priorities: unknown key (did you mean "priority"?)'],
+    ['Default', { ...JV1, Default: true }, 'Default: unknown key (did you mean "default"?)'],
+    ['dnsSever', { ...JV1, dnsSever: [] }, 'dnsSever: unknown key (did you mean "dnsServers"?)'],
+    ['noInternets', { ...JV1, noInternets: true }, 'noInternets: unknown key (did you mean "noInternet"?)'],
+    ['rebind_protection', { ...JV1, rebind_protection: true }, 'rebind_protection: unknown key (did you mean "rebindProtection"?)'],
+    ['captivePortals', { ...JV1, captivePortals: 'https://x.example' }, 'captivePortals: unknown key (did you mean "captivePortal"?)'],
+  ])('a misspelling of a known key, even in an RFC 8801 object: %s', (_key, body, message) => {
+    expect(issuesOf(body)).toEqual([message]);
+  });
+
+  it.each(['metered', 'extraInfo', 'splitDnsClaims', 'foo', 'x', 'vendor-dnsZones', 'urn:x:prefixes', 'comment'])('does not take %s for a misspelling', (key) => {
+    expect(issuesOf({ ...JV1, [key]: 1 })).toEqual([]);
+  });
+
+  it('names every unknown key of an object that is not RFC 8801\'s (no identifier, expires and prefixes)', () => {
+    expect(issuesOf({ identifier: 'wifi', dnsServers: ['192.0.2.1'], foo: 1, dnsZone: [], bar: {} })).toEqual([
+      'foo: unknown key (only an RFC 8801 object, with identifier, expires and prefixes, may carry keys pvdns does not know)',
+      'dnsZone: unknown key (did you mean "dnsZones"?)',
+      'bar: unknown key (only an RFC 8801 object, with identifier, expires and prefixes, may carry keys pvdns does not know)',
+    ]);
+    // JV2: without prefixes it is not RFC 8801 PvD Additional Information (RFC 8801 §4.3), so foo is not ignored.
+    const { prefixes: _, ...jv2 } = JV1;
+    expect(issuesOf({ ...jv2, foo: 1 })).toEqual(['foo: unknown key (only an RFC 8801 object, with identifier, expires and prefixes, may carry keys pvdns does not know)']);
+  });
+
+  it('refuses an RFC 8801 object without the servers its link gave: it would answer nothing', () => {
+    const { dnsServers: _, ...bare } = JV1;
+    expect(issuesOf(bare)).toEqual(['dnsServers: an RFC 8801 PvD needs the DNS servers its link gave']);
+    expect(issuesOf({ ...bare, dnsServers: [] })).toEqual(['dnsServers: an RFC 8801 PvD needs the DNS servers its link gave']);
+    expect(issuesOf({ ...bare, 'vendor-x': {} })).toEqual(['dnsServers: an RFC 8801 PvD needs the DNS servers its link gave']);
+  });
+
+  it.each([
+    ['IPv4 multicast (mDNS)', '224.0.0.251', 'is a multicast address'],
+    ['IPv4 multicast with a port', '239.1.2.3:5353', 'is a multicast address'],
+    ['IPv6 multicast', '[ff02::fb]', 'is a multicast address'],
+    ['IPv4-mapped multicast', '[::ffff:224.0.0.1]', 'is a multicast address'],
+    ['the limited broadcast', '255.255.255.255', 'is the broadcast address'],
+    ['0.0.0.0', '0.0.0.0', 'is an unspecified address, which names no host'],
+    ['an address of 0.0.0.0/8', '0.1.2.3:53', 'is an unspecified address, which names no host'],
+    ['::', '[::]:53', 'is an unspecified address, which names no host'],
+    ['port 0', '192.0.2.1:0', 'has port 0'],
+  ])('refuses a server that can never be a unicast DNS server: %s', (_why, server, problem) => {
+    expect(issuesOf({ identifier: 'wifi', dnsServers: ['192.0.2.1', server] })).toEqual([expect.stringMatching(new RegExp(`^dnsServers\\[1\\]: "${server.replace(/[.[\]]/g, '\\$&')}" ${problem}`))]);
+    expect(issuesOf({ ...JV1, dnsServers: [server] })[0]).toMatch(/^dnsServers\[0\]: /);
+    // The configuration reads servers with the same schema.
+    const r = configSchema.safeParse({ pvdSources: { host: false }, pvds: [{ identifier: 'wifi', dnsServers: [server] }] });
+    expect(r.success).toBe(false);
+    expect(r.error!.issues[0]!.path).toEqual(['pvds', 0, 'dnsServers', 0]);
+    expect(r.error!.issues[0]!.message).toContain(problem);
+  });
+
+  it('a PvD with no servers is never a default: not by default, and default: true is refused', () => {
+    expect(pvdFromSpec(parsePvdInput({ identifier: 'zones-only', dnsZones: ['x.example'] }), 'api', 0).isDefault).toBe(false);
+    expect(pvdFromSpec(parsePvdInput({ identifier: 'wifi', dnsServers: ['192.0.2.1'] }), 'api', 0).isDefault).toBe(true);
+    expect(issuesOf({ identifier: 'wifi', default: true })).toEqual(['default: a PvD with no dnsServers cannot serve names nobody owns']);
+    expect(pvdSpecSchema.safeParse({ identifier: 'wifi', dnsServers: [], default: true }).success).toBe(false);
   });
 
   it.each([
@@ -41,6 +149,18 @@ describe('parsePvdInput', () => {
     }
   });
 
+  it('lists every problem at once, in one line', () => {
+    let err: PvdInputError | null = null;
+    try {
+      readPvdInput({ ...JV1, dnsZone: [], dnsServers: ['224.0.0.1', '192.0.2.1'], priority: -1 });
+    } catch (e) {
+      err = e as PvdInputError;
+    }
+    expect(err?.issues.map((i) => i.field)).toEqual(['dnsZone', 'dnsServers[0]', 'priority']);
+    expect(err?.message).not.toContain('\n');
+    expect(err?.message).toMatch(/^dnsZone: unknown key \(did you mean "dnsZones"\?\); dnsServers\[0\]: .*; priority: /);
+  });
+
   it('refuses what is not an object', () => {
     for (const v of [null, [], 'wifi', 3]) expect(() => parsePvdInput(v)).toThrow('a PvD must be a JSON object');
   });
@@ -54,5 +174,17 @@ describe('parsePvdInput', () => {
     const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
     expect(files.length).toBeGreaterThan(0);
     for (const f of files) expect(() => parsePvdInput(JSON.parse(readFileSync(join(dir, f), 'utf8'))), f).not.toThrow();
+  });
+});
+
+describe('suggestKey', () => {
+  it('finds the key a misspelling meant, and nothing for a different word', () => {
+    expect(suggestKey('prefix', PVD_KEYS)).toBe('prefixes');
+    expect(suggestKey('dns64synthesise', PVD_KEYS)).toBe('dns64Synthesize');
+    expect(suggestKey('sourceAdress', PVD_KEYS)).toBe('sourceAddress');
+    expect(suggestKey('identifer', PVD_KEYS)).toBe('identifier');
+    expect(suggestKey('interfaces', PVD_KEYS)).toBe('interface');
+    expect(suggestKey('proxies', PVD_KEYS)).toBeNull();
+    expect(suggestKey('metered', PVD_KEYS)).toBeNull();
   });
 });

@@ -13,6 +13,7 @@ import { createLogger } from '../../src/log.js';
 import { pvdFromSpec } from '../../src/pvd/model.js';
 import { PvdRegistry } from '../../src/pvd/registry.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
+import { syncSource } from '../../src/pvd/sources/sync.js';
 
 const resolvConf = (text: string): string => {
   const file = join(mkdtempSync(join(tmpdir(), 'pvdns-resolv-')), 'resolv.conf');
@@ -94,5 +95,49 @@ describe('PvD expiry', () => {
     const registry = new PvdRegistry();
     expect(registry.announce(pvdFromSpec(spec('2020-01-01T00:00:00Z'), 'config', 0))).toBe('expired');
     expect(registry.size).toBe(0);
+  });
+});
+
+describe('syncSource', () => {
+  const spec = (id: string, server = '192.0.2.1') => pvdSpecSchema.parse({ identifier: id, dnsServers: [server] });
+
+  it('tells listeners once per sync, after the PvDs\' own events (1,000 PvDs: one route rebuild, not 1,000)', () => {
+    const registry = new PvdRegistry();
+    const heard: string[] = [];
+    registry.on('announced', (p) => heard.push(`announced ${p.id} (${registry.size} held)`));
+    registry.on('updated', (p) => heard.push(`updated ${p.id}`));
+    registry.on('withdrawn', (p) => heard.push(`withdrawn ${p.id}`));
+    registry.on('changed', () => heard.push('changed'));
+
+    syncSource(registry, 'config', Array.from({ length: 1000 }, (_, i) => spec(`pvd-${i}`)));
+    expect(heard.filter((h) => h === 'changed')).toHaveLength(1);
+    expect(heard.at(-1)).toBe('changed');
+    expect(heard[0]).toBe('announced pvd-0 (1000 held)'); // the registry had changed in full before anyone heard
+    expect(heard).toHaveLength(1001);
+
+    heard.length = 0;
+    syncSource(registry, 'config', [spec('pvd-1', '192.0.2.2'), spec('pvd-0'), spec('new')]);
+    expect(heard).toEqual([
+      'updated pvd-1',
+      'updated pvd-0', // its place in the order changed
+      'announced new (3 held)',
+      ...Array.from({ length: 998 }, (_, i) => `withdrawn pvd-${i + 2}`),
+      'changed',
+    ]);
+
+    heard.length = 0;
+    syncSource(registry, 'config', [spec('pvd-1', '192.0.2.2'), spec('pvd-0'), spec('new')]);
+    expect(heard).toEqual([]); // nothing changed: nothing to hear
+    registry.close();
+  });
+
+  it('a single announce outside a sync is heard at once, its own event first', () => {
+    const registry = new PvdRegistry();
+    const heard: string[] = [];
+    registry.on('announced', (p) => heard.push(`announced ${p.id}`));
+    registry.on('changed', () => heard.push('changed'));
+    registry.announce(pvdFromSpec(spec('wifi'), 'api', 0));
+    expect(heard).toEqual(['announced wifi', 'changed']);
+    registry.close();
   });
 });

@@ -86,7 +86,8 @@ describe('RouteTable', () => {
     const table = new RouteTable([
       pvd({ identifier: 'implicit-default', priority: 50 }, 0),
       pvd({ identifier: 'vpn', noInternet: true }, 1),
-      pvd({ identifier: 'serverless', dnsServers: [], default: true, priority: 1 }, 2),
+      // The schema refuses default: true without servers; the route table would skip such a PvD anyway.
+      pvdFromSpec({ ...pvdSpecSchema.parse({ identifier: 'serverless' }), default: true, priority: 1 }, 'config', 2),
       pvd({ identifier: 'cell', default: true, priority: 20 }, 3),
       pvd({ identifier: 'not-default', default: false, priority: 0 }, 4),
       pvd({ identifier: 'wifi', default: true, priority: 20 }, 5),

@@ -41,7 +41,15 @@ export function announceFrom(registry: PvdRegistry, source: PvdSource, spec: Pvd
   return registry.announce(pvd);
 }
 
+/**
+ * syncSource makes the registry hold exactly `specs` for `source`, in one
+ * registry batch: listeners hear of the whole change once.
+ */
 export function syncSource(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSpec[]): SyncResult {
+  return registry.batch(() => syncAll(registry, source, specs));
+}
+
+function syncAll(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSpec[]): SyncResult {
   const result: SyncResult = { announced: [], updated: [], withdrawn: [], conflicts: [], expired: [] };
   const wanted = new Set<string>();
   specs.forEach((spec, i) => {
@@ -60,6 +68,23 @@ export function syncSource(registry: PvdRegistry, source: PvdSource, specs: read
     }
   }
   return result;
+}
+
+/**
+ * sourceLabel names where a PvD in the registry came from, for messages that
+ * name both sides of a conflict: "config pvds[2]", "the host's link wg0".
+ */
+export function sourceLabel(p: Pvd): string {
+  switch (p.source) {
+    case 'config':
+      return `config pvds[${p.order - ORDER_BASE.config}]`;
+    case 'host':
+      return p.interface ? `the host's link ${p.interface}` : "the host's resolv.conf PvD";
+    case 'api':
+      return 'a PvD made through the API';
+    case 'file':
+      return 'a PvD file';
+  }
 }
 
 function sameExceptTag(a: Pvd, b: Pvd): boolean {
