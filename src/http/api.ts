@@ -9,7 +9,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import type { Pvd } from '../pvd/model.js';
-import { parsePvdInput, PvdInputError } from '../pvd/input.js';
+import { PvdInputError, readPvdInput } from '../pvd/input.js';
 import type { PvdRegistry } from '../pvd/registry.js';
 import type { PvdSpec } from '../pvd/schema.js';
 import { normalizeDomain } from '../pvd/schema.js';
@@ -173,8 +173,9 @@ export class Api {
       }
     }
     let spec: PvdSpec;
+    let ignoredKeys: string[];
     try {
-      spec = parsePvdInput(body);
+      ({ spec, ignoredKeys } = readPvdInput(body));
     } catch (err) {
       if (err instanceof PvdInputError) throw new ApiError(400, err.message);
       throw err;
@@ -187,7 +188,9 @@ export class Api {
     audit.result = r.result;
     audit.servers = spec.dnsServers;
     audit.dnsZones = spec.dnsZones;
-    json(res, r.result === 'announced' ? 201 : 200, { result: r.result, pvd: this.deps.view(r.pvd) });
+    // RFC 8801 §4.3 has unknown keys ignored; the reply says which were, so none goes in silence.
+    if (ignoredKeys.length > 0) audit.ignoredKeys = ignoredKeys;
+    json(res, r.result === 'announced' ? 201 : 200, { result: r.result, pvd: this.deps.view(r.pvd), ignoredKeys });
   }
 
   /** authorize lets a change through only with the right bearer token; with none configured, nothing changes. */

@@ -112,6 +112,11 @@ describe('a mixed RFC 8801 body through the API', () => {
     const r = await put(pvdns.http, 'vpn.corp.example.com', { ...rfc, priority: 5, interface: 'tun0', dns64: 'off', noInternet: true, 'vendor-x': { a: 1 }, foo: 1 });
     expect(r.status).toBe(201);
     expect(r.body.pvd).toMatchObject({ priority: 5, interface: 'tun0', dns64: 'off', noInternet: true, dnsZones: ['corp.example.com'] });
+    // What RFC 8801 §4.3 has ignored is said, not dropped in silence.
+    expect((r.body as { ignoredKeys?: string[] }).ignoredKeys).toEqual(['vendor-x', 'foo']);
+    const plain = await put(pvdns.http, 'vpn.corp.example.com', { ...rfc, priority: 5, interface: 'tun0', dns64: 'off', noInternet: true });
+    expect(plain.status).toBe(200);
+    expect((plain.body as { ignoredKeys?: string[] }).ignoredKeys).toEqual([]);
   });
 
   it('refuses a misspelled key in it (400 naming the key and the suggestion), and one without servers', async () => {
