@@ -43,7 +43,10 @@ export function parseSocketAddress(text: string, defaultPort: number): SocketAdd
 /** parsePrefix reads a CIDR prefix, or returns an error message. */
 export function parsePrefix(text: string): [ipaddr.IPv4 | ipaddr.IPv6, number] | string {
   try {
-    const [addr, len] = ipaddr.parseCIDR(text.trim());
+    const t = text.trim();
+    // The family by its colon: ipaddr.parseCIDR tries IPv6 first and throws on every IPv4 prefix,
+    // which was a tenth of check-config's time with 16,000 PvDs.
+    const [addr, len] = t.includes(':') ? ipaddr.IPv6.parseCIDR(t) : ipaddr.IPv4.parseCIDR(t);
     if (addr.kind() === 'ipv4' && !ipaddr.IPv4.isValidFourPartDecimal(text.trim().split('/')[0]!)) {
       return `"${text}" is not a dotted-quad IPv4 prefix`;
     }
