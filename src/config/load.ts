@@ -122,7 +122,9 @@ export function parseConfig(text: string, file: string): Config {
   if (!result.success) {
     // Every problem, one line each; several unknown keys in one object are one issue to zod.
     const issues = result.error.issues.flatMap((i): z.core.$ZodIssue[] => (i.code === 'unrecognized_keys' ? i.keys.map((k) => ({ ...i, keys: [k] })) : [i]));
-    throw configErrors(issues.slice(0, MAX_PROBLEMS).map((issue) => toConfigError(issue, doc, lines, file)), issues.length);
+    // Shown in the order of the file (zod finds them in the schema's order).
+    const shown = issues.slice(0, MAX_PROBLEMS).map((issue) => toConfigError(issue, doc, lines, file));
+    throw configErrors(shown.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)), issues.length);
   }
   const config = deepFreeze(result.data);
   origins.set(config, { file, text, parsed: null });
