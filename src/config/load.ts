@@ -97,20 +97,11 @@ async function readConfigFile(file: string): Promise<string> {
 
 /** parseConfig validates configuration text; `file` is only used in messages. */
 export function parseConfig(text: string, file: string): Config {
-  const { doc, lines } = parseYaml(text, file);
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    throw new ConfigError(file, lines.linePos(e.pos[0]).line, '', `not valid YAML or JSON: ${e.message.split('\n')[0]}`);
-  }
-  checkUniqueKeys(doc, lines, file);
-  let data: unknown;
-  try {
-    data = doc.toJS(); // maxAliasCount: 100, the yaml package's guard against alias bombs
-  } catch (err) {
-    // An alias expanding past that limit is the only way toJS throws on a document without errors.
-    const line = firstAliasLine(doc, lines);
-    throw new ConfigError(file, line, '', `not valid YAML or JSON: too many aliases (*name) expand the document (${(err as Error).message})`);
-  }
+  // The syntax tree, made when needed: for YAML at once, for JSON only to place an error.
+  let tree: { doc: Document.Parsed; lines: LineCounter } | null = null;
+  const yamlTree = (): { doc: Document.Parsed; lines: LineCounter } => (tree ??= parseYaml(text, file));
+  let data = plainJson(text);
+  if (data === undefined) data = yamlData(yamlTree(), file);
   // An empty file, one of comments only, or a bare null is refused like any bad file: taken as
   // "every default", a reload with a file cut short would move the listeners and switch the
   // host's PvDs on. `{}` says "every default" on purpose.
@@ -120,6 +111,7 @@ export function parseConfig(text: string, file: string): Config {
   }
   const result = configSchema.safeParse(data, { reportInput: true }); // see describeIssue
   if (!result.success) {
+    const { doc, lines } = yamlTree();
     // Every problem, one line each; several unknown keys in one object are one issue to zod.
     const issues = result.error.issues.flatMap((i): z.core.$ZodIssue[] => (i.code === 'unrecognized_keys' ? i.keys.map((k) => ({ ...i, keys: [k] })) : [i]));
     // Shown in the order of the file (zod finds them in the schema's order).
@@ -129,6 +121,80 @@ export function parseConfig(text: string, file: string): Config {
   const config = deepFreeze(result.data);
   origins.set(config, { file, text, parsed: null });
   return config;
+}
+
+/** yamlData is a parsed document's data, or the ConfigError of its first problem. */
+function yamlData({ doc, lines }: { doc: Document.Parsed; lines: LineCounter }, file: string): unknown {
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    throw new ConfigError(file, lines.linePos(e.pos[0]).line, '', `not valid YAML or JSON: ${e.message.split('\n')[0]}`);
+  }
+  checkUniqueKeys(doc, lines, file);
+  try {
+    return doc.toJS(); // maxAliasCount: 100, the yaml package's guard against alias bombs
+  } catch (err) {
+    // An alias expanding past that limit is the only way toJS throws on a document without errors.
+    const line = firstAliasLine(doc, lines);
+    throw new ConfigError(file, line, '', `not valid YAML or JSON: too many aliases (*name) expand the document (${(err as Error).message})`);
+  }
+}
+
+/**
+ * plainJson reads a JSON object with JSON.parse — about 200 times faster
+ * than the YAML parser (16,000 PvDs: 6 ms against 1.5 s) — or returns
+ * undefined when the text is not one, or names a key twice in an object
+ * (JSON.parse would keep the last in silence): the YAML parser then reads
+ * it, and says where it is wrong.
+ */
+function plainJson(text: string): unknown {
+  if (!/^\s*\{/.test(text)) return undefined;
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return hasDuplicateKey(text) ? undefined : data;
+}
+
+/** hasDuplicateKey says whether an object of a valid JSON text names a key twice. */
+function hasDuplicateKey(json: string): boolean {
+  // One set of keys per open object (null for an array); a string is a key right after "{" or
+  // after a "," in an object.
+  const open: (Set<string> | null)[] = [];
+  let atKey = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      for (i++; json.charCodeAt(i) !== 0x22; i++) {
+        if (json.charCodeAt(i) === 0x5c /* \ */) {
+          escaped = true;
+          i++;
+        }
+      }
+      const keys = open.at(-1);
+      if (atKey && keys) {
+        const key = escaped ? (JSON.parse(json.slice(start, i + 1)) as string) : json.slice(start + 1, i);
+        if (keys.has(key)) return true;
+        keys.add(key);
+        atKey = false;
+      }
+    } else if (c === 0x7b /* { */) {
+      open.push(new Set());
+      atKey = true;
+    } else if (c === 0x5b /* [ */) {
+      open.push(null);
+      atKey = false;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      open.pop();
+      atKey = false;
+    } else if (c === 0x2c /* , */) {
+      atKey = open.at(-1) != null;
+    }
+  }
+  return false;
 }
 
 /**

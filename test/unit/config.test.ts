@@ -367,6 +367,21 @@ describe('input that would take pvdns down is refused in one line, at once', () 
     expectError('pvdSources: { host: false }\ncache:\n  maxTtl: 60\n  minTtl: 1\n  maxTtl: 61\n', 5, '', 'not valid YAML or JSON: the key "maxTtl" appears twice in one mapping');
   });
 
+  it('JSON is read by JSON.parse, which would keep the last of two keys: a key twice is still refused, escaped or not', () => {
+    expectError('{\n  "pvdSources": { "host": false },\n  "cache": { "maxTtl": 60, "maxTtl": 61 }\n}\n', 3, '', /the key "maxTtl" appears twice/, 'x.json');
+    expectError('{\n  "pvdSources": { "host": false },\n  "pvdSources": { "host": true }\n}\n', 3, '', /the key "pvdSources" appears twice/, 'x.json');
+    expectError('{\n  "log": { "level": "info" },\n  "l\\u006fg": { "level": "debug" }\n}\n', 3, '', /the key "log" appears twice/, 'x.json');
+    // The same key in different objects, and a string value that looks like a key, are fine.
+    const c = parseConfig('{"pvdSources": {"host": false}, "pvds": [{"identifier": "a", "dnsZones": ["identifier"]}, {"identifier": "b"}]}', 'x.json');
+    expect(c.pvds.map((p) => p.identifier)).toEqual(['a', 'b']);
+  });
+
+  it('JSON nested a million deep is refused at once too', () => {
+    let e!: ConfigError;
+    expect(timed(() => (e = configError(`{"listen": ${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}}`, 'deep.json')))).toBeLessThan(2000);
+    expect(e.message).toBe('deep.json:1: not valid YAML or JSON: collections nested more than 64 deep');
+  });
+
   it('a second document is refused', () => {
     expectError('pvdSources: { host: false }\n---\nlisten: []\n', 2, '', /not valid YAML or JSON: more than one document/);
   });
