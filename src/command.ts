@@ -189,15 +189,15 @@ async function main(): Promise<void> {
   const [command = 'serve', ...rest] = positionals;
   switch (command) {
     case 'serve':
-      if (rest.length) usage(`serve takes no arguments besides --config (got ${rest.join(' ')})`);
+      if (rest.length) fail(`serve takes no arguments besides --config (got ${rest.join(' ')})`, 2);
       return serve(values.config ?? DEFAULT_CONFIG);
     case 'check-config': {
       const file = rest[0] ?? values.config;
-      if (!file) usage('check-config needs a FILE');
+      if (!file) fail('check-config needs a FILE', 2);
       return checkConfig(file);
     }
     case 'status':
-      if (rest.length) usage(`status takes no arguments (got ${rest.join(' ')})`);
+      if (rest.length) fail(`status takes no arguments (got ${rest.join(' ')})`, 2);
       return api(() => status(values.server, values.json));
     case 'query': {
       const [name, type = 'A', ...extra] = rest;
