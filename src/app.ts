@@ -2,10 +2,10 @@
 // pipeline's stages are declared here, once, in order, with the reason for
 // each position; start, reload and stop live here too.
 
-import { readdir } from 'node:fs/promises';
 import { collectDefaultMetrics, Registry } from './metrics/prom-client.js';
 import { parseSocketAddress, type SocketAddress } from './config/address.js';
-import { ConfigError } from './config/load.js';
+import { checkAgainstHost, directoryProblem } from './config/check.js';
+import { ConfigError, configErrorAt } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { AnswerCache, keyType } from './cache/answer-cache.js';
 import { ANSWER_SYNTHESIZED, errorAnswer, type Answer } from './dns/answer.js';
@@ -381,14 +381,26 @@ export class App {
     };
   }
 
-  /** preview announces the PvDs without binding anything: what check-config shows. */
-  async preview(): Promise<void> {
+  /**
+   * preview checks the configuration against the host (checkAgainstHost:
+   * loops, the PvD directory, resolv.conf, expired PvDs) and announces the
+   * PvDs without binding anything: what check-config shows, and the first
+   * step of start, so both give the same verdict. It throws a ConfigError
+   * with every problem, and returns the warnings (logged as well).
+   */
+  async preview(): Promise<string[]> {
     await this.readApiToken(this.config, false);
     const listenAddrs = this.listenAddresses();
-    this.checkLoops(this.config, listenAddrs);
-    const dir = this.config.pvdSources.directory;
-    if (dir !== null) await checkReadable(dir, this.opts.configFile); // as start() would refuse it
+    const warnings = await this.check(this.config, listenAddrs);
     this.applyPvds(this.config, await this.hostPvds(this.config, listenAddrs));
+    return warnings;
+  }
+
+  /** check runs checkAgainstHost and logs its warnings, one line each. */
+  private async check(config: Config, listenAddrs: SocketAddress[]): Promise<string[]> {
+    const warnings = (await checkAgainstHost(config, listenAddrs, this.opts.configFile)).map((w) => w.message);
+    for (const w of warnings) this.log.warn({ warning: w }, 'configuration warning');
+    return warnings;
   }
 
   /**
@@ -407,8 +419,8 @@ export class App {
     await this.preview();
     this.apiToken = await this.readApiToken(this.config, true);
     try {
-      this.dns = await this.bindAll(this.listenAddresses());
-      this.http = await this.startHttp(this.config.http.listen);
+      this.dns = await this.bindAll(this.listenAddresses(), this.config);
+      this.http = await this.startHttp(this.config.http.listen, this.config);
       await this.watchDirectory(this.config.pvdSources.directory);
     } catch (err) {
       await this.stop();
@@ -434,18 +446,19 @@ export class App {
   /**
    * bindAll binds UDP and TCP on each address, keeping the listeners already
    * bound on an address that stays; on any failure it closes what it opened
-   * and throws, leaving the running listeners alone.
+   * and throws, leaving the running listeners alone. `addrs` are
+   * `config.listen`, in order (a failure names its key).
    */
-  private async bindAll(addrs: SocketAddress[]): Promise<App['dns']> {
+  private async bindAll(addrs: SocketAddress[], config: Config): Promise<App['dns']> {
     const kept = new Map(this.dns.map((d) => [d.label, d]));
     const out: App['dns'] = [];
     const opened: App['dns'] = [];
     try {
-      for (const addr of addrs) {
+      for (const [i, addr] of addrs.entries()) {
         const existing = kept.get(addr.label);
         if (existing) out.push(existing);
         else {
-          const d = await this.bindDns(addr);
+          const d = await this.bindDns(addr, (problem) => configErrorAt(config, ['listen', i], problem, this.opts.configFile));
           opened.push(d);
           out.push(d);
         }
@@ -461,10 +474,10 @@ export class App {
    * bindDns binds UDP and TCP on one address. With port 0 the kernel picks
    * the UDP port and TCP takes the same one, retrying if it is taken.
    */
-  private async bindDns(addr: SocketAddress): Promise<App['dns'][number]> {
+  private async bindDns(addr: SocketAddress, error: (problem: string) => ConfigError): Promise<App['dns'][number]> {
     for (let tries = 0; ; tries++) {
       const udp = createUdpListener(addr, this.handler, this.log);
-      await bind(udp.label, () => udp.start());
+      await bind(error, `${addr.label} (UDP)`, () => udp.start());
       const tcpAddr = addr.port === 0 ? { ...addr, port: udp.address.port } : addr;
       const tcp = new TcpListener(tcpAddr, this.handler, { ...this.config.tcp }, this.log);
       try {
@@ -472,14 +485,14 @@ export class App {
       } catch (err) {
         await udp.stop();
         if (addr.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
-        await bind(tcp.label, () => Promise.reject(err));
+        await bind(error, `${tcpAddr.label} (TCP)`, () => Promise.reject(err));
       }
       return { label: addr.label, udp, tcp };
     }
   }
 
-  /** startHttp starts the HTTP listener on `listen`, or nothing when it is null. */
-  private async startHttp(listen: string | null): Promise<HttpServer | null> {
+  /** startHttp starts the HTTP listener on `listen` (`config`'s http.listen), or nothing when it is null. */
+  private async startHttp(listen: string | null, config: Config): Promise<HttpServer | null> {
     if (listen === null) return null;
     const addr = parseSocketAddress(listen, 8053) as SocketAddress;
     const http = new HttpServer(addr, {
@@ -487,10 +500,10 @@ export class App {
       readiness: () => this.readiness(),
       log: this.log,
       api: new Api(this.apiDeps()),
-      guard: new RequestGuard({ listenHost: addr.host, allowedHosts: this.config.http.allowedHosts }),
+      guard: new RequestGuard({ listenHost: addr.host, allowedHosts: config.http.allowedHosts }),
       clientAllowed: (a) => this.httpClients.allows(a),
     });
-    await bind(`http ${addr.label}`, () => http.start());
+    await bind((problem) => configErrorAt(config, ['http', 'listen'], problem, this.opts.configFile), addr.label, () => http.start());
     return http;
   }
 
@@ -507,7 +520,7 @@ export class App {
       await checkTokenFile(file);
       return null;
     } catch (err) {
-      if (err instanceof TokenError) throw new ConfigError(this.opts.configFile ?? '(config)', null, 'http.tokenFile', err.problem);
+      if (err instanceof TokenError) throw configErrorAt(config, ['http', 'tokenFile'], err.problem, this.opts.configFile);
       throw err;
     }
   }
@@ -524,18 +537,6 @@ export class App {
       if (isOwnListener(addr, listeners)) return new PvdInputError(`dnsServers[${i}]`, `${addr.label} is pvdns's own listener: queries would loop`);
     }
     return null;
-  }
-
-  /** A configured server that is pvdns itself would loop every query back in. */
-  private checkLoops(config: Config, listenAddrs: SocketAddress[]): void {
-    config.pvds.forEach((p, i) =>
-      p.dnsServers.forEach((s, j) => {
-        const addr = parseSocketAddress(s, 53) as SocketAddress;
-        if (isOwnListener(addr, listenAddrs)) {
-          throw new ConfigError(this.opts.configFile ?? '(config)', null, `pvds[${i}].dnsServers[${j}]`, `${addr.label} is pvdns's own listener: queries would loop`);
-        }
-      }),
-    );
   }
 
   /**
@@ -582,8 +583,8 @@ export class App {
 
   /** applyPvds brings the registry in line with the configuration and the host. */
   private applyPvds(config: Config, host: PvdSpec[]): void {
-    const { expired, conflicts } = syncSource(this.pvds, 'config', config.pvds);
-    for (const id of expired) this.log.warn({ pvd: id }, 'pvd not announced: its expires time has passed');
+    // An expired PvD is not announced: check() has already said so, with its file, line and key.
+    const { conflicts } = syncSource(this.pvds, 'config', config.pvds);
     for (const id of conflicts) this.log.warn({ pvd: id }, 'pvd not announced: another source holds this identifier');
     syncSource(this.pvds, 'host', host);
   }
@@ -606,19 +607,18 @@ export class App {
     const prev = this.config;
     const unchanged = (k: keyof Config): boolean => JSON.stringify(prev[k]) === JSON.stringify(next[k]);
     const listenAddrs = next.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress);
-    this.checkLoops(next, listenAddrs);
+    await this.check(next, listenAddrs);
     const host = await this.hostPvds(next, listenAddrs);
     // Read again on every reload: rotating the token is writing the file and sending SIGHUP.
     const token = this.listening ? await this.readApiToken(next, true) : this.apiToken;
-    if (!unchanged('pvdSources') && next.pvdSources.directory !== null) await checkReadable(next.pvdSources.directory, this.opts.configFile);
     if (this.listening && !unchanged('listen')) {
-      const dns = await this.bindAll(listenAddrs);
+      const dns = await this.bindAll(listenAddrs, next);
       const gone = this.dns.filter((d) => !dns.includes(d));
       this.dns = dns;
       await Promise.all(gone.flatMap((d) => [d.udp.stop(), d.tcp.stop()]));
     }
     if (this.listening && !unchanged('http')) {
-      const http = await this.startHttp(next.http.listen);
+      const http = await this.startHttp(next.http.listen, next);
       await this.http?.stop();
       this.http = http;
     }
@@ -658,7 +658,7 @@ export class App {
         .then((specs) => {
           if (this.listening && this.config === config) syncSource(this.pvds, 'host', specs);
         })
-        .catch((err: unknown) => this.log.warn({ err }, "cannot read the host's DNS configuration; keeping the host PvDs as they are"))
+        .catch((err: unknown) => this.log.warn({ error: (err as Error).message }, "cannot read the host's DNS configuration; keeping the host PvDs as they are"))
         .finally(() => {
           if (this.listening && this.config === config) this.pollHost();
         });
@@ -673,7 +673,9 @@ export class App {
     this.directory = null;
     syncSource(this.pvds, 'file', []);
     if (dir === null) return;
-    await checkReadable(dir, this.opts.configFile);
+    // Checked by preview and reload already; the folder may have gone since.
+    const problem = await directoryProblem(dir);
+    if (problem) throw configErrorAt(this.config, ['pvdSources', 'directory'], problem, this.opts.configFile);
     const d = new PvdDirectory(dir, this.pvds, this.log, (spec) => this.loopProblem(spec));
     await d.start();
     this.directory = d;
@@ -712,22 +714,34 @@ export class App {
   }
 }
 
-/** bind starts a listener, turning a failure into one line a user can act on. */
-async function bind(label: string, start: () => Promise<void>): Promise<void> {
+/**
+ * ListenError is a listener that could not be bound: a ConfigError (it names
+ * the `listen` or `http.listen` key and its line) about the host, not about
+ * the file's validity, so the command line does not call it a config error.
+ */
+export class ListenError extends ConfigError {
+  constructor(at: ConfigError) {
+    super(at.file, at.line, at.key, at.problem);
+    this.name = 'ListenError';
+  }
+}
+
+/** Why a bind may fail, for the ones a person can act on. */
+const BIND_HINTS: Record<string, string> = {
+  EACCES: ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)',
+  EADDRINUSE: ' (another program listens there)',
+  EADDRNOTAVAIL: ' (no interface of this host has that address)',
+};
+
+/**
+ * bind starts a listener, turning a failure into one line a user can act
+ * on: "FILE:LINE: listen[1]: cannot listen on 127.0.0.1:53 (UDP): EACCES (…)".
+ */
+async function bind(error: (problem: string) => ConfigError, label: string, start: () => Promise<void>): Promise<void> {
   try {
     await start();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
-    const hint = code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : code === 'EADDRINUSE' ? ' (another program listens there)' : '';
-    throw new Error(`cannot listen on ${label}: ${code}${hint}`);
-  }
-}
-
-/** checkReadable fails a configuration whose PvD directory cannot be read, naming the key. */
-async function checkReadable(dir: string, file: string | null): Promise<void> {
-  try {
-    await readdir(dir);
-  } catch (err) {
-    throw new ConfigError(file ?? '(config)', null, 'pvdSources.directory', `cannot read ${dir}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    throw new ListenError(error(`cannot listen on ${label}: ${code}${BIND_HINTS[code] ?? ''}`));
   }
 }

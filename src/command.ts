@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { App } from './app.js';
+import { App, ListenError } from './app.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { ClientError, DEFAULT_API, query, status } from './http/client.js';
@@ -32,24 +32,66 @@ Options of status and query:
   --json                          print the API's JSON
 
 Signals (serve): SIGHUP reloads FILE, SIGTERM and SIGINT drain queries in flight and exit 0.
-Configuration keys: see config/example.yaml and the README.`;
+Configuration keys: see config/example.yaml and the README.
+Errors are one line each; PVDNS_DEBUG=1 adds the stack trace of an unexpected one.`;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
+/** fail prints one line (a message's line breaks become spaces) and exits. */
 function fail(message: string, code = 1): never {
-  process.stderr.write(`pvdns: ${message}\n`);
+  process.stderr.write(`pvdns: ${oneLine(message)}\n`);
   process.exit(code);
+}
+
+/** usage prints a mistake on the command line, then the usage, and exits 2. */
+function usage(message: string): never {
+  process.stderr.write(`pvdns: ${oneLine(message)}\n\n${HELP}\n`);
+  process.exit(2);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+/**
+ * failOn exits 1 on an error from loading, checking or starting: every
+ * problem of a ConfigError on its own line ("config error: FILE:LINE: key:
+ * problem"; a listener that could not be bound is not the file's fault and
+ * says only where), anything else in one line.
+ */
+function failOn(err: unknown): never {
+  if (err instanceof ConfigError) {
+    const prefix = err instanceof ListenError ? '' : 'config error: ';
+    process.stderr.write(err.lines.map((l) => `pvdns: ${prefix}${oneLine(l)}\n`).join(''));
+    process.exit(1);
+  }
+  unexpected(err);
+}
+
+/** unexpected exits 1 on an error nobody foresaw: its message in one line, its stack only with PVDNS_DEBUG=1. */
+function unexpected(err: unknown): never {
+  if (process.env.PVDNS_DEBUG === '1' && err instanceof Error && err.stack) {
+    process.stderr.write(`pvdns: ${err.stack}\n`);
+    process.exit(1);
+  }
+  fail(describe(err));
+}
+
+/** describe is an error's message in one line. */
+function describe(err: unknown): string {
+  return oneLine(err instanceof Error ? err.message || err.name : String(err));
 }
 
 async function load(file: string): Promise<Config> {
   try {
     return await loadConfig(file);
   } catch (err) {
-    if (err instanceof ConfigError) fail(`config error: ${err.message}${pvdFileHint(err)}`);
-    throw err;
+    // A PvD file given where a configuration is expected fails on its keys: say what to run instead.
+    if (err instanceof ConfigError && pvdFileHint(err)) fail(`config error: ${err.message}${pvdFileHint(err)}`);
+    failOn(err);
   }
 }
 
@@ -64,7 +106,7 @@ async function serve(file: string): Promise<void> {
   try {
     await app.start();
   } catch (err) {
-    fail(err instanceof ConfigError ? `config error: ${err.message}` : (err as Error).message);
+    failOn(err);
   }
   let stopping = false;
   const stop = (signal: string): void => {
@@ -77,7 +119,7 @@ async function serve(file: string): Promise<void> {
         process.exit(0);
       },
       (err: unknown) => {
-        app.log.error({ err }, 'error while stopping');
+        app.log.error({ error: describe(err) }, 'error while stopping');
         process.exit(1);
       },
     );
@@ -87,8 +129,18 @@ async function serve(file: string): Promise<void> {
   process.on('SIGHUP', () => {
     loadConfig(file)
       .then((next) => app.reload(next))
-      .catch((err: unknown) => app.log.error({ err: err instanceof ConfigError ? err.message : err }, 'reload failed; keeping the running configuration'));
+      .catch((err: unknown) => app.log.error(reloadFailure(err), 'reload failed; keeping the running configuration'));
   });
+}
+
+/**
+ * reloadFailure is the log fields of a failed reload: `error`, one line
+ * (FILE:LINE: key: problem for a configuration problem), and `errors`, every
+ * line, when there were several. Never a stack: the log is read by people.
+ */
+function reloadFailure(err: unknown): { error: string; errors?: string[] } {
+  if (err instanceof ConfigError) return err.more.length > 0 ? { error: err.message, errors: err.lines } : { error: err.message };
+  return { error: describe(err) };
 }
 
 /**
@@ -101,17 +153,20 @@ async function serve(file: string): Promise<void> {
 async function checkConfig(file: string): Promise<void> {
   const config = await load(file);
   const app = new App(config, { configFile: file, log: createLogger('silent') });
+  let warnings: string[] = [];
   let report: DirectoryReport | null = null;
   try {
-    await app.preview();
+    warnings = await app.preview();
     report = await app.previewFiles();
   } catch (err) {
-    fail(err instanceof ConfigError ? `config error: ${err.message}` : (err as Error).message);
+    failOn(err);
   }
+  // Warnings leave pvdns able to serve (serve logs the same lines): on stderr, and still exit 0.
+  process.stderr.write(warnings.map((w) => `pvdns: warning: ${oneLine(w)}\n`).join(''));
   const problems = report?.problems ?? [];
   const fileOf = new Map(report?.files.map((f) => [f.id, f.file]));
   const head = problems.length === 0 ? `${file}: OK` : `${file}: ${problems.length} problem${problems.length > 1 ? 's' : ''} in the PvD files of pvdSources.directory (serve ignores those files)`;
-  const out: string[] = [head, `listen: ${config.listen.join(', ')}`, `http: ${config.http.listen ?? 'off'}`, 'pvds:'];
+  const out: string[] = [head, `listen: ${config.listen.join(', ')}`, `http: ${httpLine(config)}`, 'pvds:'];
   for (const p of app.pvds.list()) out.push(...pvdLines(p, p.source === 'file' ? `file ${fileOf.get(p.id)}` : p.source));
   const defaults = app.routeTable().defaultRoute.pvds.map((p) => p.id);
   out.push(`names nobody claims go to: ${defaults.join(' → ') || '(no default PvD: SERVFAIL)'}`);
@@ -120,6 +175,13 @@ async function checkConfig(file: string): Promise<void> {
     process.stderr.write(problems.map((p) => formatProblem(p) + '\n').join(''));
     process.exitCode = 1;
   }
+}
+
+/** httpLine is the HTTP listener and who may change things through it. */
+function httpLine(config: Config): string {
+  if (config.http.listen === null) return 'off';
+  const changes = config.http.tokenFile !== null ? `changes need the token in ${config.http.tokenFile}` : config.http.token !== null ? 'changes need http.token' : 'takes no changes (no http.token or http.tokenFile)';
+  return `${config.http.listen}, ${changes}`;
 }
 
 /** pvdLines is one PvD as check-config prints it. */
@@ -175,7 +237,7 @@ async function main(): Promise<void> {
       },
     });
   } catch (err) {
-    fail(`${(err as Error).message}\n\n${HELP}`, 2);
+    usage((err as Error).message);
   }
   const { values, positionals } = parsed;
   if (values.help) return void process.stdout.write(HELP + '\n');
@@ -203,8 +265,8 @@ async function main(): Promise<void> {
       return api(() => query(values.server, name, type, values.pvd ?? null, values.json));
     }
     default:
-      fail(`unknown command "${command}"\n\n${HELP}`, 2);
+      usage(`unknown command "${command}"`);
   }
 }
 
-main().catch((err: unknown) => fail((err as Error).stack ?? String(err)));
+main().catch(unexpected);

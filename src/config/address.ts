@@ -66,3 +66,20 @@ export function socketAddress(host: string, port: number): SocketAddress {
   const family = host.includes(':') ? 6 : 4;
   return { host, port, family, label: family === 6 ? `[${host}]:${port}` : `${host}:${port}` };
 }
+
+/** isWildcard says whether a listener's address is the wildcard of its family (0.0.0.0 or ::). */
+export function isWildcard(a: SocketAddress): boolean {
+  return a.host === '0.0.0.0' || a.host === '::';
+}
+
+/**
+ * sharesPort says whether two listeners cannot both be bound on this host:
+ * the same port (not 0, which the kernel picks) and family, and the same
+ * address or a wildcard in either. Measured on Linux: pvdns binds without
+ * SO_REUSEADDR on UDP, and Node's TCP listeners (SO_REUSEADDR) still may not
+ * share a listening port with a wildcard; IPv6 listeners are IPv6-only, so
+ * [::]:53 and 0.0.0.0:53 do not clash.
+ */
+export function sharesPort(a: SocketAddress, b: SocketAddress): boolean {
+  return a.port !== 0 && a.port === b.port && a.family === b.family && (a.host === b.host || isWildcard(a) || isWildcard(b));
+}

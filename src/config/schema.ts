@@ -3,8 +3,9 @@
 // silently ignored wish.
 
 import { z } from 'zod';
-import { normalizeDomain, pvdSpecSchema } from '../pvd/schema.js';
-import { parsePrefix, parseSocketAddress } from './address.js';
+import ipaddr from 'ipaddr.js';
+import { domainProblem, normalizeDomain, pvdSpecSchema } from '../pvd/schema.js';
+import { isWildcard, parsePrefix, parseSocketAddress, type SocketAddress } from './address.js';
 
 // Schemas here are used a few times (start-up, reload, an API call), not in a
 // loop: zod's generated fast path costs more to make than it saves (~5 ms of
@@ -23,6 +24,16 @@ const cidr = z.string().superRefine((v, ctx) => {
 });
 
 const seconds = z.number().int().min(0);
+
+/** A known address of the captive-portal canary: an IPv4 literal as answers print it. */
+const canaryAddress = z.string().superRefine((v, ctx) => {
+  if (ipaddr.IPv6.isValid(v)) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is IPv6: the canary is asked for A records only, so give its IPv4 addresses` });
+  } else if (!ipaddr.IPv4.isValidFourPartDecimal(v)) {
+    // Dotted-quad without leading zeros: the form answers are printed in.
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not an IPv4 address (four decimal numbers, e.g. 192.0.2.1)` });
+  }
+});
 
 export const configSchema = z
   .strictObject({
@@ -58,7 +69,11 @@ export const configSchema = z
       .prefault({}),
     access: z
       .strictObject({
-        allow: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
+        // Empty would refuse every client: certainly a mistake, so an error rather than a silent outage.
+        allow: z
+          .array(cidr)
+          .min(1, 'is empty: every client would be refused; list the networks to serve, e.g. ["127.0.0.0/8", "::1/128"]')
+          .default(['127.0.0.0/8', '::1/128']),
         rateLimit: z
           .strictObject({
             // Queries per second per client address; 0: no limit.
@@ -111,8 +126,15 @@ export const configSchema = z
         probeIntervalS: z.union([z.literal(0), z.number().int().min(1).max(86_400)]).default(60),
         canary: z
           .strictObject({
-            name: z.string().min(1).default('example.com'),
-            addresses: z.array(z.string()).default([]),
+            name: z
+              .string()
+              .superRefine((v, ctx) => {
+                const problem = domainProblem(v);
+                if (problem) ctx.addIssue({ code: 'custom', message: `"${v}" ${problem}` });
+              })
+              .default('example.com'),
+            // Compared as text with the addresses of the canary's A answers (the probe asks for A only).
+            addresses: z.array(canaryAddress).default([]),
           })
           .prefault({}),
       })
@@ -129,6 +151,7 @@ export const configSchema = z
     pvds: z.array(pvdSpecSchema).default([]),
   })
   .superRefine((c, ctx) => {
+    listenerClashes(c, ctx);
     const seen = new Map<string, number>();
     c.pvds.forEach((p, i) => {
       const id = normalizeDomain(p.identifier);
@@ -151,6 +174,48 @@ export const configSchema = z
       }
     });
   });
+
+/**
+ * listenerClashes refuses listeners serve could never bind together: a DNS
+ * address listed twice, one beside a wildcard of its family on the same
+ * port, and http.listen where a DNS listener takes TCP (see sharesPort).
+ * Linear in the number of listeners: they are grouped by family and port.
+ */
+function listenerClashes(c: { listen: string[]; http: { listen: string | null } }, ctx: z.RefinementCtx): void {
+  const groups = new Map<string, { wildcard: number | null; any: number | null; hosts: Map<string, number> }>();
+  const addrs = c.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress);
+  const groupOf = (a: SocketAddress) => `${a.family}/${a.port}`;
+  /** The listener `a` would clash with, if any. */
+  const clash = (a: SocketAddress): number | null => {
+    const g = groups.get(groupOf(a));
+    if (a.port === 0 || g === undefined) return null;
+    return g.hosts.get(a.host) ?? g.wildcard ?? (isWildcard(a) ? g.any : null);
+  };
+  addrs.forEach((a, i) => {
+    const j = clash(a);
+    if (j !== null) {
+      const other = addrs[j]!;
+      const message =
+        other.host === a.host
+          ? `${a.label} is already listen[${j}]`
+          : `${a.label} and listen[${j}] (${other.label}) cannot both listen: a wildcard address takes its port on every address of its family`;
+      ctx.addIssue({ code: 'custom', path: ['listen', i], message });
+      return;
+    }
+    const key = groupOf(a);
+    const g = groups.get(key) ?? { wildcard: null, any: null, hosts: new Map<string, number>() };
+    groups.set(key, g);
+    g.any ??= i;
+    if (isWildcard(a)) g.wildcard ??= i;
+    g.hosts.set(a.host, i);
+  });
+  if (c.http.listen === null) return;
+  const http = parseSocketAddress(c.http.listen, 8053) as SocketAddress;
+  const j = clash(http);
+  if (j !== null) {
+    ctx.addIssue({ code: 'custom', path: ['http', 'listen'], message: `${http.label} is on a DNS port: listen[${j}] (${addrs[j]!.label}) takes TCP there` });
+  }
+}
 
 /** Config is the validated configuration with every default filled in. */
 export type Config = z.output<typeof configSchema>;

@@ -11,9 +11,23 @@ export const DEFAULT_API = 'http://127.0.0.1:8053';
 /** ClientError is a failed call, worded for the terminal. */
 export class ClientError extends Error {}
 
+/**
+ * apiUrl reads --server: an http URL with a host, such as
+ * http://127.0.0.1:8053 (with a path, the API is found below it). Anything
+ * else is a ClientError saying what to write, not a TypeError from URL.
+ */
+export function apiUrl(server: string): URL {
+  const example = `--server must be a URL such as ${DEFAULT_API}`;
+  if (!URL.canParse(server)) throw new ClientError(`${example} (got "${server}")`);
+  const url = new URL(server.endsWith('/') ? server : `${server}/`);
+  // "127.0.0.1:8053" is no URL, but "localhost:8053" is one of scheme "localhost:".
+  if (url.protocol !== 'http:' || url.hostname === '') throw new ClientError(`${example}, starting http:// (got "${server}")`);
+  return url;
+}
+
 /** call GETs a path of the API. node:http rather than fetch, which refuses some ports pvdns may use (e.g. 10080). */
 function call<T>(server: string, path: string): Promise<T> {
-  const url = new URL(path, server.endsWith('/') ? server : `${server}/`);
+  const url = new URL(path, apiUrl(server));
   return new Promise((resolve, reject) => {
     const req = http.get(url, { timeout: 10_000 }, (res) => {
       const chunks: Buffer[] = [];

@@ -1,6 +1,7 @@
 // The command line as a user runs it: `node dist/cli.js` (built by pretest).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -13,6 +14,12 @@ const dir = mkdtempSync(join(tmpdir(), 'pvdns-cli-'));
 
 function run(...args: string[]): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 10_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** runWith runs the CLI with node options first (e.g. --import) and extra environment. */
+function runWith(nodeArgs: string[], env: Record<string, string>, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [...nodeArgs, CLI, ...args], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, ...env } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -91,6 +98,31 @@ describe('pvdns --help, --version, check-config', () => {
     expect(run('check-config', bad).stderr).toMatch(new RegExp(`^pvdns: config error: ${bad}:3: cache\\.maxTtl: `));
   });
 
+  it('--server that is not an http URL is one line saying what to write, for status and query', () => {
+    for (const args of [['status'], ['query', 'example.com']]) {
+      expect(run(...args, '--server', '127.0.0.1:8053')).toMatchObject({
+        code: 1,
+        stdout: '',
+        stderr: 'pvdns: --server must be a URL such as http://127.0.0.1:8053 (got "127.0.0.1:8053")\n',
+      });
+      // A URL to Node, of scheme "localhost:"; and https, which the API does not speak.
+      for (const server of ['localhost:8053', 'https://127.0.0.1:8053']) {
+        expect(run(...args, '--server', server), server).toMatchObject({ code: 1, stderr: `pvdns: --server must be a URL such as http://127.0.0.1:8053, starting http:// (got "${server}")\n` });
+      }
+    }
+  });
+
+  it('an unexpected error is one line; PVDNS_DEBUG=1 adds its stack', () => {
+    const f = file('fine.yaml', 'pvdSources: { host: false }\n');
+    // Make check-config's last step fail with an error nobody foresaw (a two-line message at that).
+    const breakStdout = `data:text/javascript,process.stdout.write = () => { throw new Error('stdout is gone\\nreally'); };`;
+    const r = runWith(['--import', breakStdout], {}, 'check-config', f);
+    expect(r).toMatchObject({ code: 1, stderr: 'pvdns: stdout is gone really\n' });
+    const debug = runWith(['--import', breakStdout], { PVDNS_DEBUG: '1' }, 'check-config', f);
+    expect(debug.code).toBe(1);
+    expect(debug.stderr).toMatch(/^pvdns: Error: stdout is gone\nreally\n\s+at /);
+  });
+
   it('accepts the shipped default and example configurations', () => {
     for (const f of ['config/default.yaml', 'config/example.yaml']) {
       const r = run('check-config', join(import.meta.dirname, '../..', f));
@@ -136,12 +168,43 @@ describe('pvdns serve', () => {
     expect((await ask(server, 'www.example.org', 'A')).packet.answers[0]?.address).toBe('192.0.2.77');
   });
 
-  it('keeps running on a bad reload and says why', async () => {
-    file('serve.yaml', 'listen: [nonsense]\n');
+  /** hupFails sends SIGHUP and returns the log line of the failed reload. */
+  async function hupFails(): Promise<Record<string, unknown>> {
+    const before = stdout.split('\n').length;
     child.kill('SIGHUP');
-    for (let i = 0; i < 100 && !stdout.includes('reload failed'); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(stdout).toMatch(/serve\.yaml:1: listen\[0\]: .*reload failed/);
+    let line: string | undefined;
+    for (let i = 0; i < 100 && !(line = stdout.split('\n').slice(before - 1).find((l) => l.includes('reload failed'))); i++) await new Promise((r) => setTimeout(r, 50));
+    return JSON.parse(line!) as Record<string, unknown>;
+  }
+
+  it('keeps running on a bad reload and says why in one log line: FILE:LINE: key: problem, no stack', async () => {
+    const f = file('serve.yaml', 'listen: [nonsense]\n');
+    const bad = await hupFails();
+    expect(bad).toMatchObject({ level: 50, msg: 'reload failed; keeping the running configuration', error: `${f}:1: listen[0]: "nonsense" is not an IP address with an optional port` });
+    expect(bad).not.toHaveProperty('err');
     expect((await ask(server, 'localhost', 'A')).packet.answers[0]?.address).toBe('127.0.0.1');
+
+    // Several problems: every line in `errors`, the first in `error`.
+    file('serve.yaml', 'listen: [nonsense]\naccess: { allow: [] }\n');
+    expect(await hupFails()).toMatchObject({
+      error: `${f}:1: listen[0]: "nonsense" is not an IP address with an optional port`,
+      errors: [`${f}:1: listen[0]: "nonsense" is not an IP address with an optional port`, expect.stringMatching(new RegExp(`^${f}:2: access\\.allow: is empty`))],
+    });
+
+    // A listener another program holds: the bind failure names the key and the address.
+    const other = dgram.createSocket('udp4');
+    await new Promise<void>((r) => other.bind(port + 1, '127.0.0.28', r));
+    try {
+      config(['  - identifier: lan', '    dnsServers: ["192.0.2.1"]']);
+      const text = readFileSync(f, 'utf8').replace(`listen: ["127.0.0.28:${port}"]`, `listen: ["127.0.0.28:${port}", "127.0.0.28:${port + 1}"]`);
+      file('serve.yaml', text);
+      const held = await hupFails();
+      expect(held.error).toBe(`${f}:1: listen[1]: cannot listen on 127.0.0.28:${port + 1} (UDP): EADDRINUSE (another program listens there)`);
+      expect(held).not.toHaveProperty('stack');
+    } finally {
+      other.close();
+    }
+    expect((await ask(server, 'nas.lan.example', 'A')).packet.answers[0]?.address).toBe('192.0.2.77');
   });
 
   it('exits 0 on SIGTERM', async () => {

@@ -4,6 +4,9 @@
 // is announced, a change updates its PvD, a link going away withdraws it,
 // and a VPN's routing domain routes its names to it alone.
 
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { App } from '../../src/app.js';
 import { configSchema } from '../../src/config/schema.js';
@@ -12,6 +15,9 @@ import type { RunTool } from '../../src/pvd/sources/host.js';
 import { ask } from '../helpers/client.js';
 import { a, answer, FakeUpstream } from '../helpers/fake-upstream.js';
 import { eventually, getPvd, listPvds } from '../helpers/http.js';
+
+const emptyResolvConf = join(mkdtempSync(join(tmpdir(), 'pvdns-host-')), 'resolv.conf');
+writeFileSync(emptyResolvConf, '# no nameserver\n');
 
 describe('PvDs from the host (systemd-resolved)', () => {
   const lan = new FakeUpstream((q) => answer(q, [a(q, '192.0.2.50')]));
@@ -39,7 +45,8 @@ describe('PvDs from the host (systemd-resolved)', () => {
       http: { listen: '127.0.0.1:0' },
       log: { level: 'silent' },
       captive: { probeIntervalS: 0 },
-      pvdSources: { host: true, hostPollIntervalS: 1, resolvConf: '/nonexistent' },
+      // A resolv.conf with no nameserver: when every link goes, the fallback "system" PvD has none.
+      pvdSources: { host: true, hostPollIntervalS: 1, resolvConf: emptyResolvConf },
     });
     app = new App(cfg, { configFile: null, log: createLogger('silent'), runTool });
     await app.start();

@@ -496,8 +496,12 @@ describe('check-config sees the PvD directory as serve does', () => {
     );
     expect(err).toBeInstanceOf(ConfigError);
     expect(err!.key).toBe('pvdSources.directory');
-    expect(check.stderr).toBe(`pvdns: config error: ${err!.message}\n`);
-    expect(check.stderr).toBe(`pvdns: config error: ${path}: pvdSources.directory: cannot read ${missing}: ENOENT\n`);
+    expect(err!.message).toBe(`${path}: pvdSources.directory: cannot read ${missing}: ENOENT`); // parsed without its text: no line
+    expect(check.stderr).toBe(`pvdns: config error: ${path}:16: pvdSources.directory: cannot read ${missing}: ENOENT\n`);
+    // serve, from the same file, says the same and exits the same.
+    const serve = run('serve', '--config', path);
+    expect(serve.code).toBe(1);
+    expect(serve.stderr).toBe(check.stderr);
   });
 
   it('check-config --pvd FILE validates one PvD file: the PvD and its ignored keys, or one line per problem', () => {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
+import { ConfigError, loadConfig, MAX_CONFIG_BYTES, MAX_PROBLEMS, parseConfig } from '../../src/config/load.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const DEFAULT_YAML = join(ROOT, 'config/default.yaml');
@@ -207,6 +207,19 @@ describe('errors name the file, the line and the key', () => {
     ['an http.allow entry that is not a prefix', 'http:\n  allow: ["localhost"]\n', 2, 'http.allow[0]', /CIDR/],
     ['an allowed host with a port', 'http:\n  allowedHosts: ["pvdns.lan:8053"]\n', 2, 'http.allowedHosts[0]', /host name/],
     ['an unknown log level', 'log:\n  level: verbose\n', 2, 'log.level', /"info"/],
+    // What serve would refuse later, or do without a word, is refused here (check-config and serve share it).
+    ['an empty access.allow (every client refused)', 'access:\n  allow: []\n', 2, 'access.allow', /is empty: every client would be refused/],
+    ['a canary name that is not a domain name', 'captive:\n  canary:\n    name: "example..com"\n', 3, 'captive.canary.name', /"example\.\.com" has an invalid label/],
+    ['an empty canary name', 'captive:\n  canary: { name: "" }\n', 2, 'captive.canary.name', /is empty/],
+    ['a canary address that is a name', 'captive:\n  canary:\n    addresses:\n      - 93.184.215.14\n      - example.com\n', 5, 'captive.canary.addresses[1]', '"example.com" is not an IPv4 address'],
+    ['a canary address in IPv6 (the probe asks for A)', 'captive:\n  canary: { addresses: ["2606:2800:21f:cb07:6820:80da:af6b:8b2c"] }\n', 2, 'captive.canary.addresses[0]', /is IPv6: the canary is asked for A records only/],
+    ['a canary address with leading zeros', 'captive:\n  canary: { addresses: ["093.184.215.014"] }\n', 2, 'captive.canary.addresses[0]', /"093\.184\.215\.014" is not an IPv4 address/],
+    ['a DNS listener listed twice', 'listen:\n  - 127.0.0.1:5300\n  - 127.0.0.2:5300\n  - 127.0.0.1:5300\n', 4, 'listen[2]', '127.0.0.1:5300 is already listen[0]'],
+    ['a DNS listener listed twice, once with the default port', 'listen: ["127.0.0.1", "127.0.0.1:53"]\n', 1, 'listen[1]', '127.0.0.1:53 is already listen[0]'],
+    ['an address beside the wildcard of its family on one port', 'listen:\n  - 0.0.0.0:5300\n  - 127.0.0.1:5300\n', 3, 'listen[1]', /127\.0\.0\.1:5300 and listen\[0\] \(0\.0\.0\.0:5300\) cannot both listen/],
+    ['a wildcard after an address of its family on one port', 'listen:\n  - "[::1]:5300"\n  - "[::]:5300"\n', 3, 'listen[1]', /\[::\]:5300 and listen\[0\] \(\[::1\]:5300\) cannot both listen/],
+    ['http.listen on a DNS listener', 'listen: ["127.0.0.1:5300"]\nhttp:\n  listen: 127.0.0.1:5300\n', 3, 'http.listen', '127.0.0.1:5300 is on a DNS port: listen[0] (127.0.0.1:5300) takes TCP there'],
+    ['http.listen on the wildcard of a DNS port', 'listen: ["127.0.0.53:53"]\nhttp: { listen: "0.0.0.0:53" }\n', 2, 'http.listen', /0\.0\.0\.0:53 is on a DNS port: listen\[0\]/],
   ])('%s', (_, text, line, key, problem) => {
     expectError(text, line, key, problem);
   });
@@ -268,6 +281,130 @@ describe('errors name the file, the line and the key', () => {
       writeFileSync(file, 'pvds:\n  - identifier: corp\n    dnsServers: ["ns.corp.example"]\n');
       await expect(loadConfig(file)).rejects.toThrow(`${file}:3: pvds[0].dnsServers[0]: "ns.corp.example"`);
     });
+  });
+});
+
+describe('listeners that can be bound together are accepted', () => {
+  it.each([
+    ['the IPv4 and IPv6 wildcards (IPv6 listeners are IPv6-only)', ['0.0.0.0:5300', '[::]:5300'], '127.0.0.1:8053'],
+    ['two loopback addresses on one port', ['127.0.0.1:5300', '127.0.0.2:5300'], '127.0.0.3:5300'],
+    ['ports the kernel picks', ['127.0.0.1:0', '127.0.0.1:0', '0.0.0.0:0'], '127.0.0.1:0'],
+    ['HTTP on the other family of a DNS port', ['127.0.0.1:5300'], '[::1]:5300'],
+    ['HTTP off', ['0.0.0.0:53'], null],
+  ])('%s', (_, listen, http) => {
+    expect(parseConfig(JSON.stringify({ listen, http: { listen: http } }), 'x.json').listen).toEqual(listen);
+  });
+});
+
+describe('every problem of a file, one line each', () => {
+  it('reports every schema problem, in the order of the file, each with its line and key', () => {
+    const e = configError('listen: ["127.0.0.1:5300"]\ncache:\n  maxTtl: "long"\n  mxEntries: 5\npvds:\n  - identifier: "a b"\n    dnsServers: [ns.example]\n', 'x.yaml');
+    expect(e.lines).toEqual([
+      'x.yaml:3: cache.maxTtl: Invalid input: expected number, received string',
+      'x.yaml:4: cache.mxEntries: unknown key "mxEntries"',
+      'x.yaml:6: pvds[0].identifier: "a b" has an invalid label "a b" (letters, digits, "-" and "_", 1–63 long)',
+      'x.yaml:7: pvds[0].dnsServers[0]: "ns.example" is not an IP address with an optional port',
+    ]);
+    expect(e.message).toBe(e.lines[0]);
+  });
+
+  it('names each unknown key of one object on its own line', () => {
+    const e = configError('cache:\n  maxEntrys: 1\n  maxTTL: 2\n', 'x.yaml');
+    expect(e.lines).toEqual(['x.yaml:2: cache.maxEntrys: unknown key "maxEntrys"', 'x.yaml:3: cache.maxTTL: unknown key "maxTTL"']);
+  });
+
+  it(`stops at ${MAX_PROBLEMS} lines and says how many more there were`, () => {
+    const text = `pvds:\n${Array.from({ length: 50 }, (_, i) => `  - identifier: p${i}\n    dnsServers: ["bad${i}"]\n`).join('')}`;
+    const e = configError(text, 'x.yaml');
+    expect(e.lines).toHaveLength(MAX_PROBLEMS);
+    expect(e.lines[0]).toBe('x.yaml:3: pvds[0].dnsServers[0]: "bad0" is not an IP address with an optional port');
+    expect(e.lines[MAX_PROBLEMS - 2]).toMatch(/^x\.yaml:\d+: pvds\[18\]\.dnsServers\[0\]: "bad18"/);
+    expect(e.lines[MAX_PROBLEMS - 1]).toBe('x.yaml: 31 more problems not shown');
+  });
+});
+
+describe('input that would take pvdns down is refused in one line, at once', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pvdns-config-big-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** timed runs `f` and says how long it took, in ms. */
+  const timed = (f: () => void): number => {
+    const t = performance.now();
+    f();
+    return performance.now() - t;
+  };
+
+  it('an alias bomb ("billion laughs"): not valid YAML, at the line of the first alias', () => {
+    const laughs = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]', ...'bcdefgh'.split('').map((n, i) => `${n}: &${n} [${Array(10).fill(`*${'abcdefg'[i]}`).join(',')}]`), 'pvdSources: { host: false }'];
+    let e!: ConfigError;
+    expect(timed(() => (e = configError(laughs.join('\n'), 'bomb.yaml')))).toBeLessThan(2000);
+    expect(e.message).toMatch(/^bomb\.yaml:2: not valid YAML or JSON: too many aliases/);
+  });
+
+  it('aliases within reason are fine', () => {
+    const c = parseConfig('pvdSources: { host: false }\npvds:\n  - { identifier: a, dnsServers: &ns ["192.0.2.1"] }\n  - { identifier: b, dnsServers: *ns }\n', 'x.yaml');
+    expect(c.pvds[1]!.dnsServers).toEqual(['192.0.2.1']);
+  });
+
+  it.each([
+    ['flow sequences', `listen: ${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}\n`, 1],
+    ['flow mappings', `listen: ${'{a: '.repeat(500_000)}${'}'.repeat(500_000)}\n`, 1],
+    ['block sequences on one line', `pvdSources: { host: false }\nlisten:\n${'- '.repeat(1_000_000)}x\n`, 3],
+    ['explicit keys', `listen:\n  ${'? '.repeat(1_000_000)}x\n`, 2],
+  ])('collections nested a million deep (%s) stop the parse at once', (_, text, line) => {
+    let e!: ConfigError;
+    // The yaml package alone took 8–20 s to refuse these.
+    expect(timed(() => (e = configError(text, 'deep.yaml')))).toBeLessThan(2000);
+    expect(e.message).toBe(`deep.yaml:${line}: not valid YAML or JSON: collections nested more than 64 deep`);
+  });
+
+  it('a mapping of 100,000 keys is read in linear time (the duplicate-key check compared each key with every other)', () => {
+    const text = `{${Array.from({ length: 100_000 }, (_, i) => `"k${i}": 1`).join(', ')}}`;
+    let e!: ConfigError;
+    expect(timed(() => (e = configError(text, 'keys.json')))).toBeLessThan(10_000);
+    expect(e.lines[0]).toBe('keys.json:1: k0: unknown key "k0"');
+    expect(e.lines.at(-1)).toBe(`keys.json: ${100_000 - MAX_PROBLEMS + 1} more problems not shown`);
+  });
+
+  it('a key twice in one mapping is still refused, at the second one', () => {
+    expectError('pvdSources: { host: false }\ncache:\n  maxTtl: 60\n  minTtl: 1\n  maxTtl: 61\n', 5, '', 'not valid YAML or JSON: the key "maxTtl" appears twice in one mapping');
+  });
+
+  it('JSON is read by JSON.parse, which would keep the last of two keys: a key twice is still refused, escaped or not', () => {
+    expectError('{\n  "pvdSources": { "host": false },\n  "cache": { "maxTtl": 60, "maxTtl": 61 }\n}\n', 3, '', /the key "maxTtl" appears twice/, 'x.json');
+    expectError('{\n  "pvdSources": { "host": false },\n  "pvdSources": { "host": true }\n}\n', 3, '', /the key "pvdSources" appears twice/, 'x.json');
+    expectError('{\n  "log": { "level": "info" },\n  "l\\u006fg": { "level": "debug" }\n}\n', 3, '', /the key "log" appears twice/, 'x.json');
+    // The same key in different objects, and a string value that looks like a key, are fine.
+    const c = parseConfig('{"pvdSources": {"host": false}, "pvds": [{"identifier": "a", "dnsZones": ["identifier"]}, {"identifier": "b"}]}', 'x.json');
+    expect(c.pvds.map((p) => p.identifier)).toEqual(['a', 'b']);
+  });
+
+  it('JSON nested a million deep is refused at once too', () => {
+    let e!: ConfigError;
+    expect(timed(() => (e = configError(`{"listen": ${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}}`, 'deep.json')))).toBeLessThan(2000);
+    expect(e.message).toBe('deep.json:1: not valid YAML or JSON: collections nested more than 64 deep');
+  });
+
+  it('a second document is refused', () => {
+    expectError('pvdSources: { host: false }\n---\nlisten: []\n', 2, '', /not valid YAML or JSON: more than one document/);
+  });
+
+  it(`a file over ${MAX_CONFIG_BYTES / 1024 / 1024} MiB is refused by its size, before it is read; one at the limit loads`, async () => {
+    const head = 'pvdSources: { host: false }\n';
+    const atLimit = join(dir, 'limit.yaml');
+    writeFileSync(atLimit, head + '#'.repeat(MAX_CONFIG_BYTES - head.length - 1) + '\n');
+    expect((await loadConfig(atLimit)).pvdSources.host).toBe(false);
+    const over = join(dir, 'over.yaml');
+    writeFileSync(over, head + '#'.repeat(MAX_CONFIG_BYTES - head.length) + '\n');
+    await expect(loadConfig(over)).rejects.toThrow(`${over}: the file is ${MAX_CONFIG_BYTES + 1} bytes: configuration files over 4 MiB (4194304 bytes) are refused`);
+  });
+
+  it('a file that never ends (a device, a pipe) is read only up to the limit', async () => {
+    await expect(loadConfig('/dev/zero')).rejects.toThrow(`/dev/zero: the file is over ${MAX_CONFIG_BYTES} bytes: configuration files over 4 MiB (4194304 bytes) are refused`);
+  });
+
+  it('a folder is named as one', async () => {
+    await expect(loadConfig(dir)).rejects.toThrow(`${dir}: cannot read: EISDIR`);
   });
 });
 

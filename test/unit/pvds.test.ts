@@ -37,14 +37,25 @@ describe('the system PvD (pvdSources.host)', () => {
     expect(a.routeTable().defaultRoute.pvds.map((p) => p.id)).toEqual(['system']);
   });
 
-  it('is absent with pvdSources.host: false, and server-less when resolv.conf has none', async () => {
-    const off = app({ pvdSources: { host: false } });
-    await off.preview();
+  it('is absent with pvdSources.host: false, and server-less when resolv.conf names no nameserver', async () => {
+    const off = app({ pvdSources: { host: false, resolvConf: '/nonexistent/resolv.conf' } });
+    await off.preview(); // resolvConf is not read, so not checked
     expect(off.pvds.get('system')).toBeUndefined();
-    const empty = app({ pvdSources: { host: true, resolvConf: '/nonexistent/resolv.conf' } });
+    const empty = app({ pvdSources: { host: true, resolvConf: resolvConf('# no nameserver here\nsearch example.com\n') } });
     await empty.preview();
     expect(empty.pvds.get('system')?.servers).toEqual([]);
     expect(empty.readiness()).toEqual({ ready: false, reason: 'listeners not bound yet' });
+  });
+
+  it('refuses a resolvConf that cannot be read while pvdSources.host is true, naming the key', async () => {
+    const missing = app({ pvdSources: { host: true, resolvConf: '/nonexistent/resolv.conf' } });
+    await expect(missing.preview()).rejects.toThrow(ConfigError);
+    await expect(missing.preview()).rejects.toThrow(
+      'test.yaml: pvdSources.resolvConf: cannot read /nonexistent/resolv.conf: ENOENT (pvdSources.host is true: its "system" PvD takes the nameservers there)',
+    );
+    const folder = app({ pvdSources: { host: true, resolvConf: tmpdir() } });
+    await expect(folder.preview()).rejects.toThrow(`test.yaml: pvdSources.resolvConf: cannot read ${tmpdir()}: EISDIR`);
+    expect(missing.pvds.list()).toEqual([]);
   });
 
   it('refuses a configured server that is pvdns itself, naming the key', async () => {

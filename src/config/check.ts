@@ -1,0 +1,83 @@
+// The checks of a configuration that the schema cannot make: the ones that
+// look at the host (the PvD directory, the resolv.conf file), at pvdns's own
+// listeners, or at the clock. `check-config`, `serve` and a SIGHUP reload all
+// go through checkAgainstHost (App.preview and App.reload), so they give the
+// same verdict with the same FILE:LINE: key: line.
+
+import { open, readdir } from 'node:fs/promises';
+import { isOwnListener } from '../pvd/sources/loop.js';
+import { parseSocketAddress, type SocketAddress } from './address.js';
+import { configErrorAt, configErrors, type ConfigError } from './load.js';
+import type { Config } from './schema.js';
+
+/**
+ * checkAgainstHost throws a ConfigError carrying every problem found (one
+ * line each) and returns the warnings: problems that leave pvdns able to
+ * serve, which serve logs and check-config prints.
+ *
+ * Errors:
+ * - a configured DNS server that is one of `listen` (queries would loop);
+ * - pvdSources.directory that cannot be listed (serve would fail to watch it);
+ * - pvdSources.resolvConf that cannot be read while pvdSources.host is true:
+ *   the `system` PvD would have no servers, and the host's links may fall
+ *   back to it at any poll, so it is checked whether or not a link tool
+ *   (resolvectl, nmcli) answers today.
+ *
+ * Warnings:
+ * - a PvD whose `expires` has passed: it is not announced (RFC 8801 §4.3).
+ *   Not an error: a file that was right when written must not stop the
+ *   host's resolver from starting once a date passes.
+ */
+export async function checkAgainstHost(config: Config, listen: readonly SocketAddress[], file: string | null, now = Date.now()): Promise<ConfigError[]> {
+  const errors: ConfigError[] = [];
+  const at = (path: (string | number)[], problem: string): ConfigError => configErrorAt(config, path, problem, file);
+  config.pvds.forEach((p, i) =>
+    p.dnsServers.forEach((s, j) => {
+      const addr = parseSocketAddress(s, 53) as SocketAddress;
+      if (isOwnListener(addr, listen)) errors.push(at(['pvds', i, 'dnsServers', j], `${addr.label} is pvdns's own listener: queries would loop`));
+    }),
+  );
+  const { directory, host, resolvConf } = config.pvdSources;
+  if (directory !== null) {
+    const problem = await directoryProblem(directory);
+    if (problem) errors.push(at(['pvdSources', 'directory'], problem));
+  }
+  if (host) {
+    const problem = await fileProblem(resolvConf);
+    if (problem) errors.push(at(['pvdSources', 'resolvConf'], `${problem} (pvdSources.host is true: its "system" PvD takes the nameservers there)`));
+  }
+  if (errors.length > 0) throw configErrors(errors);
+  const warnings: ConfigError[] = [];
+  config.pvds.forEach((p, i) => {
+    if (p.expires !== null && Date.parse(p.expires) <= now) warnings.push(at(['pvds', i, 'expires'], `${p.expires} has passed: PvD "${p.identifier}" is not announced`));
+  });
+  return warnings;
+}
+
+/** directoryProblem says why a folder of PvD files cannot be listed, or null. */
+export async function directoryProblem(dir: string): Promise<string | null> {
+  try {
+    await readdir(dir);
+    return null;
+  } catch (err) {
+    return `cannot read ${dir}: ${code(err)}`;
+  }
+}
+
+/** fileProblem says why a file cannot be read (tried on its first byte), or null. */
+async function fileProblem(path: string): Promise<string | null> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+    await fh.read(Buffer.alloc(1), 0, 1, null); // a directory opens, and fails here (EISDIR)
+    return null;
+  } catch (err) {
+    return `cannot read ${path}: ${code(err)}`;
+  } finally {
+    await fh?.close();
+  }
+}
+
+function code(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? String(err);
+}
