@@ -49,6 +49,8 @@ export interface PvdFile {
   ignoredKeys: string[];
   /** The line of each top-level key and of each item of a top-level array ("dnsServers[1]"). */
   lines: ReadonlyMap<string, number>;
+  /** mtime and size as the open file had them (how a rescan tells a change). */
+  stamp?: string;
 }
 
 /** A PvD file that does not, with every problem found. */
@@ -56,6 +58,7 @@ export interface BadPvdFile {
   ok: false;
   file: string;
   problems: PvdProblem[];
+  stamp?: string;
 }
 
 /** A further check of a file's PvD (pvdns refuses to be its own server). */
@@ -70,10 +73,12 @@ export type PvdCheck = (spec: PvdSpec) => PvdInputError | null;
 export function readPvdFile(file: string, check: PvdCheck = () => null): PvdFile | BadPvdFile {
   const bad = (line: number | null, key: string, problem: string): BadPvdFile => ({ ok: false, file, problems: [{ file, line, key, problem }] });
   let text: string;
+  let stamp: string;
   try {
     const fd = openSync(file, 'r');
     try {
       const st = fstatSync(fd);
+      stamp = `${st.mtimeMs}:${st.size}`;
       if (!st.isFile()) return bad(null, '', 'not a regular file');
       if (st.size > MAX_PVD_FILE_BYTES) return bad(null, '', `the file is ${st.size} bytes, over the ${MAX_PVD_FILE_BYTES / 1024 / 1024} MiB a PvD file may hold`);
       // One byte more than stat() said: a file that grew past the limit since is refused too.
@@ -88,6 +93,14 @@ export function readPvdFile(file: string, check: PvdCheck = () => null): PvdFile
   } catch (err) {
     return bad(null, '', `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
+  const result = judge(file, text, check);
+  result.stamp = stamp;
+  return result;
+}
+
+/** judge reads a PvD file's text (readPvdFile after the read). */
+function judge(file: string, text: string, check: PvdCheck): PvdFile | BadPvdFile {
+  const bad = (line: number | null, key: string, problem: string): BadPvdFile => ({ ok: false, file, problems: [{ file, line, key, problem }] });
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a UTF-8 byte order mark some editors write
   if (text.trim() === '') return bad(null, '', 'the file is empty (a PvD file holds one JSON object)');
   let value: unknown;
@@ -114,6 +127,16 @@ export function readPvdFile(file: string, check: PvdCheck = () => null): PvdFile
     problems.push(...err.issues.map(at));
   }
   return { ok: false, file, problems: problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)) };
+}
+
+/** stampOf is a file's mtime and size, or null when it is gone. */
+function stampOf(path: string): string | null {
+  try {
+    const st = statSync(path);
+    return `${st.mtimeMs}:${st.size}`;
+  } catch {
+    return null;
+  }
 }
 
 /** expiredProblem is what is said of a file whose PvD's `expires` has passed (the registry refuses it). */
@@ -292,14 +315,17 @@ export class PvdDirectory {
       if (at > 0) await nextTurn();
       for (const name of names.slice(at, at + IO_RUN)) {
         const path = join(this.dir, name);
-        let stamp: string;
-        try {
-          const st = statSync(path);
-          stamp = `${st.mtimeMs}:${st.size}`;
-        } catch {
-          continue; // removed while scanning
+        const known = this.files.get(name);
+        if (known === undefined) {
+          // A file not seen before is read at once; its stamp comes from the open file (one stat fewer).
+          const read = readPvdFile(path, this.check);
+          const stamp = read.stamp ?? stampOf(path); // a file that could not be opened: said, unless it is gone
+          if (stamp !== null) changed.push({ name, stamp, read });
+          continue;
         }
-        if (this.files.get(name)?.stamp !== stamp) changed.push({ name, stamp, read: readPvdFile(path, this.check) });
+        const stamp = stampOf(path);
+        if (stamp === null) continue; // removed while scanning
+        if (known.stamp !== stamp) changed.push({ name, stamp, read: readPvdFile(path, this.check) });
       }
     }
     for (const { name, stamp, read: r } of changed) {
