@@ -18,6 +18,7 @@ import { CaptiveTracker, type CaptiveState } from './captive/tracker.js';
 import { registerCacheMetrics } from './cache/metrics.js';
 import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
 import { EventHub } from './http/events.js';
+import { AuditLog } from './http/audit.js';
 import { RequestGuard } from './http/guard.js';
 import { HttpServer, type Readiness } from './http/server.js';
 import { checkTokenFile, loadTokenFile, TokenError } from './http/token.js';
@@ -122,6 +123,10 @@ export class App {
   private apiToken: string | null = null;
   /** Who may use the HTTP listener beyond /healthz and /readyz (http.allow, else access.allow). */
   private httpClients: AccessList;
+  /** Host and Origin checks of the HTTP listener, for its address and http.allowedHosts. */
+  private httpGuard: RequestGuard | null = null;
+  /** The audit trail of API changes and refused requests. */
+  private readonly audit: AuditLog;
   /** Answers refused by DNS rebinding protection, per PvD id (pvdns_rebind_blocked_total). */
   private readonly rebindBlocked = new Map<string, number>();
 
@@ -159,6 +164,7 @@ export class App {
       config.captive,
     );
     this.httpClients = new AccessList(config.http.allow ?? config.access.allow);
+    this.audit = new AuditLog(this.log);
     this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log, new RateLimiter(config.access.rateLimit));
 
     // Routes first: by the time anyone hears of a change, names already route by it.
@@ -377,7 +383,7 @@ export class App {
       },
       events: this.events,
       token: () => this.apiToken,
-      log: this.log,
+      audit: this.audit,
     };
   }
 
@@ -495,12 +501,14 @@ export class App {
   private async startHttp(listen: string | null, config: Config): Promise<HttpServer | null> {
     if (listen === null) return null;
     const addr = parseSocketAddress(listen, 8053) as SocketAddress;
+    this.httpGuard = guardFor(addr, config);
     const http = new HttpServer(addr, {
       registry: this.metrics,
       readiness: () => this.readiness(),
       log: this.log,
       api: new Api(this.apiDeps()),
-      guard: new RequestGuard({ listenHost: addr.host, allowedHosts: config.http.allowedHosts }),
+      guard: () => this.httpGuard!,
+      audit: this.audit,
       clientAllowed: (a) => this.httpClients.allows(a),
     });
     await bind((problem) => configErrorAt(config, ['http', 'listen'], problem, this.opts.configFile), addr.label, () => http.start());
@@ -617,7 +625,9 @@ export class App {
       this.dns = dns;
       await Promise.all(gone.flatMap((d) => [d.udp.stop(), d.tcp.stop()]));
     }
-    if (this.listening && !unchanged('http')) {
+    // Only a new http.listen binds anew (binding the same address twice would fail); the token,
+    // the client list and the Host checks change in place below.
+    if (this.listening && prev.http.listen !== next.http.listen) {
       const http = await this.startHttp(next.http.listen, next);
       await this.http?.stop();
       this.http = http;
@@ -625,6 +635,9 @@ export class App {
     this.config = next;
     this.apiToken = token;
     this.httpClients = new AccessList(next.http.allow ?? next.access.allow);
+    if (this.http !== null) this.httpGuard = guardFor(this.http.address, next);
+    // An event stream opened by a client the new lists refuse ends now: it would go on hearing every change.
+    this.events.closeWhere((address) => !this.httpClients.allows(address));
     this.log.level = next.log.level;
     if (!unchanged('cache')) {
       // A new cache starts empty: entries admitted under the old limits go.
@@ -724,6 +737,11 @@ export class ListenError extends ConfigError {
     super(at.file, at.line, at.key, at.problem);
     this.name = 'ListenError';
   }
+}
+
+/** guardFor is the Host and Origin checks of an HTTP listener on `addr`. */
+function guardFor(addr: SocketAddress, config: Config): RequestGuard {
+  return new RequestGuard({ listenHost: addr.host, allowedHosts: config.http.allowedHosts });
 }
 
 /** Why a bind may fail, for the ones a person can act on. */

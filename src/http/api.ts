@@ -7,7 +7,7 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
-import type { Logger } from 'pino';
+import type { AuditLog } from './audit.js';
 import type { Pvd } from '../pvd/model.js';
 import { PvdInputError, readPvdInput } from '../pvd/input.js';
 import type { PvdRegistry } from '../pvd/registry.js';
@@ -37,7 +37,7 @@ export interface ApiDeps {
   flush(pvd: Pvd | null): number;
   events: EventHub;
   token(): string | null;
-  log: Logger;
+  audit: AuditLog;
 }
 
 /** What a change did, for its audit line. */
@@ -73,21 +73,21 @@ export class Api {
       error = err.message;
     }
     // The audit trail: who (peer address, and whether a token was shown), what, and the outcome.
-    if (change || res.statusCode === 401 || res.statusCode === 403) {
+    const refused = res.statusCode === 401 || res.statusCode === 403;
+    if (change || refused) {
       const { authorized, ...what } = audit;
-      this.deps.log.info(
-        {
-          audit: true,
-          client: req.socket.remoteAddress ?? null,
-          auth: req.headers.authorization === undefined ? 'none' : authorized ? 'token' : 'bad token',
-          method: req.method,
-          path: url.pathname + url.search,
-          status: res.statusCode,
-          ...what,
-          ...(error !== undefined ? { error } : {}),
-        },
-        change ? 'api change' : 'api request refused',
-      );
+      const fields = {
+        client: req.socket.remoteAddress ?? null,
+        // 'unchecked': the request failed before its token was looked at (a bad path, say).
+        auth: authorized === true ? 'token' : authorized === false ? (req.headers.authorization === undefined ? 'none' : 'bad token') : 'unchecked',
+        method: req.method,
+        path: url.pathname + url.search,
+        status: res.statusCode,
+        ...what,
+        ...(error !== undefined ? { error } : {}),
+      };
+      if (refused) this.deps.audit.refused(fields, 'api request refused');
+      else this.deps.audit.change(fields);
     }
     return true;
   }
@@ -152,7 +152,7 @@ export class Api {
 
   private pvd(id: string): Pvd {
     const p = this.deps.pvds.get(id);
-    if (!p) throw new ApiError(404, `no PvD "${id}"`);
+    if (!p) throw new ApiError(404, `no PvD ${JSON.stringify(id)}`);
     return p;
   }
 
@@ -169,7 +169,7 @@ export class Api {
       const obj = body as Record<string, unknown>;
       obj.identifier ??= id;
       if (typeof obj.identifier === 'string' && normalizeDomain(obj.identifier) !== normalizeDomain(id)) {
-        throw new ApiError(400, `identifier: "${obj.identifier}" does not match the PvD in the path, "${id}"`);
+        throw new ApiError(400, `identifier: ${JSON.stringify(obj.identifier)} does not match the PvD in the path, ${JSON.stringify(id)}`);
       }
     }
     let spec: PvdSpec;
@@ -196,6 +196,7 @@ export class Api {
   /** authorize lets a change through only with the right bearer token; with none configured, nothing changes. */
   private authorize(req: http.IncomingMessage, audit: Audit): void {
     const token = this.deps.token();
+    audit.authorized = false;
     if (token === null) throw new ApiError(403, 'this pvdns takes no changes through its API: set http.token or http.tokenFile');
     const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
     if (!m || !sameSecret(m[1]!, token)) {

@@ -76,6 +76,16 @@ export class EventHub {
     res.destroy();
   }
 
+  /** closeWhere ends the streams of subscribers whose address `refused` says may no longer listen. */
+  closeWhere(refused: (address: string) => boolean): void {
+    for (const res of [...this.clients]) {
+      if (!refused(res.socket?.remoteAddress ?? '')) continue;
+      this.log?.info({ audit: true, client: res.socket?.remoteAddress ?? null }, 'event subscriber closed: the client is no longer allowed (http.allow)');
+      this.remove(res);
+      res.end();
+    }
+  }
+
   private remove(res: http.ServerResponse): void {
     this.clients.delete(res);
     if (this.clients.size === 0 && this.heartbeat !== null) {

@@ -49,19 +49,27 @@ export class RequestGuard {
       return { status: 403, error: `Host "${host}" is not one pvdns answers to: use a loopback address or name, or list it in http.allowedHosts` };
     }
     const origin = req.headers.origin;
-    if (origin !== undefined && !this.originAllowed(origin)) {
-      return { status: 403, error: `cross-site requests are refused (Origin "${origin}")` };
+    if (origin !== undefined && !this.originAllowed(origin, host)) {
+      return { status: 403, error: `cross-site requests are refused (Origin ${JSON.stringify(origin)})` };
     }
-    // Sent by browsers alongside Origin; refused too where a browser leaves Origin out.
-    if (req.headers['sec-fetch-site'] === 'cross-site') return { status: 403, error: 'cross-site requests are refused (Sec-Fetch-Site: cross-site)' };
+    // Sent by browsers alongside Origin; refused too where a browser leaves Origin out. (Node joins
+    // a repeated header with commas.)
+    const site = req.headers['sec-fetch-site'];
+    if (site !== undefined && site.toLowerCase().split(',').some((v) => v.trim() === 'cross-site')) {
+      return { status: 403, error: 'cross-site requests are refused (Sec-Fetch-Site: cross-site)' };
+    }
     if (hasBody(req) && !isJson(req.headers['content-type'])) {
       return { status: 415, error: `request bodies must be application/json (got ${req.headers['content-type'] ?? 'no content-type'})` };
     }
     return null;
   }
 
-  /** hostAllowed: a loopback name or address, the listen address (any IP when it is unspecified), or an allowed name. */
-  hostAllowed(hostname: string): boolean {
+  /**
+   * hostAllowed: a loopback name or address, an allowed name, or the listen
+   * address — any IP literal when it is unspecified, unless `strict` (an
+   * Origin: a page served from some IP literal is still another site).
+   */
+  hostAllowed(hostname: string, strict = false): boolean {
     const name = normalizeHost(hostname);
     // RFC 6761 §6.3: localhost and names under it are the loopback host, never a web page's name.
     if (name === 'localhost' || name.endsWith('.localhost')) return true;
@@ -69,12 +77,16 @@ export class RequestGuard {
     const ip = parseIp(name);
     if (ip === null) return false;
     // An IP literal cannot be rebound: the browser asked that very address.
-    if (ip.range() === 'loopback' || this.anyAddress) return true;
+    if (ip.range() === 'loopback' || (this.anyAddress && !strict)) return true;
     return this.listen !== null && ip.kind() === this.listen.kind() && ip.toString() === this.listen.toString();
   }
 
-  /** originAllowed: an Origin naming an accepted host (the API's own pages, a local tool); `null` origins are refused. */
-  private originAllowed(origin: string): boolean {
+  /**
+   * originAllowed: the request's own origin (its Host, already accepted), or
+   * one naming a loopback or allowed host (a local tool); `null` origins are
+   * refused.
+   */
+  private originAllowed(origin: string, host: string | undefined): boolean {
     let url: URL;
     try {
       url = new URL(origin);
@@ -82,7 +94,8 @@ export class RequestGuard {
       return false; // "null" (sandboxed frames, file:) and garbage
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
-    return this.hostAllowed(url.hostname.replace(/^\[|\]$/g, ''));
+    if (host !== undefined && URL.canParse(`http://${host}`) && url.host === new URL(`http://${host}`).host) return true;
+    return this.hostAllowed(url.hostname.replace(/^\[|\]$/g, ''), true);
   }
 }
 

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { socketAddress, type SocketAddress } from '../config/address.js';
 import type { Api } from './api.js';
+import type { AuditLog } from './audit.js';
 import type { Refusal, RequestGuard } from './guard.js';
 
 /** Readiness is what /readyz reports: ready, or why not. */
@@ -22,8 +23,9 @@ export interface HttpDeps {
   log: Logger;
   /** The control API under /v1, when there is one. */
   api?: Api;
-  /** Host, Origin and body checks of every request. */
-  guard: RequestGuard;
+  /** Host, Origin and body checks of every request (read per request: a reload may replace it). */
+  guard: () => RequestGuard;
+  audit: AuditLog;
   /** Whether a client address may use more than /healthz and /readyz (http.allow, else access.allow). */
   clientAllowed: (address: string) => boolean;
 }
@@ -64,7 +66,7 @@ export class HttpServer {
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://pvdns');
     const get = req.method === 'GET' || req.method === 'HEAD';
-    const refusal = this.deps.guard.check(req);
+    const refusal = this.deps.guard().check(req);
     if (refusal !== null) return this.refuse(req, res, url, refusal);
     if (!OPEN_PATHS.has(url.pathname) && !this.deps.clientAllowed(req.socket.remoteAddress ?? '')) {
       return this.refuse(req, res, url, { status: 403, error: 'this client may not use the pvdns API (http.allow, else access.allow)' });
@@ -93,8 +95,8 @@ export class HttpServer {
 
   /** refuse answers a request the guard or the client list turned away, with its audit line. */
   private refuse(req: IncomingMessage, res: ServerResponse, url: URL, r: Refusal): void {
-    this.deps.log.info(
-      { audit: true, client: req.socket.remoteAddress ?? null, method: req.method, path: url.pathname, host: req.headers.host ?? null, origin: req.headers.origin ?? null, status: r.status, error: r.error },
+    this.deps.audit.refused(
+      { client: req.socket.remoteAddress ?? null, method: req.method, path: url.pathname, host: req.headers.host ?? null, origin: req.headers.origin ?? null, status: r.status, error: r.error },
       'http request refused',
     );
     // The body is not read: closing after the answer keeps a refused upload from being drained.

@@ -6,7 +6,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, open, readFile, stat } from 'node:fs/promises';
+import { access, link, mkdir, open, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** TokenError is a token file that cannot be used; `problem` is one line. */
@@ -34,28 +34,64 @@ export function newToken(): string {
  * token proves nothing.
  */
 export async function loadTokenFile(path: string): Promise<string> {
+  const dir = dirname(path);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new TokenError(`cannot create ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  await checkFolder(dir);
   const existing = await readTokenFile(path);
   if (existing !== null) return existing;
+  const token = newToken();
+  // Written whole under a name of its own, then linked into place: a crash never leaves an empty
+  // token file behind, and link() fails rather than replace a file someone put there meanwhile.
+  const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    const token = newToken();
-    // O_EXCL: never write through a file (or symlink) someone put there meanwhile.
-    const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    const fh = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
       await fh.writeFile(`${token}\n`);
+      await fh.sync();
     } finally {
       await fh.close();
     }
+    await link(temp, path);
     return token;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    // Another pvdns made it between our read and our create: use theirs.
+    // Another pvdns made it between our read and our link: use theirs (checked as any other).
     if (code === 'EEXIST') {
       const theirs = await readTokenFile(path);
       if (theirs !== null) return theirs;
     }
     throw new TokenError(`cannot create ${path}: ${code ?? (err as Error).message}`);
+  } finally {
+    await unlink(temp).catch(() => undefined);
   }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * checkFolder refuses a token file's folder that someone else could write
+ * in: they could replace the file between pvdns's check and its read, or
+ * plant one before pvdns makes it.
+ */
+async function checkFolder(dir: string): Promise<void> {
+  const st = await stat(dir);
+  const uid = process.getuid?.() ?? 0;
+  const sticky = (st.mode & 0o1000) !== 0;
+  if ((st.mode & 0o022) !== 0 && !sticky) {
+    throw new TokenError(`${dir}, the folder of http.tokenFile, is writable by others (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}): use a folder only pvdns's user can write, e.g. /run/pvdns`);
+  }
+  if (st.uid !== uid && st.uid !== 0) throw new TokenError(`${dir}, the folder of http.tokenFile, belongs to uid ${st.uid}, neither pvdns's user (uid ${uid}) nor root`);
 }
 
 /**
@@ -64,6 +100,7 @@ export async function loadTokenFile(path: string): Promise<string> {
  * writable), since serve makes it.
  */
 export async function checkTokenFile(path: string): Promise<void> {
+  if (await exists(dirname(path))) await checkFolder(dirname(path));
   if ((await readTokenFile(path)) !== null) return;
   let dir = dirname(path);
   for (;;) {
@@ -83,28 +120,37 @@ export async function checkTokenFile(path: string): Promise<void> {
   }
 }
 
-/** readTokenFile reads and checks an existing token file; null when there is none. */
+/**
+ * readTokenFile reads and checks an existing token file; null when there is
+ * none. The checks and the read are of one open file, not of a path twice,
+ * and never through a symbolic link: nothing can be swapped in between.
+ */
 async function readTokenFile(path: string): Promise<string | null> {
-  let st;
+  let fh;
   try {
-    st = await stat(path);
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
+    if (code === 'ELOOP') throw new TokenError(`${path} is a symbolic link: give the token file's own path`);
     throw new TokenError(`cannot read ${path}: ${code ?? (err as Error).message}`);
   }
-  if (!st.isFile()) throw new TokenError(`${path} is not a regular file`);
-  if ((st.mode & 0o077) !== 0) {
-    throw new TokenError(`${path} is readable or writable by others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): chmod 600 it`);
-  }
-  const uid = process.getuid?.() ?? 0;
-  if (st.uid !== uid && st.uid !== 0) throw new TokenError(`${path} belongs to uid ${st.uid}, neither pvdns's user (uid ${uid}) nor root`);
-  if (st.size > MAX_TOKEN_FILE) throw new TokenError(`${path} is ${st.size} octets: a token file holds one token`);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    const st = await fh.stat();
+    if (!st.isFile()) throw new TokenError(`${path} is not a regular file`);
+    if ((st.mode & 0o077) !== 0) {
+      throw new TokenError(`${path} is readable or writable by others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): chmod 600 it`);
+    }
+    const uid = process.getuid?.() ?? 0;
+    if (st.uid !== uid && st.uid !== 0) throw new TokenError(`${path} belongs to uid ${st.uid}, neither pvdns's user (uid ${uid}) nor root`);
+    if (st.size > MAX_TOKEN_FILE) throw new TokenError(`${path} is ${st.size} octets: a token file holds one token`);
+    text = await fh.readFile('utf8');
   } catch (err) {
+    if (err instanceof TokenError) throw err;
     throw new TokenError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  } finally {
+    await fh.close();
   }
   const token = text.trim();
   if (token.length < 16) throw new TokenError(`${path} holds no token of at least 16 characters`);

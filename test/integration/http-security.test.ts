@@ -5,7 +5,7 @@
 // real HTTP requests against a running pvdns, and each change or refusal
 // must leave its audit line.
 
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,6 +124,7 @@ describe('Host, Origin and media type (DNS rebinding, CSRF)', () => {
   });
 
   it('leaves one audit line per change and per refusal: who, what, the outcome', async () => {
+    await new Promise((r) => setTimeout(r, 1100)); // past the second the tests above spent refusal lines in
     lines.length = 0;
     const spec = { identifier: 'audit.example', dnsServers: [up.address], dnsZones: ['audit.example'], noInternet: true };
     expect((await call(pvdns.http, 'PUT', '/v1/pvds/audit.example', { body: spec, token: TEST_TOKEN })).status).toBe(201);
@@ -133,13 +134,71 @@ describe('Host, Origin and media type (DNS rebinding, CSRF)', () => {
     const audit = lines.filter((l) => l.audit === true);
     expect(audit).toEqual([
       expect.objectContaining({ msg: 'api change', level: 30, client: '127.0.0.1', auth: 'token', method: 'PUT', pvd: 'audit.example', status: 201, result: 'announced', dnsZones: ['audit.example'] }),
-      expect.objectContaining({ msg: 'api change', auth: 'bad token', method: 'PUT', status: 401 }),
-      expect.objectContaining({ msg: 'api change', auth: 'none', method: 'DELETE', status: 401 }),
+      expect.objectContaining({ msg: 'api request refused', auth: 'bad token', method: 'PUT', status: 401 }),
+      expect.objectContaining({ msg: 'api request refused', auth: 'none', method: 'DELETE', status: 401 }),
       expect.objectContaining({ msg: 'api change', auth: 'token', method: 'POST', path: '/v1/cache/flush?pvd=wifi', status: 200, flushed: expect.any(Number), pvd: 'wifi' }),
     ]);
     // Reads are not audited (they would drown the changes).
     await call(pvdns.http, 'GET', '/v1/pvds');
     expect(lines.filter((l) => l.audit === true)).toHaveLength(4);
+    // A request that fails before its token is looked at says so, whatever it carried.
+    expect((await call(pvdns.http, 'PUT', '/v1/pvds/%ZZ', { body: spec, token: TEST_TOKEN })).status).toBe(400);
+    expect(lines.at(-1)).toMatchObject({ msg: 'api change', auth: 'unchecked', status: 400 });
+  });
+
+  it('caps refusal lines at 20 a second, and the next line says how many were left out', async () => {
+    await new Promise((r) => setTimeout(r, 1100)); // a fresh second
+    lines.length = 0;
+    const origin = { origin: 'http://evil.example' };
+    await Promise.all(Array.from({ length: 60 }, () => raw(pvdns.http, 'GET', '/v1/pvds', origin)));
+    expect(lines.filter((l) => l.msg === 'http request refused')).toHaveLength(20);
+    await new Promise((r) => setTimeout(r, 1100));
+    await raw(pvdns.http, 'GET', '/v1/pvds', origin);
+    expect(lines.at(-1)).toMatchObject({ msg: 'http request refused', refusalsNotLogged: 40 });
+  });
+});
+
+describe('listening on every address (0.0.0.0)', () => {
+  it('takes any IP literal as Host, but an Origin only when it is the request\'s own or a loopback one', async () => {
+    const pvdns = await startPvdns({ http: { listen: '0.0.0.0:0', token: TEST_TOKEN }, pvds: [{ identifier: 'wifi', dnsServers: [up.address] }] });
+    const port = pvdns.app.addresses().http!.port;
+    const base = `http://127.0.0.1:${port}`;
+    try {
+      expect((await raw(base, 'GET', '/v1/pvds', { host: `192.0.2.5:${port}` })).status).toBe(200);
+      // A page served from some other address is another site, whatever address pvdns listens on.
+      expect((await raw(base, 'GET', '/v1/pvds', { host: `192.0.2.5:${port}`, origin: 'http://203.0.113.5' })).status).toBe(403);
+      expect((await raw(base, 'GET', '/v1/pvds', { host: `192.0.2.5:${port}`, origin: `http://192.0.2.5:${port}` })).status).toBe(200);
+      expect((await raw(base, 'GET', '/v1/pvds', { host: `192.0.2.5:${port}`, origin: `http://192.0.2.5:${port + 1}` })).status).toBe(403);
+      expect((await raw(base, 'GET', '/v1/pvds', { host: `192.0.2.5:${port}`, 'sec-fetch-site': 'same-origin, Cross-Site' })).status).toBe(403);
+    } finally {
+      await pvdns.stop();
+    }
+  });
+});
+
+describe('a reload changes the HTTP rules in place', () => {
+  it('takes a new token, http.allow and http.allowedHosts without binding again, and ends event streams it now refuses', async () => {
+    const pvdns = await startPvdns({ http: { listen: '127.0.0.1:0', token: TEST_TOKEN }, pvds: [{ identifier: 'wifi', dnsServers: [up.address] }] });
+    const port = pvdns.app.addresses().http!.port;
+    try {
+      const stream = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(`${pvdns.http}/v1/events`, resolve).on('error', reject));
+      expect(stream.statusCode).toBe(200);
+      const ended = new Promise((r) => stream.on('end', r).resume());
+      expect((await raw(pvdns.http, 'GET', '/v1/pvds', { host: `pvdns.lan:${port}` })).status).toBe(403);
+
+      const next = 'another-token-0123456789abcdef';
+      const config = configSchema.parse({ ...pvdns.app['config'], http: { listen: pvdns.app['config'].http.listen, token: next, allowedHosts: ['pvdns.lan'], allow: ['10.0.0.0/8'] } });
+      await pvdns.app.reload(config);
+      expect(pvdns.app.addresses().http!.port).toBe(port);
+      await ended; // the stream's client is outside the new http.allow
+      expect((await raw(pvdns.http, 'GET', '/v1/pvds', { host: `pvdns.lan:${port}` })).status).toBe(403); // http.allow
+      await pvdns.app.reload(configSchema.parse({ ...config, http: { ...config.http, allow: null } }));
+      expect((await raw(pvdns.http, 'GET', '/v1/pvds', { host: `pvdns.lan:${port}` })).status).toBe(200); // allowedHosts
+      expect((await call(pvdns.http, 'POST', '/v1/cache/flush', { token: TEST_TOKEN })).status).toBe(401);
+      expect((await call(pvdns.http, 'POST', '/v1/cache/flush', { token: next })).status).toBe(200);
+    } finally {
+      await pvdns.stop();
+    }
   });
 });
 
@@ -228,6 +287,29 @@ describe('http.tokenFile', () => {
     }
   });
 
+  it('refuses a token file that is a symbolic link, or in a folder others can write', async () => {
+    const target = join(dir, 'real.token');
+    writeFileSync(target, 'real-token-0123456789abcdef\n', { mode: 0o600 });
+    chmodSync(target, 0o600);
+    symlinkSync(target, join(dir, 'link.token'));
+    const shared = join(dir, 'shared');
+    mkdirSync(shared);
+    chmodSync(shared, 0o777);
+    for (const [file, problem] of [
+      [join(dir, 'link.token'), /is a symbolic link/],
+      [join(shared, 'token'), /is writable by others \(mode 0777\)/],
+    ] as Array<[string, RegExp]>) {
+      const err = await startPvdns({ http: { listen: '127.0.0.1:0', tokenFile: file }, pvds: [] }).then(
+        async (p) => {
+          await p.stop();
+          return null;
+        },
+        (e: Error) => e,
+      );
+      expect(err?.message, file).toMatch(problem);
+    }
+  });
+
   it('refuses http.token and http.tokenFile together', () => {
     const r = configSchema.safeParse({ http: { token: TEST_TOKEN, tokenFile: '/run/pvdns/token' } });
     expect(r.success).toBe(false);
@@ -288,6 +370,8 @@ describe('the shipped configurations take no change from a client that proved no
           expect([401, 403], 'flush').toContain((await raw(base, 'POST', '/v1/cache/flush', headers)).status);
         }
         expect(app.pvds.list().map((p) => p.id)).toEqual(['wifi']);
+        // Prometheus in docker/compose.yaml scrapes pvdns:8053 by the service's name.
+        if (file === 'docker/config.yaml') expect((await raw(base, 'GET', '/metrics', { host: 'pvdns:8053' })).status).toBe(200);
       } finally {
         await app.stop();
       }
