@@ -29,7 +29,7 @@ import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
 import { PvdInputError } from './pvd/input.js';
 import { pvdSpecSchema, serverProblem, unicastProblem, type PvdSpec } from './pvd/schema.js';
-import { isOwnListener } from './pvd/sources/loop.js';
+import { isOwnListener } from './config/own-listener.js';
 import { linkPvd, readHostLinks, runTool, type RunTool } from './pvd/sources/host.js';
 import { readResolvConf, SYSTEM_PVD } from './pvd/sources/resolvconf.js';
 import { PvdDirectory, type DirectoryReport } from './pvd/sources/directory.js';

@@ -20,7 +20,9 @@ const HELP = `pvdns — a DNS resolver that keeps DNS per provisioning domain (P
 Usage:
   pvdns serve [--config FILE]     run the resolver (default: the embedded config/default.yaml)
   pvdns check-config FILE         validate FILE and the PvD files of its pvdSources.directory, and
-                                  print the PvDs and routes they give (exit 1 on any problem)
+                                  print the PvDs and routes they give (exit 1 on an error in FILE;
+                                  a bad PvD file is a warning, as serve ignores it; --strict: exit 1
+                                  on warnings too)
   pvdns check-config --pvd FILE   validate one PvD file as pvdSources.directory would read it
   pvdns status                    the running pvdns's PvDs, servers and their state
   pvdns query NAME [TYPE] [--pvd ID]
@@ -146,11 +148,13 @@ function reloadFailure(err: unknown): { error: string; errors?: string[] } {
 /**
  * checkConfig validates a configuration as serve would start with it: the
  * file, its listeners and PvDs, the host's PvDs, and every file of
- * pvdSources.directory. A bad, conflicting or expired PvD file is one line
- * on stderr (FILE:LINE: key: problem, the `error` serve logs) and exit 1,
- * though serve would run and ignore that file.
+ * pvdSources.directory. A bad, conflicting or expired PvD file is a warning
+ * line on stderr (FILE:LINE: key: problem, the `error` serve logs), and the
+ * exit is 0 as serve would run and ignore that file: a VPN hook's stale file
+ * must not fail the unit's ExecStartPre and keep the host without DNS.
+ * `strict` makes any warning exit 1 (for checking files before they ship).
  */
-async function checkConfig(file: string): Promise<void> {
+async function checkConfig(file: string, strict: boolean): Promise<void> {
   const config = await load(file);
   const app = new App(config, { configFile: file, log: createLogger('silent') });
   let warnings: string[] = [];
@@ -165,16 +169,14 @@ async function checkConfig(file: string): Promise<void> {
   process.stderr.write(warnings.map((w) => `pvdns: warning: ${oneLine(w)}\n`).join(''));
   const problems = report?.problems ?? [];
   const fileOf = new Map(report?.files.map((f) => [f.id, f.file]));
-  const head = problems.length === 0 ? `${file}: OK` : `${file}: ${problems.length} problem${problems.length > 1 ? 's' : ''} in the PvD files of pvdSources.directory (serve ignores those files)`;
+  const head = problems.length === 0 ? `${file}: OK` : `${file}: OK, with ${problems.length} problem${problems.length > 1 ? 's' : ''} in the PvD files of pvdSources.directory (serve ignores those files)`;
   const out: string[] = [head, `listen: ${config.listen.join(', ')}`, `http: ${httpLine(config)}`, 'pvds:'];
   for (const p of app.pvds.list()) out.push(...pvdLines(p, p.source === 'file' ? `file ${fileOf.get(p.id)}` : p.source));
   const defaults = app.routeTable().defaultRoute.pvds.map((p) => p.id);
   out.push(`names nobody claims go to: ${defaults.join(' → ') || '(no default PvD: SERVFAIL)'}`);
   process.stdout.write(out.join('\n') + '\n');
-  if (problems.length > 0) {
-    process.stderr.write(problems.map((p) => formatProblem(p) + '\n').join(''));
-    process.exitCode = 1;
-  }
+  process.stderr.write(problems.map((p) => `pvdns: warning: ${oneLine(formatProblem(p))}\n`).join(''));
+  if (strict && (problems.length > 0 || warnings.length > 0)) process.exitCode = 1;
 }
 
 /** httpLine is the HTTP listener and who may change things through it. */
@@ -232,6 +234,7 @@ async function main(): Promise<void> {
         server: { type: 'string', default: DEFAULT_API },
         json: { type: 'boolean', default: false },
         pvd: { type: 'string' },
+        strict: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -254,7 +257,7 @@ async function main(): Promise<void> {
       }
       const file = rest[0] ?? values.config;
       if (!file) fail('check-config needs a FILE', 2);
-      return checkConfig(file);
+      return checkConfig(file, values.strict);
     }
     case 'status':
       if (rest.length) fail(`status takes no arguments (got ${rest.join(' ')})`, 2);

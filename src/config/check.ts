@@ -5,9 +5,9 @@
 // same verdict with the same FILE:LINE: key: line.
 
 import { open, readdir } from 'node:fs/promises';
-import { isOwnListener } from '../pvd/sources/loop.js';
+import { isOwnListener } from './own-listener.js';
 import { parseSocketAddress, type SocketAddress } from './address.js';
-import { configErrorAt, configErrors, type ConfigError } from './load.js';
+import { ConfigError, configErrorAt, configErrors, MAX_PROBLEMS } from './load.js';
 import type { Config } from './schema.js';
 
 /**
@@ -51,6 +51,11 @@ export async function checkAgainstHost(config: Config, listen: readonly SocketAd
   config.pvds.forEach((p, i) => {
     if (p.expires !== null && Date.parse(p.expires) <= now) warnings.push(at(['pvds', i, 'expires'], `${p.expires} has passed: PvD "${p.identifier}" is not announced`));
   });
+  // As many lines as errors get at most: 16,000 expired PvDs are one problem, not 16,000 lines.
+  if (warnings.length > MAX_PROBLEMS) {
+    const more = warnings.length - (MAX_PROBLEMS - 1);
+    return [...warnings.slice(0, MAX_PROBLEMS - 1), new ConfigError(warnings[0]!.file, null, '', `${more} more warnings not shown`)];
+  }
   return warnings;
 }
 

@@ -16,6 +16,11 @@ const listenAddress = (defaultPort: number) =>
   z.string().superRefine((v, ctx) => {
     const r = parseSocketAddress(v, defaultPort);
     if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+    // An IPv4-mapped address is how an IPv6 socket sees an IPv4 peer; Linux refuses to bind one
+    // (EINVAL), so it is refused here, where check-config sees it too.
+    else if (r.family === 6 && /^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/i.test(r.host.split('%')[0]!)) {
+      ctx.addIssue({ code: 'custom', message: `"${v}" is an IPv4-mapped address, which cannot be bound: write the IPv4 address` });
+    }
   });
 
 const cidr = z.string().superRefine((v, ctx) => {

@@ -453,9 +453,12 @@ describe('check-config sees the PvD directory as serve does', () => {
     put('k-port0.json', { identifier: 'port0.example', dnsServers: ['127.0.0.1:0'] });
     const { path, parsed } = config('broken.json', dir);
 
+    // Warnings, exit 0: serve would run (a VPN hook's stale file must not fail ExecStartPre); --strict: 1.
     const check = run('check-config', path);
-    expect(check.code).toBe(1);
-    const printed = check.stderr.trimEnd().split('\n');
+    expect(check.code).toBe(0);
+    expect(run('check-config', '--strict', path).code).toBe(1);
+    const printed = check.stderr.trimEnd().split('\n').map((l) => l.replace(/^pvdns: warning: /, ''));
+    expect(check.stderr.trimEnd().split('\n').every((l) => l.startsWith('pvdns: warning: '))).toBe(true);
     const f = (name: string): string => join(dir, name);
     expect(printed).toEqual([
       `${f('b-vpn.json')}:2: identifier: "VPN.example" is also the PvD of ${f('a-vpn.json')}; the first file by name is used`,
@@ -468,7 +471,7 @@ describe('check-config sees the PvD directory as serve does', () => {
       `${f('j-noservers.json')}:1: dnsServers: an RFC 8801 PvD needs the DNS servers its link gave`,
       `${f('k-port0.json')}:4: dnsServers[0]: "127.0.0.1:0" has port 0`,
     ]);
-    expect(check.stdout).toContain(`${path}: 9 problems in the PvD files of pvdSources.directory (serve ignores those files)`);
+    expect(check.stdout).toContain(`${path}: OK, with 9 problems in the PvD files of pvdSources.directory (serve ignores those files)`);
     expect(check.stdout).toContain(`  vpn.example (file ${f('a-vpn.json')})`);
     expect(check.stdout).toContain(`  rfc.example (file ${f('i-rfc.json')})`);
     expect(check.stdout).toContain('  wifi (config)');
@@ -538,8 +541,9 @@ describe('check-config sees the PvD directory as serve does', () => {
     const path = join(tmp, 'loop.yaml');
     writeFileSync(path, `listen: ["127.0.0.1:5399"]\nhttp: { listen: null }\npvdSources: { host: false, directory: ${JSON.stringify(dir)} }\n`);
     const r = run('check-config', path);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`${join(dir, 'loop.json')}:5: dnsServers[1]: 127.0.0.1:5399 is pvdns's own listener: queries would loop\n`);
+    expect(r.code).toBe(0); // serve runs without that file
+    expect(r.stderr).toBe(`pvdns: warning: ${join(dir, 'loop.json')}:5: dnsServers[1]: 127.0.0.1:5399 is pvdns's own listener: queries would loop\n`);
+    expect(run('check-config', '--strict', path).code).toBe(1);
     expect(r.stdout).toContain('names nobody claims go to: (no default PvD: SERVFAIL)');
   });
 

@@ -1,11 +1,11 @@
 // The implicit "system" PvD's servers: nameserver lines of resolv.conf
 // (src/pvd/sources/resolvconf.ts), minus any that is pvdns itself
-// (src/pvd/sources/loop.ts), which would send every query in a circle.
+// (src/config/own-listener.ts), which would send every query in a circle.
 
 import { networkInterfaces } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { parseSocketAddress, type SocketAddress } from '../../src/config/address.js';
-import { isOwnListener } from '../../src/pvd/sources/loop.js';
+import { isOwnListener } from '../../src/config/own-listener.js';
 import { parseResolvConf } from '../../src/pvd/sources/resolvconf.js';
 
 const labels = (text: string): string[] => parseResolvConf(text).map((s) => s.label);

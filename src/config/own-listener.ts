@@ -1,8 +1,14 @@
 // A PvD server that is pvdns itself would send every query in a circle.
+// Checked wherever a server comes in: the configuration (check.ts), PvD
+// files and the API, and the host's links.
 
 import { networkInterfaces } from 'node:os';
 import ipaddr from 'ipaddr.js';
-import type { SocketAddress } from '../../config/address.js';
+import type { SocketAddress } from './address.js';
+
+/** How long one reading of the host's addresses serves (a check of 16,000 PvDs is one reading, not 16,000). */
+const LOCAL_ADDRESSES_MS = 1000;
+let local: { at: number; addresses: Set<string> } | null = null;
 
 /**
  * isOwnListener says whether `server` is one of pvdns's listeners: the same
@@ -42,8 +48,24 @@ function isLocalAddress(host: string): boolean {
   const plain = host.split('%')[0]!;
   const addr = ipaddr.process(plain);
   if (addr.range() === 'loopback') return true;
-  for (const list of Object.values(networkInterfaces())) {
-    for (const i of list ?? []) if (sameHost(i.address, plain)) return true;
+  return localAddresses().has(addr.toString());
+}
+
+/** localAddresses is the host's interface addresses in ipaddr.js's normal form, read at most once a second. */
+function localAddresses(): Set<string> {
+  const now = Date.now();
+  if (local === null || now - local.at > LOCAL_ADDRESSES_MS) {
+    const addresses = new Set<string>();
+    for (const list of Object.values(networkInterfaces())) {
+      for (const i of list ?? []) {
+        try {
+          addresses.add(ipaddr.process(i.address.split('%')[0]!).toString());
+        } catch {
+          // not an address ipaddr.js reads: no server can name it either
+        }
+      }
+    }
+    local = { at: now, addresses };
   }
-  return false;
+  return local.addresses;
 }
