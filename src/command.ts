@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { App, ListenError } from './app.js';
+import { App } from './app.js';
+import { ListenError } from './server/bind.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { ClientError, DEFAULT_API, query, status } from './http/client.js';
