@@ -11,11 +11,15 @@
 //   `ignoredKeys` so no caller drops them in silence. An unknown key that
 //   looks like a misspelling of a known one (dnsZone, DNSServers, expire) is
 //   refused even there: read as "unknown, ignored" it would change what the
-//   PvD does without a word.
+//   PvD does without a word. Short keys are held to fewer edits (suggestKey),
+//   so dns4 or internet is ignored, not taken for dns64 or noInternet.
 // - Any other object is pvdns's PvD object: unknown keys are refused, every
 //   one named.
 // - An RFC 8801 object must carry the dnsServers its link gave: the RFC's
 //   object has no servers, and a PvD without them answers nothing.
+// - At most MAX_PVD_PROBLEMS problems are listed, the last saying how many
+//   more there were: an object of 130,000 unknown keys is refused in a few
+//   lines, not in a message of megabytes.
 
 import type { z } from 'zod';
 import { describeIssue } from '../config/issue.js';
@@ -23,6 +27,9 @@ import { pvdSpecSchema, type PvdSpec } from './schema.js';
 
 /** The most a PvD file may hold (the same as a configuration file): a larger one is refused unread. */
 export const MAX_PVD_FILE_BYTES = 4 * 1024 * 1024;
+
+/** The most problems listed for one PvD, the last saying how many more (the configuration's MAX_PROBLEMS too). */
+export const MAX_PVD_PROBLEMS = 20;
 
 /** One thing wrong with a PvD object: the field (dnsServers[1]; '' for the whole) and what is wrong. */
 export interface PvdIssue {
@@ -32,18 +39,23 @@ export interface PvdIssue {
 
 /** PvdInputError names the fields that are wrong and what is wrong with each. */
 export class PvdInputError extends Error {
-  /** Every problem found, the first being `field` and `problem`. */
+  /** The problems found (at most MAX_PVD_PROBLEMS of them), the first being `field` and `problem`. */
   readonly issues: readonly PvdIssue[];
+  /** How many problems were found, `issues` being the first few. */
+  readonly total: number;
 
   constructor(
     readonly field: string,
     readonly problem: string,
     issues?: readonly PvdIssue[],
+    total?: number,
   ) {
     const all = issues && issues.length > 0 ? issues : [{ field, problem }];
-    super(all.map((i) => (i.field ? `${i.field}: ${i.problem}` : i.problem)).join('; '));
+    const more = Math.max(0, (total ?? all.length) - all.length);
+    super(all.map((i) => (i.field ? `${i.field}: ${i.problem}` : i.problem)).join('; ') + (more > 0 ? `; ${more} more problems not shown` : ''));
     this.name = 'PvdInputError';
     this.issues = all;
+    this.total = all.length + more;
   }
 }
 
@@ -73,22 +85,31 @@ export function readPvdInput(value: unknown): PvdInput {
   const keys = Object.keys(obj);
   const unknown = keys.filter((k) => !KNOWN.has(k));
   const rfc8801 = MANDATORY.every((k) => obj[k] !== undefined && obj[k] !== null);
+  // Loops, not push(...many): a spread of 130,000 issues overflows the call stack.
   const issues: PvdIssue[] = [];
+  let total = 0;
+  const add = (issue: PvdIssue): void => {
+    if (++total <= MAX_PVD_PROBLEMS) issues.push(issue);
+  };
   for (const k of unknown) {
     const near = isPrivateKey(k) ? null : suggestKey(k, PVD_KEYS);
-    if (near !== null) issues.push({ field: k, problem: `unknown key (did you mean "${near}"?)` });
+    if (near !== null) add({ field: k, problem: `unknown key (did you mean "${near}"?)` });
     else if (!rfc8801) {
-      issues.push({ field: k, problem: 'unknown key (only an RFC 8801 object, with identifier, expires and prefixes, may carry keys pvdns does not know)' });
+      add({ field: k, problem: 'unknown key (only an RFC 8801 object, with identifier, expires and prefixes, may carry keys pvdns does not know)' });
     }
   }
   const servers = obj.dnsServers;
   if (rfc8801 && (servers === undefined || servers === null || (Array.isArray(servers) && servers.length === 0))) {
-    issues.push({ field: 'dnsServers', problem: 'an RFC 8801 PvD needs the DNS servers its link gave' });
+    add({ field: 'dnsServers', problem: 'an RFC 8801 PvD needs the DNS servers its link gave' });
   }
-  const input = unknown.length === 0 ? obj : Object.fromEntries(keys.filter((k) => KNOWN.has(k)).map((k) => [k, obj[k]]));
+  let input = obj;
+  if (unknown.length > 0) {
+    input = {};
+    for (const k of keys) if (KNOWN.has(k)) input[k] = obj[k];
+  }
   const r = pvdSpecSchema.safeParse(input, { reportInput: true });
-  if (!r.success) issues.push(...r.error.issues.map(toIssue));
-  if (issues.length > 0) throw new PvdInputError(issues[0]!.field, issues[0]!.problem, issues);
+  if (!r.success) for (const issue of r.error.issues) add(toIssue(issue));
+  if (issues.length > 0) throw new PvdInputError(issues[0]!.field, issues[0]!.problem, issues, total);
   return { spec: r.data!, ignoredKeys: unknown };
 }
 
@@ -104,47 +125,83 @@ function isPrivateKey(key: string): boolean {
 
 /**
  * suggestKey names the known key `key` is most likely a misspelling of, or
- * null: the same key in another case or with "-"/"_" (DNSServers,
- * dns_zones), its singular or plural (prefix, priorities), or within two
- * edits (dnsZone, expire, dnsSever).
+ * null: the same key in another case, with "-"/"_", or singular or plural
+ * (DNSServers, dns_zones, prefix, priorities), or a few edits away
+ * (dnsZone, expire, dnsSever). How many edits depends on the key's length:
+ * none up to 4 characters, one up to 8, two beyond, so short words that are
+ * keys of their own (dns, dns4, dns6, internet) are not taken for dns64 or
+ * noInternet, while identifer or sourceAdress still are.
  */
 export function suggestKey(key: string, known: readonly string[]): string | null {
-  const fold = (s: string): string => s.toLowerCase().replace(/[-_\s]/g, '');
-  const singular = (s: string): string => s.replace(/ies$/, 'y').replace(/(x|s|z|ch|sh)es$/, '$1').replace(/s$/, '');
-  const k = fold(key);
+  const k = singular(fold(key));
+  const allowed = k.length <= 4 ? 0 : k.length <= 8 ? 1 : 2;
   let best: string | null = null;
-  let bestDistance = 3;
-  for (const candidate of known) {
-    const c = fold(candidate);
-    const d = singular(k) === singular(c) ? Math.min(1, editDistance(k, c, 1)) : editDistance(k, c, bestDistance);
+  let bestDistance = allowed + 1;
+  const folded = foldedKeys(known);
+  for (let i = 0; i < known.length; i++) {
+    const d = editDistance(k, folded[i]!, bestDistance);
     if (d < bestDistance) {
-      best = candidate;
+      best = known[i]!;
       bestDistance = d;
     }
   }
   return best;
 }
 
-/** editDistance is the optimal-string-alignment distance (a swap of neighbours is one edit), or `limit` once it is that far. */
+/** The known keys folded and made singular, once per list (an object may have 100,000 unknown keys to check). */
+const foldedCache = new WeakMap<readonly string[], string[]>();
+function foldedKeys(known: readonly string[]): string[] {
+  let folded = foldedCache.get(known);
+  if (folded === undefined) {
+    folded = known.map((c) => singular(fold(c)));
+    foldedCache.set(known, folded);
+  }
+  return folded;
+}
+
+/** fold drops what a misspelling may change without meaning another key: case, "-", "_" and spaces. */
+function fold(s: string): string {
+  return s.toLowerCase().replace(/[-_\s]/g, '');
+}
+
+/** singular drops an English plural ending, so prefix and prefixes, priority and priorities, are one key. */
+function singular(s: string): string {
+  return s.replace(/ies$/, 'y').replace(/(x|s|z|ch|sh)es$/, '$1').replace(/s$/, '');
+}
+
+/**
+ * editDistance is the optimal-string-alignment distance (a swap of
+ * neighbours is one edit), or `limit` once it is that far. Only cells within
+ * `limit` of the diagonal are computed (the others are that far at least):
+ * it runs for every unknown key of an object against every known key.
+ */
+let scratch = [new Int32Array(32), new Int32Array(32), new Int32Array(32)];
 function editDistance(a: string, b: string, limit: number): number {
   if (Math.abs(a.length - b.length) >= limit) return limit;
-  let prev2: number[] = [];
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  if (a === b) return 0;
+  const n = b.length;
+  if (scratch[0]!.length <= n) scratch = scratch.map(() => new Int32Array(n + 1));
+  let [prev2, prev, row] = scratch as [Int32Array, Int32Array, Int32Array];
+  prev2.fill(limit, 0, n + 1);
+  prev.fill(limit, 0, n + 1);
+  for (let j = 0; j < limit && j <= n; j++) prev[j] = j;
   for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    let low = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, prev2[j - 2]! + 1);
-      row.push(v);
-      low = Math.min(low, v);
+    const from = Math.max(1, i - limit + 1);
+    const to = Math.min(n, i + limit - 1);
+    row.fill(limit, 0, n + 1);
+    if (i < limit) row[0] = i;
+    let low = row[0]!;
+    for (let j = from; j <= to; j++) {
+      const cost = a.charCodeAt(i - 1) === b.charCodeAt(j - 1) ? 0 : 1;
+      let v = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + cost, limit);
+      if (i > 1 && j > 1 && a.charCodeAt(i - 1) === b.charCodeAt(j - 2) && a.charCodeAt(i - 2) === b.charCodeAt(j - 1)) v = Math.min(v, prev2[j - 2]! + 1);
+      row[j] = v;
+      if (v < low) low = v;
     }
     if (low >= limit) return limit;
-    prev2 = prev;
-    prev = row;
+    [prev2, prev, row] = [prev, row, prev2];
   }
-  return Math.min(prev[b.length]!, limit);
+  return Math.min(prev[n]!, limit);
 }
 
 function toIssue(issue: z.core.$ZodIssue): PvdIssue {

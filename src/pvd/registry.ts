@@ -29,6 +29,7 @@ export class PvdRegistry extends EventEmitter<RegistryEvents> {
   /** Open batch() calls; while above 0, events wait in `pending`. */
   private depth = 0;
   private pending: Array<() => void> = [];
+  private changes = 0;
 
   constructor(private readonly now: () => number = Date.now) {
     super();
@@ -39,6 +40,7 @@ export class PvdRegistry extends EventEmitter<RegistryEvents> {
     if (pvd.expiresAt !== null && pvd.expiresAt <= this.now()) return 'expired';
     const previous = this.byId.get(pvd.id);
     this.byId.set(pvd.id, pvd);
+    this.changes++;
     this.armExpiry(pvd);
     this.notify(previous ? () => this.emit('updated', pvd, previous) : () => this.emit('announced', pvd));
     return previous ? 'updated' : 'announced';
@@ -50,6 +52,7 @@ export class PvdRegistry extends EventEmitter<RegistryEvents> {
     const pvd = this.byId.get(key);
     if (!pvd) return false;
     this.byId.delete(key);
+    this.changes++;
     this.clearTimer(key);
     this.notify(() => this.emit('withdrawn', pvd, reason));
     return true;
@@ -96,6 +99,16 @@ export class PvdRegistry extends EventEmitter<RegistryEvents> {
   /** list returns the PvDs in declaration order. */
   list(): Pvd[] {
     return [...this.byId.values()].sort((a, b) => a.order - b.order);
+  }
+
+  /**
+   * generation counts the changes made (each announce, update and withdrawal,
+   * an expiry too): a source that noted it can tell, without listening,
+   * whether the registry changed since (the PvD directory skips its work
+   * when neither the folder nor the registry did).
+   */
+  get generation(): number {
+    return this.changes;
   }
 
   get size(): number {

@@ -3,7 +3,10 @@
 // dnsZones, noInternet) plus pvdns's local ones. Unknown keys are refused
 // here; input.ts says when an RFC 8801 object's unknown keys are ignored.
 // A PvD with no dnsServers is never a default: not by default, and
-// `default: true` is refused.
+// `default: true` is refused. Its lists are bounded (MAX_DNS_SERVERS,
+// MAX_DNS_ZONES, MAX_PREFIXES) and name at most MAX_LISTED bad items each, so
+// a 4 MiB file of two million bad items is refused in a few lines and
+// milliseconds.
 
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
@@ -18,7 +21,7 @@ export function domainProblem(name: string): string | null {
   if (trimmed.length === 0) return 'is empty';
   if (trimmed.length > 253) return 'is longer than 253 characters';
   for (const label of trimmed.split('.')) {
-    if (!LABEL.test(label)) return `has an invalid label "${label}" (letters, digits, "-" and "_", 1–63 long)`;
+    if (!LABEL.test(label)) return `has an invalid label ${JSON.stringify(label)} (letters, digits, "-" and "_", 1–63 long)`;
   }
   return null;
 }
@@ -31,18 +34,21 @@ export function normalizeDomain(name: string): string {
 
 const domain = z.string().superRefine((v, ctx) => {
   const problem = domainProblem(v);
-  if (problem) ctx.addIssue({ code: 'custom', message: `"${v}" ${problem}` });
+  // JSON.stringify: a value echoed in a problem stays on its line, whatever it holds.
+  if (problem) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} ${problem}` });
 });
 
-const zone = domain.superRefine((v, ctx) => {
+/** zoneProblem says why a name cannot be one of a PvD's dnsZones, or null. */
+function zoneProblem(v: string): string | null {
+  const problem = domainProblem(v);
+  if (problem) return `${JSON.stringify(v)} ${problem}`;
   const n = normalizeDomain(v);
   // RFC 6761 §6.3, §6.4: these names never leave the host, whoever claims them.
   for (const pinned of ['localhost', 'invalid']) {
-    if (n === pinned || n.endsWith(`.${pinned}`)) {
-      ctx.addIssue({ code: 'custom', message: `"${v}" is always answered locally (RFC 6761) and cannot be claimed by a PvD` });
-    }
+    if (n === pinned || n.endsWith(`.${pinned}`)) return `${JSON.stringify(v)} is always answered locally (RFC 6761) and cannot be claimed by a PvD`;
   }
-});
+  return null;
+}
 
 /**
  * unicastProblem says why a parsed server address can never be a unicast
@@ -53,11 +59,12 @@ const zone = domain.superRefine((v, ctx) => {
  */
 export function unicastProblem(addr: SocketAddress, text: string): string | null {
   const never = "never a DNS server, which is one host's unicast address";
-  if (addr.port === 0) return `"${text}" has port 0`;
+  const quoted = JSON.stringify(text);
+  if (addr.port === 0) return `${quoted} has port 0`;
   const range = addr.family === 4 ? ipv4Range(addr.host) : ipaddr.process(addr.host.split('%', 1)[0]!).range();
-  if (range === 'multicast') return `"${text}" is a multicast address: ${never}`;
-  if (range === 'broadcast') return `"${text}" is the broadcast address: ${never}`;
-  if (range === 'unspecified') return `"${text}" is an unspecified address, which names no host: ${never} (this host is 127.0.0.1 or ::1)`;
+  if (range === 'multicast') return `${quoted} is a multicast address: ${never}`;
+  if (range === 'broadcast') return `${quoted} is the broadcast address: ${never}`;
+  if (range === 'unspecified') return `${quoted} is an unspecified address, which names no host: ${never} (this host is 127.0.0.1 or ::1)`;
   return null;
 }
 
@@ -69,22 +76,58 @@ function ipv4Range(host: string): 'multicast' | 'broadcast' | 'unspecified' | nu
   return host === '255.255.255.255' ? 'broadcast' : null;
 }
 
-/** serverProblem says what is wrong with a DNS server as written (see serverAddress), or null. */
+/** serverProblem says what is wrong with a DNS server as written (an IP literal, port 53 unless given, that can be one host's unicast address), or null. */
 export function serverProblem(text: string): string | null {
   const r = parseSocketAddress(text, 53);
   return typeof r === 'string' ? r : unicastProblem(r, text);
 }
 
-/** A DNS server: an IP literal, port 53 unless given, that can be one host's unicast address. */
-export const serverAddress = z.string().superRefine((v, ctx) => {
-  const problem = serverProblem(v);
-  if (problem) ctx.addIssue({ code: 'custom', message: problem });
-});
-
-const prefix = z.string().superRefine((v, ctx) => {
+/** prefixProblem says why a text is not an address prefix, or null. */
+function prefixProblem(v: string): string | null {
   const r = parsePrefix(v);
-  if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
-});
+  return typeof r === 'string' ? r : null;
+}
+
+/** The most servers a PvD may list: a link gives a few, and servers are asked in order, so no PvD needs this many. */
+export const MAX_DNS_SERVERS = 256;
+/** The most zones a PvD may claim: room for a split-DNS list of a whole country's domains. */
+export const MAX_DNS_ZONES = 200_000;
+/** The most prefixes a PvD may list (each also claims its reverse zones). */
+export const MAX_PREFIXES = 10_000;
+/** Bad items named per list; when there are more, one problem first says how many (20 problems are shown at most). */
+export const MAX_LISTED = 10;
+
+/** typeName names a JSON value's type for "must be a string, not …". */
+function typeName(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/**
+ * listOf is a list of at most `max` strings, each checked by `problem`. It
+ * checks the items itself, not with z.array(item): zod makes an issue of
+ * every bad item (150,000 of them took most of a second), while this names
+ * the first MAX_LISTED and says how many there were. The length is checked first
+ * (zod checks an array's size before its items), so an overlong list is
+ * one problem.
+ */
+function listOf(max: number, problem: (v: string) => string | null) {
+  return z
+    .array(z.unknown())
+    .max(max, { error: (issue) => `has ${(issue.input as unknown[]).length} items; a PvD takes at most ${max}` })
+    .superRefine((items, ctx) => {
+      const named: Array<[index: number, problem: string]> = [];
+      let bad = 0;
+      for (let i = 0; i < items.length; i++) {
+        const v = items[i];
+        const p = typeof v === 'string' ? problem(v) : `must be a string, not ${typeName(v)}`;
+        if (p !== null && ++bad <= MAX_LISTED) named.push([i, p]);
+      }
+      // The count first: where problems are cut short (MAX_PVD_PROBLEMS), it is the one kept.
+      if (bad > MAX_LISTED) ctx.addIssue({ code: 'custom', message: `${bad} of its ${items.length} items are wrong` });
+      for (const [i, p] of named) ctx.addIssue({ code: 'custom', path: [i], message: p });
+    })
+    .transform((items) => items as string[]);
+}
 
 const rfc3339 = /^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)$/;
 
@@ -98,9 +141,9 @@ const dns64 = z.string().superRefine((v, ctx) => {
 export const pvdSpecSchema = z
   .strictObject({
     identifier: domain,
-    dnsServers: z.array(serverAddress).default([]),
-    dnsZones: z.array(zone).default([]),
-    prefixes: z.array(prefix).default([]),
+    dnsServers: listOf(MAX_DNS_SERVERS, serverProblem).default([]),
+    dnsZones: listOf(MAX_DNS_ZONES, zoneProblem).default([]),
+    prefixes: listOf(MAX_PREFIXES, prefixProblem).default([]),
     noInternet: z.boolean().default(false),
     default: z.boolean().optional(),
     priority: z.number().int().min(0).max(65535).default(100),

@@ -5,8 +5,8 @@
 // asked, and each upstream's record says who was not. Changes are waited
 // for by polling the API with a deadline, never by a fixed sleep.
 
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -387,6 +387,47 @@ describe('PvD files', () => {
     expect(said.map((l) => l.error)).toEqual([`${join(pvdns!.dir, 'hijack.json')}:1: identifier: "WiFi" is already config pvds[0]; this file is ignored`]);
   });
 
+  it('stays up through a FIFO and huge bad files written into the folder, saying each in at most 20 lines', async () => {
+    await start();
+    const f = (name: string): string => join(pvdns!.dir, name);
+    execFileSync('mkfifo', [f('fifo.json')]); // opened blocking, it stopped the event loop until someone wrote to it
+    // 300 KB of servers that are not strings, and 130,000 unknown keys: their issues, spread into
+    // push(), overflowed the stack and the rejected scan ended the process.
+    write('servers.json', `{"identifier":"servers.example","dnsServers":[${Array<string>(150_000).fill('1').join(',')}]}`);
+    write('keys.json', `{"identifier":"keys.example","dnsServers":["127.0.0.121"],\n${Array.from({ length: 130_000 }, (_, i) => `"k${i}":1`).join(',\n')}}`);
+    const id = 'marker-after-hostile';
+    write(`zz-${id}.json`, { identifier: id, dnsServers: [other.address], noInternet: true });
+    await waitFor('the folder to be read', async () => ((await getPvd(id)).status === 200 ? true : undefined), 15_000);
+    expect((await fetch(`${pvdns!.http}/healthz`)).status).toBe(200);
+    expect(await address('www.example.org')).toBe('192.0.2.120');
+    const said = (name: string): string[] => pvdns!.logs.filter((l) => l.file === f(name) && typeof l.error === 'string').map((l) => l.error as string);
+    expect(said('fifo.json')).toEqual([`${f('fifo.json')}: not a regular file`]);
+    expect(said('servers.json')).toEqual([`${f('servers.json')}:1: dnsServers: has 150000 items; a PvD takes at most 256`]);
+    expect(said('keys.json')).toHaveLength(20);
+    expect(said('keys.json')[0]).toMatch(new RegExp(`^${f('keys.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:2: k0: unknown key`));
+    expect(said('keys.json').at(-1)).toBe(`${f('keys.json')}: 129981 more problems not shown`);
+    // And it goes on reading the folder.
+    write('vpn.json', { identifier: 'vpn.example', dnsServers: [vpnA.address], dnsZones: ['vpn.example'], noInternet: true });
+    await until('vpn.example');
+    expect(await address('db.vpn.example')).toBe('192.0.2.121');
+  });
+
+  it('withdraws a PvD whose file is a symbolic link when the file it names is removed, and says so', async () => {
+    await start();
+    // The target beside the link, under a name that is no PvD file, so inotify sees it go;
+    // one elsewhere is seen at the next rescan (10 s).
+    const target = join(pvdns!.dir, 'vpn.target');
+    writeFileSync(target, JSON.stringify({ identifier: 'vpn.example', dnsServers: [vpnA.address], dnsZones: ['vpn.example'], noInternet: true }));
+    symlinkSync(target, join(pvdns!.dir, 'vpn.json'));
+    await until('vpn.example');
+    unlinkSync(target);
+    await waitFor('the PvD to be withdrawn', async () => ((await getPvd('vpn.example')).status === 404 ? true : undefined));
+    expect(pvdns!.logs.filter((l) => l.file === join(pvdns!.dir, 'vpn.json') && l.error)).toMatchObject([
+      { msg: 'a PvD file is a symbolic link to nothing; its PvD, if any, is withdrawn', error: `${join(pvdns!.dir, 'vpn.json')}: a symbolic link to nothing: no PvD` },
+    ]);
+    expect(await address('db.vpn.example')).toBe('192.0.2.120');
+  });
+
   it('refuses to start when pvdSources.directory does not exist, with a ConfigError naming the key', async () => {
     const missing = join(tmpdir(), `pvdns-no-such-dir-${process.pid}-${Date.now()}`);
     const err = await start({}, { pvdSources: { host: false, directory: missing } }).then(
@@ -482,6 +523,37 @@ describe('check-config sees the PvD directory as serve does', () => {
     try {
       expect([...errors].sort()).toEqual([...printed].sort());
       expect(app.pvds.list().map((p) => p.id)).toEqual(['wifi', 'vpn.example', 'rfc.example']);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('neither hangs on a FIFO nor prints more than 20 lines for a file, and says the same as serve', async () => {
+    const dir = join(tmp, 'hostile.d');
+    mkdirSync(dir);
+    const f = (name: string): string => join(dir, name);
+    execFileSync('mkfifo', [f('a-fifo.json')]);
+    symlinkSync('gone.json', f('b-dangling.json'));
+    writeFileSync(f('c-keys.json'), `{\n"identifier": "keys.example",\n"dnsServers": ["127.0.0.121"],\n${Array.from({ length: 130_000 }, (_, i) => `"k${i}": 1`).join(',\n')}\n}`);
+    writeFileSync(f('d-vpn.json'), JSON.stringify({ identifier: 'vpn.example', dnsServers: ['127.0.0.121'], noInternet: true }));
+    const { path, parsed } = config('hostile.json', dir);
+
+    const check = run('check-config', path); // spawnSync's 10 s timeout: a hang fails here
+    expect(check.code).toBe(1);
+    const printed = check.stderr.trimEnd().split('\n');
+    expect(printed).toHaveLength(22);
+    expect(printed.slice(0, 3)).toEqual([
+      `${f('a-fifo.json')}: not a regular file`,
+      `${f('b-dangling.json')}: a symbolic link to nothing: no PvD`,
+      `${f('c-keys.json')}:4: k0: unknown key (only an RFC 8801 object, with identifier, expires and prefixes, may carry keys pvdns does not know)`,
+    ]);
+    expect(printed.at(-1)).toBe(`${f('c-keys.json')}: 129981 more problems not shown`);
+    expect(check.stdout).toContain(`  vpn.example (file ${f('d-vpn.json')})`);
+
+    const { errors, app } = await serveErrors(path, parsed);
+    try {
+      expect([...errors].sort()).toEqual([...printed].sort());
+      expect(app.pvds.get('vpn.example')?.source).toBe('file');
     } finally {
       await app.stop();
     }

@@ -128,4 +128,19 @@ describe('a mixed RFC 8801 body through the API', () => {
     const defaultNone = await put(pvdns.http, 'nothing.example', { default: true });
     expect(defaultNone).toMatchObject({ status: 400, body: { error: 'default: a PvD with no dnsServers cannot serve names nobody owns' } });
   });
+  it('ignores short keys of its own that are a letter or two from a known one: dns, dns4, dns6, internet', async () => {
+    const r = await put(pvdns.http, 'short.example', { ...rfc, identifier: 'short.example', dns: 1, dns4: ['10.8.0.1'], dns6: [], internet: true });
+    expect(r.status).toBe(201);
+    expect((r.body as { ignoredKeys?: string[] }).ignoredKeys).toEqual(['dns', 'dns4', 'dns6', 'internet']);
+    expect(r.body.pvd).toMatchObject({ noInternet: false }); // internet is not noInternet
+  });
+
+  it('names at most 20 problems of a body, and how many more there were', async () => {
+    const body: Record<string, unknown> = { identifier: 'many.example', dnsServers: ['127.0.0.1:9'] };
+    for (let i = 0; i < 5000; i++) body[`k${i}`] = 1;
+    const r = await put(pvdns.http, 'many.example', body);
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatch(/^k0: unknown key \(only an RFC 8801 object.*; 4980 more problems not shown$/);
+    expect(r.body.error!.split('; ')).toHaveLength(21);
+  });
 });

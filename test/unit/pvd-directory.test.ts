@@ -3,12 +3,13 @@
 // PvdDirectory.scan(), which says each problem once per change of the folder,
 // not at every rescan, naming both sides of a conflict.
 
-import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
-import { MAX_PVD_FILE_BYTES, PvdInputError } from '../../src/pvd/input.js';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { MAX_PVD_FILE_BYTES, MAX_PVD_PROBLEMS, PvdInputError } from '../../src/pvd/input.js';
 import { PvdRegistry } from '../../src/pvd/registry.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
 import { formatProblem, PvdDirectory, readPvdFile } from '../../src/pvd/sources/directory.js';
@@ -92,6 +93,72 @@ describe('readPvdFile', () => {
     expect(r.ok ? [] : r.problems.map(formatProblem)).toEqual([`${sub}: not a regular file`]);
     const gone = readPvdFile(join(dir, 'gone.json'));
     expect(gone.ok ? [] : gone.problems.map(formatProblem)).toEqual([`${join(dir, 'gone.json')}: cannot read: ENOENT`]);
+  });
+
+  it('refuses a FIFO named like a PvD file at once, without waiting for a writer', () => {
+    const dir = folder();
+    const fifo = join(dir, 'x.json');
+    execFileSync('mkfifo', [fifo]);
+    const t0 = performance.now();
+    const r = readPvdFile(fifo); // opened blocking, this would never return: nobody writes to it
+    expect(r.ok ? [] : r.problems.map(formatProblem)).toEqual([`${fifo}: not a regular file`]);
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  it('follows a symbolic link to a file, and says of one to nothing or looping that it is one', () => {
+    const dir = folder({ 'real.json': vpn('real.example') });
+    symlinkSync('real.json', join(dir, 'link.json'));
+    symlinkSync('nowhere.json', join(dir, 'dangling.json'));
+    symlinkSync('loop-b.json', join(dir, 'loop-a.json'));
+    symlinkSync('loop-a.json', join(dir, 'loop-b.json'));
+    expect(readPvdFile(join(dir, 'link.json'))).toMatchObject({ ok: true, spec: { identifier: 'real.example' } });
+    const said = (name: string): string[] => {
+      const r = readPvdFile(join(dir, name));
+      return r.ok ? [] : r.problems.map((p) => formatProblem(p).slice(dir.length + 1));
+    };
+    expect(said('dangling.json')).toEqual(['dangling.json: a symbolic link to nothing: no PvD']);
+    expect(said('loop-a.json')).toEqual(['loop-a.json: a symbolic link that loops (ELOOP): no PvD']);
+  });
+
+  it(`refuses large bad files in at most ${MAX_PVD_PROBLEMS} lines, the last saying how many more`, async () => {
+    const t0 = performance.now();
+    // 300 KB: 150,000 servers that are not strings. A spread of their issues overflowed the stack.
+    const servers = await problemsOf(`{"identifier":"a.example","dnsServers":[${Array<string>(150_000).fill('1').join(',')}]}`);
+    expect(servers).toEqual(['f.json:1: dnsServers: has 150000 items; a PvD takes at most 256']);
+    // 130,000 unknown keys, one per line: the first 19 by line, and the count of the rest.
+    const keys = await problemsOf(`{\n"identifier": "a.example",\n"dnsServers": ["192.0.2.1"],\n${Array.from({ length: 130_000 }, (_, i) => `"k${i}": 1`).join(',\n')}\n}`);
+    expect(keys).toHaveLength(MAX_PVD_PROBLEMS);
+    expect(keys[0]).toBe('f.json:4: k0: unknown key (only an RFC 8801 object, with identifier, expires and prefixes, may carry keys pvdns does not know)');
+    expect(keys.at(-1)).toBe('f.json: 129981 more problems not shown');
+    // One key 130,000 times: JSON.parse keeps the last in silence, the file is refused in 20 lines.
+    const twice = await problemsOf(`{"identifier": "a.example", "dnsServers": ["192.0.2.1"], ${Array<string>(130_000).fill('"priority": 1').join(', ')}}`);
+    expect(twice).toHaveLength(MAX_PVD_PROBLEMS);
+    expect(twice[0]).toMatch(/^f\.json:1: priority: the key appears twice \(first on line 1\)/);
+    expect(twice.at(-1)).toBe('f.json: 129980 more problems not shown');
+    // 150,000 bad zones: how many, then the first ten.
+    const zones = await problemsOf(JSON.stringify({ identifier: 'a.example', dnsZones: Array<string>(150_000).fill('-bad-') }, null, 1));
+    expect(zones).toHaveLength(11);
+    expect(zones[0]).toBe('f.json:3: dnsZones: 150000 of its 150000 items are wrong');
+    expect(performance.now() - t0).toBeLessThan(5000);
+  });
+
+  it('turns any fault while judging a file into that file\'s one-line problem', () => {
+    const dir = folder({ 'x.json': vpn('x.example') });
+    const r = readPvdFile(join(dir, 'x.json'), () => {
+      throw new RangeError('Maximum call stack size exceeded\n    at somewhere');
+    });
+    expect(r.ok ? [] : r.problems.map(formatProblem)).toEqual([`${join(dir, 'x.json')}: cannot be read as a PvD: Maximum call stack size exceeded\\n    at somewhere`]);
+  });
+
+  it('prints every problem as one line, whatever the file name, key or value holds', async () => {
+    const forged = await problemsOf('{"identifier": "a.example", "dnsServers": ["192.0.2.1"], "a\\nfake.json:1: dnsServers: forged": 1, "\\u001b[2Jx": 2}');
+    expect(forged).toEqual([
+      'f.json:1: a\\nfake.json:1: dnsServers: forged: unknown key (only an RFC 8801 object, with identifier, expires and prefixes, may carry keys pvdns does not know)',
+      'f.json:1: \\u001b[2Jx: unknown key (only an RFC 8801 object, with identifier, expires and prefixes, may carry keys pvdns does not know)',
+    ]);
+    const dir = folder({ 'two\nlines.json': '{' });
+    const r = readPvdFile(join(dir, 'two\nlines.json'));
+    expect(r.ok ? [] : r.problems.map(formatProblem)).toEqual([`${dir}/two\\nlines.json:1: not valid JSON: Expected property name or '}'`]);
   });
 
   it('applies the further check on the line of the server it names', async () => {
@@ -181,6 +248,152 @@ describe('PvdDirectory.scan', () => {
     utimesSync(join(dir, 'bad.json'), later, later); // a new version, as a VPN hook writing it again makes
     await d.scan();
     expect(lines.map((l) => l.msg)).toEqual(['ignoring a bad PvD file; its PvD, if any, is unchanged', 'ignoring a bad PvD file; its PvD, if any, is unchanged']);
+    registry.close();
+  });
+
+  it('reads a file again when only its ctime or inode changed: same size, same mtime', async () => {
+    const dir = folder({ 'vpn.json': vpn('vpn.example', '10.8.0.1') });
+    utimesSync(join(dir, 'vpn.json'), 1_700_000_000, 1_700_000_000); // whole seconds: utimes puts them back exactly
+    const registry = new PvdRegistry();
+    const d = new PvdDirectory(dir, registry, logger().log);
+    await d.scan();
+    const before = statSync(join(dir, 'vpn.json'));
+    // Another server of the same length, and the old mtime put back (as `cp -p`, `touch -r` or a
+    // write within the clock's resolution leave it): only ctime says the file changed.
+    writeFileSync(join(dir, 'vpn.json'), JSON.stringify(vpn('vpn.example', '10.8.0.2'), null, 2));
+    utimesSync(join(dir, 'vpn.json'), before.atime, before.mtime);
+    expect(statSync(join(dir, 'vpn.json'))).toMatchObject({ size: before.size, mtimeMs: before.mtimeMs });
+    await d.scan();
+    expect(registry.get('vpn.example')?.servers.map((s) => s.label)).toEqual(['10.8.0.2:53']);
+    // A file renamed into place with the same size and mtime: a new inode.
+    writeFileSync(join(dir, '.tmp'), JSON.stringify(vpn('vpn.example', '10.8.0.3'), null, 2));
+    utimesSync(join(dir, '.tmp'), before.atime, before.mtime);
+    renameSync(join(dir, '.tmp'), join(dir, 'vpn.json'));
+    await d.scan();
+    expect(registry.get('vpn.example')?.servers.map((s) => s.label)).toEqual(['10.8.0.3:53']);
+    registry.close();
+  });
+
+  // Root reads a file whatever its mode, so only an unprivileged run can see EACCES.
+  it.skipIf(process.getuid?.() === 0)('takes a file that was unreadable once chmod makes it readable', async () => {
+    const dir = folder({ 'vpn.json': vpn('vpn.example') });
+    chmodSync(join(dir, 'vpn.json'), 0o000);
+    const registry = new PvdRegistry();
+    const d = new PvdDirectory(dir, registry, logger().log);
+    expect((await d.scan()).problems.map(formatProblem)).toEqual([`${join(dir, 'vpn.json')}: cannot read: EACCES`]);
+    chmodSync(join(dir, 'vpn.json'), 0o644); // changes ctime only
+    expect((await d.scan()).problems).toEqual([]);
+    expect(registry.get('vpn.example')).toBeDefined();
+    registry.close();
+  });
+
+  it('does not sync the registry again when neither the folder nor the registry changed', async () => {
+    const dir = folder({ 'a.json': vpn('a.example'), 'b.json': vpn('b.example'), 'bad.json': '{' });
+    const registry = new PvdRegistry();
+    const d = new PvdDirectory(dir, registry, logger().log);
+    const first = await d.scan();
+    const batch = vi.spyOn(registry, 'batch');
+    for (let i = 0; i < 3; i++) expect(await d.scan()).toEqual(first);
+    expect(batch).not.toHaveBeenCalled();
+    writeFileSync(join(dir, 'c.json'), JSON.stringify(vpn('c.example')));
+    await d.scan();
+    expect(batch).toHaveBeenCalledTimes(1);
+    rmSync(join(dir, 'c.json'));
+    await d.scan();
+    expect(batch).toHaveBeenCalledTimes(2);
+    expect(registry.get('c.example')).toBeUndefined();
+    registry.close();
+  });
+
+  it('lets a file\'s PvD in once the source that held it withdraws it, with no change to the file', async () => {
+    const dir = folder({ 'wifi.json': vpn('wifi', '10.8.0.1') });
+    const registry = new PvdRegistry();
+    syncSource(registry, 'config', [pvdSpecSchema.parse({ identifier: 'wifi', dnsServers: ['192.0.2.1'] })]);
+    const d = new PvdDirectory(dir, registry, logger().log);
+    expect((await d.scan()).problems.map((p) => p.problem)).toEqual(['"wifi" is already config pvds[0]; this file is ignored']);
+    expect((await d.scan()).files).toEqual([]);
+    syncSource(registry, 'config', []); // a reload drops it from the configuration
+    const r = await d.scan();
+    expect(r).toEqual({ files: [{ file: join(dir, 'wifi.json'), id: 'wifi' }], problems: [] });
+    expect(registry.get('wifi')).toMatchObject({ source: 'file' });
+    registry.close();
+  });
+
+  it('says a file\'s PvD has expired at the first scan after the registry withdrew it', async () => {
+    const expires = '2030-01-01T00:00:00Z';
+    let now = Date.parse(expires) - 50;
+    const registry = new PvdRegistry(() => now);
+    const dir = folder({ 'soon.json': { ...vpn('soon.example'), expires } });
+    const d = new PvdDirectory(dir, registry, logger().log);
+    expect((await d.scan()).files).toHaveLength(1);
+    now += 1000;
+    await vi.waitFor(() => expect(registry.get('soon.example')).toBeUndefined(), { timeout: 2000 }); // its timer fires in 50 ms
+    const r = await d.scan();
+    expect(r.files).toEqual([]);
+    expect(r.problems.map(formatProblem)).toEqual([`${join(dir, 'soon.json')}:10: expires: ${expires} has passed: the PvD is not used (RFC 8801 §4.3)`]);
+    registry.close();
+  });
+
+  it('withdraws the PvD of a file that becomes a symbolic link to nothing, saying so, and takes it back with its target', async () => {
+    const dir = folder({ 'target.d.json.real': vpn('vpn.example') });
+    symlinkSync('target.d.json.real', join(dir, 'vpn.json'));
+    const registry = new PvdRegistry();
+    const { log, lines } = logger();
+    const d = new PvdDirectory(dir, registry, log);
+    expect((await d.scan()).files).toEqual([{ file: join(dir, 'vpn.json'), id: 'vpn.example' }]);
+    rmSync(join(dir, 'target.d.json.real')); // the VPN's down script removes the file the link names
+    const r = await d.scan();
+    expect(r.problems.map(formatProblem)).toEqual([`${join(dir, 'vpn.json')}: a symbolic link to nothing: no PvD`]);
+    expect(registry.get('vpn.example')).toBeUndefined();
+    expect(lines.at(-1)).toMatchObject({ msg: 'a PvD file is a symbolic link to nothing; its PvD, if any, is withdrawn', file: join(dir, 'vpn.json') });
+    await d.scan();
+    expect(lines.filter((l) => l.error)).toHaveLength(1); // said once
+    writeFileSync(join(dir, 'target.d.json.real'), JSON.stringify(vpn('vpn.example', '10.8.0.9'))); // the link itself did not change
+    expect((await d.scan()).problems).toEqual([]);
+    expect(registry.get('vpn.example')?.servers.map((s) => s.label)).toEqual(['10.8.0.9:53']);
+    registry.close();
+  });
+
+  it('survives a scan that throws: one line logged, and the next change is read', async () => {
+    const dir = folder();
+    const registry = new PvdRegistry();
+    const { log, lines } = logger();
+    const d = new PvdDirectory(dir, registry, log, () => null, 100);
+    await d.start();
+    let fail = true;
+    registry.on('changed', () => {
+      if (fail) {
+        fail = false;
+        throw new Error('a listener\nfailed');
+      }
+    });
+    const rejections: unknown[] = [];
+    const onRejection = (err: unknown): void => void rejections.push(err);
+    process.on('unhandledRejection', onRejection);
+    try {
+      writeFileSync(join(dir, 'a.json'), JSON.stringify(vpn('a.example')));
+      await vi.waitFor(() => expect(lines.find((l) => l.msg.startsWith('cannot scan the PvD directory'))).toMatchObject({ error: 'a listener failed' }), { timeout: 3000 });
+      writeFileSync(join(dir, 'b.json'), JSON.stringify(vpn('b.example')));
+      await vi.waitFor(() => expect(registry.get('b.example')).toBeDefined(), { timeout: 3000 });
+      expect(registry.get('a.example')).toBeDefined();
+      expect(rejections).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onRejection);
+      d.stop();
+      registry.close();
+    }
+  });
+
+  it('logs the ignored keys of an RFC 8801 file in one short line: the first 20, and how many more', async () => {
+    const body: Record<string, unknown> = { identifier: 'rfc.example', expires: '2030-01-01T00:00:00Z', prefixes: [], dnsServers: ['10.9.0.1'] };
+    for (let i = 0; i < 130_000; i++) body[`k${i}`] = i;
+    const dir = folder({ 'rfc.json': body });
+    const registry = new PvdRegistry();
+    const { log, lines } = logger();
+    expect((await new PvdDirectory(dir, registry, log).scan()).files).toHaveLength(1);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]!.ignoredKeys).toEqual(Array.from({ length: 20 }, (_, i) => `k${i}`));
+    expect(lines[0]!.moreIgnoredKeys).toBe(129_980);
     registry.close();
   });
 

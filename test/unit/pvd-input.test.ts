@@ -8,9 +8,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
-import { parsePvdInput, PvdInputError, readPvdInput, suggestKey, PVD_KEYS } from '../../src/pvd/input.js';
+import { MAX_PVD_PROBLEMS, parsePvdInput, PvdInputError, readPvdInput, suggestKey, PVD_KEYS } from '../../src/pvd/input.js';
 import { pvdFromSpec } from '../../src/pvd/model.js';
-import { pvdSpecSchema } from '../../src/pvd/schema.js';
+import { MAX_DNS_SERVERS, MAX_DNS_ZONES, MAX_LISTED, pvdSpecSchema } from '../../src/pvd/schema.js';
 
 /** JV1 with the servers its link gave: what a host adds to the RFC's object. */
 const JV1 = { identifier: 'cafe.example.com.', expires: '2030-05-23T06:00:00Z', prefixes: ['2001:db8:cafe::/48'], dnsServers: ['2001:db8:cafe::53'] };
@@ -85,7 +85,9 @@ describe('readPvdInput: what is refused, naming every key', () => {
     expect(issuesOf(body)).toEqual([message]);
   });
 
-  it.each(['metered', 'extraInfo', 'splitDnsClaims', 'foo', 'x', 'vendor-dnsZones', 'urn:x:prefixes', 'comment'])('does not take %s for a misspelling', (key) => {
+  // Short keys get fewer edits: dns4 is one edit from dns64 and internet two from noInternet, yet
+  // each is a word of its own that an RFC 8801 object may well carry.
+  it.each(['metered', 'extraInfo', 'splitDnsClaims', 'foo', 'x', 'vendor-dnsZones', 'urn:x:prefixes', 'comment', 'dns', 'dns4', 'dns6', 'DNS6', 'internet', 'ttl', 'mtu'])('does not take %s for a misspelling', (key) => {
     expect(issuesOf({ ...JV1, [key]: 1 })).toEqual([]);
   });
 
@@ -161,6 +163,55 @@ describe('readPvdInput: what is refused, naming every key', () => {
     expect(err?.message).toMatch(/^dnsZone: unknown key \(did you mean "dnsZones"\?\); dnsServers\[0\]: .*; priority: /);
   });
 
+  it('bounds each list: one problem for a list too long, whatever it holds', () => {
+    const t0 = performance.now();
+    expect(issuesOf({ identifier: 'a.example', dnsServers: Array<number>(150_000).fill(1) })).toEqual([`dnsServers: has 150000 items; a PvD takes at most ${MAX_DNS_SERVERS}`]);
+    expect(issuesOf({ identifier: 'a.example', dnsZones: Array<string>(MAX_DNS_ZONES + 1).fill('a.example') })).toEqual([`dnsZones: has ${MAX_DNS_ZONES + 1} items; a PvD takes at most ${MAX_DNS_ZONES}`]);
+    expect(performance.now() - t0).toBeLessThan(2000); // was seconds: zod made an issue of every item
+    expect(readPvdInput({ identifier: 'a.example', dnsServers: Array<string>(MAX_DNS_SERVERS).fill('192.0.2.1') }).spec.dnsServers).toHaveLength(MAX_DNS_SERVERS);
+  });
+
+  it(`names the first ${MAX_LISTED} bad items of a list, after how many there are`, () => {
+    const zones = Array.from({ length: 150_000 }, (_, i) => (i % 2 ? 'ok.example' : `bad..${i}`));
+    const got = issuesOf({ identifier: 'a.example', dnsZones: zones });
+    expect(got).toHaveLength(MAX_LISTED + 1);
+    expect(got[0]).toBe('dnsZones: 75000 of its 150000 items are wrong');
+    expect(got[1]).toBe('dnsZones[0]: "bad..0" has an invalid label "" (letters, digits, "-" and "_", 1–63 long)');
+    expect(got.at(-1)).toMatch(/^dnsZones\[18\]: "bad\.\.18" /);
+    expect(issuesOf({ identifier: 'a.example', dnsServers: ['192.0.2.1', 53, null, ['x']] })).toEqual([
+      'dnsServers[1]: must be a string, not a number',
+      'dnsServers[2]: must be a string, not null',
+      'dnsServers[3]: must be a string, not an array',
+    ]);
+  });
+
+  it(`lists at most ${MAX_PVD_PROBLEMS} problems, and says how many more: 130,000 unknown keys are a short message`, () => {
+    const body: Record<string, unknown> = { identifier: 'a.example', dnsServers: ['192.0.2.1'] };
+    for (let i = 0; i < 130_000; i++) body[`key${i}`] = i;
+    let err: PvdInputError | null = null;
+    try {
+      readPvdInput(body);
+    } catch (e) {
+      err = e as PvdInputError;
+    }
+    expect(err).toBeInstanceOf(PvdInputError);
+    expect(err!.issues).toHaveLength(MAX_PVD_PROBLEMS);
+    expect(err!.total).toBe(130_000);
+    expect(err!.message).toMatch(/; 129980 more problems not shown$/);
+    expect(err!.message.length).toBeLessThan(5000);
+    // In an RFC 8801 object the same keys are ignored, and returned.
+    const { ignoredKeys } = readPvdInput({ ...body, expires: '2030-01-01T00:00:00Z', prefixes: [] });
+    expect(ignoredKeys).toHaveLength(130_000);
+  });
+
+  it('quotes the values it echoes, so a problem stays one line', () => {
+    expect(issuesOf({ identifier: 'a\nfake.json:1: dnsServers: forged', dnsServers: ['192.0.2.1'] })).toEqual([
+      'identifier: "a\\nfake.json:1: dnsServers: forged" has an invalid label "a\\nfake" (letters, digits, "-" and "_", 1–63 long)',
+    ]);
+    expect(issuesOf({ identifier: 'a.example', dnsZones: ['x.localhost\n'] })[0]).toMatch(/^dnsZones\[0\]: "x\.localhost\\n" /);
+    for (const line of issuesOf({ identifier: 'a.example', dnsZones: ['evil\n.localhost'], dnsServers: ['224.0.0.1'] })) expect(line).not.toMatch(/[\n\r]/);
+  });
+
   it('refuses what is not an object', () => {
     for (const v of [null, [], 'wifi', 3]) expect(() => parsePvdInput(v)).toThrow('a PvD must be a JSON object');
   });
@@ -186,5 +237,14 @@ describe('suggestKey', () => {
     expect(suggestKey('interfaces', PVD_KEYS)).toBe('interface');
     expect(suggestKey('proxies', PVD_KEYS)).toBeNull();
     expect(suggestKey('metered', PVD_KEYS)).toBeNull();
+  });
+
+  it('allows no edit up to 4 characters, one up to 8, two beyond', () => {
+    // The misspellings the rule is for, and words it must leave alone.
+    const caught = { dnsZone: 'dnsZones', expire: 'expires', dnsSever: 'dnsServers', Prefixes: 'prefixes', dnsserver: 'dnsServers', priorty: 'priority', dns46: 'dns64', DNS64: 'dns64', identifer: 'identifier', rebindProtecton: 'rebindProtection', capitvePortal: 'captivePortal' };
+    for (const [key, known] of Object.entries(caught)) expect(suggestKey(key, PVD_KEYS), key).toBe(known);
+    for (const key of ['dns', 'dns4', 'dns6', 'dn64', 'internet', 'Internet']) expect(suggestKey(key, PVD_KEYS), key).toBeNull();
+    expect(suggestKey('intrnet', PVD_KEYS)).toBeNull(); // two edits from interface, three from noInternet
+    expect(suggestKey('noInternt', PVD_KEYS)).toBe('noInternet');
   });
 });

@@ -4,16 +4,22 @@
 // announces, updates or withdraws its PvD, so a VPN's up/down script can just
 // write or delete a file. A bad file is logged with its path, line and key
 // and changes nothing: its PvD, if it had a good version before, stays as it
-// was. `pvdns check-config` reads the folder with this same code, and
+// was. A file is opened without blocking and read only if it is a regular
+// file (a FIFO named x.json would otherwise stop the event loop until
+// someone wrote to it); a symbolic link to a file is followed, and one to
+// nothing is a problem of its own and withdraws the PvD its file gave, as
+// the file it named is gone. Each file's problems are at most
+// MAX_PVD_PROBLEMS lines, each one line whatever the file holds.
+// `pvdns check-config` reads the folder with this same code, and
 // `check-config --pvd FILE` reads one file with readPvdFile, so what they
 // print is what serve logs.
 
-import { closeSync, fstatSync, openSync, readSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, watch, type FSWatcher, type Stats } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { MAX_PVD_FILE_BYTES, PvdInputError, readPvdInput, type PvdIssue } from '../input.js';
+import { MAX_PVD_FILE_BYTES, MAX_PVD_PROBLEMS, PvdInputError, readPvdInput, type PvdIssue } from '../input.js';
 import type { PvdRegistry } from '../registry.js';
 import { normalizeDomain, type PvdSpec } from '../schema.js';
 import { sourceLabel, syncSource } from './sync.js';
@@ -35,9 +41,23 @@ export interface PvdProblem {
   problem: string;
 }
 
-/** formatProblem is the one line check-config prints and serve logs for a problem. */
+/**
+ * formatProblem is the one line check-config prints and serve logs for a
+ * problem. A line break (or any other control character) in it, from a
+ * file name, a key or a value the problem quotes, is written as an escape:
+ * a key "a\nfake.json:1: …" must not forge a second problem.
+ */
 export function formatProblem(p: PvdProblem): string {
-  return `${p.file}${p.line !== null ? `:${p.line}` : ''}: ${p.key ? `${p.key}: ` : ''}${p.problem}`;
+  return oneLine(`${p.file}${p.line !== null ? `:${p.line}` : ''}: ${p.key ? `${p.key}: ` : ''}${p.problem}`);
+}
+
+/** C0 and C1 controls, DEL, and Unicode's line and paragraph separators: what may break or rewrite a terminal's line. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** oneLine writes control characters as JavaScript escapes (\n, \u001b). */
+function oneLine(text: string): string {
+  return text.replace(CONTROL, (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** A PvD file that reads as a PvD. */
@@ -49,7 +69,7 @@ export interface PvdFile {
   ignoredKeys: string[];
   /** The line of each top-level key and of each item of a top-level array ("dnsServers[1]"). */
   lines: ReadonlyMap<string, number>;
-  /** mtime and size as the open file had them (how a rescan tells a change). */
+  /** The file's change stamp (stampOf) as the open file had it: how a rescan tells a new version. */
   stamp?: string;
 }
 
@@ -58,44 +78,79 @@ export interface BadPvdFile {
   ok: false;
   file: string;
   problems: PvdProblem[];
+  /** The change stamp of what was found; none when nothing is there. */
   stamp?: string;
+  /** A symbolic link to nothing: the file it named is gone, and with it the PvD this file gave. */
+  dangling?: true;
 }
 
 /** A further check of a file's PvD (pvdns refuses to be its own server). */
 export type PvdCheck = (spec: PvdSpec) => PvdInputError | null;
 
 /**
- * readPvdFile reads one PvD file: at most MAX_PVD_FILE_BYTES (a larger file
- * is refused before it is read), not empty, strict JSON (RFC 8801 §4: I-JSON,
- * so a key twice is refused too), a PvD by readPvdInput, and `check`.
- * It reads synchronously (a small local file; see PvdDirectory.scan for why).
+ * readPvdFile reads one PvD file: a regular file (or a link to one) of at
+ * most MAX_PVD_FILE_BYTES (a larger file is refused before it is read), not
+ * empty, strict JSON (RFC 8801 §4: I-JSON, so a key twice is refused too), a
+ * PvD by readPvdInput, and `check`. It reads synchronously (a small local
+ * file; see PvdDirectory.scan for why), and never throws: whatever goes
+ * wrong is the file's problem, in one line.
  */
 export function readPvdFile(file: string, check: PvdCheck = () => null): PvdFile | BadPvdFile {
-  const bad = (line: number | null, key: string, problem: string): BadPvdFile => ({ ok: false, file, problems: [{ file, line, key, problem }] });
+  const bad = (line: number | null, key: string, problem: string, stamp?: string): BadPvdFile => ({ ok: false, file, problems: [{ file, line, key, problem }], stamp });
   let text: string;
   let stamp: string;
+  let fd: number;
   try {
-    const fd = openSync(file, 'r');
-    try {
-      const st = fstatSync(fd);
-      stamp = `${st.mtimeMs}:${st.size}`;
-      if (!st.isFile()) return bad(null, '', 'not a regular file');
-      if (st.size > MAX_PVD_FILE_BYTES) return bad(null, '', `the file is ${st.size} bytes, over the ${MAX_PVD_FILE_BYTES / 1024 / 1024} MiB a PvD file may hold`);
-      // One byte more than stat() said: a file that grew past the limit since is refused too.
-      const buf = Buffer.allocUnsafe(Math.min(st.size, MAX_PVD_FILE_BYTES) + 1); // only the bytes read are used
-      let n = 0;
-      for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, n)) > 0; ) n += r;
-      if (n > MAX_PVD_FILE_BYTES) return bad(null, '', `the file is over the ${MAX_PVD_FILE_BYTES / 1024 / 1024} MiB a PvD file may hold`);
-      text = buf.toString('utf8', 0, n);
-    } finally {
-      closeSync(fd);
-    }
+    // O_NONBLOCK: opening a FIFO for reading waits for a writer, and this is the event loop's thread.
+    // It changes nothing for a regular file, the only kind read.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    return unopened(file, err as NodeJS.ErrnoException);
+  }
+  try {
+    const st = fstatSync(fd);
+    stamp = stampOfStats(st);
+    if (!st.isFile()) return bad(null, '', 'not a regular file', stamp);
+    if (st.size > MAX_PVD_FILE_BYTES) return bad(null, '', `the file is ${st.size} bytes, over the ${MAX_PVD_FILE_BYTES / 1024 / 1024} MiB a PvD file may hold`, stamp);
+    // One byte more than stat() said: a file that grew past the limit since is refused too.
+    const buf = Buffer.allocUnsafe(Math.min(st.size, MAX_PVD_FILE_BYTES) + 1); // only the bytes read are used
+    let n = 0;
+    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, n)) > 0; ) n += r;
+    if (n > MAX_PVD_FILE_BYTES) return bad(null, '', `the file is over the ${MAX_PVD_FILE_BYTES / 1024 / 1024} MiB a PvD file may hold`, stamp);
+    text = buf.toString('utf8', 0, n);
   } catch (err) {
     return bad(null, '', `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  } finally {
+    closeSync(fd);
   }
-  const result = judge(file, text, check);
+  let result: PvdFile | BadPvdFile;
+  try {
+    result = judge(file, text, check);
+  } catch (err) {
+    // A fault in pvdns (or in `check`) while judging one file is that file's problem, not the end of serve.
+    result = bad(null, '', `cannot be read as a PvD: ${err instanceof Error ? err.message : String(err)}`);
+  }
   result.stamp = stamp;
   return result;
+}
+
+/**
+ * unopened says why a file could not be opened, with the stamp of what is
+ * there (none when nothing is): a symbolic link to nothing or looping, not
+ * a regular file (a socket), or the system's error code (EACCES).
+ */
+function unopened(file: string, err: NodeJS.ErrnoException): BadPvdFile {
+  const bad = (problem: string, stamp: string | undefined): BadPvdFile => ({ ok: false, file, problems: [{ file, line: null, key: '', problem }], stamp });
+  let st: Stats;
+  try {
+    st = statSync(file);
+  } catch (statErr) {
+    const link = danglingStamp(file, statErr);
+    if (link === null) return bad(`cannot read: ${err.code ?? String(err)}`, undefined);
+    const loops = (statErr as NodeJS.ErrnoException).code === 'ELOOP';
+    return { ...bad(loops ? 'a symbolic link that loops (ELOOP): no PvD' : 'a symbolic link to nothing: no PvD', link), dangling: true };
+  }
+  return bad(st.isFile() ? `cannot read: ${err.code ?? String(err)}` : 'not a regular file', stampOfStats(st));
 }
 
 /** judge reads a PvD file's text (readPvdFile after the read). */
@@ -110,30 +165,74 @@ function judge(file: string, text: string, check: PvdCheck): PvdFile | BadPvdFil
     return bad(jsonErrorLine(text, (err as Error).message), '', `not valid JSON: ${jsonErrorText((err as Error).message)}`);
   }
   const { lines, twice } = keyLines(text);
-  const problems: PvdProblem[] = twice.map(([key, line, first]) => ({
-    file,
-    line,
-    key,
-    problem: `the key appears twice (first on line ${first}); JSON leaves which one counts to the reader (RFC 7493 §2.3)`,
-  }));
-  const at = (i: PvdIssue): PvdProblem => ({ file, line: lineOf(lines, i.field), key: i.field, problem: i.problem });
+  // Loops, not push(...many): a spread of 130,000 problems overflows the call stack. At most
+  // MAX_PVD_PROBLEMS of each kind are kept (enough to fill the lines shown), the others counted.
+  const problems: PvdProblem[] = [];
+  let total = twice.length;
+  for (const [key, line, first] of twice.slice(0, MAX_PVD_PROBLEMS)) {
+    problems.push({ file, line, key, problem: `the key appears twice (first on line ${first}); JSON leaves which one counts to the reader (RFC 7493 §2.3)` });
+  }
+  const add = (err: PvdInputError): void => {
+    total += err.total;
+    for (const i of err.issues) problems.push({ file, line: lineOf(lines, i.field), key: i.field, problem: i.problem });
+  };
   try {
     const { spec, ignoredKeys } = readPvdInput(value);
     const problem = check(spec);
-    if (problem) problems.push(...problem.issues.map(at));
-    if (problems.length === 0) return { ok: true, file, spec, ignoredKeys, lines };
+    if (problem) add(problem);
+    if (total === 0) return { ok: true, file, spec, ignoredKeys, lines };
   } catch (err) {
     if (!(err instanceof PvdInputError)) throw err;
-    problems.push(...err.issues.map(at));
+    add(err);
   }
-  return { ok: false, file, problems: problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)) };
+  return { ok: false, file, problems: capped(file, problems, total) };
 }
 
-/** stampOf is a file's mtime and size, or null when it is gone. */
+/**
+ * capped puts a file's problems in line order and keeps MAX_PVD_PROBLEMS
+ * lines: when there were more (`total`), the first ones and a last line
+ * saying how many more, as the configuration's errors do.
+ */
+function capped(file: string, problems: PvdProblem[], total: number): PvdProblem[] {
+  problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+  if (total <= MAX_PVD_PROBLEMS) return problems;
+  const shown = problems.slice(0, MAX_PVD_PROBLEMS - 1);
+  shown.push({ file, line: null, key: '', problem: `${total - shown.length} more problems not shown` });
+  return shown;
+}
+
+/**
+ * stampOfStats is a file's change stamp: mtime, ctime, inode and size. A
+ * rescan reads a file again when it changes. ctime and inode catch what
+ * mtime and size miss: a chmod or chown (an unreadable file made readable),
+ * a file renamed into place with an older mtime (mv keeps it), a rewrite of
+ * the same size within the clock's resolution.
+ */
+function stampOfStats(st: Stats): string {
+  return `${st.mtimeMs}:${st.ctimeMs}:${st.dev}:${st.ino}:${st.size}`;
+}
+
+/** stampOf is a file's change stamp (a dangling link's, see danglingStamp), or null when it is gone. */
 function stampOf(path: string): string | null {
   try {
-    const st = statSync(path);
-    return `${st.mtimeMs}:${st.size}`;
+    return stampOfStats(statSync(path));
+  } catch (err) {
+    return danglingStamp(path, err);
+  }
+}
+
+/**
+ * danglingStamp is the stamp of a symbolic link that stat() could not
+ * follow (`err`: to nothing, or looping), or null when `path` is not one
+ * (it is gone). Marked apart from any file's stamp, so the link's target
+ * appearing is a change even though the link itself did not change.
+ */
+function danglingStamp(path: string, err: unknown): string | null {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'ENOENT' && code !== 'ELOOP' && code !== 'ENOTDIR') return null;
+  try {
+    const st = lstatSync(path);
+    return st.isSymbolicLink() ? `link:${stampOfStats(st)}` : null;
   } catch {
     return null;
   }
@@ -241,12 +340,14 @@ export interface DirectoryReport {
 }
 
 interface FileState {
-  /** mtime and size when last read: a change of either means read again. */
+  /** The change stamp when last read (stampOfStats): a change means read again. */
   stamp: string;
-  /** The last good version of the file, or null if it never had one. */
+  /** The last good version of the file, or null if it never had one (or is now a link to nothing). */
   good: PvdFile | null;
   /** The problems of the version read last (none when it was good). */
   problems: PvdProblem[];
+  /** The file is a symbolic link to nothing (its problems say so, and it gives no PvD). */
+  dangling: boolean;
 }
 
 export class PvdDirectory {
@@ -257,6 +358,15 @@ export class PvdDirectory {
   private timer: NodeJS.Timeout | null = null;
   private rescan: NodeJS.Timeout | null = null;
   private scanning: Promise<unknown> = Promise.resolve();
+  /**
+   * The last apply's report and the registry's generation after it: a scan
+   * that finds no file added, changed or removed, and the registry as it
+   * left it, returns this report instead of syncing every PvD again (for
+   * 16,000 files, a block of the event loop at every 10 s rescan). A change by any
+   * other source (a PvD this folder lost to the configuration, withdrawn),
+   * or an expiry, changes the generation, so the next scan applies again.
+   */
+  private applied: { generation: number; report: DirectoryReport } | null = null;
 
   constructor(
     readonly dir: string,
@@ -281,7 +391,15 @@ export class PvdDirectory {
     else {
       this.timer = setTimeout(() => {
         this.timer = null;
-        this.scanning = this.scanning.then(() => this.scan());
+        // A scan that fails (it should not: files' problems are reported, not thrown) is said in
+        // one line; the chain goes on, so the next change is read, and no rejection is left unhandled.
+        this.scanning = this.scanning
+          .then(() => this.scan())
+          .catch((err: unknown) => {
+            this.applied = null;
+            const error = err instanceof Error ? err.message : String(err);
+            this.log.error({ dir: this.dir, error: error.replace(/\s+/g, ' ') }, 'cannot scan the PvD directory; retrying at the next change or rescan');
+          });
       }, SETTLE_MS);
     }
   }
@@ -303,10 +421,17 @@ export class PvdDirectory {
     } catch (err) {
       const problem = { file: this.dir, line: null, key: '', problem: `cannot read the PvD directory: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
       this.report([[formatProblem(problem), () => this.log.error({ dir: this.dir, error: formatProblem(problem) }, 'cannot read the PvD directory')]]);
+      this.applied = null; // what was reported is forgotten: the next scan says it all again
       return { files: [], problems: [problem] };
     }
     const present = new Set(names);
-    for (const name of [...this.files.keys()]) if (!present.has(name)) this.files.delete(name);
+    let removed = 0;
+    for (const name of [...this.files.keys()]) {
+      if (!present.has(name)) {
+        this.files.delete(name);
+        removed++;
+      }
+    }
     // stat() and read in synchronous runs of IO_RUN files, giving the event loop a turn between runs: a
     // promise per call costs four times the system calls' own time (a folder of 16,000 files took
     // seconds), while a run of small local files blocks queries for a millisecond or two at most.
@@ -332,14 +457,20 @@ export class PvdDirectory {
       const path = join(this.dir, name);
       const known = this.files.get(name);
       if (r.ok) {
-        this.files.set(name, { stamp, good: r, problems: [] });
+        this.files.set(name, { stamp, good: r, problems: [], dangling: false });
         if (r.ignoredKeys.length > 0) {
-          this.log.info({ file: path, pvd: r.spec.identifier, ignoredKeys: r.ignoredKeys }, 'a PvD file has keys pvdns does not know; ignored as RFC 8801 §4.3 says');
+          // The first few by name, and how many more: a file of 100,000 unknown keys is one short line.
+          const more = r.ignoredKeys.length - MAX_PVD_PROBLEMS;
+          const keys = more > 0 ? { ignoredKeys: r.ignoredKeys.slice(0, MAX_PVD_PROBLEMS), moreIgnoredKeys: more } : { ignoredKeys: r.ignoredKeys };
+          this.log.info({ file: path, pvd: r.spec.identifier, ...keys }, 'a PvD file has keys pvdns does not know; ignored as RFC 8801 §4.3 says');
         }
+      } else if (r.dangling) {
+        this.files.set(name, { stamp, good: null, problems: r.problems, dangling: true });
       } else {
-        this.files.set(name, { stamp, good: known?.good ?? null, problems: r.problems });
+        this.files.set(name, { stamp, good: known?.good ?? null, problems: r.problems, dangling: false });
       }
     }
+    if (changed.length === 0 && removed === 0 && this.applied?.generation === this.registry.generation) return this.applied.report;
     return this.apply();
   }
 
@@ -353,14 +484,15 @@ export class PvdDirectory {
       for (const p of state.problems) {
         problems.push(p);
         const line = formatProblem(p);
-        logs.push([`${state.stamp} ${line}`, () => this.log.error({ file: p.file, line: p.line, key: p.key, error: line }, 'ignoring a bad PvD file; its PvD, if any, is unchanged')]);
+        const msg = state.dangling ? 'a PvD file is a symbolic link to nothing; its PvD, if any, is withdrawn' : 'ignoring a bad PvD file; its PvD, if any, is unchanged';
+        logs.push([`${state.stamp} ${line}`, () => this.log.error({ file: p.file, line: p.line, key: p.key, error: line }, msg)]);
       }
       const good = state.good;
       if (good === null) continue;
       const id = normalizeDomain(good.spec.identifier);
       const first = chosen.get(id);
       if (first !== undefined) {
-        const p = { file: good.file, line: good.lines.get('identifier') ?? 1, key: 'identifier', problem: `"${good.spec.identifier}" is also the PvD of ${first.file}; the first file by name is used` };
+        const p = { file: good.file, line: good.lines.get('identifier') ?? 1, key: 'identifier', problem: `${JSON.stringify(good.spec.identifier)} is also the PvD of ${first.file}; the first file by name is used` };
         problems.push(p);
         logs.push([formatProblem(p), () => this.log.error({ file: good.file, other: first.file, pvd: id, error: formatProblem(p) }, 'two PvD files name the same PvD; using the first')]);
         continue;
@@ -373,7 +505,7 @@ export class PvdDirectory {
     for (const id of r.conflicts) {
       const f = chosen.get(id)!;
       const holder = this.registry.get(id);
-      const p = { file: f.file, line: f.lines.get('identifier') ?? 1, key: 'identifier', problem: `"${f.spec.identifier}" is already ${holder ? sourceLabel(holder) : 'held by another source'}; this file is ignored` };
+      const p = { file: f.file, line: f.lines.get('identifier') ?? 1, key: 'identifier', problem: `${JSON.stringify(f.spec.identifier)} is already ${holder ? sourceLabel(holder) : 'held by another source'}; this file is ignored` };
       problems.push(p);
       logs.push([formatProblem(p), () => this.log.error({ file: f.file, pvd: id, source: holder?.source, error: formatProblem(p) }, 'a PvD file names a PvD another source holds; ignored')]);
     }
@@ -386,7 +518,9 @@ export class PvdDirectory {
     this.report(logs);
     problems.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0)); // stable: a file's own order stays
     const files = [...chosen].filter(([id]) => !gone.has(id)).map(([id, f]) => ({ file: f.file, id }));
-    return { files, problems };
+    const report = { files, problems };
+    this.applied = { generation: this.registry.generation, report };
+    return report;
   }
 
   /** report logs each problem not logged after the last scan, and forgets the ones gone (so they log again if they come back). */
