@@ -20,7 +20,8 @@ const HELP = `pvdns — a DNS resolver that keeps DNS per provisioning domain (P
 
 Usage:
   pvdns serve [--config FILE]     run the resolver (default: the embedded config/default.yaml)
-  pvdns check-config FILE         validate FILE and the PvD files of its pvdSources.directory, and
+  pvdns check-config [--strict] FILE
+                                  validate FILE and the PvD files of its pvdSources.directory, and
                                   print the PvDs and routes they give (exit 1 on an error in FILE;
                                   a bad PvD file is a warning, as serve ignores it; --strict: exit 1
                                   on warnings too)

@@ -84,14 +84,14 @@ async function exists(path: string): Promise<boolean> {
  * in: they could replace the file between pvdns's check and its read, or
  * plant one before pvdns makes it.
  */
-async function checkFolder(dir: string): Promise<void> {
+async function checkFolder(dir: string, owners = true): Promise<void> {
   const st = await stat(dir);
   const uid = process.getuid?.() ?? 0;
   const sticky = (st.mode & 0o1000) !== 0;
   if ((st.mode & 0o022) !== 0 && !sticky) {
     throw new TokenError(`${dir}, the folder of http.tokenFile, is writable by others (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}): use a folder only pvdns's user can write, e.g. /run/pvdns`);
   }
-  if (st.uid !== uid && st.uid !== 0) throw new TokenError(`${dir}, the folder of http.tokenFile, belongs to uid ${st.uid}, neither pvdns's user (uid ${uid}) nor root`);
+  if (owners && st.uid !== uid && st.uid !== 0) throw new TokenError(`${dir}, the folder of http.tokenFile, belongs to uid ${st.uid}, neither pvdns's user (uid ${uid}) nor root`);
 }
 
 /**
@@ -100,8 +100,16 @@ async function checkFolder(dir: string): Promise<void> {
  * writable), since serve makes it.
  */
 export async function checkTokenFile(path: string): Promise<void> {
-  if (await exists(dirname(path))) await checkFolder(dirname(path));
-  if ((await readTokenFile(path)) !== null) return;
+  // check-config may run as another user than serve (root checking a running service's file, owned
+  // by its user): the modes are checked, not who owns the file and folder, and a file this user may
+  // not open is taken on trust.
+  if (await exists(dirname(path))) await checkFolder(dirname(path), false);
+  try {
+    if ((await readTokenFile(path, false)) !== null) return;
+  } catch (err) {
+    if (err instanceof TokenError && err.problem.startsWith('cannot read') && err.problem.endsWith('EACCES')) return;
+    throw err;
+  }
   let dir = dirname(path);
   for (;;) {
     try {
@@ -125,7 +133,7 @@ export async function checkTokenFile(path: string): Promise<void> {
  * none. The checks and the read are of one open file, not of a path twice,
  * and never through a symbolic link: nothing can be swapped in between.
  */
-async function readTokenFile(path: string): Promise<string | null> {
+async function readTokenFile(path: string, owners = true): Promise<string | null> {
   let fh;
   try {
     fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -143,7 +151,7 @@ async function readTokenFile(path: string): Promise<string | null> {
       throw new TokenError(`${path} is readable or writable by others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): chmod 600 it`);
     }
     const uid = process.getuid?.() ?? 0;
-    if (st.uid !== uid && st.uid !== 0) throw new TokenError(`${path} belongs to uid ${st.uid}, neither pvdns's user (uid ${uid}) nor root`);
+    if (owners && st.uid !== uid && st.uid !== 0) throw new TokenError(`${path} belongs to uid ${st.uid}, neither pvdns's user (uid ${uid}) nor root`);
     if (st.size > MAX_TOKEN_FILE) throw new TokenError(`${path} is ${st.size} octets: a token file holds one token`);
     text = await fh.readFile('utf8');
   } catch (err) {

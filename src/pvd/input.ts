@@ -1,5 +1,5 @@
 // PvD objects as the API and PvD files receive them. One reading for every
-// form, documented in the README ("The PvD object"):
+// form, documented in the README ("How a PvD object is read"):
 //
 // - Every key pvdns knows — RFC 8801's (identifier, expires, prefixes,
 //   dnsZones, noInternet) and pvdns's own (dnsServers, priority, default,

@@ -5,7 +5,7 @@
 // real HTTP requests against a running pvdns, and each change or refusal
 // must leave its audit line.
 
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { configSchema } from '../../src/config/schema.js';
 import { App } from '../../src/app.js';
+import { checkTokenFile, loadTokenFile } from '../../src/http/token.js';
 import { a, answer, FakeUpstream } from '../helpers/fake-upstream.js';
 import { call, getPvd } from '../helpers/http.js';
 import { startPvdns, TEST_TOKEN, type Running } from '../helpers/pvdns.js';
@@ -308,6 +309,21 @@ describe('http.tokenFile', () => {
       );
       expect(err?.message, file).toMatch(problem);
     }
+  });
+
+  it.runIf(process.getuid?.() === 0)("lets check-config, run as root, check a running service's token file that its own user owns", async () => {
+    // As under systemd: /run/pvdns (0700) and its token (0600) belong to the unit's dynamic user.
+    const folder = join(dir, 'service');
+    mkdirSync(folder, { mode: 0o700 });
+    writeFileSync(join(folder, 'token'), 'service-token-0123456789abcdef\n', { mode: 0o600 });
+    chownSync(folder, 65534, 65534);
+    chownSync(join(folder, 'token'), 65534, 65534);
+    await expect(checkTokenFile(join(folder, 'token'))).resolves.toBeUndefined();
+    // serve, as root, would not take a token another user could have written.
+    await expect(loadTokenFile(join(folder, 'token'))).rejects.toThrow(/belongs to uid 65534/);
+    // The modes still count.
+    chmodSync(join(folder, 'token'), 0o640);
+    await expect(checkTokenFile(join(folder, 'token'))).rejects.toThrow(/chmod 600/);
   });
 
   it('refuses http.token and http.tokenFile together', () => {
