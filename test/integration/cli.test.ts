@@ -36,7 +36,7 @@ describe('pvdns --help, --version, check-config', () => {
     const help = run('--help');
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/pvdns serve \[--config FILE\]/);
-    expect(help.stdout).toMatch(/pvdns check-config FILE/);
+    expect(help.stdout).toMatch(/pvdns check-config \[--strict\] FILE/);
   });
 
   it('runs as `npx pvdns` through its first line, V8 flags included', () => {
