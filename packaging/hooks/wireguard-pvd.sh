@@ -23,29 +23,8 @@ PVDNS_TOKEN="${PVDNS_TOKEN:-}"
 PVDNS_TOKEN_FILE="${PVDNS_TOKEN_FILE:-/run/pvdns/token}"
 me=$(basename "$0")
 
-# pvdns_api METHOD PATH [BODY]: one API call with the bearer token and a JSON body (pvdns refuses
-# other bodies with 415). A refusal is reported with pvdns's own error, on one line.
-pvdns_api() {
-  token="$PVDNS_TOKEN"
-  if [ -z "$token" ]; then
-    if [ ! -r "$PVDNS_TOKEN_FILE" ] || ! token=$(cat "$PVDNS_TOKEN_FILE") || [ -z "$token" ]; then
-      echo "$me: no pvdns API token: PVDNS_TOKEN is empty and $PVDNS_TOKEN_FILE cannot be read (pvdns writes it at start; run as root or set PVDNS_TOKEN_FILE)" >&2
-      return 1
-    fi
-  fi
-  # The header reaches curl on its standard input, not its command line, which every local user
-  # can read in /proc. A pvdns that does not answer in 10 s does not hold the tunnel up.
-  if ! resp=$(printf 'authorization: Bearer %s\n' "$token" |
-    curl -sS --max-time 10 -X "$1" -H @- -H 'content-type: application/json' ${3:+--data-raw "$3"} -w '\n%{http_code}' "$PVDNS_API$2"); then
-    echo "$me: $1 $PVDNS_API$2: no answer from pvdns" >&2
-    return 1
-  fi
-  code=$(printf '%s\n' "$resp" | tail -n 1)
-  case "$code" in
-    2??) return 0 ;;
-    *) echo "$me: $1 $PVDNS_API$2: pvdns answered $code $(printf '%s\n' "$resp" | sed '$d' | tr -d '\n')" >&2; return 1 ;;
-  esac
-}
+# pvdns_api METHOD PATH [BODY] (pvdns-api.sh, installed beside this hook).
+. "$(dirname "$0")/pvdns-api.sh"
 
 action="$1"; iface="${2:-wg0}"
 body="{\"identifier\": \"$PVD_ID\", \"dnsServers\": [$PVD_SERVERS], \"dnsZones\": [$PVD_ZONES], \"prefixes\": [$PVD_PREFIXES], \"noInternet\": true, \"interface\": \"$iface\"}"
