@@ -29,11 +29,11 @@ import { describePvd, type Pvd } from './pvd/model.js';
 import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
 import { PvdInputError } from './pvd/input.js';
-import { pvdSpecSchema, serverProblem, unicastProblem, type PvdSpec } from './pvd/schema.js';
+import type { PvdSpec } from './pvd/schema.js';
 import { isOwnListener } from './config/own-listener.js';
-import { linkPvd, readHostLinks, runTool, type RunTool } from './pvd/sources/host.js';
-import { readResolvConf, SYSTEM_PVD } from './pvd/sources/resolvconf.js';
+import type { RunTool } from './pvd/sources/host-tools.js';
 import { PvdDirectory, type DirectoryReport } from './pvd/sources/directory.js';
+import { SourceSet } from './pvd/sources/sources.js';
 import { announceFrom, syncSource } from './pvd/sources/sync.js';
 import { pvdView, type PvdView } from './pvd/view.js';
 import { CacheStage } from './resolve/cache-stage.js';
@@ -42,6 +42,7 @@ import { CnameStage } from './resolve/cname-stage.js';
 import { RebindStage } from './resolve/rebind-stage.js';
 import { Coalesce } from './resolve/coalesce.js';
 import { Dns64Stage } from './resolve/dns64-stage.js';
+import { RouteGate } from './resolve/gate.js';
 import { Forwarder } from './resolve/forward.js';
 import { LocalNames } from './resolve/local.js';
 import { Query } from './resolve/query.js';
@@ -111,8 +112,10 @@ export class App {
   private dns: Array<{ label: string; udp: UdpListener; tcp: TcpListener }> = [];
   private http: HttpServer | null = null;
   private directory: PvdDirectory | null = null;
-  /** Reads the host's links again every pvdSources.hostPollIntervalS. */
-  private hostPoll: NodeJS.Timeout | null = null;
+  /** Where PvDs come from besides the API: the config, the host, files, Router Advertisements. */
+  private readonly sources: SourceSet;
+  /** Held by a source reading a change it has heard of: queries wait before they are routed. */
+  private readonly gate = new RouteGate();
   private listening = false;
   /** Server-Sent Events of GET /v1/events. */
   readonly events = new EventHub();
@@ -166,6 +169,13 @@ export class App {
     );
     this.httpClients = new AccessList(config.http.allow ?? config.access.allow);
     this.audit = new AuditLog(this.log);
+    this.sources = new SourceSet({
+      registry: this.pvds,
+      log: this.log,
+      hold: () => this.gate.hold(),
+      ownListeners: () => [...this.listenAddresses(), ...this.addresses().dns],
+      runTool: opts.runTool,
+    });
     this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log, new RateLimiter(config.access.rateLimit));
 
     // Routes first: by the time anyone hears of a change, names already route by it.
@@ -237,6 +247,10 @@ export class App {
     let all: Next = this.forwarder.resolve;
     const cname = new CnameStage(routes, () => all);
     const stages: Stage[] = [
+      // 0. A source that has heard of a change and is reading it holds the
+      //    gate: queries wait (100 ms at most) and are routed by the new
+      //    routes, so a zone being announced is never asked elsewhere.
+      this.gate,
       // 1. Special-use and locally served names never leave the host (RFC
       //    6761, RFC 6303). It consults the route table, since a PvD may own
       //    a private reverse zone, and leaves the decision on the query.
@@ -383,6 +397,7 @@ export class App {
         return n;
       },
       events: this.events,
+      sources: () => this.sources.views(),
       token: () => this.apiToken,
       audit: this.audit,
     };
@@ -399,7 +414,7 @@ export class App {
     await this.readApiToken(this.config, false);
     const listenAddrs = this.listenAddresses();
     const warnings = await this.check(this.config, listenAddrs);
-    this.applyPvds(this.config, await this.hostPvds(this.config, listenAddrs));
+    await this.sources.apply(this.config, { once: true });
     return warnings;
   }
 
@@ -434,7 +449,7 @@ export class App {
       throw err;
     }
     this.listening = true;
-    this.pollHost();
+    await this.sources.apply(this.config);
     this.dns64.start();
     this.captive.start();
     const bound = this.addresses();
@@ -443,6 +458,7 @@ export class App {
         listen: bound.dns.map((a) => a.label),
         http: bound.http?.label ?? null,
         udp: udpBackend,
+        sources: this.sources.views().map((v) => `${v.source}: ${v.via}`),
         pvds: this.pvds.list().map(describePvd),
         config: this.opts.configFile,
       },
@@ -548,56 +564,6 @@ export class App {
     return null;
   }
 
-  /**
-   * hostPvds reads the PvDs the host gives (RFC 7556 §2.2 implicit PvDs):
-   * one per link from systemd-resolved or NetworkManager, else the
-   * resolv.conf "system" PvD. It may fail, so it runs before anything changes.
-   */
-  private async hostPvds(config: Config, listenAddrs: SocketAddress[]): Promise<PvdSpec[]> {
-    if (!config.pvdSources.host) return [];
-    const report = await readHostLinks(this.opts.runTool ?? runTool);
-    if (report !== null) {
-      const specs: PvdSpec[] = [];
-      for (const link of report.links) {
-        const raw = linkPvd(link);
-        const servers = (raw.dnsServers as string[]).filter((s) => {
-          const never = serverProblem(s);
-          if (never) {
-            this.log.warn({ link: link.ifname, server: s, tool: report.tool, error: never }, "skipping a link's DNS server that can never answer");
-            return false;
-          }
-          const own = isOwnListener(parseSocketAddress(s, 53) as SocketAddress, listenAddrs);
-          if (own) this.log.warn({ link: link.ifname, server: s, tool: report.tool }, "skipping a link's DNS server that is pvdns itself (a loop)");
-          return !own;
-        });
-        if (servers.length === 0) continue;
-        const r = pvdSpecSchema.safeParse({ ...raw, dnsServers: servers });
-        if (r.success) specs.push(r.data);
-        else this.log.warn({ link: link.ifname, tool: report.tool, error: r.error.issues[0]?.message }, 'skipping a link pvdns cannot make a PvD of');
-      }
-      if (specs.length > 0) return specs;
-    }
-    const file = config.pvdSources.resolvConf;
-    const all = await readResolvConf(file);
-    const servers = all.filter((s) => {
-      const never = unicastProblem(s, s.label);
-      if (never) this.log.warn({ server: s.label, file, error: never }, 'skipping a resolv.conf nameserver that can never answer');
-      return never === null && !isOwnListener(s, listenAddrs);
-    });
-    for (const s of all) if (!servers.includes(s) && isOwnListener(s, listenAddrs)) this.log.warn({ server: s.label, file }, 'skipping a resolv.conf nameserver that is pvdns itself (a loop)');
-    if (servers.length === 0) this.log.warn({ file }, 'resolv.conf lists no usable nameserver: the system PvD has no servers and is no default');
-    // RFC 7556 §2.2: the host's node-wide configuration is one implicit PvD (a default only with servers).
-    return [pvdSpecSchema.parse({ identifier: SYSTEM_PVD, dnsServers: servers.map((s) => s.label), default: servers.length > 0 })];
-  }
-
-  /** applyPvds brings the registry in line with the configuration and the host. */
-  private applyPvds(config: Config, host: PvdSpec[]): void {
-    // An expired PvD is not announced: check() has already said so, with its file, line and key.
-    const { conflicts } = syncSource(this.pvds, 'config', config.pvds);
-    for (const id of conflicts) this.log.warn({ pvd: id }, 'pvd not announced: another source holds this identifier');
-    syncSource(this.pvds, 'host', host);
-  }
-
   /** readiness: listeners bound and some PvD has a server to ask. */
   readiness(): Readiness {
     if (!this.listening) return { ready: false, reason: 'listeners not bound yet' };
@@ -617,7 +583,6 @@ export class App {
     const unchanged = (k: keyof Config): boolean => JSON.stringify(prev[k]) === JSON.stringify(next[k]);
     const listenAddrs = next.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress);
     await this.check(next, listenAddrs);
-    const host = await this.hostPvds(next, listenAddrs);
     // Read again on every reload: rotating the token is writing the file and sending SIGHUP.
     const token = this.listening ? await this.readApiToken(next, true) : this.apiToken;
     if (this.listening && !unchanged('listen')) {
@@ -649,35 +614,10 @@ export class App {
     if (!unchanged('upstream')) this.forwarder.setOptions({ ...next.upstream });
     if (!unchanged('captive')) this.captive.setOptions(next.captive);
     for (const d of this.dns) d.tcp.setOptions({ ...next.tcp });
-    this.applyPvds(next, host);
-    if (this.listening) this.pollHost();
+    await this.sources.apply(next, { once: !this.listening });
     if (this.listening) await this.watchDirectory(next.pvdSources.directory);
     this.handler.reconfigure(this.pipeline(), new AccessList(next.access.allow), unchanged('access') ? undefined : new RateLimiter(next.access.rateLimit));
     this.log.info({ pvds: this.pvds.list().map((p) => p.id), config: this.opts.configFile }, 'configuration reloaded');
-  }
-
-  /**
-   * pollHost reads the host's links again every pvdSources.hostPollIntervalS
-   * and brings the host PvDs in line: a link that comes up is announced, one
-   * whose servers or domains change is updated, one that goes is withdrawn.
-   */
-  private pollHost(): void {
-    if (this.hostPoll !== null) clearTimeout(this.hostPoll);
-    this.hostPoll = null;
-    const every = this.config.pvdSources.hostPollIntervalS;
-    if (!this.config.pvdSources.host || every === 0) return;
-    this.hostPoll = setTimeout(() => {
-      const config = this.config;
-      this.hostPvds(config, [...this.listenAddresses(), ...this.addresses().dns])
-        .then((specs) => {
-          if (this.listening && this.config === config) syncSource(this.pvds, 'host', specs);
-        })
-        .catch((err: unknown) => this.log.warn({ error: (err as Error).message }, "cannot read the host's DNS configuration; keeping the host PvDs as they are"))
-        .finally(() => {
-          if (this.listening && this.config === config) this.pollHost();
-        });
-    }, every * 1000);
-    this.hostPoll.unref();
   }
 
   /** watchDirectory follows a folder of PvD files (pvdSources.directory), or stops following one. */
@@ -708,8 +648,7 @@ export class App {
     await this.http?.stop();
     this.directory?.stop();
     this.events.close();
-    if (this.hostPoll !== null) clearTimeout(this.hostPoll);
-    this.hostPoll = null;
+    this.sources.stop();
     this.dns64.close();
     this.captive.close();
     this.transport.close?.();

@@ -30,6 +30,9 @@ const cidr = z.string().superRefine((v, ctx) => {
 
 const seconds = z.number().int().min(0);
 
+/** The ways pvdSources.hostBackend may name of learning the host's links (src/pvd/sources/host.ts). */
+export const HOST_BACKENDS = ['auto', 'resolved', 'networkmanager', 'resolvectl', 'nmcli', 'resolvconf'] as const;
+
 /** A known address of the captive-portal canary: an IPv4 literal as answers print it. */
 const canaryAddress = z.string().superRefine((v, ctx) => {
   if (ipaddr.IPv6.isValid(v)) {
@@ -148,9 +151,22 @@ export const configSchema = z
       .strictObject({
         directory: z.string().min(1).nullable().default(null),
         host: z.boolean().default(true),
-        // How often the host's links are read again for changes; 0: only at start and on reload.
+        // Where the host's links come from: auto tries systemd-resolved and NetworkManager over
+        // D-Bus (by their events), then resolvectl and nmcli (polled), then resolv.conf.
+        hostBackend: z.enum(HOST_BACKENDS).default('auto'),
+        // How often resolvectl or nmcli is run again when they are the backend (no bus); 0: only at
+        // start and on reload. The D-Bus backends follow events and never poll.
         hostPollIntervalS: z.number().int().min(0).max(86_400).default(10),
         resolvConf: z.string().min(1).default('/etc/resolv.conf'),
+        // RFC 8801 explicit PvDs from Router Advertisements (needs CAP_NET_RAW).
+        routerAdvertisements: z.boolean().default(false),
+      })
+      .prefault({}),
+    tls: z
+      .strictObject({
+        // Extra trust anchors (PEM) beside the system's: for RFC 8801 PvD Additional Information
+        // fetched over HTTPS, and for encrypted upstreams.
+        caFile: z.string().min(1).nullable().default(null),
       })
       .prefault({}),
     pvds: z.array(pvdSpecSchema).default([]),

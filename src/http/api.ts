@@ -36,6 +36,8 @@ export interface ApiDeps {
   translate(name: string, type: string, pvd: Pvd | null, client: string): Promise<TranslateResult>;
   flush(pvd: Pvd | null): number;
   events: EventHub;
+  /** The PvD sources in use and how each learns its PvDs ("host" via "resolved (D-Bus)"). */
+  sources(): Array<{ source: string; via: string }>;
   token(): string | null;
   audit: AuditLog;
 }
@@ -98,7 +100,7 @@ export class Api {
     const pvdMatch = /^\/v1\/pvds\/([^/]+)$/.exec(path);
     if (path === '/v1/pvds') {
       allow(method, ['GET']);
-      return json(res, 200, { pvds: this.deps.pvds.list().map((p) => this.deps.view(p)) });
+      return json(res, 200, { pvds: this.deps.pvds.list().map((p) => this.deps.view(p)), sources: this.deps.sources() });
     }
     if (pvdMatch) {
       let id: string;

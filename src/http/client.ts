@@ -55,13 +55,16 @@ function call<T>(server: string, path: string): Promise<T> {
 
 /** status fetches the PvDs and renders them as a table (or JSON). */
 export async function status(server: string, asJson: boolean): Promise<string> {
-  const { pvds } = await call<{ pvds: PvdView[] }>(server, 'v1/pvds');
-  if (asJson) return JSON.stringify({ pvds }, null, 2);
-  if (pvds.length === 0) return 'no PvDs attached';
+  const { pvds, sources = [] } = await call<{ pvds: PvdView[]; sources?: Array<{ source: string; via: string }> }>(server, 'v1/pvds');
+  if (asJson) return JSON.stringify({ pvds, sources }, null, 2);
   const lines: string[] = [];
+  // Where the PvDs come from, first: "host PvDs from resolved (D-Bus)" says the events are followed.
+  for (const s of sources) lines.push(`${s.source} PvDs from ${s.via}`);
+  if (sources.length > 0) lines.push('');
+  if (pvds.length === 0) return [...lines, 'no PvDs attached'].join('\n');
   for (const p of pvds) {
     const traits = [
-      p.source,
+      p.origin ? `${p.source}: ${p.origin}` : p.source,
       p.default ? `default, priority ${p.priority}` : 'not default',
       ...(p.noInternet ? ['noInternet'] : []),
       `${p.cacheEntries} cached`,

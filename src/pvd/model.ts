@@ -7,7 +7,7 @@ import { reverseZones } from './reverse.js';
 import { normalizeDomain, type PvdSpec } from './schema.js';
 
 /** Where a PvD came from. */
-export type PvdSource = 'config' | 'host' | 'api' | 'file';
+export type PvdSource = 'config' | 'host' | 'api' | 'file' | 'ra';
 
 /** Pvd is immutable; an update replaces the object (and keeps its tag). */
 export interface Pvd {
@@ -18,6 +18,8 @@ export interface Pvd {
   /** Unique per announcement: the namespace of this PvD's cache entries. */
   readonly tag: number;
   readonly source: PvdSource;
+  /** How the source learned it, where that says more than the source: "resolved (D-Bus)", "resolvectl (polled every 10 s)". */
+  readonly origin: string | null;
   readonly servers: readonly SocketAddress[];
   /** Normalized dnsZones (lower case, no trailing dot). */
   readonly dnsZones: readonly string[];
@@ -55,7 +57,7 @@ export function newTag(): number {
 }
 
 /** pvdFromSpec builds a Pvd from a validated spec. */
-export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag = newTag()): Pvd {
+export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag = newTag(), origin: string | null = null): Pvd {
   const servers = spec.dnsServers.map((s) => {
     const r = parseSocketAddress(s, 53);
     if (typeof r === 'string') throw new Error(r); // the schema has checked it
@@ -72,6 +74,7 @@ export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag
     identifier: spec.identifier,
     tag,
     source,
+    origin,
     servers: Object.freeze(servers),
     dnsZones: Object.freeze([...new Set(spec.dnsZones.map(normalizeDomain))]),
     prefixes: Object.freeze([...spec.prefixes]),

@@ -50,6 +50,8 @@ export interface ServerView {
 export interface PvdView extends CaptiveView, Dns64View {
   identifier: string;
   source: string;
+  /** How the source learned it: "resolved (D-Bus)", "resolvectl (polled every 10 s)"; null where the source says it all. */
+  origin: string | null;
   default: boolean;
   priority: number;
   noInternet: boolean;
@@ -67,6 +69,7 @@ export function pvdView(p: Pvd, servers: ServerView[], captive: CaptiveView, dns
   return {
     identifier: p.identifier,
     source: p.source,
+    origin: p.origin,
     default: p.isDefault,
     priority: p.priority,
     noInternet: p.noInternet,

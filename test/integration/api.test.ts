@@ -85,6 +85,7 @@ describe('control API (/v1)', () => {
       expect(r.body.pvds[0]).toEqual({
         identifier: 'wifi',
         source: 'config',
+        origin: null,
         default: true,
         priority: 10,
         noInternet: false,

@@ -14,7 +14,7 @@ import { createLogger } from '../../src/log.js';
 import type { RunTool } from '../../src/pvd/sources/host.js';
 import { ask } from '../helpers/client.js';
 import { a, answer, FakeUpstream } from '../helpers/fake-upstream.js';
-import { eventually, getPvd, listPvds } from '../helpers/http.js';
+import { call, eventually, getPvd, listPvds } from '../helpers/http.js';
 
 const emptyResolvConf = join(mkdtempSync(join(tmpdir(), 'pvdns-host-')), 'resolv.conf');
 writeFileSync(emptyResolvConf, '# no nameserver\n');
@@ -46,7 +46,7 @@ describe('PvDs from the host (systemd-resolved)', () => {
       log: { level: 'silent' },
       captive: { probeIntervalS: 0 },
       // A resolv.conf with no nameserver: when every link goes, the fallback "system" PvD has none.
-      pvdSources: { host: true, hostPollIntervalS: 1, resolvConf: emptyResolvConf },
+      pvdSources: { host: true, hostBackend: 'resolvectl', hostPollIntervalS: 1, resolvConf: emptyResolvConf },
     });
     app = new App(cfg, { configFile: null, log: createLogger('silent'), runTool });
     await app.start();
@@ -61,7 +61,11 @@ describe('PvDs from the host (systemd-resolved)', () => {
 
   it('makes one PvD per link, the default route a default PvD', async () => {
     const pvds = await listPvds(http);
-    expect(pvds.map((p) => [p.identifier, p.source, p.interface, p.default, p.dnsZones])).toEqual([['eth0', 'host', 'eth0', true, ['home.example']]]);
+    expect(pvds.map((p) => [p.identifier, p.source, p.origin, p.interface, p.default, p.dnsZones])).toEqual([
+      ['eth0', 'host', 'resolvectl (polled every 1 s)', 'eth0', true, ['home.example']],
+    ]);
+    // Which way the host is read is said once for all its PvDs, too.
+    expect((await call<{ sources: unknown }>(http, 'GET', '/v1/pvds')).body.sources).toEqual([{ source: 'host', via: 'resolvectl (polled every 1 s)' }]);
     expect((await ask(dns, 'www.example.org', 'A')).packet.answers.map((x) => x.address)).toEqual(['192.0.2.50']);
   });
 

@@ -1,151 +1,63 @@
 // Implicit PvDs from the host (RFC 7556 §2.2): one per link, from what the
-// host's network manager already knows — systemd-resolved (resolvectl) or
-// NetworkManager (nmcli) — with each link's DNS servers and domains. A VPN
-// link's routing domains ("~corp.example.com") become its dnsZones; a link
-// that takes names nobody routes elsewhere (resolved's default route, or a
-// "~." domain) is a default PvD. Hosts with neither tool fall back to
-// resolv.conf as the single `system` PvD (resolvconf.ts).
+// host's network manager already knows — each link's DNS servers and
+// domains. A VPN link's routing domains ("~corp.example.com") become its
+// dnsZones; a link that takes names nobody routes elsewhere (resolved's
+// default route, or a "~." domain) is a default PvD. Hosts that tell pvdns
+// nothing fall back to resolv.conf as the single `system` PvD.
+//
+// HostFeed is the one source for all of it. The links come from the first
+// LinkBackend that answers (sources.ts lists them: systemd-resolved and
+// NetworkManager over D-Bus, followed by their events; resolvectl and nmcli
+// polled as the fallback). The kernel's own view of the links (netlink,
+// when available) is laid over them: a link that is down has no PvD, and a
+// link's PvD owns the prefixes of its global addresses, so their reverse
+// zones route to it and follow the addresses as they change.
 
-import { execFile } from 'node:child_process';
-import { parseSocketAddress } from '../../config/address.js';
-import { domainProblem } from '../schema.js';
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import ipaddr from 'ipaddr.js';
+import type { Logger } from 'pino';
+import { parseSocketAddress, type SocketAddress } from '../../config/address.js';
+import { isOwnListener } from '../../config/own-listener.js';
+import { domainProblem, pvdSpecSchema, serverProblem, unicastProblem, type PvdSpec } from '../schema.js';
+import { readResolvConf, SYSTEM_PVD } from './resolvconf.js';
+import type { HostLink, LinkBackend, PvdFeed, SourceSink } from './source.js';
 
-/** HostLink is one link's DNS configuration as the host's tools report it. */
-export interface HostLink {
+export { parseNmcli, parseResolvectl, readHostLinks, runTool, NMCLI_FIELDS, type HostReport, type RunTool } from './host-tools.js';
+
+/** One address of a link as the kernel reports it. */
+export interface LinkAddress {
+  address: string;
+  prefixLength: number;
+  family: 4 | 6;
+  scope: 'global' | 'link' | 'host';
+}
+
+/** A link as the kernel reports it (netlink.ts). */
+export interface LinkState {
+  ifindex: number;
   ifname: string;
-  /** Server addresses as the tools print them (an IPv6 one may carry a %zone or a port). */
-  servers: string[];
-  /** Search and routing domains without the "~", lower case; "." stands for the "~." default route. */
-  domains: string[];
-  /** Whether names nobody routes elsewhere may go to this link. */
-  defaultRoute: boolean;
+  up: boolean;
+  addresses: readonly LinkAddress[];
 }
 
-/** Runs one of the host's tools: its standard output, or null when it is missing or fails. */
-export type RunTool = (cmd: string, args: string[]) => Promise<string | null>;
-
-/**
- * runTool runs a tool with a short timeout and no shell, in the C locale,
- * and as wide as systemd allows so resolvectl wraps no list.
- */
-export const runTool: RunTool = (cmd, args) =>
-  new Promise((resolve) => {
-    execFile(cmd, args, { timeout: 5000, encoding: 'utf8', maxBuffer: 1 << 20, env: { ...process.env, LC_ALL: 'C', COLUMNS: '65535' } }, (err, stdout) =>
-      resolve(err ? null : stdout),
-    );
-  });
-
-/**
- * "Link 3 (wg0): a b c" → wg0 → "a b c". A list too long for the terminal
- * goes on in lines that start with blanks: they belong to the line above.
- */
-function linkLines(text: string): Map<string, string> {
-  const out = new Map<string, string>();
-  let last: string | null = null;
-  for (const line of text.split('\n')) {
-    const m = /^Link\s+\d+\s+\(([^)]+)\):\s*(.*)$/.exec(line.trim());
-    if (m) {
-      last = m[1]!;
-      out.set(last, m[2]!.trim());
-    } else if (/^\s+\S/.test(line) && last !== null) {
-      out.set(last, `${out.get(last)} ${line.trim()}`.trim());
-    } else {
-      last = null; // "Global:" and anything else pvdns does not read
-    }
-  }
-  return out;
+/** LinkWatch is the kernel's view of the links: looked up by name, with a callback on every change. */
+export interface LinkWatch {
+  byName(ifname: string): LinkState | undefined;
+  /** Calls `fn` after each batch of changes; returns the unsubscribe. */
+  subscribe(fn: () => void): () => void;
 }
 
-/**
- * parseResolvectl reads `resolvectl dns`, `resolvectl domain` and
- * `resolvectl default-route` (each prints "Link N (ifname): values"). The
- * global lines are the host's own settings, not a link's: left out.
- */
-export function parseResolvectl(dns: string, domain: string, defaultRoute: string): HostLink[] {
-  const servers = linkLines(dns);
-  const domains = linkLines(domain);
-  const routes = linkLines(defaultRoute);
-  const links: HostLink[] = [];
-  for (const [ifname, list] of servers) {
-    const ds = (domains.get(ifname) ?? '').split(/\s+/).filter(Boolean);
-    links.push({
-      ifname,
-      servers: list.split(/\s+/).filter(Boolean),
-      domains: ds.map((d) => (d === '~.' ? '.' : d.replace(/^~/, '').toLowerCase())),
-      defaultRoute: routes.get(ifname) === 'yes' || ds.includes('~.'),
-    });
-  }
-  return links;
-}
-
-/** The fields pvdns asks nmcli for. */
-export const NMCLI_FIELDS = 'GENERAL.DEVICE,IP4.GATEWAY,IP6.GATEWAY,IP4.DNS,IP6.DNS,IP4.SEARCHES,IP6.SEARCHES,IP4.DOMAIN,IP6.DOMAIN';
-
-/**
- * parseNmcli reads `nmcli -t -f NMCLI_FIELDS device show`: "FIELD[n]:value"
- * lines, a GENERAL.DEVICE line starting each device, empty lists left out
- * (an escaped "\:" is read as ":" where a version escapes it). A
- * connection's DNS search and routing domains (ipv4.dns-search, "~x" for
- * routing only) are its SEARCHES; DOMAIN holds what DHCP or a VPN plugin
- * gave. As NetworkManager does, names nobody routes elsewhere go to a device
- * with the default route (a gateway) unless its domains are all routing
- * domains, and to any device with a "~." domain.
- */
-export function parseNmcli(text: string): HostLink[] {
-  const devices: Array<{ ifname: string; servers: string[]; raw: string[]; gateway: boolean }> = [];
-  for (const line of text.split('\n')) {
-    const at = line.indexOf(':');
-    if (at < 0) continue;
-    const field = line.slice(0, at).trim().replace(/\[\d+\]$/, '');
-    const value = line.slice(at + 1).trim().replace(/\\:/g, ':').replace(/\\\\/g, '\\');
-    if (field === 'GENERAL.DEVICE') devices.push({ ifname: value, servers: [], raw: [], gateway: false });
-    else if (devices.length > 0 && value !== '' && value !== '--') {
-      const d = devices.at(-1)!;
-      if (field === 'IP4.DNS' || field === 'IP6.DNS') d.servers.push(value);
-      else if (field.endsWith('.SEARCHES') || field.endsWith('.DOMAIN')) {
-        for (const x of value.split(/[\s,]+/).filter(Boolean)) if (!d.raw.includes(x)) d.raw.push(x);
-      } else if (field.endsWith('.GATEWAY')) d.gateway = true;
-    }
-  }
-  return devices
-    .filter((d) => d.servers.length > 0)
-    .map((d) => {
-      const routingOnly = d.raw.length > 0 && d.raw.every((x) => x.startsWith('~'));
-      return {
-        ifname: d.ifname,
-        servers: d.servers,
-        domains: d.raw.map((x) => (x === '~.' ? '.' : x.replace(/^~/, '').toLowerCase())),
-        defaultRoute: d.raw.includes('~.') || (d.gateway && !routingOnly),
-      };
-    });
-}
-
-/** What the host said: the links and which tool said it. */
-export interface HostReport {
-  tool: 'resolvectl' | 'nmcli';
-  links: HostLink[];
-}
-
-/**
- * readHostLinks asks systemd-resolved, then NetworkManager, for the links'
- * DNS configuration; null when neither answers with a link that has servers.
- */
-export async function readHostLinks(run: RunTool = runTool): Promise<HostReport | null> {
-  const [dns, domain, route] = await Promise.all([
-    run('resolvectl', ['--no-pager', 'dns']),
-    run('resolvectl', ['--no-pager', 'domain']),
-    run('resolvectl', ['--no-pager', 'default-route']),
-  ]);
-  if (dns !== null && domain !== null) {
-    const links = parseResolvectl(dns, domain, route ?? '').filter((l) => l.servers.length > 0);
-    if (links.length > 0) return { tool: 'resolvectl', links };
-  }
-  const nm = await run('nmcli', ['-t', '-f', NMCLI_FIELDS, 'device', 'show']);
-  if (nm !== null) {
-    const links = parseNmcli(nm);
-    if (links.length > 0) return { tool: 'nmcli', links };
-  }
-  return null;
+export interface HostFeedOptions {
+  /** The backends to try in order; the first that answers is used. */
+  backends: readonly LinkBackend[];
+  /** resolv.conf, read when no backend answers. */
+  resolvConf: string;
+  /** pvdns's own DNS listeners: a link server that is one of them is skipped (a loop). */
+  ownListeners: () => SocketAddress[];
+  /** The kernel's view of the links, where netlink is available. */
+  links: LinkWatch | null;
+  log: Logger;
 }
 
 /**
@@ -178,4 +90,188 @@ function serverText(s: string, ifname: string): string {
   const addr = host.split('%')[0]!;
   const text = /^fe[89ab]/i.test(addr) ? `${addr}%${ifname}` : addr;
   return port ? `[${text}]:${port}` : `[${text}]`;
+}
+
+/** prefixOf is the network prefix of an address: 10.8.0.2/24 → "10.8.0.0/24", 2001:db8::5/64 → "2001:db8::/64". */
+export function prefixOf(address: string, prefixLength: number): string | null {
+  try {
+    const a = ipaddr.parse(address);
+    const bytes = a.toByteArray();
+    for (let bit = prefixLength; bit < bytes.length * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+    const net = ipaddr.fromByteArray(bytes);
+    return `${net.toString()}/${prefixLength}`;
+  } catch {
+    return null;
+  }
+}
+
+/** The global addresses' prefixes of a link: what its PvD owns the reverse zones of. */
+function linkPrefixes(state: LinkState | undefined): string[] {
+  if (!state) return [];
+  const out = new Set<string>();
+  for (const a of state.addresses) {
+    // A host route (/32, /128) is one address; it still owns its reverse name.
+    if (a.scope !== 'global') continue;
+    const p = prefixOf(a.address, a.prefixLength);
+    if (p !== null) out.add(p);
+  }
+  return [...out];
+}
+
+/** HostFeed is the host's PvDs: one per link from the first backend that answers, else resolv.conf's `system` PvD. */
+export class HostFeed implements PvdFeed {
+  private active: LinkBackend | null = null;
+  /** The backend being started: a change it reports before its start resolves is kept. */
+  private trying: LinkBackend | null = null;
+  private links: HostLink[] = [];
+  private sink: SourceSink | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private resolvWatch: FSWatcher | null = null;
+  /** Warnings already logged about the current links: each once, not on every change. */
+  private warned = new Set<string>();
+  private stopped = false;
+
+  constructor(private readonly opts: HostFeedOptions) {}
+
+  /** describe names where the host's PvDs come from now. */
+  describe(): string {
+    return this.active !== null ? this.active.name : `resolv.conf (${this.opts.resolvConf})`;
+  }
+
+  /** The backend in use, or null for resolv.conf. */
+  backend(): string | null {
+    return this.active?.name ?? null;
+  }
+
+  async start(sink: SourceSink): Promise<void> {
+    this.sink = sink;
+    for (const b of this.opts.backends) {
+      let first: HostLink[] | null = null;
+      this.trying = b;
+      try {
+        first = await b.start((links) => this.report(b, links));
+      } catch (err) {
+        this.opts.log.warn({ backend: b.name, error: (err as Error).message }, "cannot read the host's links this way; trying the next");
+      }
+      if (this.stopped) {
+        b.stop();
+        return;
+      }
+      if (first !== null) {
+        this.active = b;
+        this.links = this.early ?? first;
+        break;
+      }
+      b.stop();
+    }
+    if (this.opts.links !== null) this.unsubscribe = this.opts.links.subscribe(() => this.push());
+    if (this.active === null) this.watchResolvConf();
+    await this.push();
+  }
+
+  /** refresh applies the links again (pvdns's own listeners changed on a reload). */
+  async refresh(): Promise<void> {
+    this.warned.clear();
+    await this.push();
+  }
+
+  /** Links a backend reported while it was starting, newer than its first report. */
+  private early: HostLink[] | null = null;
+
+  private report(b: LinkBackend, links: HostLink[]): void {
+    if (this.stopped) return;
+    if (b === this.trying && this.active === null) this.early = links;
+    if (b !== this.active) return;
+    this.links = links;
+    this.warned.clear();
+    void this.push();
+  }
+
+  private warnOnce(key: string, fields: Record<string, unknown>, msg: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.opts.log.warn(fields, msg);
+  }
+
+  /** push brings the registry in line with the links (or resolv.conf) as known now. */
+  private async push(): Promise<void> {
+    if (this.stopped || this.sink === null) return;
+    const specs = this.active !== null ? this.linkSpecs() : await this.resolvConfSpecs();
+    if (!this.stopped) this.sink.sync(specs);
+  }
+
+  private linkSpecs(): PvdSpec[] {
+    const own = this.opts.ownListeners();
+    const tool = this.active!.name;
+    const specs: PvdSpec[] = [];
+    for (const link of this.links) {
+      const state = this.opts.links?.byName(link.ifname);
+      // The kernel says the link is down: its servers are out of reach and its names must not be asked elsewhere by mistake.
+      if (state && !state.up) continue;
+      const raw = linkPvd(link);
+      const servers = (raw.dnsServers as string[]).filter((s) => {
+        const never = serverProblem(s);
+        if (never) {
+          this.warnOnce(`never ${link.ifname} ${s}`, { link: link.ifname, server: s, backend: tool, error: never }, "skipping a link's DNS server that can never answer");
+          return false;
+        }
+        const loop = isOwnListener(parseSocketAddress(s, 53) as SocketAddress, own);
+        if (loop) this.warnOnce(`loop ${link.ifname} ${s}`, { link: link.ifname, server: s, backend: tool }, "skipping a link's DNS server that is pvdns itself (a loop)");
+        return !loop;
+      });
+      if (servers.length === 0) continue;
+      const r = pvdSpecSchema.safeParse({ ...raw, dnsServers: servers, prefixes: linkPrefixes(state) });
+      if (r.success) specs.push(r.data);
+      else this.warnOnce(`bad ${link.ifname}`, { link: link.ifname, backend: tool, error: r.error.issues[0]?.message }, 'skipping a link pvdns cannot make a PvD of');
+    }
+    return specs;
+  }
+
+  private async resolvConfSpecs(): Promise<PvdSpec[]> {
+    const file = this.opts.resolvConf;
+    const own = this.opts.ownListeners();
+    let all: SocketAddress[];
+    try {
+      all = await readResolvConf(file);
+    } catch (err) {
+      this.warnOnce(`read ${file}`, { file, error: (err as Error).message }, 'cannot read resolv.conf; the system PvD has no servers');
+      all = [];
+    }
+    const servers = all.filter((s) => {
+      const never = unicastProblem(s, s.label);
+      if (never) this.warnOnce(`never ${s.label}`, { server: s.label, file, error: never }, 'skipping a resolv.conf nameserver that can never answer');
+      return never === null && !isOwnListener(s, own);
+    });
+    for (const s of all) if (!servers.includes(s) && isOwnListener(s, own)) this.warnOnce(`loop ${s.label}`, { server: s.label, file }, 'skipping a resolv.conf nameserver that is pvdns itself (a loop)');
+    if (servers.length === 0) this.warnOnce('none', { file }, 'resolv.conf lists no usable nameserver: the system PvD has no servers and is no default');
+    // RFC 7556 §2.2: the host's node-wide configuration is one implicit PvD (a default only with servers).
+    return [pvdSpecSchema.parse({ identifier: SYSTEM_PVD, dnsServers: servers.map((s) => s.label), default: servers.length > 0 })];
+  }
+
+  /**
+   * watchResolvConf follows resolv.conf's folder for the file being
+   * rewritten or replaced (a DHCP client renames a new one into place):
+   * one inotify watch, no timer.
+   */
+  private watchResolvConf(): void {
+    const file = this.opts.resolvConf;
+    try {
+      this.resolvWatch = watch(dirname(file), { persistent: false }, (_event, name) => {
+        if (name === null || name === basename(file)) {
+          this.warned.clear();
+          void this.push();
+        }
+      });
+      this.resolvWatch.on('error', () => this.resolvWatch?.close());
+    } catch {
+      // A folder pvdns may not watch: resolv.conf is read again on reload.
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.active?.stop();
+    this.unsubscribe?.();
+    this.resolvWatch?.close();
+  }
 }

@@ -9,7 +9,7 @@ import type { PvdRegistry } from '../registry.js';
 import { normalizeDomain, type PvdSpec } from '../schema.js';
 
 /** Declaration order of each source's PvDs, so config PvDs sort before host ones on ties. */
-const ORDER_BASE: Record<PvdSource, number> = { config: 0, host: 100_000, file: 200_000, api: 300_000 };
+const ORDER_BASE: Record<PvdSource, number> = { config: 0, host: 100_000, file: 200_000, ra: 250_000, api: 300_000 };
 
 export interface SyncResult {
   announced: string[];
@@ -31,12 +31,12 @@ export type AnnounceResult = 'announced' | 'updated' | 'unchanged' | 'expired' |
  * unchanged PvD is left as it is (its cache and server state with it), an
  * updated one keeps its tag, and a PvD another source holds is not touched.
  */
-export function announceFrom(registry: PvdRegistry, source: PvdSource, spec: PvdSpec, index: number | null): AnnounceResult {
+export function announceFrom(registry: PvdRegistry, source: PvdSource, spec: PvdSpec, index: number | null, origin: string | null = null): AnnounceResult {
   const existing = registry.get(normalizeDomain(spec.identifier));
   if (existing && existing.source !== source) return 'conflict';
   // index null (the API): an update keeps its place, a new PvD goes after the source's others.
   const order = index !== null ? ORDER_BASE[source] + index : (existing?.order ?? ORDER_BASE[source] + nextIndex++);
-  const pvd = pvdFromSpec(spec, source, order, existing?.tag);
+  const pvd = pvdFromSpec(spec, source, order, existing?.tag, origin);
   if (existing && sameExceptTag(existing, pvd)) return 'unchanged';
   return registry.announce(pvd);
 }
@@ -45,17 +45,17 @@ export function announceFrom(registry: PvdRegistry, source: PvdSource, spec: Pvd
  * syncSource makes the registry hold exactly `specs` for `source`, in one
  * registry batch: listeners hear of the whole change once.
  */
-export function syncSource(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSpec[]): SyncResult {
-  return registry.batch(() => syncAll(registry, source, specs));
+export function syncSource(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSpec[], origin: string | null = null): SyncResult {
+  return registry.batch(() => syncAll(registry, source, specs, origin));
 }
 
-function syncAll(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSpec[]): SyncResult {
+function syncAll(registry: PvdRegistry, source: PvdSource, specs: readonly PvdSpec[], origin: string | null): SyncResult {
   const result: SyncResult = { announced: [], updated: [], withdrawn: [], conflicts: [], expired: [] };
   const wanted = new Set<string>();
   specs.forEach((spec, i) => {
     const id = normalizeDomain(spec.identifier);
     wanted.add(id);
-    const r = announceFrom(registry, source, spec, i);
+    const r = announceFrom(registry, source, spec, i, origin);
     if (r === 'announced') result.announced.push(id);
     else if (r === 'updated') result.updated.push(id);
     else if (r === 'expired') result.expired.push(id);
@@ -84,6 +84,8 @@ export function sourceLabel(p: Pvd): string {
       return 'a PvD made through the API';
     case 'file':
       return 'a PvD file';
+    case 'ra':
+      return p.interface ? `a Router Advertisement on ${p.interface}` : 'a Router Advertisement';
   }
 }
 

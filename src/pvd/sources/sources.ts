@@ -1,0 +1,149 @@
+// The one place PvD sources are wired: which sources run for a
+// configuration, with which backends, and how each one's changes reach the
+// registry. The App calls apply() at start and on every reload, views() for
+// the API and status, and stop() at the end; nothing else starts a source.
+
+import type { Logger } from 'pino';
+import type { SocketAddress } from '../../config/address.js';
+import type { Config } from '../../config/schema.js';
+import type { PvdSource } from '../model.js';
+import type { PvdRegistry } from '../registry.js';
+import { HostFeed, type LinkWatch } from './host.js';
+import { PolledTool, runTool, type RunTool } from './host-tools.js';
+import type { LinkBackend, PvdFeed, SourceSink } from './source.js';
+import { announceFrom, syncSource } from './sync.js';
+
+export interface SourceSetDeps {
+  registry: PvdRegistry;
+  log: Logger;
+  /** Closes the routing barrier until the returned release (RouteGate.hold). */
+  hold: () => () => void;
+  /** pvdns's own DNS listeners: a server that is one of them would loop. */
+  ownListeners: () => SocketAddress[];
+  /** Runs resolvectl and nmcli (tests feed recorded output through it). */
+  runTool?: RunTool;
+  /** Builds the D-Bus backends, in the order they are tried (null: none, as on a host without a bus). */
+  busBackends?: (choice: Config['pvdSources']['hostBackend']) => LinkBackend[];
+  /** The kernel's view of the links (netlink), where available. */
+  links?: LinkWatch | null;
+}
+
+/** A source in use, as /v1/pvds and `pvdns status` show it. */
+export interface SourceView {
+  source: PvdSource;
+  /** How: "resolved (D-Bus)", "resolvectl (polled every 10 s)", "resolv.conf (/etc/resolv.conf)". */
+  via: string;
+}
+
+interface Running {
+  feed: PvdFeed;
+  /** The settings it was started with: a reload that changes them restarts it. */
+  key: string;
+}
+
+export class SourceSet {
+  private host: (Running & { feed: HostFeed }) | null = null;
+  private readonly extra = new Map<PvdSource, Running>();
+
+  constructor(private readonly deps: SourceSetDeps) {}
+
+  /**
+   * sink is how a feed of `kind` changes the registry: every change it makes
+   * names the feed as its origin, and a PvD another source holds is left alone.
+   */
+  sink(kind: PvdSource, feed: () => PvdFeed | null): SourceSink {
+    const { registry, log } = this.deps;
+    const origin = (): string | null => feed()?.describe() ?? null;
+    return {
+      sync: (specs) => {
+        const { conflicts } = syncSource(registry, kind, specs, origin());
+        for (const id of conflicts) log.warn({ pvd: id, source: kind }, 'pvd not announced: another source holds this identifier');
+      },
+      announce: (spec) => {
+        if (announceFrom(registry, kind, spec, null, origin()) === 'conflict') log.warn({ pvd: spec.identifier, source: kind }, 'pvd not announced: another source holds this identifier');
+      },
+      withdraw: (identifier) => {
+        if (registry.get(identifier)?.source === kind) registry.withdraw(identifier);
+      },
+      hold: this.deps.hold,
+    };
+  }
+
+  /**
+   * apply makes the running sources match `config`: the configured PvDs are
+   * synced at once; the host's source starts, restarts (its settings
+   * changed) or applies its links again (pvdns's listeners may have
+   * changed). With `once`, the host's source reads the host and stops
+   * (check-config, and the first step of start).
+   */
+  async apply(config: Config, opts: { once?: boolean } = {}): Promise<void> {
+    const { conflicts } = syncSource(this.deps.registry, 'config', config.pvds);
+    for (const id of conflicts) this.deps.log.warn({ pvd: id }, 'pvd not announced: another source holds this identifier');
+    await this.applyHost(config, opts.once === true);
+  }
+
+  private async applyHost(config: Config, once: boolean): Promise<void> {
+    const s = config.pvdSources;
+    const key = JSON.stringify([s.host, s.hostBackend, s.hostPollIntervalS, s.resolvConf]);
+    if (this.host !== null && this.host.key === key && !once) return this.host.feed.refresh();
+    this.host?.feed.stop();
+    this.host = null;
+    if (!s.host) {
+      syncSource(this.deps.registry, 'host', []);
+      return;
+    }
+    const feed = new HostFeed({
+      backends: this.backends(config),
+      resolvConf: s.resolvConf,
+      ownListeners: this.deps.ownListeners,
+      links: this.deps.links ?? null,
+      log: this.deps.log,
+    });
+    await feed.start(this.sink('host', () => feed));
+    if (once) feed.stop();
+    else this.host = { feed, key };
+  }
+
+  /** backends lists the ways of reading the host's links pvdSources.hostBackend allows, in the order they are tried. */
+  private backends(config: Config): LinkBackend[] {
+    const { hostBackend: choice, hostPollIntervalS: every } = config.pvdSources;
+    const run = this.deps.runTool ?? runTool;
+    const out: LinkBackend[] = [];
+    if (choice === 'auto' || choice === 'resolved' || choice === 'networkmanager') out.push(...(this.deps.busBackends?.(choice) ?? []));
+    if (choice === 'auto' || choice === 'resolvectl') out.push(new PolledTool('resolvectl', every, run));
+    if (choice === 'auto' || choice === 'nmcli') out.push(new PolledTool('nmcli', every, run));
+    return out;
+  }
+
+  /** run runs another source (the PvD directory, Router Advertisements) under this set, replacing the one of its kind. */
+  async run(kind: PvdSource, key: string | null, make: () => PvdFeed): Promise<void> {
+    // key null: the configuration asks for no such source.
+    const current = this.extra.get(kind);
+    if (current && current.key === key) return;
+    current?.feed.stop();
+    this.extra.delete(kind);
+    if (key === null) {
+      syncSource(this.deps.registry, kind, []);
+      return;
+    }
+    const feed = make();
+    await feed.start(this.sink(kind, () => feed));
+    this.extra.set(kind, { feed, key });
+  }
+
+  /** views says which sources are in use and how. */
+  views(): SourceView[] {
+    const out: SourceView[] = [];
+    if (this.host !== null) out.push({ source: 'host', via: this.host.feed.describe() });
+    for (const [source, r] of this.extra) out.push({ source, via: r.feed.describe() });
+    return out;
+  }
+
+  /** stop stops every source; their PvDs stay in the registry, which stops with the App. */
+  stop(): void {
+    this.host?.feed.stop();
+    this.host = null;
+    for (const r of this.extra.values()) r.feed.stop();
+    this.extra.clear();
+  }
+}
