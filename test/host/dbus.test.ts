@@ -15,7 +15,7 @@ import { DBusConnection, DBusError, socketPath, systemBusAddress, type DBusMessa
 import { encodeMessage, Variant } from '../../src/dbus/wire.js';
 
 const run = promisify(execFile);
-const dir = mkdtempSync(join(tmpdir(), `pvdns-dbus-${process.pid}-`));
+let dir = '';
 const daemons: ChildProcess[] = [];
 const conns: DBusConnection[] = [];
 
@@ -84,6 +84,8 @@ let count = 7;
 let release: (() => void) | null = null;
 
 beforeAll(async () => {
+  // Made here, not at import, so a file that fails to load leaves nothing behind.
+  dir = mkdtempSync(join(tmpdir(), `pvdns-dbus-${process.pid}-`));
   bus = (await startBus(`unix:path=${join(dir, 'bus.sock')}`, 'main')).address;
   client = await connect(bus);
   service = await connect(bus);
@@ -116,7 +118,7 @@ afterAll(() => {
   release?.();
   for (const c of conns) c.close();
   for (const d of daemons) d.kill();
-  rmSync(dir, { recursive: true, force: true });
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('addresses', () => {
