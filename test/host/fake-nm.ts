@@ -59,9 +59,11 @@ const IP6 = 'org.freedesktop.NetworkManager.IP6Config';
 const DNS_MANAGER = 'org.freedesktop.NetworkManager.DnsManager';
 const DNS_MANAGER_PATH = '/org/freedesktop/NetworkManager/DnsManager';
 
-/** A private dbus-daemon listening on a socket in its own temp dir: its address and how to stop it. */
+/** A private dbus-daemon listening on a socket in its own temp dir: its address, and how to restart and stop it. */
 export interface PrivateBus {
   address: string;
+  /** Stops the daemon (every connection on it closes) and starts a new one on the same socket. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -89,23 +91,35 @@ export async function startPrivateBus(tag: string): Promise<PrivateBus> {
 </busconfig>
 `,
   );
-  const child: ChildProcess = spawn('dbus-daemon', ['--config-file', config, '--nofork', '--nopidfile', '--print-address=1'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const address = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('\n')) resolve(out.trim());
+  const run = async (): Promise<{ child: ChildProcess; address: string }> => {
+    rmSync(socket, { force: true });
+    const child = spawn('dbus-daemon', ['--config-file', config, '--nofork', '--nopidfile', '--print-address=1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const address = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('\n')) resolve(out.trim());
+      });
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`dbus-daemon exited with ${code} before listening`)));
     });
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`dbus-daemon exited with ${code} before listening`)));
-  });
+    return { child, address };
+  };
+  const kill = async (child: ChildProcess): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  };
+  let current = await run();
   return {
-    address,
+    address: current.address,
+    async restart() {
+      await kill(current.child);
+      current = await run();
+    },
     async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await new Promise((r) => child.once('exit', r));
-      }
+      await kill(current.child);
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -117,6 +117,23 @@ describe('NetworkManager (D-Bus) backend against a fake NetworkManager 1.42 on a
     for (const [what, ms] of Object.entries(latencies)) expect(ms, what).toBeLessThan(TARGET_MS);
   });
 
+  it('connects again when the bus itself restarts, and reads what NM says then', async () => {
+    let nm = await FakeNetworkManager.start(bus.address);
+    cleanup.push(() => nm.close());
+    const backend = new NetworkManagerBackend({ address: bus.address });
+    cleanup.push(() => backend.stop());
+    const reports = new Reports();
+    expect(await backend.start(reports.push)).toEqual([wifi]);
+    await bus.restart(); // every connection closes: the backend's and the fake NM's
+    nm = await FakeNetworkManager.start(bus.address, { wifiServer: '192.168.1.53' });
+    // The first attempt is a second after the loss.
+    const r = await reports.nth(0, 3000);
+    expect(r.links).toEqual([{ ...wifi, servers: ['192.168.1.53', 'fd00::1'] }]);
+    // And it follows NM on the new bus.
+    await nm.changeDns('wlp2s0', ['192.168.1.54']);
+    expect((await reports.nth(1)).links).toEqual([{ ...wifi, servers: ['192.168.1.54', 'fd00::1'] }]);
+  });
+
   it('stops: no report after stop() though NM keeps changing', async () => {
     const nm = await FakeNetworkManager.start(bus.address);
     cleanup.push(() => nm.close());

@@ -23,11 +23,12 @@
 // configurations hold the same servers and domains.
 //
 // What is followed: org.freedesktop.DBus.Properties.PropertiesChanged of
-// those four interfaces (NM ≥ 1.32 sends only these: its NEWS for 1.32,
-// "remove long deprecated PropertiesChanged signal"), the per-interface
-// PropertiesChanged of older NMs (Debian bullseye's 1.30), the Device's
-// StateChanged, DeviceAdded/DeviceRemoved, and NameOwnerChanged for
-// org.freedesktop.NetworkManager. Any of them schedules one re-read; reads
+// those four interfaces, the Device's StateChanged, DeviceAdded and
+// DeviceRemoved, and NameOwnerChanged for org.freedesktop.NetworkManager.
+// NM's own per-interface PropertiesChanged is not: NM sends the standard
+// signal since 1.6 (NEWS: the NM-style one deprecated) and only it since 1.32
+// (NEWS: "remove long deprecated PropertiesChanged signal"), and an NM older
+// than 1.6 lacks NameserverData (1.14) anyway. Any of them schedules one re-read; reads
 // never overlap (a trigger during a read asks for one more after it), and a
 // report is made only when the links differ from the last report. Nothing
 // runs while nothing changes.
@@ -152,7 +153,6 @@ function matchRules(): string[] {
   const rules = [`type='signal',sender='${BUS_NAME}',interface='${BUS_NAME}',member='NameOwnerChanged',arg0='${NM_NAME}'`];
   for (const iface of Object.keys(WATCHED)) {
     rules.push(`${nm},interface='${PROPERTIES_IFACE}',member='PropertiesChanged',arg0='${iface}'`);
-    rules.push(`${nm},interface='${iface}',member='PropertiesChanged'`); // NM before 1.32
   }
   rules.push(`${nm},interface='${DEVICE_IFACE}',member='StateChanged'`);
   rules.push(`${nm},interface='${NM_IFACE}',member='DeviceAdded'`);
@@ -201,6 +201,7 @@ export class NetworkManagerBackend implements LinkBackend {
       this.stop();
       return null;
     }
+    this.last = JSON.stringify(got);
     return got;
   }
 
@@ -247,7 +248,6 @@ export class NetworkManagerBackend implements LinkBackend {
       } finally {
         this.reading = false;
       }
-      this.last = JSON.stringify(links);
       if (this.again) this.schedule();
       return links;
     } catch (err) {
@@ -275,8 +275,6 @@ export class NetworkManagerBackend implements LinkBackend {
     const body = m.body;
     if (m.interface === PROPERTIES_IFACE && m.member === 'PropertiesChanged') {
       if (touches(text(body[0]), body[1], body[2])) this.schedule();
-    } else if (m.member === 'PropertiesChanged' && m.interface !== undefined) {
-      if (touches(m.interface, body[0], [])) this.schedule();
     } else if (
       (m.interface === DEVICE_IFACE && m.member === 'StateChanged') ||
       (m.interface === NM_IFACE && (m.member === 'DeviceAdded' || m.member === 'DeviceRemoved'))
