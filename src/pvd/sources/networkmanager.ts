@@ -264,7 +264,8 @@ export class NetworkManagerBackend implements LinkBackend {
 
   private ownerChanged(m: DBusMessage): void {
     const [name, , now] = m.body;
-    if (name !== NM_NAME) return;
+    // Only the bus itself says who owns a name (it sets every sender, so no one can pose as it).
+    if (m.sender !== BUS_NAME || name !== NM_NAME) return;
     this.owner = text(now);
     // Gone: keep the links (NM leaves them configured); back: read them all again.
     if (this.owner !== '') this.schedule();
@@ -299,7 +300,11 @@ export class NetworkManagerBackend implements LinkBackend {
 
   private async refresh(): Promise<void> {
     const conn = this.conn;
-    if (this.reading || this.stopped || !conn) return;
+    if (this.stopped || !conn) return;
+    if (this.reading) {
+      this.again = true;
+      return;
+    }
     this.reading = true;
     try {
       do {
