@@ -24,7 +24,8 @@ const DEFAULTS = {
   upstream: { timeoutMs: 1500, attempts: 3, queryTimeoutMs: 3000, probeIntervalMs: 1000, probeMaxIntervalMs: 2000, maxInflight: 10000 },
   tcp: { idleTimeoutMs: 10000, maxConnections: 256, maxPipelined: 100 },
   captive: { probeIntervalS: 60, canary: { name: 'example.com', addresses: [] } },
-  pvdSources: { directory: null, host: true, hostPollIntervalS: 10, resolvConf: '/etc/resolv.conf' },
+  pvdSources: { directory: null, host: true, hostBackend: 'auto', hostPollIntervalS: 10, resolvConf: '/etc/resolv.conf', routerAdvertisements: false },
+  tls: { caFile: null },
   pvds: [],
 };
 
@@ -419,7 +420,8 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
     upstream: { timeoutMs: 1000, attempts: 2, queryTimeoutMs: 2500, probeIntervalMs: 500, probeMaxIntervalMs: 30000, maxInflight: 2000 },
     tcp: { idleTimeoutMs: 5000, maxConnections: 16, maxPipelined: 8 },
     captive: { probeIntervalS: 30, canary: { name: 'canary.example', addresses: ['192.0.2.80'] } },
-    pvdSources: { directory: '/etc/pvdns/pvds', host: false, hostPollIntervalS: 30, resolvConf: '/run/resolv.conf' },
+    pvdSources: { directory: '/etc/pvdns/pvds', host: false, hostBackend: 'resolved', hostPollIntervalS: 30, resolvConf: '/run/resolv.conf', routerAdvertisements: true },
+    tls: { caFile: '/etc/pvdns/ca.pem' },
     pvds: [
       {
         identifier: 'corp.example.com',
@@ -488,6 +490,7 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
       'captive',
       'captive.canary',
       'pvdSources',
+      'tls',
       'pvds[0]',
       'pvds[1]',
     ]);

@@ -10,6 +10,7 @@ import type { PvdSource } from '../model.js';
 import type { PvdRegistry } from '../registry.js';
 import { HostFeed, type LinkWatch } from './host.js';
 import { PolledTool, runTool, type RunTool } from './host-tools.js';
+import { NetworkManagerBackend } from './networkmanager.js';
 import type { LinkBackend, PvdFeed, SourceSink } from './source.js';
 import { announceFrom, syncSource } from './sync.js';
 
@@ -22,8 +23,8 @@ export interface SourceSetDeps {
   ownListeners: () => SocketAddress[];
   /** Runs resolvectl and nmcli (tests feed recorded output through it). */
   runTool?: RunTool;
-  /** Builds the D-Bus backends, in the order they are tried (null: none, as on a host without a bus). */
-  busBackends?: (choice: Config['pvdSources']['hostBackend']) => LinkBackend[];
+  /** The system bus's address (default: DBUS_SYSTEM_BUS_ADDRESS, else the well-known socket). */
+  busAddress?: string;
   /** The kernel's view of the links (netlink), where available. */
   links?: LinkWatch | null;
 }
@@ -109,7 +110,11 @@ export class SourceSet {
     const { hostBackend: choice, hostPollIntervalS: every } = config.pvdSources;
     const run = this.deps.runTool ?? runTool;
     const out: LinkBackend[] = [];
-    if (choice === 'auto' || choice === 'resolved' || choice === 'networkmanager') out.push(...(this.deps.busBackends?.(choice) ?? []));
+    const address = this.deps.busAddress;
+    const log = this.deps.log;
+    // Over D-Bus first: their events reach pvdns at once. systemd-resolved before NetworkManager, as
+    // resolved holds what NetworkManager (or networkd, or a VPN script) gave it and more.
+    if (choice === 'auto' || choice === 'networkmanager') out.push(new NetworkManagerBackend({ address, log }));
     if (choice === 'auto' || choice === 'resolvectl') out.push(new PolledTool('resolvectl', every, run));
     if (choice === 'auto' || choice === 'nmcli') out.push(new PolledTool('nmcli', every, run));
     return out;
