@@ -42,6 +42,12 @@ const COALESCE_MS = 20;
  * reported, and its PvD stays as it was meanwhile.
  */
 const FRESH_MS = 50;
+/**
+ * While a file waits, half-written, the next change is read this soon: the
+ * write that completes it comes with an event, and a writer rewriting in
+ * place leaves the file whole only between its writes.
+ */
+const QUICK_MS = 5;
 /** A file that has read bad and fresh for this long (a writer rewriting a bad file without a pause) is reported all the same. */
 const UNSETTLED_LIMIT_MS = 1000;
 /** A rescan this often catches what a missed inotify event would lose. */
@@ -451,7 +457,7 @@ export class PvdDirectory implements PvdFeed {
   private changed(name: string | Buffer | null): void {
     if (this.stopped) return;
     if (this.release === null && (name === null || String(name).endsWith('.json'))) this.release = this.sink.hold();
-    this.schedule(COALESCE_MS);
+    this.schedule(this.unsettled.size > 0 ? QUICK_MS : COALESCE_MS);
   }
 
   /**
@@ -476,7 +482,7 @@ export class PvdDirectory implements PvdFeed {
         this.running = null;
         if (this.dirty) {
           this.dirty = false;
-          this.schedule(COALESCE_MS);
+          this.schedule(this.unsettled.size > 0 ? QUICK_MS : COALESCE_MS);
         }
         if (retryMs !== null) this.schedule(retryMs);
       });
