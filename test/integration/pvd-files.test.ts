@@ -109,7 +109,8 @@ describe('PvD files', () => {
   /**
    * barrier writes a good marker file and waits for its PvD: the scan that
    * announced it read the folder after every earlier write, so whatever
-   * those writes were going to do has happened.
+   * those writes were going to do has happened (but for saying a bad file
+   * written a moment ago, which waits for it to be still: see reported).
    */
   let markers = 0;
   async function barrier(): Promise<void> {

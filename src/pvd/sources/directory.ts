@@ -7,11 +7,12 @@
 // file is logged with its path, line and key and changes nothing: its PvD,
 // if it had a good version before, stays as it was; one that changed a
 // moment ago may be half-written (a writer writing in place is seen
-// between its chunks), so it is read again when still before it is said. A file is opened without blocking and read only if it is a regular
-// file (a FIFO named x.json would otherwise stop the event loop until
-// someone wrote to it); a symbolic link to a file is followed, and one to
-// nothing is a problem of its own and withdraws the PvD its file gave, as
-// the file it named is gone. Each file's problems are at most
+// between its chunks), so it is read again when still before it is said.
+// A file is opened without blocking and read only if it is a regular file
+// (a FIFO named x.json would otherwise stop the event loop until someone
+// wrote to it); a symbolic link to a file is followed, and one to nothing
+// is a problem of its own and withdraws the PvD its file gave, as the file
+// it named is gone. Each file's problems are at most
 // MAX_PVD_PROBLEMS lines, each one line whatever the file holds.
 // `pvdns check-config` reads the folder with this same code, and
 // `check-config --pvd FILE` reads one file with readPvdFile, so what they
