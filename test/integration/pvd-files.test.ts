@@ -109,13 +109,24 @@ describe('PvD files', () => {
   /**
    * barrier writes a good marker file and waits for its PvD: the scan that
    * announced it read the folder after every earlier write, so whatever
-   * those writes were going to do has happened.
+   * those writes were going to do has happened (but for saying a bad file
+   * written a moment ago, which waits for it to be still: see reported).
    */
   let markers = 0;
   async function barrier(): Promise<void> {
     const id = `marker-${++markers}`;
     write(`zz-${id}.json`, { identifier: id, dnsServers: [other.address], noInternet: true });
     await until(id);
+  }
+
+  /**
+   * reported waits for `n` bad files to have been logged: a bad file just
+   * written may be one a writer is still writing, so pvdns reads it again
+   * when it has been still a moment before saying so (a barrier is not enough).
+   */
+  async function reported(n: number): Promise<LogLine[]> {
+    const bad = (): LogLine[] => pvdns!.logs.filter((l) => l.msg.startsWith('ignoring a bad PvD file'));
+    return waitFor(`${n} bad PvD files to be reported`, async () => (bad().length >= n ? bad() : undefined));
   }
 
   const address = async (name: string): Promise<string | undefined> => {
@@ -231,10 +242,9 @@ describe('PvD files', () => {
     await start();
     write('typo.json', '{\n  "identifier": "typo.example",\n  "expires": "2099-01-01T00:00:00Z",\n  "prefixes": [],\n  "dnsServers": ["127.0.0.121"],\n  "dnsZone": ["typo.example"]\n}\n');
     write('mdns.json', { identifier: 'mdns.example', dnsServers: ['224.0.0.251'], dnsZones: ['mdns.example'] });
-    await barrier();
+    const errors = (await reported(2)).map((l) => l.error);
     expect((await getPvd('typo.example')).status).toBe(404);
     expect((await getPvd('mdns.example')).status).toBe(404);
-    const errors = pvdns!.logs.filter((l) => l.msg.startsWith('ignoring a bad PvD file')).map((l) => l.error);
     expect(errors.sort()).toEqual([
       `${join(pvdns!.dir, 'mdns.json')}:1: dnsServers[0]: "224.0.0.251" is a multicast address: never a DNS server, which is one host's unicast address`,
       `${join(pvdns!.dir, 'typo.json')}:6: dnsZone: unknown key (did you mean "dnsZones"?)`,
@@ -278,7 +288,7 @@ describe('PvD files', () => {
     await start();
     write('broken.json', '{ "identifier": "broken.example", "dnsServers": [');
     write('badserver.json', { identifier: 'badserver.example', dnsServers: ['not-an-address'], dnsZones: ['badserver.example'] });
-    await barrier();
+    const bad = await reported(2);
 
     const ids = (await listPvds()).map((p) => p.identifier);
     expect(ids).not.toContain('broken.example');
@@ -286,7 +296,6 @@ describe('PvD files', () => {
     expect((await getPvd('badserver.example')).status).toBe(404);
     expect(await address('x.badserver.example')).toBe('192.0.2.120'); // still the default PvD's
 
-    const bad = pvdns!.logs.filter((l) => l.msg.startsWith('ignoring a bad PvD file'));
     expect(bad.map((l) => l.file).sort()).toEqual([join(pvdns!.dir, 'badserver.json'), join(pvdns!.dir, 'broken.json')]);
     // One line naming the file, the line and the key: what check-config prints.
     expect(bad.find((l) => l.file === join(pvdns!.dir, 'badserver.json'))!.error).toBe(
@@ -304,11 +313,11 @@ describe('PvD files', () => {
     expect(before.cacheEntries).toBe(1);
 
     write('vpn.json', 'this is not JSON {{{');
-    await barrier();
+    await reported(1);
     expect((await getPvd('vpn.example')).body).toEqual(before); // same servers, zones, state and cache
 
     write('vpn.json', { ...good, dnsServers: ['300.1.2.3'] });
-    await barrier();
+    await reported(2);
     expect((await getPvd('vpn.example')).body).toEqual(before);
 
     expect(await address('cached.vpn.example')).toBe('192.0.2.121');
@@ -401,6 +410,7 @@ describe('PvD files', () => {
     expect((await fetch(`${pvdns!.http}/healthz`)).status).toBe(200);
     expect(await address('www.example.org')).toBe('192.0.2.120');
     const said = (name: string): string[] => pvdns!.logs.filter((l) => l.file === f(name) && typeof l.error === 'string').map((l) => l.error as string);
+    await waitFor('the three files to be said', async () => (said('fifo.json').length && said('servers.json').length && said('keys.json').length ? true : undefined));
     expect(said('fifo.json')).toEqual([`${f('fifo.json')}: not a regular file`]);
     expect(said('servers.json')).toEqual([`${f('servers.json')}:1: dnsServers: has 150000 items; a PvD takes at most 256`]);
     expect(said('keys.json')).toHaveLength(20);

@@ -13,6 +13,7 @@ import { MAX_PVD_FILE_BYTES, MAX_PVD_PROBLEMS, PvdInputError } from '../../src/p
 import { PvdRegistry } from '../../src/pvd/registry.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
 import { formatProblem, PvdDirectory, readPvdFile } from '../../src/pvd/sources/directory.js';
+import type { SourceSink } from '../../src/pvd/sources/source.js';
 import { syncSource } from '../../src/pvd/sources/sync.js';
 
 const dirs: string[] = [];
@@ -407,6 +408,98 @@ describe('PvdDirectory.scan', () => {
     expect(r.problems.map((p) => p.key)).toEqual(['dnsServers[0]']);
     expect(r.files).toEqual([{ file: join(dir, 'vpn.json'), id: 'vpn.example' }]);
     expect(registry.get('vpn.example')?.servers.map((s) => s.label)).toEqual(['10.8.0.1:53']);
+    registry.close();
+  });
+});
+
+describe('PvdDirectory as a source (PvdFeed)', () => {
+  /** recorder is a SourceSink that applies syncs to `registry` (as sources.ts's does) and records each call. */
+  function recorder(registry: PvdRegistry): { sink: SourceSink; calls: string[]; open: () => number } {
+    const calls: string[] = [];
+    let holds = 0;
+    const sink: SourceSink = {
+      sync: (specs) => {
+        calls.push(`sync ${specs.map((s) => s.identifier).join(',')}`);
+        syncSource(registry, 'file', specs);
+      },
+      announce: () => calls.push('announce'),
+      withdraw: () => calls.push('withdraw'),
+      hold: () => {
+        holds++;
+        calls.push('hold');
+        let released = false;
+        return () => {
+          if (released) return;
+          released = true;
+          holds--;
+          calls.push('release');
+        };
+      },
+    };
+    return { sink, calls, open: () => holds };
+  }
+
+  it('changes the registry through its sink, holding routing from a change of a .json file until the change is applied', async () => {
+    const dir = folder({ 'a.json': vpn('a.example') });
+    const registry = new PvdRegistry();
+    const { sink, calls, open } = recorder(registry);
+    const d = new PvdDirectory(dir, registry, logger().log);
+    expect(d.describe()).toBe(`directory ${dir}`);
+    try {
+      await d.start(sink);
+      expect(calls).toEqual(['sync a.example']);
+      writeFileSync(join(dir, 'b.json'), JSON.stringify(vpn('b.example')));
+      await vi.waitFor(() => expect(registry.get('b.example')).toBeDefined(), { timeout: 2000 });
+      await d.settled();
+      expect(calls.slice(1)).toEqual(['hold', 'sync a.example,b.example', 'release']);
+      expect(open()).toBe(0);
+    } finally {
+      d.stop();
+      registry.close();
+    }
+  });
+
+  it('says a file that stays bad once, after it has been still a moment, and keeps its PvD meanwhile', async () => {
+    const dir = folder({ 'vpn.json': vpn('vpn.example') });
+    const registry = new PvdRegistry();
+    const { log, lines } = logger();
+    const d = new PvdDirectory(dir, registry, log);
+    try {
+      await d.start();
+      const written = Date.now();
+      writeFileSync(join(dir, 'vpn.json'), '{"identifier": "vpn.example", "dnsServers": [');
+      await vi.waitFor(() => expect(lines.filter((l) => l.error)).toHaveLength(1), { timeout: 2000 });
+      expect(Date.now() - written).toBeGreaterThanOrEqual(40); // read again when still, not at the first read
+      await d.settled();
+      expect(lines.filter((l) => l.error).map((l) => l.error)).toEqual([`${join(dir, 'vpn.json')}:1: not valid JSON: Unexpected end of JSON input`]);
+      expect(registry.get('vpn.example')?.servers.map((s) => s.label)).toEqual(['10.8.0.1:53']);
+    } finally {
+      d.stop();
+      registry.close();
+    }
+  });
+
+  it('releases the routing barrier it holds when stopped before the change is read', async () => {
+    const dir = folder();
+    const registry = new PvdRegistry();
+    const { sink, calls, open } = recorder(registry);
+    const d = new PvdDirectory(dir, registry, logger().log);
+    await d.start({
+      ...sink,
+      hold: () => {
+        queueMicrotask(() => {
+          expect(open()).toBe(1);
+          d.stop(); // the change heard, its read armed and not yet run
+        });
+        return sink.hold();
+      },
+    });
+    writeFileSync(join(dir, 'a.json'), JSON.stringify(vpn('a.example')));
+    await vi.waitFor(() => expect(calls).toContain('release'), { timeout: 2000 });
+    expect(open()).toBe(0);
+    await new Promise((r) => setTimeout(r, 60)); // past the read it had armed: nothing is read after stop
+    expect(calls).toEqual(['sync ', 'hold', 'release']);
+    expect(registry.get('a.example')).toBeUndefined();
     registry.close();
   });
 });

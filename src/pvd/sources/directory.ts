@@ -2,13 +2,17 @@
 // PvD, as an RFC 8801 PvD Additional Information object or DESIGN's PvD
 // object (input.ts says how each is read). A file added, changed or removed
 // announces, updates or withdraws its PvD, so a VPN's up/down script can just
-// write or delete a file. A bad file is logged with its path, line and key
-// and changes nothing: its PvD, if it had a good version before, stays as it
-// was. A file is opened without blocking and read only if it is a regular
-// file (a FIFO named x.json would otherwise stop the event loop until
-// someone wrote to it); a symbolic link to a file is followed, and one to
-// nothing is a problem of its own and withdraws the PvD its file gave, as
-// the file it named is gone. Each file's problems are at most
+// write or delete a file. A change is applied within COALESCE_MS of the
+// event that tells of it, even while the file keeps being rewritten. A bad
+// file is logged with its path, line and key and changes nothing: its PvD,
+// if it had a good version before, stays as it was; one that changed a
+// moment ago may be half-written (a writer writing in place is seen
+// between its chunks), so it is read again when still before it is said.
+// A file is opened without blocking and read only if it is a regular file
+// (a FIFO named x.json would otherwise stop the event loop until someone
+// wrote to it); a symbolic link to a file is followed, and one to nothing
+// is a problem of its own and withdraws the PvD its file gave, as the file
+// it named is gone. Each file's problems are at most
 // MAX_PVD_PROBLEMS lines, each one line whatever the file holds.
 // `pvdns check-config` reads the folder with this same code, and
 // `check-config --pvd FILE` reads one file with readPvdFile, so what they
@@ -22,10 +26,31 @@ import type { Logger } from 'pino';
 import { MAX_PVD_FILE_BYTES, MAX_PVD_PROBLEMS, PvdInputError, readPvdInput, type PvdIssue } from '../input.js';
 import type { PvdRegistry } from '../registry.js';
 import { normalizeDomain, type PvdSpec } from '../schema.js';
-import { sourceLabel, syncSource } from './sync.js';
+import type { PvdFeed, SourceSink } from './source.js';
+import { announceFrom, sourceLabel, syncSource } from './sync.js';
 
-/** Writers rarely write a file in one go: wait this long after the last change. */
-const SETTLE_MS = 100;
+/**
+ * A change is read this long after the first event that told of it. Later
+ * events do not push the read back (a throttle, not a debounce: a file
+ * rewritten every 30 ms is still read every COALESCE_MS), and the writes a
+ * writer makes in one go land in one read.
+ */
+const COALESCE_MS = 20;
+/**
+ * A file that does not read as a PvD and changed less than this long ago
+ * may be one a writer is still writing in place (truncated, then written in
+ * several chunks): it is read again when it has been still this long, not
+ * reported, and its PvD stays as it was meanwhile.
+ */
+const FRESH_MS = 50;
+/**
+ * While a file waits, half-written, the next change is read this soon: the
+ * write that completes it comes with an event, and a writer rewriting in
+ * place leaves the file whole only between its writes.
+ */
+const QUICK_MS = 5;
+/** A file that has read bad and fresh for this long (a writer rewriting a bad file without a pause) is reported all the same. */
+const UNSETTLED_LIMIT_MS = 1000;
 /** A rescan this often catches what a missed inotify event would lose. */
 const RESCAN_MS = 10_000;
 /** Files stat()ed (and read, when changed) in one run of a scan before the event loop gets a turn. */
@@ -212,6 +237,12 @@ function stampOfStats(st: Stats): string {
   return `${st.mtimeMs}:${st.ctimeMs}:${st.dev}:${st.ino}:${st.size}`;
 }
 
+/** changedAt is when a file last changed, by its stamp: the later of its mtime and ctime. */
+function changedAt(stamp: string): number {
+  const [mtime, ctime] = stamp.split(':', 2).map(Number);
+  return Math.max(mtime ?? 0, ctime ?? 0);
+}
+
 /** stampOf is a file's change stamp (a dangling link's, see danglingStamp), or null when it is gone. */
 function stampOf(path: string): string | null {
   try {
@@ -350,14 +381,33 @@ interface FileState {
   dangling: boolean;
 }
 
-export class PvdDirectory {
+/**
+ * PvdDirectory is the source of pvdSources.directory (a PvdFeed): it reads
+ * the folder at start, then again at each change inotify reports, at most
+ * COALESCE_MS after it, and every rescanMs in case an event was lost. It
+ * changes the registry through the sink it is started with; without one
+ * (check-config's scan(), or start() with no sink), straight through
+ * syncSource. It reads the registry either way, to say which file's PvD
+ * another source holds or has expired, and to skip a rescan that finds
+ * nothing new.
+ */
+export class PvdDirectory implements PvdFeed {
   private readonly files = new Map<string, FileState>();
   /** What was logged after the last scan: a problem is logged when it appears, not at every rescan. */
   private reported = new Set<string>();
   private watcher: FSWatcher | null = null;
-  private timer: NodeJS.Timeout | null = null;
   private rescan: NodeJS.Timeout | null = null;
-  private scanning: Promise<unknown> = Promise.resolve();
+  private sink: SourceSink;
+  /** The next read of the folder, armed by a change or a retry; null while none is due (no timer while idle). */
+  private timer: { handle: NodeJS.Timeout; due: number } | null = null;
+  /** The read under way, if any: changes heard meanwhile are read after it (`dirty`). */
+  private running: Promise<void> | null = null;
+  private dirty = false;
+  /** The routing barrier (SourceSink.hold) opened by a change heard and not yet read. */
+  private release: (() => void) | null = null;
+  /** Files that read bad while a writer may still have been writing them, and since when. */
+  private readonly unsettled = new Map<string, number>();
+  private stopped = false;
   /**
    * The last apply's report and the registry's generation after it: a scan
    * that finds no file added, changed or removed, and the registry as it
@@ -374,47 +424,120 @@ export class PvdDirectory {
     private readonly log: Logger,
     private readonly check: PvdCheck = () => null,
     private readonly rescanMs = RESCAN_MS,
-  ) {}
+  ) {
+    this.sink = registrySink(registry);
+  }
 
-  /** start reads the folder once and then follows it. A missing folder is an error. */
-  async start(): Promise<void> {
+  describe(): string {
+    return `directory ${this.dir}`;
+  }
+
+  /**
+   * start reads the folder once and then follows it, changing the registry
+   * through `sink` (which must apply a sync before it returns, as the
+   * registry's own does; without one, syncSource directly). A missing
+   * folder is an error.
+   */
+  async start(sink?: SourceSink): Promise<void> {
+    if (sink) this.sink = sink;
+    this.stopped = false;
     await readdir(this.dir); // fails early, with the path, if the folder is not there
     await this.scan();
-    this.watcher = watch(this.dir, () => this.schedule());
+    this.watcher = watch(this.dir, (_event, name) => this.changed(name));
     this.watcher.on('error', (err) => this.log.error({ err, dir: this.dir }, 'cannot watch the PvD directory'));
-    this.rescan = setInterval(() => this.schedule(), this.rescanMs);
+    this.rescan = setInterval(() => this.schedule(0), this.rescanMs);
     this.rescan.unref();
   }
 
-  private schedule(): void {
-    if (this.timer) this.timer.refresh();
-    else {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        // A scan that fails (it should not: files' problems are reported, not thrown) is said in
-        // one line; the chain goes on, so the next change is read, and no rejection is left unhandled.
-        this.scanning = this.scanning
-          .then(() => this.scan())
-          .catch((err: unknown) => {
-            this.applied = null;
-            const error = err instanceof Error ? err.message : String(err);
-            this.log.error({ dir: this.dir, error: error.replace(/\s+/g, ' ') }, 'cannot scan the PvD directory; retrying at the next change or rescan');
-          });
-      }, SETTLE_MS);
+  /**
+   * changed is inotify telling of a change in the folder. A change to a PvD
+   * file (or one it cannot name) holds routing until it is read, so no query
+   * is routed by the version the folder no longer has; any other name (a
+   * temporary file, the target of a link) is read without holding.
+   */
+  private changed(name: string | Buffer | null): void {
+    if (this.stopped) return;
+    if (this.release === null && (name === null || String(name).endsWith('.json'))) this.release = this.sink.hold();
+    this.schedule(this.unsettled.size > 0 ? QUICK_MS : COALESCE_MS);
+  }
+
+  /**
+   * schedule arms a read of the folder in `delayMs`, unless one is armed
+   * sooner (a later change never postpones it) or under way (then it reads
+   * again when done).
+   */
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.dirty = true;
+      return;
+    }
+    const due = Date.now() + delayMs;
+    if (this.timer !== null) {
+      if (this.timer.due <= due) return;
+      clearTimeout(this.timer.handle);
+    }
+    const handle = setTimeout(() => {
+      this.timer = null;
+      this.running = this.follow().then((retryMs) => {
+        this.running = null;
+        if (this.dirty) {
+          this.dirty = false;
+          this.schedule(this.unsettled.size > 0 ? QUICK_MS : COALESCE_MS);
+        }
+        if (retryMs !== null) this.schedule(retryMs);
+      });
+    }, delayMs);
+    handle.unref();
+    this.timer = { handle, due };
+  }
+
+  /**
+   * follow is one read of the folder while following it: bad files that
+   * may be half-written are put off, and it says when to read them again
+   * (null: no file waits). The barrier opened for the change is released
+   * once the change is applied.
+   */
+  private async follow(): Promise<number | null> {
+    const release = this.release;
+    this.release = null;
+    try {
+      return (await this.read(true)).retryMs;
+    } catch (err) {
+      // A scan that fails (it should not: files' problems are reported, not thrown) is said in
+      // one line; the next change or rescan reads again, and no rejection is left unhandled.
+      this.applied = null;
+      const error = err instanceof Error ? err.message : String(err);
+      this.log.error({ dir: this.dir, error: error.replace(/\s+/g, ' ') }, 'cannot scan the PvD directory; retrying at the next change or rescan');
+      return null;
+    } finally {
+      release?.();
     }
   }
 
-  /** settled resolves after pending changes have been read (for tests and reloads). */
+  /** settled resolves once the changes heard so far have been read (for tests and reloads). */
   async settled(): Promise<void> {
-    await this.scanning;
+    while (this.timer !== null || this.running !== null) {
+      await (this.running ?? new Promise((r) => setTimeout(r, Math.max(0, this.timer!.due - Date.now()) + 1)));
+    }
   }
 
   /**
    * scan reads new and changed files, forgets removed ones, brings the
    * registry in line, logs what is newly wrong, and reports all of it
-   * (check-config prints the report).
+   * (check-config prints the report). It reads each file as it is now,
+   * half-written or not: check-config's one look, and a test's.
    */
   async scan(): Promise<DirectoryReport> {
+    return (await this.read(false)).report;
+  }
+
+  /**
+   * read is scan; with `settle` (following the folder), a file that reads
+   * bad and changed less than FRESH_MS ago is left as it was, neither
+   * applied nor reported, and `retryMs` says when to read it again.
+   */
+  private async read(settle: boolean): Promise<{ report: DirectoryReport; retryMs: number | null }> {
     let names: string[];
     try {
       names = (await readdir(this.dir)).filter((n) => n.endsWith('.json')).sort();
@@ -422,7 +545,7 @@ export class PvdDirectory {
       const problem = { file: this.dir, line: null, key: '', problem: `cannot read the PvD directory: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
       this.report([[formatProblem(problem), () => this.log.error({ dir: this.dir, error: formatProblem(problem) }, 'cannot read the PvD directory')]]);
       this.applied = null; // what was reported is forgotten: the next scan says it all again
-      return { files: [], problems: [problem] };
+      return { report: { files: [], problems: [problem] }, retryMs: null };
     }
     const present = new Set(names);
     let removed = 0;
@@ -432,6 +555,7 @@ export class PvdDirectory {
         removed++;
       }
     }
+    for (const name of [...this.unsettled.keys()]) if (!present.has(name)) this.unsettled.delete(name);
     // stat() and read in synchronous runs of IO_RUN files, giving the event loop a turn between runs: a
     // promise per call costs four times the system calls' own time (a folder of 16,000 files took
     // seconds), while a run of small local files blocks queries for a millisecond or two at most.
@@ -453,7 +577,25 @@ export class PvdDirectory {
         if (known.stamp !== stamp) changed.push({ name, stamp, read: readPvdFile(path, this.check) });
       }
     }
+    const now = Date.now();
+    let retryMs: number | null = null;
+    let kept = 0;
     for (const { name, stamp, read: r } of changed) {
+      if (settle && !r.ok && !r.dangling) {
+        // Bad, and written a moment ago: maybe a writer's first chunk (a file written in place is
+        // truncated, then written), so read it again when it has been still for FRESH_MS. The
+        // clock and the file's times are both the wall clock; a time in the future is no writer's.
+        const age = now - changedAt(stamp);
+        const since = this.unsettled.get(name) ?? now;
+        if (age > -FRESH_MS && age < FRESH_MS && now - since < UNSETTLED_LIMIT_MS) {
+          this.unsettled.set(name, since);
+          const due = Math.max(1, Math.ceil(FRESH_MS - age));
+          retryMs = retryMs === null ? due : Math.min(retryMs, due);
+          kept++;
+          continue;
+        }
+      }
+      this.unsettled.delete(name);
       const path = join(this.dir, name);
       const known = this.files.get(name);
       if (r.ok) {
@@ -470,8 +612,9 @@ export class PvdDirectory {
         this.files.set(name, { stamp, good: known?.good ?? null, problems: r.problems, dangling: false });
       }
     }
-    if (changed.length === 0 && removed === 0 && this.applied?.generation === this.registry.generation) return this.applied.report;
-    return this.apply();
+    if (settle && this.stopped) return { report: this.applied?.report ?? { files: [], problems: [] }, retryMs: null }; // stopped while reading
+    if (changed.length === kept && removed === 0 && this.applied?.generation === this.registry.generation) return { report: this.applied.report, retryMs };
+    return { report: this.apply(), retryMs };
   }
 
   private apply(): DirectoryReport {
@@ -500,7 +643,15 @@ export class PvdDirectory {
       chosen.set(id, good);
       specs.push(good.spec);
     }
-    const r = syncSource(this.registry, 'file', specs);
+    this.sink.sync(specs);
+    // The registry now says what the sync did (a sink applies it before it returns): a chosen PvD
+    // another source holds was not taken, and one not there at all had expired (RFC 8801 §4.3).
+    const r: { conflicts: string[]; expired: string[] } = { conflicts: [], expired: [] };
+    for (const id of chosen.keys()) {
+      const holder = this.registry.get(id);
+      if (holder === undefined) r.expired.push(id);
+      else if (holder.source !== 'file') r.conflicts.push(id);
+    }
     const gone = new Set([...r.conflicts, ...r.expired]);
     for (const id of r.conflicts) {
       const f = chosen.get(id)!;
@@ -534,9 +685,27 @@ export class PvdDirectory {
   }
 
   stop(): void {
+    this.stopped = true;
     this.watcher?.close();
-    if (this.timer) clearTimeout(this.timer);
-    if (this.rescan) clearInterval(this.rescan);
     this.watcher = null;
+    if (this.timer) clearTimeout(this.timer.handle);
+    this.timer = null;
+    if (this.rescan) clearInterval(this.rescan);
+    this.rescan = null;
+    this.release?.();
+    this.release = null;
+    this.unsettled.clear();
   }
+}
+
+/** registrySink changes the registry straight away: the sink of a directory started without one. */
+function registrySink(registry: PvdRegistry): SourceSink {
+  return {
+    sync: (specs) => void syncSource(registry, 'file', specs),
+    announce: (spec) => void announceFrom(registry, 'file', spec, null),
+    withdraw: (id) => {
+      if (registry.get(id)?.source === 'file') registry.withdraw(id);
+    },
+    hold: () => () => {},
+  };
 }
