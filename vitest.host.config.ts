@@ -1,6 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
-// Tests against the host's real daemons in network namespaces (systemd-resolved, dbus-daemon): `npm run test:host`.
+// Tests that need the host's daemons or namespaces (a private dbus-daemon,
+// systemd-resolved, network namespaces), run one file at a time: `npm run test:host`.
 export default defineConfig({
   test: {
     include: ['test/host/**/*.test.ts'],
