@@ -174,6 +174,12 @@ export interface Resolved {
   stopResolved(): Promise<void>;
   /** Starts systemd-resolved again after stopResolved(), and waits for it on the bus. */
   startResolved(): Promise<void>;
+  /** Stops the bus and resolved and starts both again (a host whose dbus-daemon died and came back). */
+  restartBus(): Promise<void>;
+  /** Stops the bus, then resolved (which would stay up without it, never to take its name again). */
+  stopBus(): Promise<void>;
+  /** Starts the bus and resolved after stopBus(). */
+  startBus(): Promise<void>;
   /** resolved's and the bus's output so far, for a failure message. */
   logs(): string;
   /** Stops everything, removes the namespace, its /etc/netns files and the temp dir; throws if the host's /run/systemd/resolve appeared. */
@@ -259,6 +265,20 @@ export async function startResolved(opts: ResolvedOptions = {}): Promise<Resolve
     }
   };
 
+  const stopBus = async (): Promise<void> => {
+    if (!bus) return;
+    bus.kill('SIGTERM');
+    await waitExit(bus, 3000);
+    bus = undefined;
+    // resolved 252 stays up without its bus and does not take its name again when the bus is
+    // back (measured): stopped with it, started again with the bus.
+    if (resolved) {
+      resolved.kill('SIGTERM');
+      await waitExit(resolved, 3000);
+      resolved = undefined;
+    }
+  };
+
   const startDaemon = async (): Promise<void> => {
     // A mount namespace of its own (ip netns exec already makes one; unshare says so outright)
     // with DIR/run bound over /run/systemd: resolved's files stay out of the host's /run, and
@@ -268,6 +288,22 @@ export async function startResolved(opts: ResolvedOptions = {}): Promise<Resolve
       'resolved',
     );
     await waitOwner(true, 'did not take org.freedesktop.resolve1');
+  };
+
+  const startBus = async (): Promise<void> => {
+    rmSync(socket, { force: true });
+    bus = track(spawn('ip', ['netns', 'exec', ns, 'dbus-daemon', `--config-file=${join(dir, 'bus.conf')}`, '--nofork', '--nopidfile', '--print-address=1'], { env, stdio: ['ignore', 'pipe', 'pipe'] }), 'bus');
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`dbus-daemon did not listen within 10 s: ${log.trim()}`)), 10_000);
+      bus!.stdout!.once('data', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      bus!.once('exit', (code) => {
+        clearTimeout(t);
+        reject(new Error(`dbus-daemon exited (${code}) at start: ${log.trim().split('\n').slice(-3).join(' | ')}`));
+      });
+    });
   };
 
   try {
@@ -282,18 +318,7 @@ export async function startResolved(opts: ResolvedOptions = {}): Promise<Resolve
     }
     await exec('ip', ['link', 'set', 'lo', 'up']);
     writeFileSync(join(dir, 'bus.conf'), busConfig(socket, opts.policies ?? []));
-    bus = track(spawn('ip', ['netns', 'exec', ns, 'dbus-daemon', `--config-file=${join(dir, 'bus.conf')}`, '--nofork', '--nopidfile', '--print-address=1'], { env, stdio: ['ignore', 'pipe', 'pipe'] }), 'bus');
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`dbus-daemon did not listen within 10 s: ${log.trim()}`)), 10_000);
-      bus!.stdout!.once('data', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      bus!.once('exit', (code) => {
-        clearTimeout(t);
-        reject(new Error(`dbus-daemon exited (${code}) at start: ${log.trim().split('\n').slice(-3).join(' | ')}`));
-      });
-    });
+    await startBus();
     await startDaemon();
   } catch (err) {
     cleanupSync();
@@ -343,6 +368,16 @@ export async function startResolved(opts: ResolvedOptions = {}): Promise<Resolve
       await waitOwner(false, 'did not leave the bus');
     },
     startResolved: startDaemon,
+    stopBus,
+    async startBus() {
+      await startBus();
+      await startDaemon();
+    },
+    async restartBus() {
+      await stopBus();
+      await startBus();
+      await startDaemon();
+    },
     logs: () => log,
     async stop() {
       if (resolved) {

@@ -256,6 +256,20 @@ describe('as root (a bus monitor)', () => {
     await b.waitFor(from, hasCorp, 'with corp.example.com after resolved is back', 5000);
     await r.resolvectl(['revert', 'vpn0']);
   });
+  it('withdraws every link when the bus goes away, and reads them again once it is back', async () => {
+    let from = b.reports.length;
+    await r.resolvectl(['dns', 'vpn0', '10.8.0.54']);
+    await r.resolvectl(['domain', 'vpn0', '~corp.example.com']);
+    await b.waitFor(from, hasCorp, 'with corp.example.com');
+    from = b.reports.length;
+    const down = await timed(() => r.stopBus());
+    const gone = await b.waitFor(from, (l) => l.length === 0, 'with no link after the bus stopped');
+    console.log(`root: bus stopped (stopBus returned, resolved stopped after it) → empty report: ${(gone.at - down).toFixed(1)} ms`);
+    expect(gone.at - down).toBeLessThanOrEqual(TARGET_MS);
+    from = b.reports.length;
+    await r.startBus();
+    await b.waitFor(from, hasCorp, 'with corp.example.com after the bus is back', 7000); // the backend tries every 5 s
+  });
 });
 
 describe(`as the unprivileged user ${USER} (no bus monitor)`, () => {

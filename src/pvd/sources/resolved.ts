@@ -240,7 +240,9 @@ export class ResolvedBackend implements LinkBackend {
       if (this.pollMs === 0 && !this.monitored) this.name = 'resolved (D-Bus; no bus monitor, not root: some domain changes not seen)';
       this.conn = conn;
       conn.on('message', (m) => this.onMessage(m));
-      conn.on('close', (err) => this.lost(err));
+      conn.on('close', (err) => {
+        if (this.conn === conn) this.lost(err);
+      });
       const links = await this.read();
       if (!this.monitored && this.pollMs > 0 && !this.poll) this.poll = setInterval(() => this.refresh(), this.pollMs).unref();
       return links;
@@ -315,9 +317,10 @@ export class ResolvedBackend implements LinkBackend {
   private lost(err: Error | null): void {
     if (this.stopped || this.reconnect) return;
     this.opts.log?.warn({ err: err?.message }, `lost the system bus; resolved's links are withdrawn, trying again every ${RECONNECT_MS / 1000} s`);
-    this.monitor?.close();
-    this.conn?.close();
-    this.monitor = this.conn = null;
+    const { monitor, conn } = this;
+    this.monitor = this.conn = null; // first: closing them below must not bring us here again
+    monitor?.close();
+    conn?.close();
     if (this.poll) clearInterval(this.poll);
     this.poll = null;
     this.paths.clear();
