@@ -243,7 +243,18 @@ export class ResolvedBackend implements LinkBackend {
       conn.on('close', (err) => {
         if (this.conn === conn) this.lost(err);
       });
-      const links = await this.read();
+      // A change signalled during this first read makes one re-read after it, not a second read beside it.
+      this.reading = true;
+      let links: HostLink[];
+      try {
+        links = await this.read();
+      } finally {
+        this.reading = false;
+      }
+      if (this.again) {
+        this.again = false;
+        this.refresh(); // runs on a later turn, after the caller has taken these links
+      }
       if (!this.monitored && this.pollMs > 0 && !this.poll) this.poll = setInterval(() => this.refresh(), this.pollMs).unref();
       return links;
     } catch (err) {
