@@ -1,0 +1,421 @@
+// The host's links as systemd-resolved knows them, read over D-Bus
+// (org.freedesktop.resolve1, systemd 252's API) and re-read the moment
+// something changes them: each link's servers (with port and TLS name, from
+// DNSEx), its search and routing domains, DefaultRoute, DNSOverTLS and DNSSEC.
+//
+// What tells pvdns that something changed. Measured with resolved 252 on a
+// private bus (test/host/resolved.test.ts): SetLinkDNS(Ex) and RevertLink
+// send PropertiesChanged for the Manager's DNS before their reply, but
+// SetLinkDomains, SetLinkDefaultRoute, SetLinkDNSOverTLS and SetLinkDNSSEC
+// send nothing, a link that goes away sends nothing, and their only trace is
+// resolved's private state file in a 0700 directory. So:
+//
+// - Running as root (or as the bus's user), pvdns opens a second connection
+//   and makes it a monitor (org.freedesktop.DBus.Monitoring.BecomeMonitor, D-Bus
+//   Specification "Becoming a monitor") of resolved's replies: every reply
+//   resolved sends to someone else is after a call it has processed, so a
+//   re-read then sees the change (resolved answers on one connection, in
+//   order: our Get reaches it after the call it answered). Stock system bus
+//   policies allow it for root, dbus-daemon and dbus-broker alike; nothing
+//   to install. Eavesdropping (a match rule with eavesdrop='true') is not an
+//   alternative: dbus-daemon refuses such a rule from any uid but root's and
+//   the bus's whatever the policy says (measured: "rejected attempt to call
+//   AddMatch … with uid 994"), root would also need a policy file, and
+//   dbus-broker has no eavesdropping at all.
+// - Without that privilege pvdns re-reads when any client leaves the bus
+//   (NameOwnerChanged to ""): resolvectl, resolvconf and the VPN scripts that
+//   run them leave right after their call. A long-lived client (NetworkManager,
+//   networkd) setting only domains is caught by a poll every `pollMs`; the
+//   backend's name says so.
+// - Always: PropertiesChanged from resolved, resolved leaving or coming back
+//   (NameOwnerChanged of org.freedesktop.resolve1), and `refresh()`, which the
+//   host source calls when netlink says a link came or went.
+//
+// Triggers within one turn of the event loop make one re-read; one re-read
+// runs at a time, and one more follows if something triggered meanwhile. A
+// re-read that finds the same links reports nothing.
+
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import ipaddr from 'ipaddr.js';
+import type { Logger } from 'pino';
+import { DBusConnection, DBusError, systemBusAddress, type DBusMessage } from '../../dbus/connection.js';
+import type { HostLink, LinkBackend } from './source.js';
+
+const RESOLVE1 = 'org.freedesktop.resolve1';
+const ROOT_PATH = '/org/freedesktop/resolve1';
+const MANAGER = 'org.freedesktop.resolve1.Manager';
+const LINK = 'org.freedesktop.resolve1.Link';
+const BUS = 'org.freedesktop.DBus';
+const BUS_PATH = '/org/freedesktop/DBus';
+const AF_INET = 2;
+const AF_INET6 = 10;
+/** How long to wait before connecting again after the bus went away. */
+const RECONNECT_MS = 5000;
+
+/**
+ * formatServer writes a server as resolvectl does (systemd's
+ * in_addr_port_ifindex_name_to_string): "192.0.2.1", "192.0.2.1:5353",
+ * "fd00::1", "[fd00::1]:5353", "fe80::1%3", "[fe80::1]:5353%3", each with
+ * "#name" after it when it has a TLS name. The zone (the link's index) is
+ * written for an IPv6 link-local address only. null: not an address.
+ */
+export function formatServer(family: number, address: Uint8Array, port: number, ifindex: number, name: string): string | null {
+  let ip: string;
+  let zone = '';
+  if (family === AF_INET && address.length === 4) ip = address.join('.');
+  else if (family === AF_INET6 && address.length === 16) {
+    const a = ipaddr.fromByteArray([...address]) as ipaddr.IPv6;
+    ip = a.toString();
+    if (ifindex > 0 && a.range() === 'linkLocal') zone = `%${ifindex}`;
+  } else return null;
+  const tls = name ? `#${name}` : '';
+  if (port > 0) return family === AF_INET6 ? `[${ip}]:${port}${zone}${tls}` : `${ip}:${port}${tls}`;
+  return `${ip}${zone}${tls}`;
+}
+
+/** interfaceNames maps this network namespace's interface indexes to names, from sysfs. */
+export function interfaceNames(sysClassNet = '/sys/class/net'): Map<number, string> {
+  const out = new Map<number, string>();
+  let names: string[];
+  try {
+    names = readdirSync(sysClassNet);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    try {
+      out.set(Number(readFileSync(join(sysClassNet, name, 'ifindex'), 'utf8').trim()), name);
+    } catch {
+      // gone while we looked, or not an interface
+    }
+  }
+  return out;
+}
+
+/** One link's properties as resolved gives them (org.freedesktop.resolve1.Link). */
+export interface ResolvedLinkProps {
+  DNSEx?: unknown;
+  Domains?: unknown;
+  DefaultRoute?: unknown;
+  DNSOverTLS?: unknown;
+  DNSSEC?: unknown;
+}
+
+/**
+ * hostLink turns a link's properties into a HostLink: servers in resolvectl's
+ * forms, domains lower case without "~" ("." for the routing domain "~."),
+ * and a default route when resolved says so or the link routes "~.".
+ */
+export function hostLink(ifindex: number, ifname: string, p: ResolvedLinkProps): HostLink {
+  const servers: string[] = [];
+  for (const s of Array.isArray(p.DNSEx) ? (p.DNSEx as unknown[][]) : []) {
+    const text = formatServer(Number(s[0]), s[1] as Uint8Array, Number(s[2] ?? 0), ifindex, String(s[3] ?? ''));
+    if (text !== null) servers.push(text);
+  }
+  const domains: string[] = [];
+  let routesAll = false;
+  for (const [name, routingOnly] of Array.isArray(p.Domains) ? (p.Domains as Array<[string, boolean]>) : []) {
+    const d = String(name).toLowerCase().replace(/\.$/, '') || '.';
+    if (d === '.' && routingOnly) routesAll = true;
+    if (!domains.includes(d)) domains.push(d);
+  }
+  const link: HostLink = { ifname, ifindex, servers, domains, defaultRoute: p.DefaultRoute === true || routesAll };
+  if (typeof p.DNSOverTLS === 'string' && p.DNSOverTLS !== '') link.dnsOverTls = p.DNSOverTLS;
+  if (typeof p.DNSSEC === 'string' && p.DNSSEC !== '') link.dnssec = p.DNSSEC;
+  return link;
+}
+
+/** resolvedOnBus says whether systemd-resolved runs on the bus now (an activatable name nobody owns is not running: it is not started). */
+export async function resolvedOnBus(address: string = systemBusAddress()): Promise<boolean> {
+  let conn: DBusConnection;
+  try {
+    conn = await DBusConnection.connect(address, { timeoutMs: 2000 });
+  } catch {
+    return false;
+  }
+  try {
+    const [has] = await conn.call({ destination: BUS, path: BUS_PATH, interface: BUS, member: 'NameHasOwner', signature: 's', body: [RESOLVE1] });
+    return has === true;
+  } catch {
+    return false;
+  } finally {
+    conn.close();
+  }
+}
+
+export interface ResolvedBackendOptions {
+  /** The system bus's address; DBUS_SYSTEM_BUS_ADDRESS or /run/dbus/system_bus_socket by default. */
+  address?: string;
+  log?: Logger;
+  /** Without a bus monitor, re-read this often to catch long-lived clients' domain changes; 0: never. 1000 by default. */
+  pollMs?: number;
+  /** Try to become a bus monitor (root only); true by default. */
+  monitor?: boolean;
+  /** Where the interface names are read; /sys/class/net by default. */
+  sysClassNet?: string;
+}
+
+/**
+ * ResolvedBackend follows systemd-resolved over D-Bus (see the file's
+ * header for what tells it of a change). start() resolves null when no bus
+ * is reachable or resolved is not running on it.
+ */
+export class ResolvedBackend implements LinkBackend {
+  name = 'resolved (D-Bus)';
+  private readonly address: string;
+  private readonly pollMs: number;
+  private conn: DBusConnection | null = null;
+  private monitor: DBusConnection | null = null;
+  private onReport: (links: HostLink[]) => void = () => {};
+  private last: string | null = null;
+  private reading = false;
+  private again = false;
+  private scheduled = false;
+  private stopped = false;
+  private monitored = false;
+  private poll: NodeJS.Timeout | null = null;
+  private reconnect: NodeJS.Timeout | null = null;
+  private readonly paths = new Map<number, string>();
+
+  constructor(private readonly opts: ResolvedBackendOptions = {}) {
+    this.address = opts.address ?? systemBusAddress();
+    this.pollMs = opts.pollMs ?? 1000;
+  }
+
+  async start(onReport: (links: HostLink[]) => void): Promise<HostLink[] | null> {
+    this.onReport = onReport;
+    const links = await this.attach();
+    if (links === null) return null;
+    this.last = key(links);
+    return links;
+  }
+
+  /** refresh re-reads resolved's links soon (coalesced): the host source calls it when netlink reports a link change. */
+  refresh(): void {
+    if (this.stopped || !this.conn) return;
+    if (this.reading) {
+      this.again = true;
+      return;
+    }
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.reread();
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.poll) clearInterval(this.poll);
+    if (this.reconnect) clearTimeout(this.reconnect);
+    this.poll = this.reconnect = null;
+    this.monitor?.close();
+    this.conn?.close();
+    this.monitor = this.conn = null;
+  }
+
+  /** attach connects, subscribes, tries to become a monitor and reads the links; null when resolved is not there. */
+  private async attach(): Promise<HostLink[] | null> {
+    let conn: DBusConnection;
+    try {
+      conn = await DBusConnection.connect(this.address, { timeoutMs: 2000 });
+    } catch (err) {
+      this.opts.log?.debug({ err: (err as Error).message }, 'no system bus for systemd-resolved');
+      return null;
+    }
+    try {
+      // Subscribe before the first read, so no change between them is lost.
+      await conn.addMatch(`type='signal',sender='${BUS}',interface='${BUS}',member='NameOwnerChanged',arg0='${RESOLVE1}'`);
+      await conn.addMatch(`type='signal',sender='${RESOLVE1}',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path_namespace='${ROOT_PATH}'`);
+      const [has] = await conn.call({ destination: BUS, path: BUS_PATH, interface: BUS, member: 'NameHasOwner', signature: 's', body: [RESOLVE1] });
+      if (has !== true) {
+        conn.close();
+        return null;
+      }
+      this.monitored = this.opts.monitor !== false && (await this.becomeMonitor());
+      if (!this.monitored) await conn.addMatch(`type='signal',sender='${BUS}',interface='${BUS}',member='NameOwnerChanged'`);
+      this.name = this.monitored ? 'resolved (D-Bus)' : `resolved (D-Bus; no bus monitor, not root: changes by long-lived clients polled every ${this.pollMs / 1000} s)`;
+      if (this.pollMs === 0 && !this.monitored) this.name = 'resolved (D-Bus; no bus monitor, not root: some domain changes not seen)';
+      this.conn = conn;
+      conn.on('message', (m) => this.onMessage(m));
+      conn.on('close', (err) => {
+        if (this.conn === conn) this.lost(err);
+      });
+      // A change signalled during this first read makes one re-read after it, not a second read beside it.
+      this.reading = true;
+      let links: HostLink[];
+      try {
+        links = await this.read();
+      } finally {
+        this.reading = false;
+      }
+      if (this.again) {
+        this.again = false;
+        this.refresh(); // runs on a later turn, after the caller has taken these links
+      }
+      if (!this.monitored && this.pollMs > 0 && !this.poll) this.poll = setInterval(() => this.refresh(), this.pollMs).unref();
+      return links;
+    } catch (err) {
+      this.opts.log?.warn({ err: (err as Error).message }, 'cannot read systemd-resolved over D-Bus');
+      this.conn = null;
+      conn.close();
+      this.monitor?.close();
+      this.monitor = null;
+      return null;
+    }
+  }
+
+  /** becomeMonitor opens the second connection that sees resolved's replies; false when the bus refuses (not root). */
+  private async becomeMonitor(): Promise<boolean> {
+    let mon: DBusConnection;
+    try {
+      mon = await DBusConnection.connect(this.address, { timeoutMs: 2000 });
+    } catch {
+      return false;
+    }
+    try {
+      // Replies only: a monitor must never send, and a method call it sees is someone else's
+      // to answer. sender= a well-known name matches whoever owns it at the time, across restarts.
+      await mon.call({
+        destination: BUS,
+        path: BUS_PATH,
+        interface: 'org.freedesktop.DBus.Monitoring',
+        member: 'BecomeMonitor',
+        signature: 'asu',
+        body: [[`type='method_return',sender='${RESOLVE1}'`, `type='error',sender='${RESOLVE1}'`], 0],
+      });
+    } catch (err) {
+      mon.close();
+      if (!(err instanceof DBusError)) throw err;
+      this.opts.log?.info({ reason: err.message }, 'not allowed to monitor the system bus (root only): some of resolved\'s changes are seen late');
+      return false;
+    }
+    this.monitor = mon;
+    mon.on('message', (m) => {
+      // A reply to someone else's call: resolved has processed it. Our own reads' replies are not news.
+      if ((m.type === 'method_return' || m.type === 'error') && m.destination !== this.conn?.uniqueName) this.refresh();
+    });
+    mon.on('close', (err) => {
+      if (this.monitor === mon && !this.stopped) this.lost(err);
+    });
+    return true;
+  }
+
+  private onMessage(m: DBusMessage): void {
+    if (m.type !== 'signal') return;
+    if (m.sender === BUS && m.member === 'NameOwnerChanged') {
+      const [name, , owner] = m.body as [string, string, string];
+      if (name === RESOLVE1) {
+        this.paths.clear();
+        if (owner === '') {
+          this.opts.log?.warn('systemd-resolved left the bus: its links are withdrawn until it is back');
+          this.publish([]);
+        } else {
+          this.opts.log?.info('systemd-resolved is on the bus again: reading its links');
+          this.refresh();
+        }
+      } else if (!this.monitored && name.startsWith(':') && owner === '') {
+        this.refresh(); // a client left: resolvectl and its like leave right after their call
+      }
+    } else if (m.member === 'PropertiesChanged' && m.path?.startsWith(ROOT_PATH)) {
+      this.refresh();
+    }
+  }
+
+  /** lost: the bus went away (or dropped our monitor). The links are withdrawn and the bus is tried again every RECONNECT_MS. */
+  private lost(err: Error | null): void {
+    if (this.stopped || this.reconnect) return;
+    this.opts.log?.warn({ err: err?.message }, `lost the system bus; resolved's links are withdrawn, trying again every ${RECONNECT_MS / 1000} s`);
+    const { monitor, conn } = this;
+    this.monitor = this.conn = null; // first: closing them below must not bring us here again
+    monitor?.close();
+    conn?.close();
+    if (this.poll) clearInterval(this.poll);
+    this.poll = null;
+    this.paths.clear();
+    this.publish([]);
+    const retry = (): void => {
+      this.reconnect = setTimeout(() => {
+        void this.attach().then((links) => {
+          if (this.stopped) return;
+          this.reconnect = null;
+          if (links === null) retry();
+          else this.publish(links);
+        });
+      }, RECONNECT_MS);
+      this.reconnect.unref();
+    };
+    retry();
+  }
+
+  private async reread(): Promise<void> {
+    this.reading = true;
+    try {
+      const links = await this.read();
+      if (!this.stopped) this.publish(links);
+    } catch (err) {
+      // resolved left mid-read: NameOwnerChanged says so and withdraws; anything else is worth a line.
+      if (!(err instanceof DBusError && err.name === 'org.freedesktop.DBus.Error.ServiceUnknown')) {
+        this.opts.log?.warn({ err: (err as Error).message }, 'cannot read systemd-resolved\'s links');
+      }
+    } finally {
+      this.reading = false;
+      if (this.again) {
+        this.again = false;
+        this.refresh();
+      }
+    }
+  }
+
+  private publish(links: HostLink[]): void {
+    const k = key(links);
+    if (k === this.last) return;
+    this.last = k;
+    this.onReport(links);
+  }
+
+  /**
+   * read asks the Manager which links have servers or domains (its DNSEx
+   * a(iiayqs) and Domains a(isb) carry each link's index; 0 is the global
+   * setting, not a link), then each such link that still exists here for its
+   * properties.
+   */
+  private async read(): Promise<HostLink[]> {
+    const conn = this.conn;
+    if (!conn) return [];
+    const [dns, domains] = await Promise.all([conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSEx'), conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'Domains')]);
+    const indexes = new Set<number>();
+    for (const e of [...(dns as unknown[][]), ...(domains as unknown[][])]) if (Number(e[0]) > 0) indexes.add(Number(e[0]));
+    const names = interfaceNames(this.opts.sysClassNet);
+    const links = await Promise.all(
+      [...indexes]
+        .sort((a, b) => a - b)
+        .map(async (i) => {
+          const ifname = names.get(i);
+          if (ifname === undefined) return null; // gone from the kernel; resolved has yet to notice
+          try {
+            let path = this.paths.get(i);
+            if (!path) {
+              path = String((await conn.call({ destination: RESOLVE1, path: ROOT_PATH, interface: MANAGER, member: 'GetLink', signature: 'i', body: [i] }))[0]);
+              this.paths.set(i, path);
+            }
+            const l = hostLink(i, ifname, (await conn.getAllProperties(RESOLVE1, path, LINK)) as ResolvedLinkProps);
+            // Listed for a global server (resolved gives one from a foreign resolv.conf lo's index), nothing of its own.
+            return l.servers.length === 0 && l.domains.length === 0 ? null : l;
+          } catch (err) {
+            if (err instanceof DBusError && /NoSuchLink|UnknownObject/.test(err.name)) {
+              this.paths.delete(i);
+              return null;
+            }
+            throw err;
+          }
+        }),
+    );
+    return links.filter((l): l is HostLink => l !== null);
+  }
+}
+
+/** key is what two reports are compared by. */
+const key = (links: HostLink[]): string => JSON.stringify(links);

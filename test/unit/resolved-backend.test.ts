@@ -1,0 +1,78 @@
+// The resolved backend's reading of systemd-resolved's D-Bus values
+// (src/pvd/sources/resolved.ts): servers in resolvectl's forms, domains,
+// the default route, interface names from sysfs. The backend against a real
+// resolved is test/host/resolved.test.ts.
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { formatServer, hostLink, interfaceNames } from '../../src/pvd/sources/resolved.js';
+
+const v4 = (...b: number[]): Buffer => Buffer.from(b);
+const v6 = (text: string): Buffer => {
+  // enough for the test's addresses: "fd00::1", "fe80::1", "2001:db8::53"
+  const [head, tail] = text.split('::') as [string, string];
+  const words = (s: string): number[] => (s ? s.split(':').map((w) => parseInt(w, 16)) : []);
+  const h = words(head);
+  const t = words(tail);
+  const all = [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
+  return Buffer.from(all.flatMap((w) => [w >> 8, w & 0xff]));
+};
+
+describe('formatServer writes what resolvectl prints', () => {
+  it.each([
+    [2, v4(192, 0, 2, 1), 0, 3, '', '192.0.2.1'],
+    [2, v4(10, 8, 0, 54), 5353, 3, 'dns.corp', '10.8.0.54:5353#dns.corp'],
+    [2, v4(10, 8, 0, 53), 0, 3, 'tls.corp', '10.8.0.53#tls.corp'],
+    [10, v6('fd00::1'), 0, 3, '', 'fd00::1'],
+    [10, v6('fd00::1'), 5353, 3, '', '[fd00::1]:5353'],
+    [10, v6('fe80::1'), 0, 3, '', 'fe80::1%3'],
+    [10, v6('fe80::1'), 5353, 3, 'x.example', '[fe80::1]:5353%3#x.example'],
+    [10, v6('fe80::1'), 0, 0, '', 'fe80::1'],
+    [10, v6('2001:db8::53'), 0, 7, '', '2001:db8::53'],
+  ])('family %i %o port %i ifindex %i name %s → %s', (family, addr, port, ifindex, name, want) => {
+    expect(formatServer(family, addr, port, ifindex, name)).toBe(want);
+  });
+
+  it('gives null for what is not an address of its family', () => {
+    expect(formatServer(2, v4(1, 2, 3), 0, 0, '')).toBeNull();
+    expect(formatServer(10, v4(1, 2, 3, 4), 0, 0, '')).toBeNull();
+    expect(formatServer(7, v4(1, 2, 3, 4), 0, 0, '')).toBeNull();
+  });
+});
+
+describe('hostLink', () => {
+  it('lowers and strips domains, "~." is "." and a default route', () => {
+    const l = hostLink(3, 'vpn0', {
+      DNSEx: [[2, v4(10, 8, 0, 54), 0, '']],
+      Domains: [['Corp.Example.COM', true], ['search.example', false], ['.', true]],
+      DefaultRoute: false,
+      DNSOverTLS: 'opportunistic',
+      DNSSEC: 'allow-downgrade',
+    });
+    expect(l).toEqual({ ifname: 'vpn0', ifindex: 3, servers: ['10.8.0.54'], domains: ['corp.example.com', 'search.example', '.'], defaultRoute: true, dnsOverTls: 'opportunistic', dnssec: 'allow-downgrade' });
+  });
+
+  it('takes the default route from resolved when no "~." says otherwise, and leaves out empty modes', () => {
+    expect(hostLink(2, 'wlan0', { DNSEx: [], Domains: [['home.example', false]], DefaultRoute: true, DNSOverTLS: '' })).toEqual({ ifname: 'wlan0', ifindex: 2, servers: [], domains: ['home.example'], defaultRoute: true });
+    expect(hostLink(2, 'wg0', { Domains: [['corp.example', true]], DefaultRoute: false }).defaultRoute).toBe(false);
+  });
+});
+
+describe('interfaceNames', () => {
+  it('maps each interface index in a sysfs-like folder to its name, skipping what is not one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pvdns-sysnet-'));
+    try {
+      for (const [name, index] of [['lo', 1], ['vpn0', 7]] as const) {
+        mkdirSync(join(dir, name));
+        writeFileSync(join(dir, name, 'ifindex'), `${index}\n`);
+      }
+      mkdirSync(join(dir, 'bonding_masters-like'));
+      expect(interfaceNames(dir)).toEqual(new Map([[1, 'lo'], [7, 'vpn0']]));
+      expect(interfaceNames(join(dir, 'missing'))).toEqual(new Map());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
