@@ -10,7 +10,7 @@
 // lifetime is 0 takes its router's part away at once, and a PvD no router
 // advertises any more is withdrawn.
 //
-// RDNSS's DNSSL is a search list (RFC 8106 §3: suffixes for unqualified
+// An RA's DNSSL is a search list (RFC 8106 §3: suffixes for unqualified
 // names), not a claim on names: a router on the café's Wi-Fi saying
 // "corp.example.com" must not pull the VPN's names to the café. dnsZones
 // come only from the PvD Additional Information (RFC 8801 §4.3), which the
