@@ -194,8 +194,10 @@ describe('RA PvDs in a network namespace', () => {
     expect(withdrawn.withdraw).toBe(PVD_ID);
     const withdrawMs = withdrawn.t - sent;
     console.log(`RA to registry (ms): announce ${announceMs.toFixed(1)}, update ${updateMs.toFixed(1)}, withdraw ${withdrawMs.toFixed(1)}`);
-    // From just before scapy's sendp (which takes some ms itself) to the feed's line: a bound, not a benchmark.
-    for (const ms of [announceMs, updateMs, withdrawMs]) expect(ms).toBeLessThan(500);
+    // From just before scapy's sendp (which takes some ms itself) to the feed's line: bounds, not a benchmark.
+    // The first RA also pays for the first schema parse and the interface names read from sysfs.
+    expect(announceMs).toBeLessThan(1000);
+    for (const ms of [updateMs, withdrawMs]) expect(ms).toBeLessThan(200);
     expect(feed.stderr).toBe('');
   });
 });
