@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
-// Tests that need the host's daemons or namespaces (a private dbus-daemon,
-// systemd-resolved, network namespaces), run one file at a time: `npm run test:host`.
+// Tests against the machine's own kernel and daemons, each inside network
+// namespaces and on private buses the test creates: `npm run test:host` (as root).
 export default defineConfig({
   test: {
     include: ['test/host/**/*.test.ts'],

@@ -428,6 +428,9 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// native/raw.c: the netlink and ICMPv6 raw sockets, registered on the same exports.
+napi_value raw_init(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"bind", NULL, js_bind, NULL, NULL, NULL, napi_default, NULL},
@@ -444,7 +447,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value batch;
   napi_create_uint32(env, BATCH, &batch);
   napi_set_named_property(env, exports, "BATCH", batch);
-  return exports;
+  return raw_init(env, exports);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

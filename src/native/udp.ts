@@ -34,17 +34,35 @@ export const SLOT = 4096;
 /** Where node-gyp puts the addon: seen from dist/native/, or from dist/ when pvdns runs bundled. */
 const ADDON = ['../../build/Release/pvdns_udp.node', '../build/Release/pvdns_udp.node'];
 
+let addonModule: Record<string, unknown> | Error | undefined;
+
+/**
+ * requireAddon loads the addon's .node file (once), whatever
+ * PVDNS_UDP_BACKEND says: the raw sockets (src/native/raw.ts) live in the
+ * same file and have no fallback to choose. An Error when it did not load.
+ */
+export function requireAddon(): Record<string, unknown> | Error {
+  if (addonModule === undefined) {
+    const require = createRequire(import.meta.url);
+    try {
+      const path = ADDON.find((p) => existsSync(fileURLToPath(new URL(p, import.meta.url)))) ?? ADDON[0]!;
+      addonModule = require(path) as Record<string, unknown>;
+    } catch (err) {
+      addonModule = err as Error;
+    }
+  }
+  return addonModule;
+}
+
 function load(): Addon | null {
   const choice = process.env.PVDNS_UDP_BACKEND ?? 'auto';
   if (choice === 'dgram') return null;
-  const require = createRequire(import.meta.url);
-  try {
-    const path = ADDON.find((p) => existsSync(fileURLToPath(new URL(p, import.meta.url)))) ?? ADDON[0]!;
-    return require(path) as Addon;
-  } catch (err) {
-    if (choice === 'native') throw new Error(`PVDNS_UDP_BACKEND=native, but the addon did not load: ${(err as Error).message}`);
+  const loaded = requireAddon();
+  if (loaded instanceof Error) {
+    if (choice === 'native') throw new Error(`PVDNS_UDP_BACKEND=native, but the addon did not load: ${loaded.message}`);
     return null;
   }
+  return loaded as unknown as Addon;
 }
 
 const addon = load();

@@ -1,0 +1,463 @@
+// Explicit PvDs from Router Advertisements (RFC 8801, pvdSources.
+// routerAdvertisements): every RA that carries a PvD option announces or
+// refreshes that PvD, with what the RA gives it — all the RA's
+// configuration, outside the PvD option and nested in it, belongs to the PvD
+// (§3.4). Its RDNSS addresses are the PvD's dnsServers (a link-local one
+// scoped to its link), its PIOs its prefixes, its PREF64 (RFC 8781) its
+// dns64 prefix, so DNS64 needs no ipv4only.arpa query. Each router, server,
+// prefix and NAT64 prefix lives as long as the last RA that carried it says
+// (RFC 4861 §6.3.4, RFC 8106 §5.3.1, RFC 8781 §4.1); an RA whose router
+// lifetime is 0 takes its router's part away at once, and a PvD no router
+// advertises any more is withdrawn.
+//
+// An RA's DNSSL is a search list (RFC 8106 §3: suffixes for unqualified
+// names), not a claim on names: a router on the café's Wi-Fi saying
+// "corp.example.com" must not pull the VPN's names to the café. dnsZones
+// come only from the PvD Additional Information (RFC 8801 §4.3), which the
+// PvD ID's owner signs with its certificate.
+//
+// With the H flag, that information is fetched (§4.1) through the caller's
+// fetchInfo (pvdns resolves the PvD ID through the PvD's own servers). The
+// PvD is announced from the RA at once: §4 makes the information optional,
+// and a PvD whose fetch fails is "as if it has no Additional Information"
+// (§4.1), so the RA alone is a whole PvD. The information is dropped on a
+// new sequence number, refetched after a random 0..2^(10+delay) ms, and
+// refetched again at a random time in the second half of its life; a failed
+// fetch is not repeated for that PvD, nor any fetch on a link after 10
+// failures; a PvD is asked at most every 10 s, and a link at most 5 times in
+// 10 s (all §4.1). Information whose prefixes no longer cover the PIOs is
+// not used (§4.1, §4.4).
+
+import { readdirSync, readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import type { Logger } from 'pino';
+import { parsePref64 } from '../../dns64/prefix.js';
+import { MAX_DNS_SERVERS, pvdSpecSchema, serverProblem, type PvdSpec } from '../schema.js';
+import { uncoveredPrefixes, type PvdInfo } from './pvd-info.js';
+import { INFINITE_LIFETIME, parseRouterAdvertisement, type RaOptions } from './ra-wire.js';
+import type { PvdFeed, SourceSink } from './source.js';
+
+/** One RA as the raw socket delivers it: the ICMPv6 payload and where it came from. */
+export interface ReceivedRa {
+  payload: Buffer;
+  /** The IPv6 source address. */
+  source: string;
+  ifindex: number;
+  /** The IPv6 hop limit it arrived with. */
+  hopLimit: number;
+}
+
+/** Opens the socket that receives RAs (the addon's openRaReceiver): RAs go to `onRa` until it is closed. */
+export type OpenRaReceiver = (onRa: (ra: ReceivedRa) => void) => { close(): void };
+
+/** Where a PvD's Additional Information is to be fetched through (RFC 8801 §4.1: the PvD itself). */
+export interface InfoRequest {
+  /** The PvD's DNS servers, to resolve the PvD ID through. */
+  servers: string[];
+  ifname: string;
+  /** The host's address in one of the PvD's prefixes on that link, or null when it has none yet. */
+  localAddress: string | null;
+  /** The PvD's PIO prefixes, each of which the information must cover (§4.3). */
+  prefixes: string[];
+}
+
+/** Fetches and validates a PvD's Additional Information: the information or one line saying why there is none. */
+export type FetchInfo = (pvdId: string, via: InfoRequest) => Promise<PvdInfo | string>;
+
+export interface RaFeedOptions {
+  receiver: OpenRaReceiver;
+  /** Without it the H flag is not acted on: no information is fetched. */
+  fetchInfo?: FetchInfo;
+  /** The interface name of an index; by default read from /sys/class/net. */
+  ifname?: (ifindex: number) => string | null;
+  /** The host's global addresses on an interface; by default from os.networkInterfaces(). */
+  addresses?: (ifname: string) => string[];
+  log?: Logger;
+  /** Uniform in [0, 1); Math.random by default. */
+  random?: () => number;
+}
+
+/** RFC 8801 §4.1: at least this long between two requests for one PvD's information. */
+export const MIN_FETCH_INTERVAL_MS = 10_000;
+/** RFC 8801 §4.1: at most this many requests on one link within MIN_FETCH_INTERVAL_MS. */
+const MAX_FETCHES_PER_LINK = 5;
+/** RFC 8801 §4.1: after this many failures on a link, nothing more is fetched on it. */
+const MAX_FAILURES_PER_LINK = 10;
+/** setTimeout's longest delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** What one router (a link-local source on one link) last said about a PvD: each item with when it expires (ms; Infinity). */
+interface RouterState {
+  ifname: string;
+  expiresAt: number;
+  heardAt: number;
+  servers: Map<string, number>;
+  prefixes: Map<string, number>;
+  pref64: Map<string, number>;
+}
+
+interface PvdState {
+  id: string;
+  /** By "ifname source". */
+  routers: Map<string, RouterState>;
+  http: boolean;
+  delay: number;
+  sequence: number;
+  info: PvdInfo | null;
+  /** When the next fetch is due, or null. */
+  fetchAt: number | null;
+  /** Bumped whenever a fetch in flight no longer counts (a new sequence number, the PvD withdrawn). */
+  generation: number;
+  fetching: boolean;
+  /** A fetch failed: no more for this PvD while it lasts (§4.1). */
+  failed: boolean;
+  lastRequestAt: number | null;
+  /** Information that did not cover the PIOs, already logged. */
+  misfitLogged: PvdInfo | null;
+  /** The spec last announced, as JSON, or null. */
+  announced: string | null;
+}
+
+/**
+ * RaFeed is the router-advertisement source: it announces, updates and
+ * withdraws the explicit PvDs RAs advertise (see the file header).
+ */
+export class RaFeed implements PvdFeed {
+  private readonly pvds = new Map<string, PvdState>();
+  private readonly requests = new Map<string, number[]>();
+  private readonly failures = new Map<string, number>();
+  private readonly names = new Map<number, string>();
+  private sink: SourceSink | null = null;
+  private receiver: { close(): void } | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+  private readonly random: () => number;
+
+  constructor(private readonly opts: RaFeedOptions) {
+    this.random = opts.random ?? Math.random;
+  }
+
+  describe(): string {
+    return 'router advertisements';
+  }
+
+  async start(sink: SourceSink): Promise<void> {
+    this.sink = sink;
+    this.receiver = this.opts.receiver((ra) => this.receive(ra));
+  }
+
+  stop(): void {
+    this.receiver?.close();
+    this.receiver = null;
+    this.disarm();
+    for (const s of this.pvds.values()) {
+      s.generation++;
+      if (s.announced !== null) this.sink?.withdraw(s.id);
+    }
+    this.pvds.clear();
+    this.sink = null;
+  }
+
+  /** The PvDs tracked now, as they were last announced: for tests and status. */
+  specs(): PvdSpec[] {
+    return [...this.pvds.values()].filter((s) => s.announced !== null).map((s) => JSON.parse(s.announced!) as PvdSpec);
+  }
+
+  private receive(r: ReceivedRa): void {
+    if (this.sink === null) return;
+    const ifname = this.ifnameOf(r.ifindex);
+    if (ifname === null) {
+      this.opts.log?.debug({ ifindex: r.ifindex }, 'router advertisement from an interface with no name: ignored');
+      return;
+    }
+    const ra = parseRouterAdvertisement(r.payload, { source: r.source, hopLimit: r.hopLimit });
+    if (typeof ra === 'string') {
+      this.opts.log?.debug({ ifname, source: r.source, problem: ra }, 'router advertisement dropped');
+      return;
+    }
+    // An RA without a PvD option is the link's implicit PvD: the host's link sources have it.
+    if (ra.pvd === null) return;
+    const now = Date.now();
+    const pvd = ra.pvd;
+    const header = pvd.header ?? ra.header; // the inner header takes precedence (RFC 8801 §3.4)
+    const key = `${ifname} ${r.source.split('%', 1)[0]}`;
+    let s = this.pvds.get(pvd.id);
+    if (header.routerLifetime === 0) {
+      // A router leaving (RFC 4861 §6.2.5), or one PvD-aware hosts must not use (RFC 8801 §5.2): its part goes now.
+      if (s === undefined) return;
+      s.routers.delete(key);
+      this.refresh(now);
+      return;
+    }
+    const fresh = s === undefined;
+    if (s === undefined) {
+      s = { id: pvd.id, routers: new Map(), http: false, delay: 0, sequence: 0, info: null, fetchAt: null, generation: 0, fetching: false, failed: false, lastRequestAt: null, misfitLogged: null, announced: null };
+      this.pvds.set(pvd.id, s);
+    }
+    let router = s.routers.get(key);
+    if (router === undefined) {
+      router = { ifname, expiresAt: 0, heardAt: now, servers: new Map(), prefixes: new Map(), pref64: new Map() };
+      s.routers.set(key, router);
+    }
+    router.expiresAt = now + header.routerLifetime * 1000;
+    router.heardAt = now;
+    for (const options of [ra.options, pvd.options]) merge(router, options, ifname, now);
+    this.followSequence(s, pvd.http, pvd.sequence, pvd.delay, fresh, now);
+    this.refresh(now);
+  }
+
+  /** RFC 8801 §4.1: what the H flag and the sequence number ask of the information. */
+  private followSequence(s: PvdState, http: boolean, sequence: number, delay: number, fresh: boolean, now: number): void {
+    s.delay = delay;
+    if (!http || this.opts.fetchInfo === undefined) {
+      // Without the H flag hosts MUST NOT fetch; information fetched earlier is no longer the PvD's.
+      if (s.http) this.dropInfo(s);
+      s.http = false;
+      return;
+    }
+    if (fresh || !s.http) {
+      s.http = true;
+      s.sequence = sequence;
+      this.scheduleFetch(s, now);
+    } else if (sequence !== s.sequence) {
+      s.sequence = sequence;
+      this.dropInfo(s); // MUST deprecate it and stop using it
+      this.scheduleFetch(s, now + this.random() * 2 ** (10 + delay));
+    }
+  }
+
+  private dropInfo(s: PvdState): void {
+    s.info = null;
+    s.fetchAt = null;
+    s.generation++;
+    s.fetching = false;
+  }
+
+  /** scheduleFetch plans a fetch at `at`, or later when §4.1's 10 s between requests asks it. */
+  private scheduleFetch(s: PvdState, at: number): void {
+    if (s.failed) return;
+    s.fetchAt = Math.max(at, s.lastRequestAt === null ? at : s.lastRequestAt + MIN_FETCH_INTERVAL_MS);
+  }
+
+  /** refresh drops what has expired, starts fetches that are due, announces what changed and arms the timer. */
+  private refresh(now: number): void {
+    for (const s of [...this.pvds.values()]) {
+      for (const [key, r] of s.routers) {
+        if (r.expiresAt <= now) s.routers.delete(key);
+        else for (const items of [r.servers, r.prefixes, r.pref64]) for (const [k, at] of items) if (at <= now) items.delete(k);
+      }
+      if (s.routers.size === 0) {
+        this.pvds.delete(s.id);
+        s.generation++;
+        if (s.announced !== null) this.sink?.withdraw(s.id);
+        continue;
+      }
+      if (s.info !== null && s.info.expiresAt <= now) {
+        // §4.1: expired information MUST be deprecated; the refetch planned before it failed or is late.
+        s.info = null;
+        if (s.fetchAt === null && !s.fetching) this.scheduleFetch(s, now);
+      }
+      if (s.http && s.fetchAt !== null && s.fetchAt <= now && !s.fetching) this.fetch(s, now);
+      this.announce(s, now);
+    }
+    this.arm(now);
+  }
+
+  private fetch(s: PvdState, now: number): void {
+    const fetchInfo = this.opts.fetchInfo!;
+    const spec = this.build(s, now, false);
+    const ifname = spec.interface!;
+    if ((this.failures.get(ifname) ?? 0) >= MAX_FAILURES_PER_LINK) {
+      s.fetchAt = null;
+      return;
+    }
+    if (spec.dnsServers.length === 0) {
+      // The PvD ID can be resolved only through the PvD's own servers (§4.1): wait for an RDNSS.
+      s.fetchAt = now + MIN_FETCH_INTERVAL_MS;
+      return;
+    }
+    const recent = (this.requests.get(ifname) ?? []).filter((t) => t > now - MIN_FETCH_INTERVAL_MS);
+    this.requests.set(ifname, recent);
+    if (recent.length >= MAX_FETCHES_PER_LINK) {
+      s.fetchAt = recent[0]! + MIN_FETCH_INTERVAL_MS;
+      return;
+    }
+    recent.push(now);
+    s.fetchAt = null;
+    s.fetching = true;
+    s.lastRequestAt = now;
+    const generation = s.generation;
+    const via: InfoRequest = { servers: spec.dnsServers, ifname, localAddress: this.localAddress(ifname, spec.prefixes), prefixes: spec.prefixes };
+    fetchInfo(s.id, via).then(
+      (r) => this.fetched(s, generation, ifname, r),
+      (err: unknown) => this.fetched(s, generation, ifname, (err as Error)?.message ?? String(err)),
+    );
+  }
+
+  private fetched(s: PvdState, generation: number, ifname: string, r: PvdInfo | string): void {
+    if (this.pvds.get(s.id) !== s || s.generation !== generation) return; // withdrawn, or a new sequence number since
+    s.fetching = false;
+    const now = Date.now();
+    if (typeof r === 'string') {
+      s.failed = true; // §4.1: not requested again for this PvD while the link lasts
+      const failures = (this.failures.get(ifname) ?? 0) + 1;
+      this.failures.set(ifname, failures);
+      this.opts.log?.warn({ pvd: s.id, ifname, problem: r }, 'PvD Additional Information not used');
+      if (failures === MAX_FAILURES_PER_LINK) this.opts.log?.warn({ ifname }, `${failures} PvD Additional Information failures on this link: no more are fetched on it (RFC 8801 §4.1)`);
+    } else {
+      s.info = r;
+      // §4.1: refetch at a uniformly random time in [(B-A)/2, B] after A; B-A is the time left.
+      const left = r.expiresAt - now;
+      s.fetchAt = now + left / 2 + this.random() * (left / 2);
+      this.opts.log?.info({ pvd: s.id, ifname, expires: r.expires, dnsZones: r.dnsZones.length, noInternet: r.noInternet }, 'PvD Additional Information fetched');
+    }
+    this.refresh(now);
+  }
+
+  private announce(s: PvdState, now: number): void {
+    const spec = this.build(s, now, true);
+    const text = JSON.stringify(spec);
+    if (text === s.announced) return;
+    s.announced = text;
+    this.sink?.announce(spec);
+  }
+
+  /** build makes the PvD's spec from its routers and, with `withInfo`, its information where it may be used. */
+  private build(s: PvdState, now: number, withInfo: boolean): PvdSpec {
+    const servers = new Set<string>();
+    const prefixes = new Set<string>();
+    let pref64: string | null = null;
+    let expiresAt = 0;
+    let latest: RouterState | null = null;
+    for (const r of s.routers.values()) {
+      for (const a of r.servers.keys()) servers.add(a);
+      for (const p of r.prefixes.keys()) prefixes.add(p);
+      pref64 ??= r.pref64.keys().next().value ?? null; // RFC 8781 §5.1 leaves the choice among several to the host
+      expiresAt = Math.max(expiresAt, r.expiresAt);
+      if (latest === null || r.heardAt >= latest.heardAt) latest = r;
+    }
+    const base = {
+      identifier: s.id,
+      dnsServers: [...servers].slice(0, MAX_DNS_SERVERS),
+      prefixes: [...prefixes],
+      interface: latest!.ifname,
+      // Whole seconds: the registry withdraws at this time if no RA renews it first.
+      expires: new Date(Math.ceil(expiresAt / 1000) * 1000).toISOString().replace('.000Z', 'Z'),
+      dns64: pref64 ?? 'auto',
+    };
+    const info = withInfo ? this.usableInfo(s, base.prefixes, now) : null;
+    if (info !== null) {
+      const r = pvdSpecSchema.safeParse({ ...base, dnsZones: info.dnsZones, noInternet: info.noInternet });
+      if (r.success) return r.data;
+      this.opts.log?.warn({ pvd: s.id, problem: r.error.issues[0]?.message }, 'PvD Additional Information does not make a valid PvD: not used');
+    }
+    return pvdSpecSchema.parse(base); // cannot fail: merge() kept only servers and a PREF64 the schema takes
+  }
+
+  private usableInfo(s: PvdState, prefixes: string[], now: number): PvdInfo | null {
+    const info = s.info;
+    if (info === null || info.expiresAt <= now) return null;
+    const outside = uncoveredPrefixes(prefixes, info.prefixes);
+    if (outside.length === 0) return info;
+    if (s.misfitLogged !== info) {
+      s.misfitLogged = info;
+      this.opts.log?.warn({ pvd: s.id, prefix: outside[0] }, 'PvD Additional Information does not cover an advertised prefix: not used (RFC 8801 §4.4)');
+    }
+    return null;
+  }
+
+  /** The host's address on `ifname` inside one of the prefixes (§4.1: the request leaves from the PvD's address). */
+  private localAddress(ifname: string, prefixes: string[]): string | null {
+    const addrs = this.opts.addresses ? this.opts.addresses(ifname) : globalAddresses(ifname);
+    for (const a of addrs) if (uncoveredPrefixes([`${a}/${a.includes(':') ? 128 : 32}`], prefixes).length === 0) return a;
+    return null;
+  }
+
+  private ifnameOf(ifindex: number): string | null {
+    if (this.opts.ifname) return this.opts.ifname(ifindex);
+    let name = this.names.get(ifindex);
+    if (name === undefined) {
+      this.names.clear();
+      for (const [i, n] of readIfindexes()) this.names.set(i, n);
+      name = this.names.get(ifindex);
+    }
+    return name ?? null;
+  }
+
+  /** arm sets the one timer at the next thing due: an expiry or a fetch. None while nothing is tracked. */
+  private arm(now: number): void {
+    let next = Infinity;
+    for (const s of this.pvds.values()) {
+      for (const r of s.routers.values()) {
+        next = Math.min(next, r.expiresAt);
+        for (const items of [r.servers, r.prefixes, r.pref64]) for (const at of items.values()) next = Math.min(next, at);
+      }
+      if (s.info !== null) next = Math.min(next, s.info.expiresAt);
+      if (s.fetchAt !== null && !s.fetching) next = Math.min(next, s.fetchAt);
+    }
+    if (next === this.timerAt && this.timer !== null) return;
+    this.disarm();
+    if (next === Infinity) return;
+    this.timerAt = next;
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.timerAt = Infinity;
+        this.refresh(Date.now());
+      },
+      Math.min(Math.max(0, next - now), MAX_TIMER_MS),
+    );
+    this.timer.unref();
+  }
+
+  private disarm(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+  }
+}
+
+/** merge records an RA's options in its router's state: each item's expiry, a lifetime of 0 removing it. */
+function merge(router: RouterState, options: RaOptions, ifname: string, now: number): void {
+  const until = (lifetime: number): number => (lifetime === INFINITE_LIFETIME ? Infinity : now + lifetime * 1000);
+  const set = (items: Map<string, number>, key: string, lifetime: number): void => {
+    if (lifetime === 0) items.delete(key);
+    else items.set(key, until(lifetime));
+  };
+  // A multicast or unspecified RDNSS address, or a PREF64 RFC 6052 cannot use, is nobody's: left out.
+  for (const o of options.rdnss) {
+    for (const a of o.addresses) {
+      const text = serverText(a, ifname);
+      if (serverProblem(text) === null) set(router.servers, text, o.lifetime);
+    }
+  }
+  for (const p of options.prefixes) set(router.prefixes, p.prefix, p.validLifetime);
+  for (const p of options.pref64) if (typeof parsePref64(p.prefix) !== 'string') set(router.pref64, p.prefix, p.lifetime);
+}
+
+/** A link-local server is reachable only through its link (RFC 8106 §5.1): scoped to it. */
+function serverText(address: string, ifname: string): string {
+  return /^fe[89ab]/i.test(address) ? `[${address}%${ifname}]` : address;
+}
+
+/** readIfindexes maps interface indexes to names from /sys/class/net. */
+function readIfindexes(): Array<[number, string]> {
+  const out: Array<[number, string]> = [];
+  try {
+    for (const name of readdirSync('/sys/class/net')) {
+      try {
+        out.push([Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8').trim()), name]);
+      } catch {
+        // gone since the listing
+      }
+    }
+  } catch {
+    // no sysfs: no names
+  }
+  return out;
+}
+
+/** globalAddresses lists an interface's IPv6 addresses that are not link-local. */
+function globalAddresses(ifname: string): string[] {
+  return (networkInterfaces()[ifname] ?? []).filter((a) => a.family === 'IPv6' && !a.internal && a.scopeid === 0).map((a) => a.address);
+}

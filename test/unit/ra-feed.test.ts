@@ -1,0 +1,355 @@
+// RaFeed (src/pvd/sources/ra.ts) with a fake receiver, fake timers and a
+// sink that records: what a PvD option announces, what a new sequence
+// number, lifetimes and a router lifetime of 0 do, and how PvD Additional
+// Information is fetched and used (RFC 8801 §4.1).
+
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { PvdSpec } from '../../src/pvd/schema.js';
+import type { PvdInfo } from '../../src/pvd/sources/pvd-info.js';
+import { RaFeed, type FetchInfo, type InfoRequest, type ReceivedRa } from '../../src/pvd/sources/ra.js';
+import type { SourceSink } from '../../src/pvd/sources/source.js';
+import { dnssl, pio, pref64, pvd, ra, rdnss, type HeaderFields, type PvdFields } from '../helpers/ra-packets.js';
+
+type Event = ['announce', PvdSpec] | ['withdraw', string];
+
+class Harness {
+  events: Event[] = [];
+  onRa: ((ra: ReceivedRa) => void) | null = null;
+  closed = 0;
+  fetches: Array<{ id: string; via: InfoRequest; resolve: (r: PvdInfo | string) => void }> = [];
+  feed: RaFeed;
+
+  constructor(o: { fetch?: boolean; random?: () => number; addresses?: string[] } = {}) {
+    const fetchInfo: FetchInfo = (id, via) => new Promise((resolve) => this.fetches.push({ id, via, resolve }));
+    this.feed = new RaFeed({
+      receiver: (onRa) => {
+        this.onRa = onRa;
+        return { close: () => this.closed++ };
+      },
+      fetchInfo: o.fetch === false ? undefined : fetchInfo,
+      ifname: (i) => (i === 2 ? 'eth0' : i === 3 ? 'wlan0' : null),
+      addresses: () => o.addresses ?? [],
+      random: o.random ?? (() => 0.5),
+    });
+  }
+
+  async start(): Promise<void> {
+    const sink: SourceSink = {
+      sync: () => {
+        throw new Error('RaFeed never syncs');
+      },
+      announce: (spec) => this.events.push(['announce', spec]),
+      withdraw: (id) => this.events.push(['withdraw', id]),
+      hold: () => () => {},
+    };
+    await this.feed.start(sink);
+  }
+
+  send(h: HeaderFields, ...options: number[][]): void {
+    this.sendFrom('fe80::1', 2, h, ...options);
+  }
+
+  sendFrom(source: string, ifindex: number, h: HeaderFields, ...options: number[][]): void {
+    this.onRa!({ payload: ra(h, ...options), source, ifindex, hopLimit: 255 });
+  }
+
+  take(): Event[] {
+    const e = this.events;
+    this.events = [];
+    return e;
+  }
+
+  last(): PvdSpec {
+    const e = this.events.at(-1);
+    if (!e || e[0] !== 'announce') throw new Error(`last event is ${JSON.stringify(e)}`);
+    return e[1];
+  }
+}
+
+function pvdOpt(f: PvdFields = {}, ...options: number[][]): number[] {
+  return pvd('Cafe.Example.COM.', f, ...options);
+}
+
+function info(o: Partial<PvdInfo> = {}): PvdInfo {
+  const expires = o.expires ?? new Date(Date.now() + 3600_000).toISOString();
+  return { identifier: 'cafe.example.com', expires, expiresAt: Date.parse(expires), prefixes: ['2001:db8:cafe::/48'], dnsZones: ['cafe.example.com'], noInternet: false, ...o };
+}
+
+/** Lets promise callbacks (a fetch's result) run. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+}
+
+describe('RaFeed', () => {
+  let h: Harness;
+  beforeEach(() => {
+    vi.useFakeTimers({ now: Date.parse('2030-01-01T00:00:00Z') });
+  });
+  afterEach(() => {
+    h?.feed.stop();
+    vi.useRealTimers();
+  });
+
+  it('announces a PvD from an RA: RDNSS (link-local scoped), PIOs in and outside the option, PREF64, the interface and expiry', async () => {
+    h = new Harness();
+    await h.start();
+    h.send({ routerLifetime: 1800 }, pio('2001:db8:cafe::/64'), rdnss(600, 'fe80::53'), pvdOpt({}, rdnss(600, '2001:db8:cafe::53'), pio('2001:db8:f00d::/64'), pref64('2001:db8:64::/96', 600), dnssl(600, 'corp.example')));
+    expect(h.take()).toEqual([
+      [
+        'announce',
+        expect.objectContaining({
+          identifier: 'cafe.example.com',
+          dnsServers: ['[fe80::53%eth0]', '2001:db8:cafe::53'],
+          prefixes: ['2001:db8:cafe::/64', '2001:db8:f00d::/64'],
+          dns64: '2001:db8:64::/96',
+          interface: 'eth0',
+          expires: '2030-01-01T00:30:00Z',
+          // DNSSL is a search list: no zone is claimed from it
+          dnsZones: [],
+          noInternet: false,
+        }),
+      ],
+    ]);
+  });
+
+  it('ignores RAs without a PvD option, malformed ones and ones from unnamed interfaces', async () => {
+    h = new Harness();
+    await h.start();
+    h.send({}, rdnss(600, '2001:db8::53'));
+    h.onRa!({ payload: ra({}, pvdOpt({}, rdnss(600, '2001:db8::53'))), source: 'fe80::1', ifindex: 2, hopLimit: 64 });
+    h.onRa!({ payload: ra({}, pvdOpt({}, rdnss(600, '2001:db8::53'))), source: 'fe80::1', ifindex: 9, hopLimit: 255 });
+    expect(h.take()).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('leaves a repeated RA unannounced, and moves expires with a renewing one', async () => {
+    h = new Harness();
+    await h.start();
+    const opt = pvdOpt({}, rdnss(600, '2001:db8::53'));
+    h.send({ routerLifetime: 1800 }, opt);
+    h.send({ routerLifetime: 1800 }, opt);
+    expect(h.take()).toHaveLength(1);
+    vi.advanceTimersByTime(200_000);
+    h.send({ routerLifetime: 1800 }, opt);
+    expect(h.last().expires).toBe('2030-01-01T00:33:20Z');
+  });
+
+  it('withdraws at once on a router lifetime of 0, and when the router lifetime runs out', async () => {
+    h = new Harness();
+    await h.start();
+    h.send({ routerLifetime: 1800 }, pvdOpt({}, rdnss(600, '2001:db8::53')));
+    h.send({ routerLifetime: 0 }, pvdOpt({}, rdnss(600, '2001:db8::53')));
+    expect(h.take().map((e) => e[0])).toEqual(['announce', 'withdraw']);
+    expect(vi.getTimerCount()).toBe(0);
+
+    h.send({ routerLifetime: 30 }, pvdOpt({}, rdnss(0xffffffff, '2001:db8::53')));
+    h.take();
+    vi.advanceTimersByTime(29_999);
+    expect(h.take()).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(h.take()).toEqual([['withdraw', 'cafe.example.com']]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('the inner RA header decides: outer lifetime 0 with inner 1600 announces (RFC 8801 §5.2)', async () => {
+    h = new Harness();
+    await h.start();
+    h.send({ routerLifetime: 0 }, pvdOpt({ header: { routerLifetime: 1600 } }, rdnss(600, '2001:db8::53')));
+    expect(h.last().expires).toBe('2030-01-01T00:26:40Z');
+    h.send({ routerLifetime: 6000 }, pvdOpt({ header: { routerLifetime: 0 } }));
+    expect(h.take().at(-1)).toEqual(['withdraw', 'cafe.example.com']);
+  });
+
+  it('drops a server, prefix or PREF64 when its own lifetime ends or an RA gives it 0, and keeps what a later RA leaves out', async () => {
+    h = new Harness();
+    await h.start();
+    h.send({ routerLifetime: 1800 }, pvdOpt({}, rdnss(60, '2001:db8::1'), rdnss(600, '2001:db8::2'), pio('2001:db8:1::/64', { valid: 120 }), pref64('64:ff9b::/96', 88)));
+    expect(h.last()).toMatchObject({ dnsServers: ['2001:db8::1', '2001:db8::2'], prefixes: ['2001:db8:1::/64'], dns64: '64:ff9b::/96' });
+    h.send({ routerLifetime: 1800 }, pvdOpt({}, pio('2001:db8:2::/64')));
+    expect(h.last()).toMatchObject({ dnsServers: ['2001:db8::1', '2001:db8::2'], prefixes: ['2001:db8:1::/64', '2001:db8:2::/64'] });
+    vi.advanceTimersByTime(60_000);
+    expect(h.last().dnsServers).toEqual(['2001:db8::2']);
+    vi.advanceTimersByTime(30_000);
+    expect(h.last().dns64).toBe('auto');
+    vi.advanceTimersByTime(30_000);
+    expect(h.last().prefixes).toEqual(['2001:db8:2::/64']);
+    h.send({ routerLifetime: 1800 }, pvdOpt({}, rdnss(0, '2001:db8::2')));
+    expect(h.last().dnsServers).toEqual([]);
+  });
+
+  it('keeps a PvD two routers advertise until the last one leaves, with the servers of both', async () => {
+    h = new Harness();
+    await h.start();
+    h.sendFrom('fe80::1', 2, {}, pvdOpt({}, rdnss(600, '2001:db8::1')));
+    h.sendFrom('fe80::2', 3, {}, pvdOpt({}, rdnss(600, 'fe80::53')));
+    expect(h.last()).toMatchObject({ dnsServers: ['2001:db8::1', '[fe80::53%wlan0]'], interface: 'wlan0' });
+    h.sendFrom('fe80::2', 3, { routerLifetime: 0 }, pvdOpt());
+    expect(h.last()).toMatchObject({ dnsServers: ['2001:db8::1'], interface: 'eth0' });
+    h.sendFrom('fe80::1', 2, { routerLifetime: 0 }, pvdOpt());
+    expect(h.take().at(-1)).toEqual(['withdraw', 'cafe.example.com']);
+  });
+
+  it('withdraws everything on stop and closes the receiver', async () => {
+    h = new Harness();
+    await h.start();
+    h.send({}, pvd('a.example', {}, rdnss(600, '2001:db8::1')));
+    h.send({}, pvd('b.example', {}, rdnss(600, '2001:db8::2')));
+    h.take();
+    h.feed.stop();
+    expect(h.take()).toEqual([
+      ['withdraw', 'a.example'],
+      ['withdraw', 'b.example'],
+    ]);
+    expect(h.closed).toBe(1);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  describe('PvD Additional Information (H flag)', () => {
+    it('announces from the RA at once, then adds the fetched dnsZones and noInternet', async () => {
+      h = new Harness({ addresses: ['2001:db8:dead::5', '2001:db8:cafe::5'] });
+      await h.start();
+      h.send({}, pvdOpt({ http: true, sequence: 7 }, rdnss(600, '2001:db8:cafe::53'), pio('2001:db8:cafe::/64')));
+      expect(h.take()).toEqual([['announce', expect.objectContaining({ dnsZones: [], noInternet: false })]]);
+      expect(h.fetches).toHaveLength(1);
+      expect(h.fetches[0]!.id).toBe('cafe.example.com');
+      expect(h.fetches[0]!.via).toEqual({ servers: ['2001:db8:cafe::53'], ifname: 'eth0', localAddress: '2001:db8:cafe::5', prefixes: ['2001:db8:cafe::/64'] });
+      h.fetches[0]!.resolve(info({ noInternet: true }));
+      await settle();
+      expect(h.take()).toEqual([['announce', expect.objectContaining({ dnsZones: ['cafe.example.com'], noInternet: true })]]);
+    });
+
+    it('never fetches without the H flag', async () => {
+      h = new Harness();
+      await h.start();
+      h.send({}, pvdOpt({ sequence: 7 }, rdnss(600, '2001:db8:cafe::53')));
+      vi.advanceTimersByTime(60_000);
+      expect(h.fetches).toEqual([]);
+    });
+
+    it('on a new sequence number drops the information at once and refetches after the random delay', async () => {
+      h = new Harness({ random: () => 0.5 });
+      await h.start();
+      const opt = (sequence: number): number[] => pvdOpt({ http: true, sequence, delay: 2 }, rdnss(600, '2001:db8:cafe::53'));
+      h.send({}, opt(1));
+      h.fetches[0]!.resolve(info());
+      await settle();
+      expect(h.last().dnsZones).toEqual(['cafe.example.com']);
+      vi.advanceTimersByTime(20_000);
+      h.send({}, opt(1));
+      expect(h.fetches).toHaveLength(1);
+      h.send({}, opt(2));
+      expect(h.last().dnsZones).toEqual([]);
+      // 0.5 × 2^(10+2) ms = 2048 ms
+      vi.advanceTimersByTime(2047);
+      expect(h.fetches).toHaveLength(1);
+      vi.advanceTimersByTime(1);
+      expect(h.fetches).toHaveLength(2);
+      h.fetches[1]!.resolve(info({ dnsZones: ['new.example.com'] }));
+      await settle();
+      expect(h.last().dnsZones).toEqual(['new.example.com']);
+    });
+
+    it('discards a fetch that answers after the sequence number changed', async () => {
+      h = new Harness({ random: () => 0 });
+      await h.start();
+      h.send({}, pvdOpt({ http: true, sequence: 1 }, rdnss(600, '2001:db8:cafe::53')));
+      h.send({}, pvdOpt({ http: true, sequence: 2 }, rdnss(600, '2001:db8:cafe::53')));
+      h.fetches[0]!.resolve(info({ dnsZones: ['stale.example'] }));
+      await settle();
+      expect(h.feed.specs()[0]!.dnsZones).toEqual([]);
+    });
+
+    it('keeps 10 s between two requests for one PvD', async () => {
+      h = new Harness({ random: () => 0 });
+      await h.start();
+      const opt = (sequence: number): number[] => pvdOpt({ http: true, sequence }, rdnss(600, '2001:db8:cafe::53'));
+      h.send({}, opt(1));
+      h.fetches[0]!.resolve(info());
+      await settle();
+      h.send({}, opt(2));
+      vi.advanceTimersByTime(9_999);
+      expect(h.fetches).toHaveLength(1);
+      vi.advanceTimersByTime(1);
+      expect(h.fetches).toHaveLength(2);
+    });
+
+    it('refetches in the second half of the information’s life and deprecates it when it expires', async () => {
+      h = new Harness({ random: () => 0.5 });
+      await h.start();
+      h.send({ routerLifetime: 9000 }, pvdOpt({ http: true }, rdnss(0xffffffff, '2001:db8:cafe::53')));
+      h.fetches[0]!.resolve(info({ expires: new Date(Date.now() + 4000_000).toISOString() }));
+      await settle();
+      // A = now, B = A + 4000 s: the refetch is at A + 2000 s + 0.5 × 2000 s = A + 3000 s.
+      vi.advanceTimersByTime(2_999_999);
+      expect(h.fetches).toHaveLength(1);
+      vi.advanceTimersByTime(1);
+      expect(h.fetches).toHaveLength(2);
+      expect(h.last().dnsZones).toEqual(['cafe.example.com']);
+      vi.advanceTimersByTime(1000_000); // no answer: at B the information is deprecated
+      expect(h.last().dnsZones).toEqual([]);
+    });
+
+    it('does not use information whose prefixes do not cover a PIO, even one advertised later (§4.1, §4.4)', async () => {
+      h = new Harness();
+      await h.start();
+      h.send({}, pvdOpt({ http: true }, rdnss(600, '2001:db8:cafe::53'), pio('2001:db8:cafe::/64')));
+      h.fetches[0]!.resolve(info());
+      await settle();
+      expect(h.last().dnsZones).toEqual(['cafe.example.com']);
+      h.send({}, pvdOpt({ http: true }, pio('2001:db8:beef::/64')));
+      expect(h.last()).toMatchObject({ dnsZones: [], noInternet: false, prefixes: ['2001:db8:cafe::/64', '2001:db8:beef::/64'] });
+    });
+
+    it('after a failure, announces from the RA alone and asks for that PvD no more, even on a new sequence number', async () => {
+      h = new Harness({ random: () => 0 });
+      await h.start();
+      h.send({}, pvdOpt({ http: true, sequence: 1 }, rdnss(600, '2001:db8:cafe::53')));
+      h.fetches[0]!.resolve('https://cafe.example.com/.well-known/pvd: HTTP 404');
+      await settle();
+      expect(h.take()).toEqual([['announce', expect.objectContaining({ dnsZones: [], noInternet: false })]]);
+      h.send({}, pvdOpt({ http: true, sequence: 2 }, rdnss(600, '2001:db8:cafe::53')));
+      vi.advanceTimersByTime(600_000);
+      expect(h.fetches).toHaveLength(1);
+    });
+
+    it('waits for a DNS server to resolve the PvD ID through', async () => {
+      h = new Harness();
+      await h.start();
+      h.send({}, pvdOpt({ http: true }, pio('2001:db8:cafe::/64')));
+      expect(h.fetches).toHaveLength(0);
+      h.send({}, pvdOpt({ http: true }, rdnss(600, '2001:db8:cafe::53')));
+      vi.advanceTimersByTime(10_000);
+      expect(h.fetches).toHaveLength(1);
+    });
+
+    it('asks at most 5 times in 10 s on one link, and nothing after 10 failures on it', async () => {
+      h = new Harness();
+      await h.start();
+      for (let i = 0; i < 7; i++) h.send({}, pvd(`p${i}.example`, { http: true }, rdnss(600, '2001:db8::53')));
+      expect(h.fetches).toHaveLength(5);
+      vi.advanceTimersByTime(10_000);
+      expect(h.fetches).toHaveLength(7);
+      for (const f of h.fetches) f.resolve('HTTP 500');
+      await settle();
+      for (let i = 7; i < 12; i++) h.send({}, pvd(`p${i}.example`, { http: true }, rdnss(600, '2001:db8::53')));
+      vi.advanceTimersByTime(10_000);
+      // 7 failures so far: these 5 may still ask
+      expect(h.fetches).toHaveLength(12);
+      for (const f of h.fetches.slice(7)) f.resolve('HTTP 500');
+      await settle();
+      h.send({}, pvd('p12.example', { http: true }, rdnss(600, '2001:db8::53')));
+      h.sendFrom('fe80::1', 3, {}, pvd('p13.example', { http: true }, rdnss(600, '2001:db8::53')));
+      vi.advanceTimersByTime(60_000);
+      // the other link is another network: it may still ask
+      expect(h.fetches.map((f) => f.id).slice(12)).toEqual(['p13.example']);
+    });
+
+    it('without a fetchInfo, the H flag fetches nothing and the PvD is still announced', async () => {
+      h = new Harness({ fetch: false });
+      await h.start();
+      h.send({}, pvdOpt({ http: true }, rdnss(600, '2001:db8:cafe::53')));
+      expect(h.take()).toHaveLength(1);
+      expect(h.fetches).toEqual([]);
+    });
+  });
+});
