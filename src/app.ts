@@ -34,7 +34,7 @@ import { isOwnListener } from './config/own-listener.js';
 import type { RunTool } from './pvd/sources/host-tools.js';
 import { PvdDirectory, type DirectoryReport } from './pvd/sources/directory.js';
 import { SourceSet } from './pvd/sources/sources.js';
-import { announceFrom, syncSource } from './pvd/sources/sync.js';
+import { announceFrom } from './pvd/sources/sync.js';
 import { pvdView, type PvdView } from './pvd/view.js';
 import { CacheStage } from './resolve/cache-stage.js';
 import { CaptiveStage } from './resolve/captive-stage.js';
@@ -50,6 +50,7 @@ import { Router } from './resolve/router.js';
 import { RouteTable } from './resolve/routes.js';
 import { chain, type Next, type Stage } from './resolve/stage.js';
 import { translateQuery, translateResult } from './resolve/translate.js';
+import { readFile } from 'node:fs/promises';
 import { AccessList } from './server/access.js';
 import { QueryHandler } from './server/handler.js';
 import { QueryStats } from './server/metrics.js';
@@ -111,7 +112,6 @@ export class App {
   /** The DNS listeners, UDP and TCP per configured address (label as configured). */
   private dns: Array<{ label: string; udp: UdpListener; tcp: TcpListener }> = [];
   private http: HttpServer | null = null;
-  private directory: PvdDirectory | null = null;
   /** Where PvDs come from besides the API: the config, the host, files, Router Advertisements. */
   private readonly sources: SourceSet;
   /** Held by a source reading a change it has heard of: queries wait before they are routed. */
@@ -175,6 +175,8 @@ export class App {
       hold: () => this.gate.hold(),
       ownListeners: () => [...this.listenAddresses(), ...this.addresses().dns],
       runTool: opts.runTool,
+      loopProblem: (spec) => this.loopProblem(spec),
+      resolveIn: (pvdId, name) => this.resolveIn(pvdId, name),
     });
     this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log, new RateLimiter(config.access.rateLimit));
 
@@ -443,7 +445,7 @@ export class App {
     try {
       this.dns = await this.bindAll(this.listenAddresses(), this.config);
       this.http = await this.startHttp(this.config.http.listen, this.config);
-      await this.watchDirectory(this.config.pvdSources.directory);
+      await this.applyFileSources(this.config);
     } catch (err) {
       await this.stop();
       throw err;
@@ -615,24 +617,50 @@ export class App {
     if (!unchanged('captive')) this.captive.setOptions(next.captive);
     for (const d of this.dns) d.tcp.setOptions({ ...next.tcp });
     await this.sources.apply(next, { once: !this.listening });
-    if (this.listening) await this.watchDirectory(next.pvdSources.directory);
+    if (this.listening) await this.applyFileSources(next);
     this.handler.reconfigure(this.pipeline(), new AccessList(next.access.allow), unchanged('access') ? undefined : new RateLimiter(next.access.rateLimit));
     this.log.info({ pvds: this.pvds.list().map((p) => p.id), config: this.opts.configFile }, 'configuration reloaded');
   }
 
-  /** watchDirectory follows a folder of PvD files (pvdSources.directory), or stops following one. */
-  private async watchDirectory(dir: string | null): Promise<void> {
-    if (this.directory?.dir === dir) return;
-    this.directory?.stop();
-    this.directory = null;
-    syncSource(this.pvds, 'file', []);
-    if (dir === null) return;
+  /**
+   * applyFileSources follows the PvD directory and Router Advertisements as
+   * `config` asks. A folder that has gone, a CA file that cannot be read
+   * and a socket pvdns may not open (CAP_NET_RAW) are configuration errors.
+   */
+  private async applyFileSources(config: Config): Promise<void> {
+    const dir = config.pvdSources.directory;
     // Checked by preview and reload already; the folder may have gone since.
-    const problem = await directoryProblem(dir);
-    if (problem) throw configErrorAt(this.config, ['pvdSources', 'directory'], problem, this.opts.configFile);
-    const d = new PvdDirectory(dir, this.pvds, this.log, (spec) => this.loopProblem(spec));
-    await d.start();
-    this.directory = d;
+    const problem = dir === null ? null : await directoryProblem(dir);
+    if (problem) throw configErrorAt(config, ['pvdSources', 'directory'], problem, this.opts.configFile);
+    await this.sources.applyDirectory(config);
+    let ca: Buffer | null = null;
+    if (config.tls.caFile !== null) {
+      try {
+        ca = await readFile(config.tls.caFile);
+      } catch (err) {
+        throw configErrorAt(config, ['tls', 'caFile'], `cannot read ${config.tls.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, this.opts.configFile);
+      }
+    }
+    try {
+      await this.sources.applyRouterAdvertisements(config, ca);
+    } catch (err) {
+      throw configErrorAt(config, ['pvdSources', 'routerAdvertisements'], (err as Error).message, this.opts.configFile);
+    }
+  }
+
+  /**
+   * resolveIn resolves a name's addresses in one PvD only (its cache and
+   * servers): where an RFC 8801 PvD's Additional Information is fetched from.
+   */
+  private async resolveIn(pvdId: string, name: string): Promise<string[]> {
+    const pvd = this.pvds.get(pvdId);
+    if (!pvd) return [];
+    const out: string[] = [];
+    for (const type of ['AAAA', 'A']) {
+      const { query, answer, reply } = await this.handler.translate(translateQuery(name, type), '(pvdns)', pvd);
+      for (const r of translateResult(name, query, answer, reply).answers) if (r.type === type) out.push(r.data);
+    }
+    return out;
   }
 
   /** stop takes no new queries, lets queries in flight finish (at most 2 s), then closes everything. */
@@ -646,7 +674,6 @@ export class App {
     await Promise.all(listeners.map((l) => l.stop()));
     this.dns = [];
     await this.http?.stop();
-    this.directory?.stop();
     this.events.close();
     this.sources.stop();
     this.dns64.close();

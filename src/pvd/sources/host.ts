@@ -164,7 +164,13 @@ export class HostFeed implements PvdFeed {
       }
       b.stop();
     }
-    if (this.opts.links !== null) this.unsubscribe = this.opts.links.subscribe(() => this.push());
+    // A link that changes state applies at once; the backend reads again too, as resolved, say,
+    // signals nothing when a link goes away.
+    if (this.opts.links !== null)
+      this.unsubscribe = this.opts.links.subscribe(() => {
+        this.active?.refresh?.();
+        void this.push();
+      });
     if (this.active === null) this.watchResolvConf();
     await this.push();
   }

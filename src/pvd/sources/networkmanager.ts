@@ -294,11 +294,16 @@ export class NetworkManagerBackend implements LinkBackend {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      void this.refresh();
+      void this.readNow();
     });
   }
 
-  private async refresh(): Promise<void> {
+  /** refresh reads again soon (the kernel says a link changed): NM's own signals may come later. */
+  refresh(): void {
+    this.schedule();
+  }
+
+  private async readNow(): Promise<void> {
     const conn = this.conn;
     if (this.stopped || !conn) return;
     if (this.reading) {

@@ -43,6 +43,8 @@ export interface LinkBackend {
    * every change is reported through `onReport` with the whole set of links.
    */
   start(onReport: (links: HostLink[]) => void): Promise<HostLink[] | null>;
+  /** refresh reads again soon: the kernel says a link changed (a backend that hears of every change itself need not have it). */
+  refresh?(): void;
   stop(): void;
 }
 

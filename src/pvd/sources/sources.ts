@@ -6,11 +6,19 @@
 import type { Logger } from 'pino';
 import type { SocketAddress } from '../../config/address.js';
 import type { Config } from '../../config/schema.js';
+import { openRaReceiver } from '../../native/icmp6.js';
+import type { PvdInputError } from '../input.js';
 import type { PvdSource } from '../model.js';
 import type { PvdRegistry } from '../registry.js';
+import type { PvdSpec } from '../schema.js';
+import { PvdDirectory } from './directory.js';
 import { HostFeed, type LinkWatch } from './host.js';
 import { PolledTool, runTool, type RunTool } from './host-tools.js';
+import { LinkMonitor } from './netlink.js';
 import { NetworkManagerBackend } from './networkmanager.js';
+import { fetchPvdInfo } from './pvd-info.js';
+import { RaFeed } from './ra.js';
+import { ResolvedBackend } from './resolved.js';
 import type { LinkBackend, PvdFeed, SourceSink } from './source.js';
 import { announceFrom, syncSource } from './sync.js';
 
@@ -25,8 +33,14 @@ export interface SourceSetDeps {
   runTool?: RunTool;
   /** The system bus's address (default: DBUS_SYSTEM_BUS_ADDRESS, else the well-known socket). */
   busAddress?: string;
-  /** The kernel's view of the links (netlink), where available. */
-  links?: LinkWatch | null;
+  /** Which server of a PvD from a file is pvdns itself, if one is. */
+  loopProblem: (spec: PvdSpec) => PvdInputError | null;
+  /**
+   * Resolves a name's addresses (A and AAAA) through one PvD only — its
+   * cache and servers, never another's: how an RFC 8801 PvD's Additional
+   * Information server is found (§4.1).
+   */
+  resolveIn: (pvdId: string, name: string) => Promise<string[]>;
 }
 
 /** A source in use, as /v1/pvds and `pvdns status` show it. */
@@ -45,8 +59,40 @@ interface Running {
 export class SourceSet {
   private host: (Running & { feed: HostFeed }) | null = null;
   private readonly extra = new Map<PvdSource, Running>();
+  /** The kernel's links (netlink), shared by the host's PvDs and Router Advertisements; null until needed or where unavailable. */
+  private monitor: { watch: LinkWatch | null; stop(): void } | null = null;
 
   constructor(private readonly deps: SourceSetDeps) {}
+
+  /**
+   * links starts following the kernel's links over netlink, once: null
+   * where it is not available (no addon, not Linux), which the log says.
+   */
+  private async links(): Promise<LinkWatch | null> {
+    if (this.monitor !== null) return this.monitor.watch;
+    const m = new LinkMonitor();
+    let ok = false;
+    try {
+      ok = await m.start();
+    } catch (err) {
+      this.deps.log.warn({ error: (err as Error).message }, 'cannot follow the links over netlink');
+    }
+    if (!ok) {
+      this.deps.log.info("netlink is not available: a link's PvD follows what its backend reports, not the kernel's link state");
+      m.stop();
+      this.monitor = { watch: null, stop: () => undefined };
+      return null;
+    }
+    const watch: LinkWatch = {
+      byName: (ifname) => m.byName(ifname),
+      subscribe: (fn) => {
+        m.on('changed', fn);
+        return () => m.off('changed', fn);
+      },
+    };
+    this.monitor = { watch, stop: () => m.stop() };
+    return watch;
+  }
 
   /**
    * sink is how a feed of `kind` changes the registry: every change it makes
@@ -58,7 +104,8 @@ export class SourceSet {
     return {
       sync: (specs) => {
         const { conflicts } = syncSource(registry, kind, specs, origin());
-        for (const id of conflicts) log.warn({ pvd: id, source: kind }, 'pvd not announced: another source holds this identifier');
+        // The directory names the file and line of a conflict itself.
+        if (kind !== 'file') for (const id of conflicts) log.warn({ pvd: id, source: kind }, 'pvd not announced: another source holds this identifier');
       },
       announce: (spec) => {
         if (announceFrom(registry, kind, spec, null, origin()) === 'conflict') log.warn({ pvd: spec.identifier, source: kind }, 'pvd not announced: another source holds this identifier');
@@ -97,7 +144,8 @@ export class SourceSet {
       backends: this.backends(config),
       resolvConf: s.resolvConf,
       ownListeners: this.deps.ownListeners,
-      links: this.deps.links ?? null,
+      // check-config reads the host once: no netlink socket for that.
+      links: once ? null : await this.links(),
       log: this.deps.log,
     });
     await feed.start(this.sink('host', () => feed));
@@ -114,10 +162,43 @@ export class SourceSet {
     const log = this.deps.log;
     // Over D-Bus first: their events reach pvdns at once. systemd-resolved before NetworkManager, as
     // resolved holds what NetworkManager (or networkd, or a VPN script) gave it and more.
+    if (choice === 'auto' || choice === 'resolved') out.push(new ResolvedBackend({ address, log }));
     if (choice === 'auto' || choice === 'networkmanager') out.push(new NetworkManagerBackend({ address, log }));
     if (choice === 'auto' || choice === 'resolvectl') out.push(new PolledTool('resolvectl', every, run));
     if (choice === 'auto' || choice === 'nmcli') out.push(new PolledTool('nmcli', every, run));
     return out;
+  }
+
+  /** applyDirectory follows pvdSources.directory (checked to be readable already), or stops following one. */
+  async applyDirectory(config: Config): Promise<void> {
+    const dir = config.pvdSources.directory;
+    await this.run('file', dir, () => new PvdDirectory(dir!, this.deps.registry, this.deps.log, this.deps.loopProblem));
+  }
+
+  /**
+   * applyRouterAdvertisements follows RFC 8801 PvDs in Router
+   * Advertisements (pvdSources.routerAdvertisements), fetching a PvD's
+   * Additional Information through that PvD (§4.1) and trusting `ca` (the
+   * PEM of tls.caFile) beside the system's authorities. Throws when the
+   * receiving socket cannot be opened (CAP_NET_RAW).
+   */
+  async applyRouterAdvertisements(config: Config, ca: Buffer | null): Promise<void> {
+    const on = config.pvdSources.routerAdvertisements;
+    const key = on ? JSON.stringify([ca?.toString('base64') ?? null]) : null;
+    if (on) await this.links(); // RAs name links; the kernel's view keeps their names current
+    await this.run('ra', key, () =>
+      new RaFeed({
+        receiver: openRaReceiver,
+        log: this.deps.log,
+        fetchInfo: (pvdId, via) =>
+          fetchPvdInfo(pvdId, {
+            lookup: (host) => this.deps.resolveIn(pvdId, host),
+            localAddress: via.localAddress ?? undefined,
+            ca: ca ?? undefined,
+            advertisedPrefixes: via.prefixes,
+          }),
+      }),
+    );
   }
 
   /** run runs another source (the PvD directory, Router Advertisements) under this set, replacing the one of its kind. */
@@ -150,5 +231,7 @@ export class SourceSet {
     this.host = null;
     for (const r of this.extra.values()) r.feed.stop();
     this.extra.clear();
+    this.monitor?.stop();
+    this.monitor = null;
   }
 }
