@@ -298,7 +298,11 @@ export class DBusConnection extends EventEmitter<{ close: [err: Error | null]; m
     // flags 4: DO_NOT_QUEUE. Replies: 1 primary owner, 2 in queue, 3 exists, 4 already owner.
     const [result] = await this.call({ destination: BUS, path: BUS_PATH, interface: BUS, member: 'RequestName', signature: 'su', body: [name, 4] });
     if (result !== 1 && result !== 4) throw new Error(`D-Bus name ${name} is owned by another connection (RequestName answered ${String(result)})`);
+    this.ownedNames.add(name);
   }
+
+  /** Well-known names this connection took with requestName: method calls to them are answered. */
+  private readonly ownedNames = new Set<string>();
 
   /**
    * exportObject answers method calls on (path, iface) with impl, and for
@@ -418,7 +422,9 @@ export class DBusConnection extends EventEmitter<{ close: [err: Error | null]; m
         for (const sub of [...this.subs]) if (this.matches(sub.filter, m)) this.guard(() => sub.fn(m));
         return;
       case 'method_call':
-        void this.answer(m);
+        // Only a call addressed to this connection is answered: one a monitor (BecomeMonitor) sees
+        // is someone else's, and a monitor that sends anything is disconnected by the bus.
+        if (m.destination === undefined || m.destination === this.uniqueName || this.ownedNames.has(m.destination)) void this.answer(m);
         return;
     }
   }

@@ -149,7 +149,10 @@ export class HostFeed implements PvdFeed {
       let first: HostLink[] | null = null;
       this.trying = b;
       try {
-        first = await b.start((links) => this.report(b, links));
+        first = await b.start(
+          (links) => this.report(b, links),
+          () => sink.hold(),
+        );
       } catch (err) {
         this.opts.log.warn({ backend: b.name, error: (err as Error).message }, "cannot read the host's links this way; trying the next");
       }

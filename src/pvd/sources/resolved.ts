@@ -161,6 +161,12 @@ export interface ResolvedBackendOptions {
  * header for what tells it of a change). start() resolves null when no bus
  * is reachable or resolved is not running on it.
  */
+/** resolved's methods that change a link (Manager.SetLink…, RevertLink; Link.Set…, Revert). */
+const CHANGING = /^(SetLink\w+|RevertLink|Set(DNS|DNSEx|Domains|DefaultRoute|LLMNR|MulticastDNS|DNSOverTLS|DNSSEC|DNSSECNegativeTrustAnchors)|Revert)$/;
+const noop = (): void => undefined;
+/** Changing calls awaiting their reply at once: more are someone flooding resolved, not news. */
+const MAX_CHANGING = 64;
+
 export class ResolvedBackend implements LinkBackend {
   name = 'resolved (D-Bus)';
   private readonly address: string;
@@ -177,23 +183,35 @@ export class ResolvedBackend implements LinkBackend {
   private poll: NodeJS.Timeout | null = null;
   private reconnect: NodeJS.Timeout | null = null;
   private readonly paths = new Map<number, string>();
+  /** Closes the routing gate (the host source's sink.hold). */
+  private hold: (() => () => void) | null = null;
+  /** Calls to resolved that change a link, seen by the monitor and not yet answered: "sender serial" → the gate's release. */
+  private readonly changing = new Map<string, () => void>();
+  /** Releases to call once the re-read in progress (or the next) has reported. */
+  private releases: Array<() => void> = [];
 
   constructor(private readonly opts: ResolvedBackendOptions = {}) {
     this.address = opts.address ?? systemBusAddress();
     this.pollMs = opts.pollMs ?? 1000;
   }
 
-  async start(onReport: (links: HostLink[]) => void): Promise<HostLink[] | null> {
+  async start(onReport: (links: HostLink[]) => void, hold?: () => () => void): Promise<HostLink[] | null> {
     this.onReport = onReport;
+    this.hold = hold ?? null;
     const links = await this.attach();
     if (links === null) return null;
     this.last = key(links);
     return links;
   }
 
-  /** refresh re-reads resolved's links soon (coalesced): the host source calls it when netlink reports a link change. */
-  refresh(): void {
-    if (this.stopped || !this.conn) return;
+  /**
+   * refresh re-reads resolved's links soon (coalesced): the host source calls
+   * it when netlink reports a link change. `release` (a routing hold) is
+   * called once the links read after it have been reported.
+   */
+  refresh(release?: () => void): void {
+    if (release) this.releases.push(release);
+    if (this.stopped || !this.conn) return this.releaseAll();
     if (this.reading) {
       this.again = true;
       return;
@@ -214,6 +232,15 @@ export class ResolvedBackend implements LinkBackend {
     this.monitor?.close();
     this.conn?.close();
     this.monitor = this.conn = null;
+    for (const r of this.changing.values()) r();
+    this.changing.clear();
+    this.releaseAll();
+  }
+
+  private releaseAll(): void {
+    const r = this.releases;
+    this.releases = [];
+    for (const f of r) f();
   }
 
   /** attach connects, subscribes, tries to become a monitor and reads the links; null when resolved is not there. */
@@ -284,7 +311,7 @@ export class ResolvedBackend implements LinkBackend {
         interface: 'org.freedesktop.DBus.Monitoring',
         member: 'BecomeMonitor',
         signature: 'asu',
-        body: [[`type='method_return',sender='${RESOLVE1}'`, `type='error',sender='${RESOLVE1}'`], 0],
+        body: [[`type='method_call',destination='${RESOLVE1}'`, `type='method_return',sender='${RESOLVE1}'`, `type='error',sender='${RESOLVE1}'`], 0],
       });
     } catch (err) {
       mon.close();
@@ -294,8 +321,19 @@ export class ResolvedBackend implements LinkBackend {
     }
     this.monitor = mon;
     mon.on('message', (m) => {
-      // A reply to someone else's call: resolved has processed it. Our own reads' replies are not news.
-      if ((m.type === 'method_return' || m.type === 'error') && m.destination !== this.conn?.uniqueName) this.refresh();
+      if (m.type === 'method_call') {
+        // A call that will change a link: routing waits from now until the change is read, so no
+        // query is routed the old way in between (the gate opens by itself after 100 ms at most).
+        if (m.member !== undefined && CHANGING.test(m.member) && this.changing.size < MAX_CHANGING) this.changing.set(`${m.sender} ${m.serial}`, this.hold?.() ?? noop);
+        return;
+      }
+      // The reply to a changing call: resolved has processed it, so a read now sees the change.
+      if (m.destination === this.conn?.uniqueName) return;
+      const key = `${m.destination} ${m.replySerial}`;
+      const release = this.changing.get(key);
+      this.changing.delete(key);
+      // Replies to anything else (lookups, say) are not news.
+      if (release) this.refresh(release);
     });
     mon.on('close', (err) => {
       if (this.monitor === mon && !this.stopped) this.lost(err);
@@ -320,7 +358,8 @@ export class ResolvedBackend implements LinkBackend {
         this.refresh(); // a client left: resolvectl and its like leave right after their call
       }
     } else if (m.member === 'PropertiesChanged' && m.path?.startsWith(ROOT_PATH)) {
-      this.refresh();
+      // resolved says what changed before it answers the caller: hold routing until it is read.
+      this.refresh(this.hold?.());
     }
   }
 
@@ -365,6 +404,8 @@ export class ResolvedBackend implements LinkBackend {
       if (this.again) {
         this.again = false;
         this.refresh();
+      } else {
+        this.releaseAll();
       }
     }
   }

@@ -41,8 +41,10 @@ export interface LinkBackend {
    * null when this backend is not available here (no bus, no such service,
    * no such tool): the caller then tries the next backend. After a report,
    * every change is reported through `onReport` with the whole set of links.
+   * A backend that hears of a change before it can read it (a call it sees
+   * on the bus) calls `hold` then, and the release once it has reported.
    */
-  start(onReport: (links: HostLink[]) => void): Promise<HostLink[] | null>;
+  start(onReport: (links: HostLink[]) => void, hold?: () => () => void): Promise<HostLink[] | null>;
   /** refresh reads again soon: the kernel says a link changed (a backend that hears of every change itself need not have it). */
   refresh?(): void;
   stop(): void;
