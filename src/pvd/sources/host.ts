@@ -206,6 +206,7 @@ export class HostFeed implements PvdFeed {
   private async push(): Promise<void> {
     if (this.stopped || this.sink === null) return;
     const specs = this.active !== null ? this.linkSpecs() : await this.resolvConfSpecs();
+    this.opts.log.debug({ backend: this.describe(), links: this.links.map((l) => l.ifname), pvds: specs.map((p) => p.identifier) }, "host's links read");
     if (!this.stopped) this.sink.sync(specs);
   }
 
@@ -216,7 +217,10 @@ export class HostFeed implements PvdFeed {
     for (const link of this.links) {
       const state = this.opts.links?.byName(link.ifname);
       // The kernel says the link is down: its servers are out of reach and its names must not be asked elsewhere by mistake.
-      if (state && !state.up) continue;
+      if (state && !state.up) {
+        this.opts.log.debug({ link: link.ifname, backend: tool }, 'link is down: no PvD for it');
+        continue;
+      }
       const raw = linkPvd(link);
       const servers = (raw.dnsServers as string[]).filter((s) => {
         const never = serverProblem(s);

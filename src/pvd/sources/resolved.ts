@@ -426,10 +426,11 @@ export class ResolvedBackend implements LinkBackend {
   private async read(): Promise<HostLink[]> {
     const conn = this.conn;
     if (!conn) return [];
-    const [dns, domains] = await Promise.all([conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSEx'), conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'Domains')]);
-    const indexes = new Set<number>();
-    for (const e of [...(dns as unknown[][]), ...(domains as unknown[][])]) if (Number(e[0]) > 0) indexes.add(Number(e[0]));
+    // Every link the kernel has, not only those the Manager's DNSEx names: DNSEx gives a loopback
+    // server the loopback's ifindex whichever link it was set on (seen with 252: a server
+    // 127.0.0.10 set on wifi0 is listed under lo), and Domains lists only links with domains.
     const names = interfaceNames(this.opts.sysClassNet);
+    const indexes = new Set<number>(names.keys());
     const links = await Promise.all(
       [...indexes]
         .sort((a, b) => a - b)
