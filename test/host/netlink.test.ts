@@ -23,7 +23,7 @@ const now = (): number => performance.timeOrigin + performance.now();
 const ip = (...args: string[]): string => execFileSync('ip', ['-n', NS, ...args], { encoding: 'utf8' });
 const inNs = (cmd: string, ...args: string[]): string => execFileSync('ip', ['netns', 'exec', NS, cmd, ...args], { encoding: 'utf8' });
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+/** One JSON line of raw-child.mjs: its shape depends on the mode, so the test reads it loosely. */
 type Line = Record<string, any> & { t: number };
 
 /** A raw-child.mjs inside the namespace, its JSON lines collected. */

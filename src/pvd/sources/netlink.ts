@@ -389,6 +389,8 @@ export class LinkMonitor extends EventEmitter<{ changed: [ReadonlySet<string>] }
       }
     } else {
       for (const m of parseNetlink(buf)) this.handle(m);
+      // Cut messages are lost messages (the 64 KiB area exceeds any the kernel sends, but still).
+      if (meta.truncated) this.requestDumps();
     }
     if (meta.last && this.pending.size > 0) {
       const changed = new Set(this.pending);
