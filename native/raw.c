@@ -5,7 +5,8 @@
 // moves octets: rtnetlink and RA parsing stay in JavaScript.
 //
 // JavaScript API (see src/native/raw.ts):
-//   new RawSocket('netlink', groups)    NETLINK_ROUTE bound to the multicast groups (RTMGRP_* bits)
+//   new RawSocket('netlink', groups[, rcvbuf])  NETLINK_ROUTE bound to the multicast groups (RTMGRP_* bits);
+//                                       rcvbuf: the receive queue in bytes (8 MiB; tests make it tiny)
 //   new RawSocket('icmp6', icmpType)    ICMPv6 raw socket passing only that type (needs CAP_NET_RAW)
 //        throws an Error (code: the errno name) naming what failed
 //   portId()          -> the netlink port id the kernel gave this socket (0 for icmp6)
@@ -230,12 +231,11 @@ static void raw_finalize(napi_env env, void* data, void* hint) {
   free(s);
 }
 
-static int open_netlink(uint32_t groups) {
+static int open_netlink(uint32_t groups, int size) {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
   if (fd < 0) return -1;
   // A burst of changes (a VPN bringing up links, a dump answered while events
   // keep coming) must not overrun the queue; FORCE passes rmem_max as root.
-  int size = 8 * 1024 * 1024;
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0) {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   }
@@ -272,9 +272,15 @@ static int open_icmp6(int type) {
 }
 
 static napi_value raw_new(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], self;
+  size_t argc = 3;
+  napi_value argv[3], self;
   RCHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+  int32_t rcvbuf = 8 * 1024 * 1024;
+  if (argc > 2) {
+    napi_valuetype t;
+    napi_typeof(env, argv[2], &t);
+    if (t == napi_number) napi_get_value_int32(env, argv[2], &rcvbuf);
+  }
   char kind[16] = "";
   size_t klen;
   int64_t arg = 0;
@@ -286,7 +292,7 @@ static napi_value raw_new(napi_env env, napi_callback_info info) {
   int fd, k;
   if (strcmp(kind, "netlink") == 0) {
     k = KIND_NETLINK;
-    fd = open_netlink((uint32_t)arg);
+    fd = open_netlink((uint32_t)arg, rcvbuf);
     if (fd < 0) {
       throw_errno(env, "rtnetlink socket", errno);
       return NULL;

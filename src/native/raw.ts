@@ -37,7 +37,7 @@ export interface NativeRawSocket {
 
 interface RawAddon {
   RawSocket: {
-    new (kind: 'netlink', groups: number): NativeRawSocket;
+    new (kind: 'netlink', groups: number, receiveBuffer?: number): NativeRawSocket;
     new (kind: 'icmp6', icmpType: number): NativeRawSocket;
   };
 }
@@ -71,11 +71,12 @@ function need(): RawAddon {
 
 /**
  * openNetlinkSocket opens an rtnetlink (NETLINK_ROUTE) socket bound to the
- * multicast `groups` (RTMGRP_* bits). Throws when raw sockets are
+ * multicast `groups` (RTMGRP_* bits), with a receive queue of
+ * `receiveBuffer` bytes (8 MiB unless said). Throws when raw sockets are
  * unavailable or the kernel refuses.
  */
-export function openNetlinkSocket(groups: number): NativeRawSocket {
-  return new (need().RawSocket)('netlink', groups);
+export function openNetlinkSocket(groups: number, receiveBuffer?: number): NativeRawSocket {
+  return receiveBuffer === undefined ? new (need().RawSocket)('netlink', groups) : new (need().RawSocket)('netlink', groups, receiveBuffer);
 }
 
 /**

@@ -23,7 +23,7 @@ const now = (): number => performance.timeOrigin + performance.now();
 const ip = (...args: string[]): string => execFileSync('ip', ['-n', NS, ...args], { encoding: 'utf8' });
 const inNs = (cmd: string, ...args: string[]): string => execFileSync('ip', ['netns', 'exec', NS, cmd, ...args], { encoding: 'utf8' });
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+/** One JSON line of raw-child.mjs: its shape depends on the mode, so the test reads it loosely. */
 type Line = Record<string, any> & { t: number };
 
 /** A raw-child.mjs inside the namespace, its JSON lines collected. */
@@ -55,6 +55,11 @@ class Child {
         this.waiters.push(() => (clearTimeout(timer), resolve()));
       });
     }
+  }
+
+  /** Writes a line to the child's standard input. */
+  send(line: string): void {
+    this.proc.stdin!.write(`${line}\n`);
   }
 
   stop(): void {
@@ -93,6 +98,16 @@ describe('LinkMonitor on rtnetlink', () => {
     expect(ready.links.lo).toMatchObject({ up: true, addresses: expect.arrayContaining([{ address: '127.0.0.1', prefixLength: 8, family: 4, scope: 'host' }]) });
 
     const latencies: Record<string, number> = {};
+    // The kernel's own pace, for reference: `ip -ts monitor` stamps each message it receives
+    // ("[2026-12-04T15:25:34.751170] Deleted 3: …", local time).
+    const kernel: number[] = [];
+    const ipmon = spawn('ip', ['-n', NS, '-ts', 'monitor', 'link', 'address'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    createInterface({ input: ipmon.stdout! }).on('line', (l) => {
+      const m = /^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)\]/.exec(l);
+      if (m) kernel.push(Date.parse(m[1]!) + Number(m[2]) * 1000);
+    });
+    const steps: Array<{ label: string; t0: number; t: number }> = [];
+    await new Promise((r) => setTimeout(r, 200)); // ip monitor subscribed
     // One `ip -batch` reading commands as they come: the time measured is the
     // kernel's and the monitor's, not that of starting a process per change.
     const batch = spawn('ip', ['-n', NS, '-force', '-batch', '-'], { stdio: ['pipe', 'inherit', 'inherit'] });
@@ -115,6 +130,7 @@ describe('LinkMonitor on rtnetlink', () => {
         from,
       );
       latencies[label] = line.t - t0;
+      steps.push({ label, t0, t: line.t });
       return line.links;
     }
     const addrs = (l: Line['links'], name: string): string[] => (l[name]?.addresses ?? []).map((a: { address: string; prefixLength: number }) => `${a.address}/${a.prefixLength}`);
@@ -146,9 +162,47 @@ describe('LinkMonitor on rtnetlink', () => {
     links = await step('link deleted', ['link', 'del', 'nla'], ['nla', 'nlb'], (l) => !l.nla && !l.nlb);
     expect(Object.keys(links)).toEqual(['lo']);
 
-    console.log(`netlink latency (ms): ${Object.entries(latencies).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
-    for (const [label, ms] of Object.entries(latencies)) expect(ms, label).toBeLessThan(50);
+    // ip monitor's stamp of the kernel's first message for each change (its output may come after ours).
+    await new Promise((r) => setTimeout(r, 300));
+    const afterKernel: Record<string, number> = {};
+    steps.forEach(({ label, t0, t }, i) => {
+      const k = kernel.find((x) => x >= t0 - 1 && x < (steps[i + 1]?.t0 ?? Infinity));
+      if (k !== undefined) afterKernel[label] = t - k;
+    });
+    const table = Object.entries(latencies).map(([k, v]) => `${k} ${v.toFixed(1)} (${afterKernel[k]?.toFixed(1) ?? '?'} after ip monitor)`);
+    console.log(`netlink latency from the command, ms: ${table.join(', ')}`);
+    for (const [label, ms] of Object.entries(latencies)) {
+      // Deleting a link, the kernel waits for RCU grace periods (synchronize_net in
+      // unregister_netdevice_many) before it sends RTM_DELLINK: tens of ms on a busy
+      // machine that no listener can save; there the bound is on the monitor's part.
+      expect(ms, label).toBeLessThan(label === 'link deleted' ? 250 : 50);
+      expect(afterKernel[label], `${label}: ip monitor saw it`).toBeDefined();
+      expect(afterKernel[label]!, label).toBeLessThan(50);
+    }
     batch.stdin!.end();
+    ipmon.kill();
+    mon.stop();
+  });
+
+  it('dumps again when events overrun its queue, and ends knowing every address; events flow on', async () => {
+    ip('link', 'add', 'ovl', 'type', 'veth', 'peer', 'name', 'ovm');
+    // A queue of a few kilobytes (the kernel's minimum) and a busy event loop: the kernel drops events.
+    const mon = new Child('monitor', ['env', 'RCVBUF=1024']);
+    children.push(mon);
+    expect((await mon.waitFor((l) => 'ready' in l, 10_000)).ready).toBe(true);
+    const from = mon.lines.length;
+    mon.send('block 1500');
+    await mon.waitFor((l) => l.blocked === true, 5000, from);
+    const wanted = Array.from({ length: 200 }, (_, i) => `10.9.${i >> 8}.${i & 255}`);
+    execFileSync('ip', ['-n', NS, '-batch', '-'], { input: wanted.map((a) => `addr add ${a}/32 dev ovl\n`).join('') });
+    const line = await mon.waitFor((l) => l.overruns > 0 && l.links.ovl?.addresses.length === wanted.length, 10_000, from);
+    expect(line.links.ovl.addresses.map((a: { address: string }) => a.address).sort()).toEqual([...wanted].sort());
+
+    const after = mon.lines.length;
+    ip('addr', 'del', '10.9.0.7/32', 'dev', 'ovl');
+    const gone = await mon.waitFor((l) => l.changed?.includes('ovl') && l.links.ovl.addresses.length === wanted.length - 1, 3000, after);
+    expect(gone.links.ovl.addresses.map((a: { address: string }) => a.address)).not.toContain('10.9.0.7');
+    ip('link', 'del', 'ovl');
     mon.stop();
   });
 });

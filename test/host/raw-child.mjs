@@ -4,6 +4,7 @@
 // (performance.timeOrigin + now), comparable with the parent's.
 
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 
 const dist = new URL('../../dist/', import.meta.url);
 const now = () => performance.timeOrigin + performance.now();
@@ -12,12 +13,22 @@ const mode = process.argv[2];
 
 if (mode === 'monitor') {
   const { LinkMonitor, linkPrefixes } = await import(new URL('pvd/sources/netlink.js', dist).href);
-  const mon = new LinkMonitor();
+  // RCVBUF shrinks the socket's queue so the test can overrun it.
+  const mon = new LinkMonitor(process.env.RCVBUF ? { receiveBuffer: Number(process.env.RCVBUF) } : {});
   const snapshot = () =>
     Object.fromEntries([...mon.links().values()].map((l) => [l.ifname, { ifindex: l.ifindex, up: l.up, addresses: l.addresses, prefixes: linkPrefixes(l) }]));
-  mon.on('changed', (names) => out({ changed: [...names].sort(), links: snapshot() }));
+  mon.on('changed', (names) => out({ changed: [...names].sort(), overruns: mon.overruns, links: snapshot() }));
   const ok = await mon.start();
   out({ ready: ok, why: mon.unavailable, links: snapshot() });
+  // "block MS" on stdin: keep the event loop busy, as a loaded pvdns would be.
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    const m = /^block (\d+)$/.exec(line.trim());
+    if (!m) return;
+    const until = now() + Number(m[1]);
+    out({ blocked: true });
+    while (now() < until);
+    out({ unblocked: true });
+  });
 } else if (mode === 'ra') {
   const { openRaReceiver } = await import(new URL('native/icmp6.js', dist).href);
   try {

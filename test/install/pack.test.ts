@@ -58,7 +58,7 @@ describe("npm pack's tarball, installed into an empty folder", () => {
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
   it('carries the program, its build, the addon sources and the licence, and nothing of the tests', () => {
-    for (const f of ['package.json', 'README.md', 'LICENSE', 'dist/cli.js', 'dist/command.js', 'dist/pvdns.bundle.js', 'config/default.yaml', 'binding.gyp', 'native/build.mjs', 'native/udp.c', 'scripts/bundle.mjs', 'tsconfig.json', 'src/cli.ts']) {
+    for (const f of ['package.json', 'README.md', 'LICENSE', 'dist/cli.js', 'dist/command.js', 'dist/pvdns.bundle.js', 'config/default.yaml', 'binding.gyp', 'native/build.mjs', 'native/udp.c', 'native/raw.c', 'scripts/bundle.mjs', 'tsconfig.json', 'src/cli.ts']) {
       expect(files, f).toContain(f);
     }
     for (const prefix of ['test/', 'build/', 'node_modules/', 'docker/', 'bench/', '.ci/', 'packaging/']) {

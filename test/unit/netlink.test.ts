@@ -11,10 +11,11 @@ const fake = vi.hoisted(() => ({
   sent: [] as Buffer[],
   deliver: null as ((buf: Buffer | null, meta: { last: boolean; overrun?: boolean; error?: number }) => void) | null,
   closed: 0,
+  missing: null as string | null,
 }));
 vi.mock('../../src/native/raw.js', () => ({
   rawSocketsAvailable: true,
-  rawSocketsMissing: () => null,
+  rawSocketsMissing: () => fake.missing,
   openNetlinkSocket: (): NativeRawSocket => ({
     portId: () => 4242,
     send: (b: Buffer) => (fake.sent.push(Buffer.from(b)), b.length),
@@ -336,6 +337,18 @@ describe('LinkMonitor', () => {
     expect(mon.byName('tun0')!.addresses.map((a) => a.address)).toEqual(['10.9.0.1']);
     expect(fake.sent).toHaveLength(4);
     mon.stop();
+  });
+
+  it('resolves false, saying why, without the addon', async () => {
+    fake.missing = 'the native addon did not load (no such file)';
+    try {
+      const mon = new LinkMonitor();
+      expect(await mon.start()).toBe(false);
+      expect(mon.unavailable).toBe('the native addon did not load (no such file)');
+      expect(fake.sent).toEqual([]);
+    } finally {
+      fake.missing = null;
+    }
   });
 
   it('resolves false when the kernel refuses the dump', async () => {

@@ -277,9 +277,17 @@ export class LinkMonitor extends EventEmitter<{ changed: [ReadonlySet<string>] }
   private started: ((ok: boolean) => void) | null = null;
   /** Why start returned false, for the log; null otherwise. */
   unavailable: string | null = null;
+  /** How many times the socket's queue overran (each answered by a new dump). */
+  overruns = 0;
 
-  constructor(private readonly log?: Logger) {
+  private readonly log: Logger | undefined;
+  private readonly receiveBuffer: number | undefined;
+
+  /** `receiveBuffer` sizes the socket's queue in bytes (8 MiB by default; tests shrink it to force overruns). */
+  constructor(opts: { log?: Logger; receiveBuffer?: number } = {}) {
     super();
+    this.log = opts.log;
+    this.receiveBuffer = opts.receiveBuffer;
   }
 
   /**
@@ -292,7 +300,7 @@ export class LinkMonitor extends EventEmitter<{ changed: [ReadonlySet<string>] }
     const missing = rawSocketsMissing();
     if (missing) return Promise.resolve(this.fail(missing));
     try {
-      this.sock = openNetlinkSocket(RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR);
+      this.sock = openNetlinkSocket(RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, this.receiveBuffer);
     } catch (err) {
       return Promise.resolve(this.fail((err as Error).message));
     }
@@ -373,6 +381,7 @@ export class LinkMonitor extends EventEmitter<{ changed: [ReadonlySet<string>] }
     if (buf === null) {
       if (meta.overrun) {
         // The kernel dropped events: only a new dump knows the state now.
+        this.overruns++;
         this.log?.warn('rtnetlink: the socket overran; dumping links and addresses again');
         this.requestDumps();
       } else {
@@ -380,6 +389,8 @@ export class LinkMonitor extends EventEmitter<{ changed: [ReadonlySet<string>] }
       }
     } else {
       for (const m of parseNetlink(buf)) this.handle(m);
+      // Cut messages are lost messages (the 64 KiB area exceeds any the kernel sends, but still).
+      if (meta.truncated) this.requestDumps();
     }
     if (meta.last && this.pending.size > 0) {
       const changed = new Set(this.pending);
