@@ -6,12 +6,8 @@
 // can lay them beside the times of its own commands.
 //
 //   node ns-dns.mjs --server NAME=ADDR:PORT=ANSWER … [--client ADDR:PORT --name N --every MS]
-//
-// Standard input: a line "name X" changes the name the client asks; "every
-// MS" its pace; end of input stops everything.
 
 import dgram from 'node:dgram';
-import { createInterface } from 'node:readline';
 
 const now = () => performance.timeOrigin + performance.now();
 const emit = (o) => process.stdout.write(`${JSON.stringify({ t: Math.round(now() * 1000) / 1000, ...o })}\n`);
@@ -70,8 +66,8 @@ for (let i = 0; i < args.length; i++) {
   sockets.push(s);
 }
 
-let name = opt('--name') ?? 'x.example';
-let every = Number(opt('--every') ?? 10);
+const name = opt('--name') ?? 'x.example';
+const every = Number(opt('--every') ?? 10);
 const target = opt('--client');
 let timer = null;
 if (target) {
@@ -109,11 +105,8 @@ if (target) {
 }
 emit({ kind: 'ready' });
 
-createInterface({ input: process.stdin }).on('line', (line) => {
-  const [cmd, value] = line.trim().split(/\s+/);
-  if (cmd === 'name') name = value;
-  if (cmd === 'every') every = Number(value);
-}).on('close', () => {
+// SIGTERM ends it (the harness spawns it with no standard input).
+process.on('SIGTERM', () => {
   clearTimeout(timer);
   for (const s of sockets) s.close();
 });
