@@ -4,7 +4,8 @@
 // go through checkAgainstHost (App.preview and App.reload), so they give the
 // same verdict with the same FILE:LINE: key: line.
 
-import { open, readdir } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { isOwnListener } from './own-listener.js';
 import { parseSocketAddress, type SocketAddress } from './address.js';
 import { ConfigError, configErrorAt, configErrors, MAX_PROBLEMS } from './load.js';
@@ -46,6 +47,10 @@ export async function checkAgainstHost(config: Config, listen: readonly SocketAd
     const problem = await fileProblem(resolvConf);
     if (problem) errors.push(at(['pvdSources', 'resolvConf'], `${problem} (pvdSources.host is true: its "system" PvD takes the nameservers there)`));
   }
+  if (config.tls.caFile !== null) {
+    const problem = await caFileProblem(config.tls.caFile);
+    if (problem) errors.push(at(['tls', 'caFile'], problem));
+  }
   if (errors.length > 0) throw configErrors(errors);
   const warnings: ConfigError[] = [];
   config.pvds.forEach((p, i) => {
@@ -57,6 +62,36 @@ export async function checkAgainstHost(config: Config, listen: readonly SocketAd
     return [...warnings.slice(0, MAX_PROBLEMS - 1), new ConfigError(warnings[0]!.file, null, '', `${more} more warnings not shown`)];
   }
   return warnings;
+}
+
+/** The largest CA file read: a bundle of every public CA is ~200 KiB. */
+const MAX_CA_FILE_BYTES = 4 << 20;
+
+/**
+ * caFileProblem says why tls.caFile cannot serve as trust anchors: it
+ * cannot be read, is too large, holds no PEM certificate, or one of its
+ * certificates does not parse. null when it can.
+ */
+export async function caFileProblem(path: string): Promise<string | null> {
+  let text: string;
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) return `${path} is not a regular file`;
+    if (st.size > MAX_CA_FILE_BYTES) return `${path} is larger than ${MAX_CA_FILE_BYTES >> 20} MiB`;
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    return `cannot read ${path}: ${code(err)}`;
+  }
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) return `${path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`;
+  for (const [i, pem] of blocks.entries()) {
+    try {
+      new X509Certificate(pem);
+    } catch (err) {
+      return `${path}: certificate ${i + 1} of ${blocks.length} does not parse (${(err as Error).message})`;
+    }
+  }
+  return null;
 }
 
 /** directoryProblem says why a folder of PvD files cannot be listed, or null. */

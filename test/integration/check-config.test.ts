@@ -48,6 +48,7 @@ const yaml = (...lines: string[]): string => lines.join('\n') + '\n';
 
 const missing = join(dir, 'no-such-thing');
 const aFile = file('nameserver 192.0.2.53\n', 'resolv.conf');
+const badPem = file('-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n', 'bad.pem');
 
 /** Each broken file, with the first line both commands must print (`FILE:` is put in front). */
 const BROKEN: Array<[name: string, text: string, first: string, lines?: number]> = [
@@ -74,6 +75,13 @@ const BROKEN: Array<[name: string, text: string, first: string, lines?: number]>
   ['a resolvConf that is a folder', yaml(...BASE.slice(0, 2), `pvdSources: { host: true, resolvConf: "${dir}" }`, BASE[3]!), `3: pvdSources.resolvConf: cannot read ${dir}: EISDIR`],
   ['a PvD directory that does not exist', yaml(...BASE.slice(0, 2), 'pvdSources:', '  host: false', `  directory: ${missing}`, BASE[3]!), `5: pvdSources.directory: cannot read ${missing}: ENOENT`],
   ['a PvD directory that is a file', yaml(...BASE.slice(0, 2), `pvdSources: { host: false, directory: "${aFile}" }`, BASE[3]!), `3: pvdSources.directory: cannot read ${aFile}: ENOTDIR`],
+  ['a tls.caFile that does not exist', yaml(...BASE, `tls: { caFile: "${missing}" }`), `5: tls.caFile: cannot read ${missing}: ENOENT`],
+  ['a tls.caFile with no certificate', yaml(...BASE, `tls: { caFile: "${aFile}" }`), `5: tls.caFile: ${aFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`],
+  [
+    'a tls.caFile whose certificate does not parse',
+    yaml(...BASE, `tls: { caFile: "${badPem}" }`),
+    `5: tls.caFile: ${badPem}: certificate 1 of 1 does not parse`,
+  ],
   [
     'a PvD server that is pvdns itself',
     yaml(...BASE, 'pvds:', '  - identifier: loop', `    dnsServers: ["192.0.2.1", "127.0.0.1:${port}"]`),
