@@ -297,7 +297,7 @@ export class App {
         lastError: h?.lastError ?? null,
       };
     });
-    return pvdView(p, servers, this.captive.view(p), this.dns64.view(p), this.cache.entries(p.tag));
+    return pvdView(p, servers, this.captive.view(p), this.dns64.view(p), this.cache.entries(p.tag), this.sources.sourceAddressPresent(p.id));
   }
 
   /**

@@ -59,13 +59,15 @@ export interface PvdView extends CaptiveView, Dns64View {
   prefixes: readonly string[];
   expires: string | null;
   sourceAddress: string | null;
+  /** Whether sourceAddress is on one of the host's links (netlink); null when unknown or unset. */
+  sourceAddressPresent: boolean | null;
   interface: string | null;
   servers: ServerView[];
   cacheEntries: number;
 }
 
 /** pvdView combines a PvD with its servers' state, its captive-portal state, its DNS64 and its cache size. */
-export function pvdView(p: Pvd, servers: ServerView[], captive: CaptiveView, dns64: Dns64View, cacheEntries: number): PvdView {
+export function pvdView(p: Pvd, servers: ServerView[], captive: CaptiveView, dns64: Dns64View, cacheEntries: number, sourceAddressPresent: boolean | null = null): PvdView {
   return {
     identifier: p.identifier,
     source: p.source,
@@ -77,6 +79,7 @@ export function pvdView(p: Pvd, servers: ServerView[], captive: CaptiveView, dns
     prefixes: p.prefixes,
     expires: p.expiresAt === null ? null : new Date(p.expiresAt).toISOString(),
     sourceAddress: p.sourceAddress,
+    sourceAddressPresent,
     interface: p.interface,
     servers,
     ...captive,

@@ -83,11 +83,13 @@ describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'})`, () => {
         log: { level: 'info' },
         captive: { probeIntervalS: 0 },
         cache: { maxTtl: 0 },
-        pvds: [],
+        // A tunnel PvD bound to an address of wifi0's: pvdns notices when the address goes.
+        pvds: [{ identifier: 'tunnel', dnsServers: ['127.0.0.30'], noInternet: true, dns64: 'off', sourceAddress: '10.9.0.2' }],
         pvdSources: { host: true, hostBackend: 'resolved', resolvConf: join(r.dir, 'resolv.conf') },
       }),
     );
     writeFileSync(join(r.dir, 'resolv.conf'), '# none\n');
+    await r.exec('ip', ['addr', 'add', '10.9.0.2/24', 'dev', 'wifi0']);
     pvdns = r.spawn(process.execPath, [join(ROOT, 'dist/cli.js'), 'serve', '--config', config], { user: USER, cwd: r.dir });
     onLines(pvdns, (line) => pvdnsLog.push(line));
     pvdns.stderr!.on('data', (d: Buffer) => pvdnsLog.push(d.toString()));
@@ -152,6 +154,21 @@ describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'})`, () => {
     expect(ua.worst).toBeLessThanOrEqual(TARGET_MS);
     expect(da.worst).toBeLessThanOrEqual(TARGET_MS);
   }, 120_000);
+
+  it("notices a PvD's sourceAddress leaving the host, and coming back (netlink)", async () => {
+    const present = async (): Promise<unknown> =>
+      (JSON.parse((await r.exec('curl', ['-s', 'http://127.0.0.1:8053/v1/pvds/tunnel'])).stdout) as { sourceAddressPresent: unknown }).sourceAddressPresent;
+    const until = async (want: boolean): Promise<void> => {
+      for (let i = 0; i < 100 && (await present()) !== want; i++) await sleep(20);
+      expect(await present()).toBe(want);
+    };
+    await until(true);
+    await r.exec('ip', ['addr', 'del', '10.9.0.2/24', 'dev', 'wifi0']);
+    await until(false);
+    expect(pvdnsLog.some((l) => l.includes("sourceAddress is on none of the host's links"))).toBe(true);
+    await r.exec('ip', ['addr', 'add', '10.9.0.2/24', 'dev', 'wifi0']);
+    await until(true);
+  }, 30_000);
 
   it('withdraws the VPN the moment its link is deleted (netlink), and announces it when it is back', async () => {
     await r.resolvectl(['dns', 'vpn0', '127.0.0.20']);

@@ -93,6 +93,7 @@ describe('control API (/v1)', () => {
         prefixes: [],
         expires: null,
         sourceAddress: null,
+        sourceAddressPresent: null,
         interface: null,
         servers: [{ address: wifi.address, state: 'untested', rttMs: null, since: null, lastError: null }],
         captive: null,

@@ -3,6 +3,7 @@
 // registry. The App calls apply() at start and on every reload, views() for
 // the API and status, and stop() at the end; nothing else starts a source.
 
+import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import type { SocketAddress } from '../../config/address.js';
 import type { Config } from '../../config/schema.js';
@@ -50,6 +51,15 @@ export interface SourceView {
   via: string;
 }
 
+/** An IP literal in one spelling, for comparing addresses ("::ffff:…" and zones aside); the text itself if it is none. */
+function canonicalAddress(text: string): string {
+  try {
+    return ipaddr.parse(text.split('%')[0]!).toString();
+  } catch {
+    return text;
+  }
+}
+
 interface Running {
   feed: PvdFeed;
   /** The settings it was started with: a reload that changes them restarts it. */
@@ -90,8 +100,49 @@ export class SourceSet {
         return () => m.off('changed', fn);
       },
     };
-    this.monitor = { watch, stop: () => m.stop() };
+    const check = (): void => this.checkSourceAddresses(m);
+    m.on('changed', check);
+    this.deps.registry.on('changed', check);
+    this.monitor = {
+      watch,
+      stop: () => {
+        this.deps.registry.off('changed', check);
+        m.stop();
+      },
+    };
+    check();
     return watch;
+  }
+
+  /** Whether each PvD's sourceAddress is on one of the host's links (by PvD id), as last checked. */
+  private readonly sourcePresent = new Map<string, boolean>();
+
+  /**
+   * checkSourceAddresses notices a PvD's sourceAddress leaving the host (a
+   * VPN's tunnel address gone with its link): its upstream sockets cannot
+   * bind there, so its queries fail. Logged once each way, and shown in the
+   * PvD's view (sourceAddressPresent).
+   */
+  private checkSourceAddresses(m: LinkMonitor): void {
+    const here = new Set<string>();
+    for (const l of m.links().values()) for (const a of l.addresses) here.add(canonicalAddress(a.address));
+    const seen = new Set<string>();
+    for (const p of this.deps.registry.list()) {
+      if (p.sourceAddress === null) continue;
+      seen.add(p.id);
+      const present = here.has(canonicalAddress(p.sourceAddress));
+      const before = this.sourcePresent.get(p.id);
+      if (before === present) continue;
+      this.sourcePresent.set(p.id, present);
+      if (!present) this.deps.log.warn({ pvd: p.id, sourceAddress: p.sourceAddress }, "the PvD's sourceAddress is on none of the host's links: its upstream queries cannot be sent from it");
+      else if (before === false) this.deps.log.info({ pvd: p.id, sourceAddress: p.sourceAddress }, "the PvD's sourceAddress is back on a link");
+    }
+    for (const id of this.sourcePresent.keys()) if (!seen.has(id)) this.sourcePresent.delete(id);
+  }
+
+  /** sourceAddressPresent says whether a PvD's sourceAddress is on a link; null when unknown (no netlink, no sourceAddress). */
+  sourceAddressPresent(pvdId: string): boolean | null {
+    return this.sourcePresent.get(pvdId) ?? null;
   }
 
   /**
@@ -127,6 +178,8 @@ export class SourceSet {
   async apply(config: Config, opts: { once?: boolean } = {}): Promise<void> {
     const { conflicts } = syncSource(this.deps.registry, 'config', config.pvds);
     for (const id of conflicts) this.deps.log.warn({ pvd: id }, 'pvd not announced: another source holds this identifier');
+    // The kernel's links: the host's PvDs follow them, and every PvD's sourceAddress is checked against them.
+    if (opts.once !== true) await this.links();
     await this.applyHost(config, opts.once === true);
   }
 
