@@ -10,11 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseSocketAddress, type SocketAddress } from '../../src/config/address.js';
+import { wireKey } from '../../src/dns/name.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { PvdRegistry } from '../../src/pvd/registry.js';
 import { HostFeed, type LinkAddress, type LinkState, type LinkWatch } from '../../src/pvd/sources/host.js';
 import type { HostLink, LinkBackend } from '../../src/pvd/sources/source.js';
 import { SourceSet } from '../../src/pvd/sources/sources.js';
+import { RouteTable } from '../../src/resolve/routes.js';
 
 const tmp = mkdtempSync(join(tmpdir(), `pvdns-hostfeed-${process.pid}-`));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -118,6 +120,9 @@ async function hostFeed(opts: { backends: LinkBackend[]; resolvConf?: string; li
   await feed.start(set.sink('host', () => feed));
   return feed;
 }
+
+/** Which PvDs a PTR query for `name` is sent to, by the route table built from the registry now. */
+const ptrRoute = (name: string): string[] => new RouteTable(registry.list()).match(wireKey(name)).pvds.map((p) => p.id);
 
 /** The registry as a user reads it: identifier → servers. */
 const pvds = (): Record<string, string[]> => Object.fromEntries(registry.list().map((p) => [p.identifier, p.servers.map((s) => s.label)]));
@@ -246,10 +251,14 @@ describe('HostFeed: the kernel link state', () => {
     // Their reverse zones are the PvD's: a PTR query for 10.8.0.7 routes to the VPN.
     expect(wg0.reverseZones).toEqual(expect.arrayContaining(['0.8.10.in-addr.arpa', '0.0.0.0.5.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa']));
     expect(wg0.reverseZones.some((z) => z.includes('0.8.e.f') || z.endsWith('127.in-addr.arpa'))).toBe(false);
+    expect(ptrRoute('7.0.8.10.in-addr.arpa')).toEqual(['wg0']);
+    expect(ptrRoute('1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.5.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa')).toEqual(['wg0']);
     links.set('wg0', true, [addr('10.9.1.2/16')]);
     await settle();
     expect(registry.get('wg0')!.prefixes).toEqual(['10.9.0.0/16']);
     expect(registry.get('wg0')!.reverseZones).toEqual(['9.10.in-addr.arpa']);
+    expect(ptrRoute('7.0.8.10.in-addr.arpa')).toEqual([]);
+    expect(ptrRoute('2.1.9.10.in-addr.arpa')).toEqual(['wg0']);
     links.set('wg0', true, []);
     await settle();
     expect(registry.get('wg0')!.prefixes).toEqual([]);
