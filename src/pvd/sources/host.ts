@@ -118,6 +118,22 @@ function linkPrefixes(state: LinkState | undefined): string[] {
   return [...out];
 }
 
+/** A problem with what the host says, logged once while it lasts (its key names the link or file first, then a tab). */
+interface Problem {
+  key: string;
+  fields: Record<string, unknown>;
+  msg: string;
+}
+
+const problem = (key: string, fields: Record<string, unknown>, msg: string): Problem => ({ key, fields, msg });
+
+/**
+ * How long resolv.conf's folder must be quiet before the file is read: a
+ * rewrite in place is a truncation and then a write (two events), and the
+ * file read between them has no nameserver.
+ */
+const RESOLV_CONF_SETTLE_MS = 25;
+
 /** HostFeed is the host's PvDs: one per link from the first backend that answers, else resolv.conf's `system` PvD. */
 export class HostFeed implements PvdFeed {
   private active: LinkBackend | null = null;
@@ -127,8 +143,16 @@ export class HostFeed implements PvdFeed {
   private sink: SourceSink | null = null;
   private unsubscribe: (() => void) | null = null;
   private resolvWatch: FSWatcher | null = null;
-  /** Warnings already logged about the current links: each once, not on every change. */
+  /** The wait before resolv.conf is read after the folder's events stop (see watchResolvConf). */
+  private resolvTimer: NodeJS.Timeout | null = null;
+  /**
+   * Problems already logged, by key: each is logged once while it lasts,
+   * however many reports repeat it, and again only once it has gone and
+   * come back (or on a reload).
+   */
   private warned = new Set<string>();
+  /** Pushes started: a push that a newer one overtook (a slower read of resolv.conf) applies nothing. */
+  private pushes = 0;
   private stopped = false;
 
   constructor(private readonly opts: HostFeedOptions) {}
@@ -148,6 +172,8 @@ export class HostFeed implements PvdFeed {
     for (const b of this.opts.backends) {
       let first: HostLink[] | null = null;
       this.trying = b;
+      // A report from a backend tried before this one (which then said it was not available) is not this one's.
+      this.early = null;
       try {
         first = await b.start(
           (links) => this.report(b, links),
@@ -167,6 +193,8 @@ export class HostFeed implements PvdFeed {
       }
       b.stop();
     }
+    this.trying = null;
+    this.early = null;
     // A link that changes state applies at once; the backend reads again too, as resolved, say,
     // signals nothing when a link goes away.
     if (this.opts.links !== null)
@@ -192,25 +220,39 @@ export class HostFeed implements PvdFeed {
     if (b === this.trying && this.active === null) this.early = links;
     if (b !== this.active) return;
     this.links = links;
-    this.warned.clear();
     void this.push();
-  }
-
-  private warnOnce(key: string, fields: Record<string, unknown>, msg: string): void {
-    if (this.warned.has(key)) return;
-    this.warned.add(key);
-    this.opts.log.warn(fields, msg);
   }
 
   /** push brings the registry in line with the links (or resolv.conf) as known now. */
   private async push(): Promise<void> {
     if (this.stopped || this.sink === null) return;
-    const specs = this.active !== null ? this.linkSpecs() : await this.resolvConfSpecs();
+    const n = ++this.pushes;
+    const problems: Problem[] = [];
+    const specs = this.active !== null ? this.linkSpecs(problems) : await this.resolvConfSpecs(problems);
+    if (this.stopped || n !== this.pushes) return;
     this.opts.log.debug({ backend: this.describe(), links: this.links.map((l) => l.ifname), pvds: specs.map((p) => p.identifier) }, "host's links read");
-    if (!this.stopped) this.sink.sync(specs);
+    this.sink.sync(specs);
+    this.warnNew(problems);
   }
 
-  private linkSpecs(): PvdSpec[] {
+  /**
+   * warnNew logs the problems not logged before, and forgets the logged
+   * ones that are gone: a link whose server loops is one line, not one per
+   * report, and a line again when the problem comes back. A link the
+   * kernel says is down keeps its problems (it was not read this time).
+   */
+  private warnNew(problems: Problem[]): void {
+    const now = new Set(problems.map((p) => p.key));
+    const down = new Set(this.links.filter((l) => this.opts.links?.byName(l.ifname)?.up === false).map((l) => l.ifname));
+    for (const key of this.warned) if (!now.has(key) && !down.has(key.split('\t', 1)[0]!)) this.warned.delete(key);
+    for (const p of problems) {
+      if (this.warned.has(p.key)) continue;
+      this.warned.add(p.key);
+      this.opts.log.warn(p.fields, p.msg);
+    }
+  }
+
+  private linkSpecs(problems: Problem[]): PvdSpec[] {
     const own = this.opts.ownListeners();
     const tool = this.active!.name;
     const specs: PvdSpec[] = [];
@@ -225,38 +267,38 @@ export class HostFeed implements PvdFeed {
       const servers = (raw.dnsServers as string[]).filter((s) => {
         const never = serverProblem(s);
         if (never) {
-          this.warnOnce(`never ${link.ifname} ${s}`, { link: link.ifname, server: s, backend: tool, error: never }, "skipping a link's DNS server that can never answer");
+          problems.push(problem(`${link.ifname}\tnever ${s}`, { link: link.ifname, server: s, backend: tool, error: never }, "skipping a link's DNS server that can never answer"));
           return false;
         }
         const loop = isOwnListener(parseSocketAddress(s, 53) as SocketAddress, own);
-        if (loop) this.warnOnce(`loop ${link.ifname} ${s}`, { link: link.ifname, server: s, backend: tool }, "skipping a link's DNS server that is pvdns itself (a loop)");
+        if (loop) problems.push(problem(`${link.ifname}\tloop ${s}`, { link: link.ifname, server: s, backend: tool }, "skipping a link's DNS server that is pvdns itself (a loop)"));
         return !loop;
       });
       if (servers.length === 0) continue;
       const r = pvdSpecSchema.safeParse({ ...raw, dnsServers: servers, prefixes: linkPrefixes(state) });
       if (r.success) specs.push(r.data);
-      else this.warnOnce(`bad ${link.ifname}`, { link: link.ifname, backend: tool, error: r.error.issues[0]?.message }, 'skipping a link pvdns cannot make a PvD of');
+      else problems.push(problem(`${link.ifname}\tbad`, { link: link.ifname, backend: tool, error: r.error.issues[0]?.message }, 'skipping a link pvdns cannot make a PvD of'));
     }
     return specs;
   }
 
-  private async resolvConfSpecs(): Promise<PvdSpec[]> {
+  private async resolvConfSpecs(problems: Problem[]): Promise<PvdSpec[]> {
     const file = this.opts.resolvConf;
     const own = this.opts.ownListeners();
     let all: SocketAddress[];
     try {
       all = await readResolvConf(file);
     } catch (err) {
-      this.warnOnce(`read ${file}`, { file, error: (err as Error).message }, 'cannot read resolv.conf; the system PvD has no servers');
+      problems.push(problem(`${file}\tread`, { file, error: (err as Error).message }, 'cannot read resolv.conf; the system PvD has no servers'));
       all = [];
     }
     const servers = all.filter((s) => {
       const never = unicastProblem(s, s.label);
-      if (never) this.warnOnce(`never ${s.label}`, { server: s.label, file, error: never }, 'skipping a resolv.conf nameserver that can never answer');
+      if (never) problems.push(problem(`${file}\tnever ${s.label}`, { server: s.label, file, error: never }, 'skipping a resolv.conf nameserver that can never answer'));
       return never === null && !isOwnListener(s, own);
     });
-    for (const s of all) if (!servers.includes(s) && isOwnListener(s, own)) this.warnOnce(`loop ${s.label}`, { server: s.label, file }, 'skipping a resolv.conf nameserver that is pvdns itself (a loop)');
-    if (servers.length === 0) this.warnOnce('none', { file }, 'resolv.conf lists no usable nameserver: the system PvD has no servers and is no default');
+    for (const s of all) if (!servers.includes(s) && isOwnListener(s, own)) problems.push(problem(`${file}\tloop ${s.label}`, { server: s.label, file }, 'skipping a resolv.conf nameserver that is pvdns itself (a loop)'));
+    if (servers.length === 0) problems.push(problem(`${file}\tnone`, { file }, 'resolv.conf lists no usable nameserver: the system PvD has no servers and is no default'));
     // RFC 7556 §2.2: the host's node-wide configuration is one implicit PvD (a default only with servers).
     return [pvdSpecSchema.parse({ identifier: SYSTEM_PVD, dnsServers: servers.map((s) => s.label), default: servers.length > 0 })];
   }
@@ -264,16 +306,20 @@ export class HostFeed implements PvdFeed {
   /**
    * watchResolvConf follows resolv.conf's folder for the file being
    * rewritten or replaced (a DHCP client renames a new one into place):
-   * one inotify watch, no timer.
+   * one inotify watch; the file is read once its events have been quiet
+   * for RESOLV_CONF_SETTLE_MS, so a rewrite is read whole.
    */
   private watchResolvConf(): void {
     const file = this.opts.resolvConf;
     try {
       this.resolvWatch = watch(dirname(file), { persistent: false }, (_event, name) => {
-        if (name === null || name === basename(file)) {
-          this.warned.clear();
+        if (name !== null && name !== basename(file)) return;
+        if (this.resolvTimer !== null) clearTimeout(this.resolvTimer);
+        this.resolvTimer = setTimeout(() => {
+          this.resolvTimer = null;
           void this.push();
-        }
+        }, RESOLV_CONF_SETTLE_MS);
+        this.resolvTimer.unref();
       });
       this.resolvWatch.on('error', () => this.resolvWatch?.close());
     } catch {
@@ -286,5 +332,6 @@ export class HostFeed implements PvdFeed {
     this.active?.stop();
     this.unsubscribe?.();
     this.resolvWatch?.close();
+    if (this.resolvTimer !== null) clearTimeout(this.resolvTimer);
   }
 }

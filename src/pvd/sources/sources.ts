@@ -71,14 +71,32 @@ export class SourceSet {
   private readonly extra = new Map<PvdSource, Running>();
   /** The kernel's links (netlink), shared by the host's PvDs and Router Advertisements; null until needed or where unavailable. */
   private monitor: { watch: LinkWatch | null; stop(): void } | null = null;
+  /**
+   * apply, run and the apply* calls run one at a time, in the order they
+   * were called: two reloads at once (SIGHUP twice) would each stop the
+   * running host source, start their own, and leave the first of the two
+   * running with nothing holding it, syncing its links over the other's.
+   */
+  private queue: Promise<unknown> = Promise.resolve();
+  /** Counts stop() calls: work called for before a stop starts nothing, and stops what it started. */
+  private epoch = 0;
 
   constructor(private readonly deps: SourceSetDeps) {}
+
+  /** serial runs `fn` after the calls before it, unless stop() came between the call and its turn. */
+  private serial(fn: (current: () => boolean) => Promise<void>): Promise<void> {
+    const epoch = this.epoch;
+    const current = (): boolean => epoch === this.epoch;
+    const done = this.queue.then(() => (current() ? fn(current) : undefined));
+    this.queue = done.catch(() => undefined);
+    return done;
+  }
 
   /**
    * links starts following the kernel's links over netlink, once: null
    * where it is not available (no addon, not Linux), which the log says.
    */
-  private async links(): Promise<LinkWatch | null> {
+  private async links(current: () => boolean): Promise<LinkWatch | null> {
     if (this.monitor !== null) return this.monitor.watch;
     const m = new LinkMonitor();
     let ok = false;
@@ -86,6 +104,10 @@ export class SourceSet {
       ok = await m.start();
     } catch (err) {
       this.deps.log.warn({ error: (err as Error).message }, 'cannot follow the links over netlink');
+    }
+    if (!current()) {
+      m.stop();
+      return null;
     }
     if (!ok) {
       this.deps.log.info("netlink is not available: a link's PvD follows what its backend reports, not the kernel's link state");
@@ -175,15 +197,17 @@ export class SourceSet {
    * changed). With `once`, the host's source reads the host and stops
    * (check-config, and the first step of start).
    */
-  async apply(config: Config, opts: { once?: boolean } = {}): Promise<void> {
-    const { conflicts } = syncSource(this.deps.registry, 'config', config.pvds);
-    for (const id of conflicts) this.deps.log.warn({ pvd: id }, 'pvd not announced: another source holds this identifier');
-    // The kernel's links: the host's PvDs follow them, and every PvD's sourceAddress is checked against them.
-    if (opts.once !== true) await this.links();
-    await this.applyHost(config, opts.once === true);
+  apply(config: Config, opts: { once?: boolean } = {}): Promise<void> {
+    return this.serial(async (current) => {
+      const { conflicts } = syncSource(this.deps.registry, 'config', config.pvds);
+      for (const id of conflicts) this.deps.log.warn({ pvd: id }, 'pvd not announced: another source holds this identifier');
+      // The kernel's links: the host's PvDs follow them, and every PvD's sourceAddress is checked against them.
+      if (opts.once !== true) await this.links(current);
+      await this.applyHost(config, opts.once === true, current);
+    });
   }
 
-  private async applyHost(config: Config, once: boolean): Promise<void> {
+  private async applyHost(config: Config, once: boolean, current: () => boolean): Promise<void> {
     const s = config.pvdSources;
     const key = JSON.stringify([s.host, s.hostBackend, s.hostPollIntervalS, s.resolvConf]);
     if (this.host !== null && this.host.key === key && !once) return this.host.feed.refresh();
@@ -198,11 +222,12 @@ export class SourceSet {
       resolvConf: s.resolvConf,
       ownListeners: this.deps.ownListeners,
       // check-config reads the host once: no netlink socket for that.
-      links: once ? null : await this.links(),
+      links: once ? null : await this.links(current),
       log: this.deps.log,
     });
+    if (!current()) return;
     await feed.start(this.sink('host', () => feed));
-    if (once) feed.stop();
+    if (once || !current()) feed.stop();
     else this.host = { feed, key };
   }
 
@@ -223,9 +248,9 @@ export class SourceSet {
   }
 
   /** applyDirectory follows pvdSources.directory (checked to be readable already), or stops following one. */
-  async applyDirectory(config: Config): Promise<void> {
+  applyDirectory(config: Config): Promise<void> {
     const dir = config.pvdSources.directory;
-    await this.run('file', dir, () => new PvdDirectory(dir!, this.deps.registry, this.deps.log, this.deps.loopProblem));
+    return this.run('file', dir, () => new PvdDirectory(dir!, this.deps.registry, this.deps.log, this.deps.loopProblem));
   }
 
   /**
@@ -235,11 +260,12 @@ export class SourceSet {
    * PEM of tls.caFile) beside the system's authorities. Throws when the
    * receiving socket cannot be opened (CAP_NET_RAW).
    */
-  async applyRouterAdvertisements(config: Config, ca: Buffer | null): Promise<void> {
+  applyRouterAdvertisements(config: Config, ca: Buffer | null): Promise<void> {
     const on = config.pvdSources.routerAdvertisements;
     const key = on ? JSON.stringify([ca?.toString('base64') ?? null]) : null;
-    if (on) await this.links(); // RAs name links; the kernel's view keeps their names current
-    await this.run('ra', key, () =>
+    return this.serial(async (current) => {
+      if (on) await this.links(current); // RAs name links; the kernel's view keeps their names current
+      await this.runNow(current, 'ra', key, () =>
       new RaFeed({
         receiver: openRaReceiver,
         log: this.deps.log,
@@ -250,16 +276,21 @@ export class SourceSet {
             ca: ca ?? undefined,
             advertisedPrefixes: via.prefixes,
           }),
-      }),
-    );
+        }),
+      );
+    });
   }
 
   /** run runs another source (the PvD directory, Router Advertisements) under this set, replacing the one of its kind. */
-  async run(kind: PvdSource, key: string | null, make: () => PvdFeed): Promise<void> {
+  run(kind: PvdSource, key: string | null, make: () => PvdFeed): Promise<void> {
+    return this.serial((current) => this.runNow(current, kind, key, make));
+  }
+
+  private async runNow(current: () => boolean, kind: PvdSource, key: string | null, make: () => PvdFeed): Promise<void> {
     // key null: the configuration asks for no such source.
-    const current = this.extra.get(kind);
-    if (current && current.key === key) return;
-    current?.feed.stop();
+    const running = this.extra.get(kind);
+    if (running && running.key === key) return;
+    running?.feed.stop();
     this.extra.delete(kind);
     if (key === null) {
       syncSource(this.deps.registry, kind, []);
@@ -267,7 +298,8 @@ export class SourceSet {
     }
     const feed = make();
     await feed.start(this.sink(kind, () => feed));
-    this.extra.set(kind, { feed, key });
+    if (current()) this.extra.set(kind, { feed, key });
+    else feed.stop();
   }
 
   /** views says which sources are in use and how. */
@@ -280,6 +312,7 @@ export class SourceSet {
 
   /** stop stops every source; their PvDs stay in the registry, which stops with the App. */
   stop(): void {
+    this.epoch++;
     this.host?.feed.stop();
     this.host = null;
     for (const r of this.extra.values()) r.feed.stop();
