@@ -56,6 +56,7 @@ import { QueryHandler } from './server/handler.js';
 import { QueryStats } from './server/metrics.js';
 import { RateLimiter } from './server/ratelimit.js';
 import { TcpListener } from './server/tcp.js';
+import { raReceiverProblem } from './native/icmp6.js';
 import { udpBackend } from './native/udp.js';
 import { createUdpListener, type UdpListener } from './server/udp.js';
 import type { Transport } from './upstream/exchange.js';
@@ -580,11 +581,26 @@ export class App {
    * changes in place. What can fail comes first, so a bad reload leaves the
    * running configuration serving.
    */
-  async reload(next: Config): Promise<void> {
+  reload(next: Config): Promise<void> {
+    // One at a time, in the order asked: two SIGHUPs close together must not interleave their steps.
+    const run = this.reloading.then(() => this.reloadNow(next));
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The reload in progress, if any: the next waits for it. */
+  private reloading: Promise<void> = Promise.resolve();
+
+  private async reloadNow(next: Config): Promise<void> {
     const prev = this.config;
     const unchanged = (k: keyof Config): boolean => JSON.stringify(prev[k]) === JSON.stringify(next[k]);
     const listenAddrs = next.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress);
     await this.check(next, listenAddrs);
+    // A raw socket pvdns may not open is refused before anything changes (CAP_NET_RAW).
+    if (this.listening && next.pvdSources.routerAdvertisements && !prev.pvdSources.routerAdvertisements) {
+      const problem = raReceiverProblem();
+      if (problem) throw configErrorAt(next, ['pvdSources', 'routerAdvertisements'], problem, this.opts.configFile);
+    }
     // Read again on every reload: rotating the token is writing the file and sending SIGHUP.
     const token = this.listening ? await this.readApiToken(next, true) : this.apiToken;
     if (this.listening && !unchanged('listen')) {

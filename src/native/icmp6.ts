@@ -45,3 +45,16 @@ export function openRaReceiver(onRa: (ra: ReceivedRa) => void): { close(): void 
     },
   };
 }
+
+/**
+ * raReceiverProblem says why openRaReceiver would fail here (no addon, no
+ * CAP_NET_RAW), or null: a socket is opened and closed at once to find out.
+ */
+export function raReceiverProblem(): string | null {
+  try {
+    openIcmp6Socket(ICMP6_ROUTER_ADVERT).close();
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}

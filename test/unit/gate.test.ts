@@ -1,13 +1,15 @@
 // RouteGate: while a source holds it, queries wait before they are routed;
-// they go on when it is released, or when the hold's bound passes.
+// they go on when it is released, or when it has been closed 100 ms; a
+// source that keeps holding gets no more holds for a while.
 
 import { describe, expect, it } from 'vitest';
 import type { Answer } from '../../src/dns/answer.js';
-import { RouteGate } from '../../src/resolve/gate.js';
+import { COOLDOWN_MS, MAX_HOLD_MS, RouteGate } from '../../src/resolve/gate.js';
 import type { Query } from '../../src/resolve/query.js';
 
 const q = {} as Query;
 const answer = {} as Answer;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('RouteGate', () => {
   it('passes queries on at once, without a promise, while open', () => {
@@ -25,7 +27,7 @@ describe('RouteGate', () => {
     expect(r).toBeInstanceOf(Promise);
     a();
     a(); // a second release of the same hold changes nothing
-    await new Promise((res) => setTimeout(res, 5));
+    await sleep(5);
     expect(routed).toBe(0);
     b();
     await expect(r).resolves.toBe(answer);
@@ -33,16 +35,33 @@ describe('RouteGate', () => {
     expect(gate.closed).toBe(false);
   });
 
-  it('opens by itself when a hold is never released (at most 100 ms)', async () => {
-    const gate = new RouteGate();
-    gate.hold(20);
+  it(`opens by itself ${MAX_HOLD_MS} ms after it closed, however the holds overlap, and refuses holds a while after`, async () => {
+    let now = 0;
+    const gate = new RouteGate(() => now);
+    gate.hold(); // never released
     const started = performance.now();
+    // A source that keeps holding: a new hold every 10 ms, each released 30 ms later.
+    const flood = setInterval(() => {
+      const release = gate.hold();
+      setTimeout(release, 30);
+    }, 10);
     await gate.handle(q, () => answer);
-    expect(performance.now() - started).toBeGreaterThanOrEqual(15);
-    expect(gate.expired).toBe(1);
-    gate.hold(10_000);
-    const again = performance.now();
-    await gate.handle(q, () => answer);
-    expect(performance.now() - again).toBeLessThan(1000);
+    clearInterval(flood);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(MAX_HOLD_MS - 5);
+    expect(performance.now() - started).toBeLessThan(MAX_HOLD_MS + 400);
+    expect(gate.forced).toBe(1);
+    expect(gate.closed).toBe(false);
+    // Refused while cooling down: queries pass at once.
+    const release = gate.hold();
+    expect(gate.closed).toBe(false);
+    release();
+    expect(gate.handle(q, () => answer)).toBe(answer);
+    // The voided holds' releases do not reopen or unbalance a later hold.
+    now = COOLDOWN_MS + 1;
+    const later = gate.hold();
+    await sleep(40); // the flood's last releases land now
+    expect(gate.closed).toBe(true);
+    later();
+    expect(gate.closed).toBe(false);
   });
 });

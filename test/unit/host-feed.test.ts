@@ -63,6 +63,11 @@ const answers = (name: string, links: HostLink[] | null): FakeBackend => new Fak
 
 /** The kernel's links as the test sets them; every change is one batch to the subscribers. */
 class FakeLinks implements LinkWatch {
+  /** The link is deleted: the kernel no longer knows it. */
+  del(ifname: string): void {
+    this.states.delete(ifname);
+    for (const fn of this.subscribers) fn();
+  }
   readonly states = new Map<string, LinkState>();
   readonly subscribers = new Set<() => void>();
   byName(ifname: string): LinkState | undefined {
@@ -207,7 +212,7 @@ describe('HostFeed: which backend', () => {
 describe('HostFeed: reports after start', () => {
   it('applies each report as the whole set: a new link announced, a changed one updated, a missing one withdrawn', async () => {
     const b = answers('resolved (D-Bus)', [link('eth0', ['192.0.2.1'], [], true)]);
-    await hostFeed({ backends: [b] });
+    const feed = await hostFeed({ backends: [b] });
     const tag = registry.get('eth0')!.tag;
     b.report!([link('eth0', ['192.0.2.1'], [], true), link('wg0', ['10.8.0.1'], ['corp.example.com'])]);
     await settle();
@@ -219,7 +224,9 @@ describe('HostFeed: reports after start', () => {
     expect(pvds()).toEqual({ wg0: ['10.8.0.2:53'] });
     b.report!([]);
     await settle();
-    expect(pvds()).toEqual({});
+    // No link left with servers: resolv.conf's system PvD stands in (here the file is absent: no servers).
+    expect(pvds()).toEqual({ system: [] });
+    expect(feed.describe()).toMatch(/^resolv\.conf \(.*absent\.conf\): resolved \(D-Bus\) reports no link with usable servers$/);
   });
 });
 
@@ -239,6 +246,35 @@ describe('HostFeed: the kernel link state', () => {
     await settle();
     expect(Object.keys(pvds())).toEqual(['wg0']);
     expect(b.refreshes).toBe(2);
+  });
+
+  it('withdraws a link the kernel has deleted at once, before the backend says so; a link it never knew (a container) is kept', async () => {
+    const links = new FakeLinks();
+    links.set('wg0', true);
+    const b = answers('resolved (D-Bus)', [link('wg0', ['10.8.0.1'], ['corp.example.com']), link('wlan0', ['192.0.2.1'], [], true)]);
+    await hostFeed({ backends: [b], links });
+    expect(Object.keys(pvds()).sort()).toEqual(['wg0', 'wlan0']);
+    links.del('wg0');
+    await settle();
+    expect(Object.keys(pvds())).toEqual(['wlan0']);
+    // The backend still reports it (it has not caught up): still no PvD.
+    b.report!([link('wg0', ['10.8.0.1'], ['corp.example.com']), link('wlan0', ['192.0.2.1'], [], true)]);
+    await settle();
+    expect(Object.keys(pvds())).toEqual(['wlan0']);
+    // Created again under the same name: back.
+    links.set('wg0', true);
+    await settle();
+    expect(Object.keys(pvds()).sort()).toEqual(['wg0', 'wlan0']);
+  });
+
+  it('gives a link that requires DNS over TLS (DNSOverTLS=yes) no PvD rather than asking it in the clear, with one warning', async () => {
+    const b = answers('resolved (D-Bus)', [
+      { ...link('wlan0', ['192.0.2.1'], [], true), dnsOverTls: 'yes' },
+      { ...link('eth0', ['192.0.2.2'], [], true), dnsOverTls: 'opportunistic' },
+    ]);
+    await hostFeed({ backends: [b] });
+    expect(Object.keys(pvds())).toEqual(['eth0']);
+    expect(vi.mocked(log.warn).mock.calls.filter((c) => String(c[1]).includes('requires DNS over TLS'))).toHaveLength(1);
   });
 
   it("gives a link's PvD the prefixes of its global addresses, IPv4 and IPv6, and follows them as they change", async () => {
@@ -324,7 +360,7 @@ describe('HostFeed: servers it skips', () => {
   it('withdraws a link whose only server is pvdns itself, and announces it once the listeners change (refresh)', async () => {
     const b = answers('resolved (D-Bus)', [link('lo', ['127.0.0.1'], [], true)]);
     const feed = await hostFeed({ backends: [b] });
-    expect(pvds()).toEqual({});
+    expect(pvds()).toEqual({ system: [] }); // the link's only server loops: resolv.conf (absent) stands in
     own = [parseSocketAddress('127.0.0.1:5300', 53) as SocketAddress];
     await feed.refresh();
     expect(pvds()).toEqual({ lo: ['127.0.0.1:53'] });

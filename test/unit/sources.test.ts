@@ -301,3 +301,18 @@ describe('SourceSet.run', () => {
     expect(ids()).toEqual(['pvdtest0', 'pvdtest1', 'x.example']);
   });
 });
+
+describe('SourceSet: Router Advertisement PvDs and other sources\' zones', () => {
+  it('keeps an RA PvD from claiming a zone the configuration gave another PvD (or a zone above or below it), with one warning', async () => {
+    await set.apply(resolvectlConfig({ host: false }, [corp]));
+    const sink = set.sink('ra', () => null);
+    const spec = pvdSpecSchema.parse({ identifier: 'evil.example.net', dnsServers: ['192.0.2.99'], dnsZones: ['corp.example', 'git.corp.example', 'example', 'evil.example.net'] });
+    sink.sync([spec]);
+    expect(registry.get('evil.example.net')!.dnsZones).toEqual(['evil.example.net']);
+    sink.sync([spec]);
+    const warned = vi.mocked(log.warn).mock.calls.filter((c) => String(c[1]).includes('may not claim a zone'));
+    expect(warned.map((c) => (c[0] as { zone: string }).zone)).toEqual(['corp.example', 'git.corp.example', 'example']);
+    // Another RA PvD's zones are no bar, and the configured PvD still owns its zone.
+    expect(registry.get('corp')!.dnsZones).toEqual(['corp.example']);
+  });
+});

@@ -120,14 +120,15 @@ export interface HostReport {
 export async function readHostLinks(run: RunTool = runTool): Promise<HostReport | null> {
   for (const tool of ['resolvectl', 'nmcli'] as const) {
     const links = await readTool(tool, run);
-    if (links !== null) return { tool, links };
+    if (links !== null && links.length > 0) return { tool, links };
   }
   return null;
 }
 
 /**
- * readTool asks one tool for the links' DNS configuration; null when it is
- * missing, fails, or reports no link with servers.
+ * readTool asks one tool for the links' DNS configuration: the links with
+ * servers (none: [], as when the last link with DNS went away), or null
+ * when the tool is missing or fails.
  */
 async function readTool(tool: 'resolvectl' | 'nmcli', run: RunTool): Promise<HostLink[] | null> {
   if (tool === 'resolvectl') {
@@ -137,13 +138,11 @@ async function readTool(tool: 'resolvectl' | 'nmcli', run: RunTool): Promise<Hos
       run('resolvectl', ['--no-pager', 'default-route']),
     ]);
     if (dns === null || domain === null) return null;
-    const links = parseResolvectl(dns, domain, route ?? '').filter((l) => l.servers.length > 0);
-    return links.length > 0 ? links : null;
+    return parseResolvectl(dns, domain, route ?? '').filter((l) => l.servers.length > 0);
   }
   const nm = await run('nmcli', ['-t', '-f', NMCLI_FIELDS, 'device', 'show']);
   if (nm === null) return null;
-  const links = parseNmcli(nm);
-  return links.length > 0 ? links : null;
+  return parseNmcli(nm);
 }
 
 /**
@@ -167,7 +166,8 @@ export class PolledTool implements LinkBackend {
 
   async start(onReport: (links: HostLink[]) => void): Promise<HostLink[] | null> {
     const first = await readTool(this.tool, this.run);
-    if (first === null || this.stopped) return null;
+    // A tool that answers with no link with servers is no backend (the next one, or resolv.conf, is tried).
+    if (first === null || first.length === 0 || this.stopped) return null;
     this.last = first;
     this.schedule(onReport);
     return first;

@@ -13,7 +13,7 @@
 // link's PvD owns the prefixes of its global addresses, so their reverse
 // zones route to it and follow the addresses as they change.
 
-import { watch, type FSWatcher } from 'node:fs';
+import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
@@ -142,7 +142,7 @@ export class HostFeed implements PvdFeed {
   private links: HostLink[] = [];
   private sink: SourceSink | null = null;
   private unsubscribe: (() => void) | null = null;
-  private resolvWatch: FSWatcher | null = null;
+  private resolvWatch: FSWatcher[] | null = null;
   /** The wait before resolv.conf is read after the folder's events stop (see watchResolvConf). */
   private resolvTimer: NodeJS.Timeout | null = null;
   /**
@@ -159,8 +159,14 @@ export class HostFeed implements PvdFeed {
 
   /** describe names where the host's PvDs come from now. */
   describe(): string {
-    return this.active !== null ? this.active.name : `resolv.conf (${this.opts.resolvConf})`;
+    if (this.active === null) return `resolv.conf (${this.opts.resolvConf})`;
+    return this.fallback ? `resolv.conf (${this.opts.resolvConf}): ${this.active.name} reports no link with usable servers` : this.active.name;
   }
+
+  /** Whether the backend's links gave no PvD, so resolv.conf's `system` PvD stands in. */
+  private fallback = false;
+  /** Link names the kernel has reported: one it no longer knows has gone (not merely never seen here, as in a container). */
+  private readonly seen = new Set<string>();
 
   /** The backend in use, or null for resolv.conf. */
   backend(): string | null {
@@ -228,8 +234,16 @@ export class HostFeed implements PvdFeed {
     if (this.stopped || this.sink === null) return;
     const n = ++this.pushes;
     const problems: Problem[] = [];
-    const specs = this.active !== null ? this.linkSpecs(problems) : await this.resolvConfSpecs(problems);
+    let specs = this.active !== null ? this.linkSpecs(problems) : [];
+    // A backend that answers with no usable link (resolved with global servers only, every link
+    // down): the host still has resolv.conf, as before there was a backend.
+    const fallback = this.active !== null && specs.length === 0;
+    if (this.active === null || fallback) {
+      if (fallback) this.watchResolvConf();
+      specs = await this.resolvConfSpecs(problems);
+    }
     if (this.stopped || n !== this.pushes) return;
+    this.fallback = fallback;
     this.opts.log.debug({ backend: this.describe(), links: this.links.map((l) => l.ifname), pvds: specs.map((p) => p.identifier) }, "host's links read");
     this.sink.sync(specs);
     this.warnNew(problems);
@@ -256,11 +270,21 @@ export class HostFeed implements PvdFeed {
     const own = this.opts.ownListeners();
     const tool = this.active!.name;
     const specs: PvdSpec[] = [];
+    const names = new Set(this.links.map((l) => l.ifname));
+    for (const name of this.seen) if (!names.has(name)) this.seen.delete(name);
     for (const link of this.links) {
       const state = this.opts.links?.byName(link.ifname);
-      // The kernel says the link is down: its servers are out of reach and its names must not be asked elsewhere by mistake.
-      if (state && !state.up) {
-        this.opts.log.debug({ link: link.ifname, backend: tool }, 'link is down: no PvD for it');
+      if (state) this.seen.add(link.ifname);
+      // The kernel says the link is down, or has gone (the backend has yet to say so): its servers
+      // are out of reach.
+      if ((state && !state.up) || (!state && this.seen.has(link.ifname))) {
+        this.opts.log.debug({ link: link.ifname, backend: tool }, 'link is down or gone: no PvD for it');
+        continue;
+      }
+      // A link that requires DNS over TLS (resolved's DNSOverTLS=yes) must not be asked in the
+      // clear, and pvdns does not speak DNS over TLS yet: no PvD rather than a downgrade.
+      if (link.dnsOverTls === 'yes') {
+        problems.push(problem(`${link.ifname}	dot`, { link: link.ifname, backend: tool }, "skipping a link that requires DNS over TLS (DNSOverTLS=yes): pvdns would ask its servers in the clear"));
         continue;
       }
       const raw = linkPvd(link);
@@ -310,10 +334,26 @@ export class HostFeed implements PvdFeed {
    * for RESOLV_CONF_SETTLE_MS, so a rewrite is read whole.
    */
   private watchResolvConf(): void {
+    if (this.resolvWatch !== null) return;
+    this.resolvWatch = [];
     const file = this.opts.resolvConf;
+    // A symbolic link (/etc/resolv.conf → /run/…/resolv.conf) changes where it points to: watch there too.
+    let target = file;
     try {
-      this.resolvWatch = watch(dirname(file), { persistent: false }, (_event, name) => {
-        if (name !== null && name !== basename(file)) return;
+      target = realpathSync(file);
+    } catch {
+      // not there yet: its folder is watched
+    }
+    const names = new Set([basename(file), basename(target)]);
+    if (dirname(target) !== dirname(file)) this.watchFolder(dirname(target), names);
+    this.watchFolder(dirname(file), names);
+  }
+
+  /** watchFolder reads resolv.conf again when one of `names` changes in `dir`. */
+  private watchFolder(dir: string, names: ReadonlySet<string>): void {
+    try {
+      const w = watch(dir, { persistent: false }, (_event, name) => {
+        if (name !== null && !names.has(String(name))) return;
         if (this.resolvTimer !== null) clearTimeout(this.resolvTimer);
         this.resolvTimer = setTimeout(() => {
           this.resolvTimer = null;
@@ -321,7 +361,8 @@ export class HostFeed implements PvdFeed {
         }, RESOLV_CONF_SETTLE_MS);
         this.resolvTimer.unref();
       });
-      this.resolvWatch.on('error', () => this.resolvWatch?.close());
+      w.on('error', () => w.close());
+      this.resolvWatch?.push(w);
     } catch {
       // A folder pvdns may not watch: resolv.conf is read again on reload.
     }
@@ -331,7 +372,7 @@ export class HostFeed implements PvdFeed {
     this.stopped = true;
     this.active?.stop();
     this.unsubscribe?.();
-    this.resolvWatch?.close();
+    for (const w of this.resolvWatch ?? []) w.close();
     if (this.resolvTimer !== null) clearTimeout(this.resolvTimer);
   }
 }

@@ -11,7 +11,7 @@ import { openRaReceiver } from '../../native/icmp6.js';
 import type { PvdInputError } from '../input.js';
 import type { PvdSource } from '../model.js';
 import type { PvdRegistry } from '../registry.js';
-import type { PvdSpec } from '../schema.js';
+import { normalizeDomain, type PvdSpec } from '../schema.js';
 import { PvdDirectory } from './directory.js';
 import { HostFeed, type LinkWatch } from './host.js';
 import { PolledTool, runTool, type RunTool } from './host-tools.js';
@@ -174,20 +174,47 @@ export class SourceSet {
   sink(kind: PvdSource, feed: () => PvdFeed | null): SourceSink {
     const { registry, log } = this.deps;
     const origin = (): string | null => feed()?.describe() ?? null;
+    // What a router on the link advertises cannot take a zone the configuration, the host, a
+    // file or the API gave another PvD: anyone on a café's Wi-Fi can send an RA whose PvD's
+    // Additional Information (certified for its own PvD ID only) claims corp.example.com.
+    const own = (spec: PvdSpec): PvdSpec => (kind === 'ra' ? this.withoutClaimedZones(spec) : spec);
     return {
       sync: (specs) => {
-        const { conflicts } = syncSource(registry, kind, specs, origin());
+        const { conflicts } = syncSource(registry, kind, specs.map(own), origin());
         // The directory names the file and line of a conflict itself.
         if (kind !== 'file') for (const id of conflicts) log.warn({ pvd: id, source: kind }, 'pvd not announced: another source holds this identifier');
       },
       announce: (spec) => {
-        if (announceFrom(registry, kind, spec, null, origin()) === 'conflict') log.warn({ pvd: spec.identifier, source: kind }, 'pvd not announced: another source holds this identifier');
+        if (announceFrom(registry, kind, own(spec), null, origin()) === 'conflict') log.warn({ pvd: spec.identifier, source: kind }, 'pvd not announced: another source holds this identifier');
       },
       withdraw: (identifier) => {
         if (registry.get(identifier)?.source === kind) registry.withdraw(identifier);
       },
       hold: this.deps.hold,
     };
+  }
+
+  /** Zones an RA PvD was refused, already logged ("pvd zone"). */
+  private readonly refusedZones = new Set<string>();
+
+  /** withoutClaimedZones drops from an RA PvD the zones that overlap one another source's PvD claims. */
+  private withoutClaimedZones(spec: PvdSpec): PvdSpec {
+    if (spec.dnsZones.length === 0) return spec;
+    const id = normalizeDomain(spec.identifier);
+    const claimed = this.deps.registry.list().filter((p) => p.source !== 'ra' && p.id !== id).flatMap((p) => p.dnsZones);
+    const overlaps = (a: string, b: string): boolean => a === b || a.endsWith(`.${b}`) || b.endsWith(`.${a}`) || b === '' || a === '';
+    const kept = spec.dnsZones.filter((z) => {
+      const zone = normalizeDomain(z);
+      const taken = claimed.find((c) => overlaps(zone, c));
+      if (taken === undefined) return true;
+      const key = `${id} ${zone}`;
+      if (this.refusedZones.size < 10_000 && !this.refusedZones.has(key)) {
+        this.refusedZones.add(key);
+        this.deps.log.warn({ pvd: id, zone, claimedBy: taken }, 'a Router Advertisement PvD may not claim a zone another source gave: zone ignored');
+      }
+      return false;
+    });
+    return kept.length === spec.dnsZones.length ? spec : { ...spec, dnsZones: kept };
   }
 
   /**
@@ -261,25 +288,29 @@ export class SourceSet {
    * receiving socket cannot be opened (CAP_NET_RAW).
    */
   applyRouterAdvertisements(config: Config, ca: Buffer | null): Promise<void> {
-    const on = config.pvdSources.routerAdvertisements;
-    const key = on ? JSON.stringify([ca?.toString('base64') ?? null]) : null;
-    return this.serial(async (current) => {
-      if (on) await this.links(current); // RAs name links; the kernel's view keeps their names current
-      await this.runNow(current, 'ra', key, () =>
-      new RaFeed({
-        receiver: openRaReceiver,
-        log: this.deps.log,
-        fetchInfo: (pvdId, via) =>
-          fetchPvdInfo(pvdId, {
-            lookup: (host) => this.deps.resolveIn(pvdId, host),
-            localAddress: via.localAddress ?? undefined,
-            ca: ca ?? undefined,
-            advertisedPrefixes: via.prefixes,
-          }),
+    // A new CA applies to the next fetch: restarting the feed would withdraw every RA PvD until
+    // its router next advertises (up to MaxRtrAdvInterval, 600 s).
+    this.raCa = ca;
+    const key = config.pvdSources.routerAdvertisements ? 'on' : null;
+    return this.serial((current) =>
+      this.runNow(current, 'ra', key, () =>
+        new RaFeed({
+          receiver: openRaReceiver,
+          log: this.deps.log,
+          fetchInfo: (pvdId, via) =>
+            fetchPvdInfo(pvdId, {
+              lookup: (host) => this.deps.resolveIn(pvdId, host),
+              localAddress: via.localAddress ?? undefined,
+              ca: this.raCa ?? undefined,
+              advertisedPrefixes: via.prefixes,
+            }),
         }),
-      );
-    });
+      ),
+    );
   }
+
+  /** tls.caFile's PEM, for the Additional Information fetches of RA PvDs. */
+  private raCa: Buffer | null = null;
 
   /** run runs another source (the PvD directory, Router Advertisements) under this set, replacing the one of its kind. */
   run(kind: PvdSource, key: string | null, make: () => PvdFeed): Promise<void> {
