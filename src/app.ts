@@ -220,6 +220,17 @@ export class App {
     new CollectedValue('pvdns_ratelimited_total', 'Queries refused or dropped by access.rateLimit.', 'counter', () => [{ labels: {}, value: this.handler.rateLimited }]).register(
       this.metrics,
     );
+    const gate = this.gate;
+    new CollectedValue(
+      'pvdns_route_gate_total',
+      'The routing gate a source holds while it reads a change: queries that waited at it, times it was forced open (closed 100 ms), holds refused (250 ms of a second spent).',
+      'counter',
+      () => [
+        { labels: { event: 'waited' }, value: gate.waited },
+        { labels: { event: 'forced' }, value: gate.forced },
+        { labels: { event: 'refused' }, value: gate.refused },
+      ],
+    ).register(this.metrics);
     const blocked = this.rebindBlocked;
     new CollectedValue('pvdns_rebind_blocked_total', 'Answers refused by DNS rebinding protection: a private address for a name the PvD does not own.', 'counter', function* (): Iterable<Sample> {
       for (const [pvd, n] of blocked) yield { labels: { pvd }, value: n };

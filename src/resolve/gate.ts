@@ -6,19 +6,21 @@
 // milliseconds the source needs to read the change (a leak of a private
 // name).
 //
-// The gate never costs more than MAX_HOLD_MS at a time: once it has been
-// closed that long without a break (holds that overlap, a source that never
-// releases, someone making changes without pause), it opens, every hold then
-// open is void, and for COOLDOWN_MS new holds are refused — a flood of
-// changes costs queries at most MAX_HOLD_MS in every COOLDOWN_MS.
+// What it may cost queries is bounded twice: the gate stays closed at most
+// MAX_HOLD_MS at a time (holds that overlap, a source that never releases:
+// it opens, and the holds then open are void), and at most BUDGET_MS in
+// every WINDOW_MS (someone making changes without pause): past that, holds
+// are refused until the window ends. A read slowed by a busy machine uses
+// some budget; it does not cost the next change its hold.
 
 import type { Query } from './query.js';
 import type { Next, Result, Stage } from './stage.js';
 
 /** The longest the gate stays closed at a time. */
 export const MAX_HOLD_MS = 100;
-/** After the gate was forced open, how long holds are refused. */
-export const COOLDOWN_MS = 1000;
+/** The most the gate may be closed in one WINDOW_MS. */
+export const BUDGET_MS = 250;
+export const WINDOW_MS = 1000;
 
 export class RouteGate implements Stage {
   readonly name = 'gate';
@@ -27,10 +29,14 @@ export class RouteGate implements Stage {
   private generation = 0;
   private waiters: Array<() => void> = [];
   private timer: NodeJS.Timeout | null = null;
-  private refuseUntil = 0;
-  /** Queries that waited at the gate; times it was forced open. */
+  /** When the gate last closed; the current window's start and the time closed in it. */
+  private closedAt = 0;
+  private windowStart = -Infinity;
+  private spent = 0;
+  /** Queries that waited at the gate; times it was forced open; holds refused (budget spent). */
   waited = 0;
   forced = 0;
+  refused = 0;
 
   constructor(private readonly now: () => number = () => performance.now()) {}
 
@@ -44,10 +50,19 @@ export class RouteGate implements Stage {
    * and the gate opens when the last ends (or MAX_HOLD_MS after it closed).
    */
   hold(): () => void {
-    if (this.now() < this.refuseUntil) return noop;
+    const now = this.now();
+    if (now - this.windowStart >= WINDOW_MS) {
+      this.windowStart = now;
+      this.spent = 0;
+    }
+    if (this.spent >= BUDGET_MS) {
+      this.refused++;
+      return noop;
+    }
     const generation = this.generation;
     if (this.holds++ === 0) {
-      this.timer = setTimeout(() => this.force(), MAX_HOLD_MS);
+      this.closedAt = now;
+      this.timer = setTimeout(() => this.force(), Math.min(MAX_HOLD_MS, BUDGET_MS - this.spent));
       this.timer.unref();
     }
     let done = false;
@@ -70,20 +85,20 @@ export class RouteGate implements Stage {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  /** force opens a gate closed for MAX_HOLD_MS: the holds then open are void, and new ones refused a while. */
+  /** force opens a gate closed too long: the holds then open are void. */
   private force(): void {
     this.timer = null;
     if (this.holds === 0) return;
     this.forced++;
     this.generation++;
     this.holds = 0;
-    this.refuseUntil = this.now() + COOLDOWN_MS;
     this.open();
   }
 
   private open(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    this.spent += this.now() - this.closedAt;
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w();
