@@ -180,7 +180,8 @@ export class DBusConnection extends EventEmitter<{ close: [err: Error | null]; m
         else socket.destroy();
         reject(new Error(`D-Bus connection to ${shown} failed: ${oneLine(why)}`));
       };
-      const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs);
+      // Unref'd like every timer here: a bus that never answers must not keep a stopping process alive.
+      const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs).unref();
       let line = '';
       const onAuth = (chunk: Buffer): void => {
         line += chunk.toString('latin1');
@@ -245,7 +246,7 @@ export class DBusConnection extends EventEmitter<{ close: [err: Error | null]; m
       const timer = setTimeout(() => {
         this.pending.delete(serial);
         reject(new Error(`D-Bus call ${opts.interface}.${opts.member} to ${opts.destination} timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
+      }, timeoutMs).unref();
       this.pending.set(serial, { resolve, reject, timer });
     });
   }
@@ -330,6 +331,15 @@ export class DBusConnection extends EventEmitter<{ close: [err: Error | null]; m
   /** close ends the connection: pending calls reject, 'close' is emitted (with null). */
   close(): void {
     this.shutdown(null);
+  }
+
+  /**
+   * noReplyExpected says whether a received method call's caller asked for
+   * no reply (flag NO_REPLY_EXPECTED): a monitor knows then that none will
+   * come (sd-bus sends none).
+   */
+  noReplyExpected(m: DBusMessage): boolean {
+    return this.noReply.has(m);
   }
 
   /** Whether the connection is closed. */

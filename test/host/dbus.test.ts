@@ -279,6 +279,45 @@ describe('endings', () => {
     release?.();
   });
 
+  /** Timers that keep the process alive (unref'd ones are not listed). */
+  const refedTimers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+
+  it("keeps no process alive by a call's timeout or a connect's: their timers are unref'd", async () => {
+    const c = await connect(bus);
+    const before = refedTimers();
+    const pending = c.call({ destination: SERVICE, path: PATH, interface: SERVICE, member: 'Hang', timeoutMs: 60_000 }).catch((e: Error) => e);
+    const connecting = DBusConnection.connect(bus, { timeoutMs: 60_000 });
+    expect(refedTimers()).toBe(before);
+    (await connecting).close();
+    c.close();
+    expect(((await pending) as Error).message).toBe('D-Bus connection closed');
+    release?.();
+  });
+
+  it('leaves nothing open when a connect fails midway: a bus that never answers, or one that stops after authenticating', async () => {
+    for (const stage of ['silent', 'no Hello'] as const) {
+      const path = join(dir, `half-${stage.length}.sock`);
+      const closed = new Promise<void>((resolve) => {
+        const server = net.createServer((s) => {
+          s.on('data', (c: Buffer) => {
+            if (stage === 'no Hello' && c.toString('latin1').includes('AUTH EXTERNAL')) s.write('OK 0123456789abcdef0123456789abcdef\r\n');
+          });
+          s.on('error', () => {});
+          s.on('close', () => {
+            server.close();
+            resolve();
+          });
+        });
+        server.listen(path);
+      });
+      await new Promise((r) => setTimeout(r, 20));
+      const why = stage === 'silent' ? /no answer within 200 ms/ : /no answer within 200 ms|Hello/;
+      await expect(DBusConnection.connect(`unix:path=${path}`, { timeoutMs: 200 })).rejects.toThrow(why);
+      // The bus side sees the socket closed: the client kept nothing open.
+      await closed;
+    }
+  });
+
   // A fake bus: authenticates, answers Hello, then sends what the test gives it.
   async function fakeBus(name: string, after: (s: net.Socket) => void): Promise<DBusConnection> {
     const path = join(dir, `${name}.sock`);

@@ -134,6 +134,41 @@ describe('NetworkManager (D-Bus) backend against a fake NetworkManager 1.42 on a
     expect((await reports.nth(1)).links).toEqual([{ ...wifi, servers: ['192.168.1.54', 'fd00::1'] }]);
   });
 
+  it("holds routing from NM's signal until the re-read after it has reported (or found nothing new)", async () => {
+    const nm = await FakeNetworkManager.start(bus.address);
+    cleanup.push(() => nm.close());
+    const backend = new NetworkManagerBackend({ address: bus.address });
+    cleanup.push(() => backend.stop());
+    const events: string[] = [];
+    let open = 0;
+    const hold = (): (() => void) => {
+      open++;
+      events.push('hold');
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        open--;
+        events.push('release');
+      };
+    };
+    const reports = new Reports();
+    expect(await backend.start((l) => (events.push('report'), reports.push(l)), hold)).toEqual([wifi]);
+    expect(events).toEqual([]);
+    await nm.wireguardUp({ nameservers: ['10.8.0.1'], domains: [], searches: ['~corp.example.com'], dnsPriority: -50, gateway: '', addresses: [{ address: '10.8.0.2', prefix: 24 }] });
+    await reports.nth(0);
+    await new Promise((r) => setTimeout(r, 100)); // NM's later steps: more signals, the same links
+    const report = events.indexOf('report');
+    // Held before the report, and a release after it; every hold released, with only the one report.
+    expect(events.indexOf('hold')).toBeLessThan(report);
+    expect(events.lastIndexOf('release')).toBeGreaterThan(report);
+    expect(events.filter((e) => e === 'report')).toHaveLength(1);
+    expect(open).toBe(0);
+    // NM's steps after the one that changed the link (state, addresses) held too, and were released without a report.
+    expect(events.slice(report).filter((e) => e === 'hold').length).toBeGreaterThan(0);
+    console.log(`NetworkManager (D-Bus), fake NM: wg0 up took ${events.filter((e) => e === 'hold').length} holds (${events.slice(report).filter((e) => e === 'hold').length} after its report), all released; order ${events.join(' ')}`);
+  });
+
   it('stops: no report after stop() though NM keeps changing', async () => {
     const nm = await FakeNetworkManager.start(bus.address);
     cleanup.push(() => nm.close());

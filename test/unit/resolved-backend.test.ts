@@ -7,7 +7,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatServer, hostLink, interfaceNames } from '../../src/pvd/sources/resolved.js';
+import type { DBusMessage } from '../../src/dbus/connection.js';
+import { formatServer, hostLink, interfaceNames, ResolvedBackend } from '../../src/pvd/sources/resolved.js';
 
 const v4 = (...b: number[]): Buffer => Buffer.from(b);
 const v6 = (text: string): Buffer => {
@@ -73,6 +74,64 @@ describe('interfaceNames', () => {
       expect(interfaceNames(join(dir, 'missing'))).toEqual(new Map());
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('changing calls the bus monitor sees', () => {
+  const call = (serial: number): DBusMessage => ({ type: 'method_call', serial, sender: ':1.9', destination: 'org.freedesktop.resolve1', path: '/org/freedesktop/resolve1', interface: 'org.freedesktop.resolve1.Manager', member: 'SetLinkDomains', signature: 'ia(sb)', body: [3, []] });
+  /** A backend with no bus, its monitor's messages handed over by hand, and a hold that records. */
+  const backend = (): { b: ResolvedBackend; events: string[]; open: () => number } => {
+    const b = new ResolvedBackend({ address: 'unix:path=/nonexistent/pvdns-dbusfix' });
+    const events: string[] = [];
+    let n = 0;
+    let held = 0;
+    (b as unknown as { hold: () => () => void }).hold = () => {
+      const i = n++;
+      held++;
+      events.push(`hold ${i}`);
+      return () => {
+        held--;
+        events.push(`release ${i}`);
+      };
+    };
+    return { b, events, open: () => held };
+  };
+  const monitorMessage = (b: ResolvedBackend, m: DBusMessage): void => (b as unknown as { onMonitorMessage(m: DBusMessage): void }).onMonitorMessage(m);
+  const changing = (b: ResolvedBackend): Map<string, unknown> => (b as unknown as { changing: Map<string, unknown> }).changing;
+
+  it('forgets a call whose reply never comes once the gate bound (100 ms) has passed, releasing it, so the monitor keeps holding', async () => {
+    const { b, events, open } = backend();
+    try {
+      for (let i = 1; i <= 70; i++) monitorMessage(b, call(i));
+      expect(open()).toBe(64); // MAX_CHANGING: more at once is a flood
+      await new Promise((x) => setTimeout(x, 150));
+      expect(changing(b).size).toBe(0);
+      expect(open()).toBe(0);
+      // Not full of leaked calls: the next one holds again.
+      monitorMessage(b, call(71));
+      expect(open()).toBe(1);
+      expect(events.at(-1)).toBe('hold 64');
+    } finally {
+      b.stop();
+    }
+  });
+
+  it('releases the calls awaiting a reply when resolved changes hands and when the bus is lost', () => {
+    const { b, open } = backend();
+    try {
+      monitorMessage(b, call(1));
+      monitorMessage(b, call(2));
+      expect(open()).toBe(2);
+      (b as unknown as { onMessage(m: DBusMessage): void }).onMessage({ type: 'signal', serial: 5, sender: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'NameOwnerChanged', signature: 'sss', body: ['org.freedesktop.resolve1', ':1.4', ''] });
+      expect(open()).toBe(0);
+      monitorMessage(b, call(3));
+      expect(open()).toBe(1);
+      (b as unknown as { lost(err: Error | null): void }).lost(new Error('the bus closed the connection'));
+      expect(open()).toBe(0);
+      expect(changing(b).size).toBe(0);
+    } finally {
+      b.stop();
     }
   });
 });

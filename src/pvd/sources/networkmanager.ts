@@ -31,7 +31,10 @@
 // than 1.6 lacks NameserverData (1.14) anyway. Any of them schedules one re-read; reads
 // never overlap (a trigger during a read asks for one more after it), and a
 // report is made only when the links differ from the last report. Nothing
-// runs while nothing changes.
+// runs while nothing changes. A signal that means a change also closes the
+// routing gate (the host source's hold) until the re-read after it has
+// reported or found nothing new, so no query is routed the old way between
+// NM's signal and pvdns's reading of it.
 
 import type { Logger } from 'pino';
 import { DBusConnection, systemBusAddress, type DBusMessage } from '../../dbus/connection.js';
@@ -190,11 +193,16 @@ export class NetworkManagerBackend implements LinkBackend {
   private stopped = false;
   private retry: NodeJS.Timeout | null = null;
   private retryMs = 1000;
+  /** Closes the routing gate (the host source's sink.hold). */
+  private hold: (() => () => void) | null = null;
+  /** Releases of holds taken for signalled changes, called once the read after them is done. */
+  private releases: Array<() => void> = [];
 
   constructor(private readonly opts: NetworkManagerOptions = {}) {}
 
-  async start(onReport: (links: HostLink[]) => void): Promise<HostLink[] | null> {
+  async start(onReport: (links: HostLink[]) => void, hold?: () => () => void): Promise<HostLink[] | null> {
     this.onReport = onReport;
+    this.hold = hold ?? null;
     this.stopped = false;
     const got = await this.connect();
     if (got === 'no-bus' || got === 'no-nm') {
@@ -212,6 +220,19 @@ export class NetworkManagerBackend implements LinkBackend {
     const conn = this.conn;
     this.conn = null;
     conn?.close();
+    this.releaseAll();
+  }
+
+  private releaseAll(): void {
+    const r = this.releases;
+    this.releases = [];
+    for (const f of r) f();
+  }
+
+  /** changed: NM signalled a change pvdns reads; routing waits until it is read (the gate opens by itself after 100 ms at most). */
+  private changed(): void {
+    if (this.hold) this.releases.push(this.hold());
+    this.schedule();
   }
 
   /**
@@ -275,12 +296,12 @@ export class NetworkManagerBackend implements LinkBackend {
     if (this.owner === '' || m.sender !== this.owner) return;
     const body = m.body;
     if (m.interface === PROPERTIES_IFACE && m.member === 'PropertiesChanged') {
-      if (touches(text(body[0]), body[1], body[2])) this.schedule();
+      if (touches(text(body[0]), body[1], body[2])) this.changed();
     } else if (
       (m.interface === DEVICE_IFACE && m.member === 'StateChanged') ||
       (m.interface === NM_IFACE && (m.member === 'DeviceAdded' || m.member === 'DeviceRemoved'))
     ) {
-      this.schedule();
+      this.changed();
     }
   }
 
@@ -305,7 +326,7 @@ export class NetworkManagerBackend implements LinkBackend {
 
   private async readNow(): Promise<void> {
     const conn = this.conn;
-    if (this.stopped || !conn) return;
+    if (this.stopped || !conn) return this.releaseAll();
     if (this.reading) {
       this.again = true;
       return;
@@ -331,6 +352,8 @@ export class NetworkManagerBackend implements LinkBackend {
       } while (this.again && !this.stopped);
     } finally {
       this.reading = false;
+      // Reported, or nothing new (or the read failed: the gate's bound would open it anyway).
+      if (!this.again || this.stopped) this.releaseAll();
     }
   }
 
@@ -361,6 +384,7 @@ export class NetworkManagerBackend implements LinkBackend {
     if (this.stopped || conn !== this.conn) return;
     this.conn = null;
     this.owner = '';
+    this.releaseAll(); // the reads they wait for cannot happen on this connection
     this.opts.log?.warn('NetworkManager (D-Bus): the bus connection closed; connecting again');
     const attempt = (): void => {
       this.retry = null;

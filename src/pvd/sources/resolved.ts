@@ -22,6 +22,11 @@
 //   the bus's whatever the policy says (measured: "rejected attempt to call
 //   AddMatch … with uid 994"), root would also need a policy file, and
 //   dbus-broker has no eavesdropping at all.
+//   A call whose caller wants no reply is read after at once (it gets
+//   none); one whose reply does not come within the routing gate's 100 ms
+//   is read after then and forgotten. If the bus drops the monitor alone
+//   (dbus-daemon does so to one that falls behind), the links stay and pvdns
+//   follows resolved the unprivileged way below until it is a monitor again.
 // - Without that privilege pvdns re-reads when any client leaves the bus
 //   (NameOwnerChanged to ""): resolvectl, resolvconf and the VPN scripts that
 //   run them leave right after their call. A long-lived client (NetworkManager,
@@ -50,8 +55,15 @@ const BUS = 'org.freedesktop.DBus';
 const BUS_PATH = '/org/freedesktop/DBus';
 const AF_INET = 2;
 const AF_INET6 = 10;
-/** How long to wait before connecting again after the bus went away. */
+/** How long to wait before connecting again after the bus went away (or before trying to be a monitor again). */
 const RECONNECT_MS = 5000;
+/**
+ * How long a changing call seen by the monitor is waited for: the routing
+ * gate's own bound (SourceSink.hold). A call whose reply never comes (its
+ * caller asked for none, the bus answered it, resolved restarted) is
+ * forgotten after this, so it holds no query again and takes no room.
+ */
+const CHANGING_MS = 100;
 
 /**
  * formatServer writes a server as resolvectl does (systemd's
@@ -185,8 +197,14 @@ export class ResolvedBackend implements LinkBackend {
   private readonly paths = new Map<number, string>();
   /** Closes the routing gate (the host source's sink.hold). */
   private hold: (() => () => void) | null = null;
-  /** Calls to resolved that change a link, seen by the monitor and not yet answered: "sender serial" → the gate's release. */
-  private readonly changing = new Map<string, () => void>();
+  /** Calls to resolved that change a link, seen by the monitor and not yet answered: "sender serial" → the gate's release and when the call was seen. */
+  private readonly changing = new Map<string, { release: () => void; at: number }>();
+  /** Forgets changing calls older than CHANGING_MS; armed only while there are some. */
+  private pruneTimer: NodeJS.Timeout | null = null;
+  /** Tries to become a monitor again after the monitor connection alone was lost. */
+  private remonitor: NodeJS.Timeout | null = null;
+  /** The match rule for every client leaving, added while there is no monitor. */
+  private clientsRule: string | null = null;
   /** Releases to call once the re-read in progress (or the next) has reported. */
   private releases: Array<() => void> = [];
 
@@ -228,13 +246,38 @@ export class ResolvedBackend implements LinkBackend {
     this.stopped = true;
     if (this.poll) clearInterval(this.poll);
     if (this.reconnect) clearTimeout(this.reconnect);
-    this.poll = this.reconnect = null;
+    if (this.remonitor) clearTimeout(this.remonitor);
+    this.poll = this.reconnect = this.remonitor = null;
     this.monitor?.close();
     this.conn?.close();
     this.monitor = this.conn = null;
-    for (const r of this.changing.values()) r();
-    this.changing.clear();
+    this.forgetChanging();
     this.releaseAll();
+  }
+
+  /** forgetChanging releases every changing call awaiting its reply: none of their replies will be seen (or matter) now. */
+  private forgetChanging(): void {
+    if (this.pruneTimer) clearTimeout(this.pruneTimer);
+    this.pruneTimer = null;
+    const held = [...this.changing.values()];
+    this.changing.clear();
+    for (const c of held) c.release();
+  }
+
+  /** prune forgets the changing calls seen CHANGING_MS ago or more (a re-read releases them), and arms one timer for the oldest left. */
+  private prune(): void {
+    if (this.pruneTimer) clearTimeout(this.pruneTimer);
+    this.pruneTimer = null;
+    const now = performance.now();
+    let oldest = Infinity;
+    for (const [k, c] of this.changing) {
+      if (now - c.at >= CHANGING_MS) {
+        // Its reply was not seen (the bus answered it, resolved went, …): read anyway, it costs little.
+        this.changing.delete(k);
+        this.refresh(c.release);
+      } else oldest = Math.min(oldest, c.at);
+    }
+    if (oldest !== Infinity) this.pruneTimer = setTimeout(() => this.prune(), Math.max(1, oldest + CHANGING_MS - now)).unref();
   }
 
   private releaseAll(): void {
@@ -243,7 +286,11 @@ export class ResolvedBackend implements LinkBackend {
     for (const f of r) f();
   }
 
-  /** attach connects, subscribes, tries to become a monitor and reads the links; null when resolved is not there. */
+  /**
+   * attach connects, subscribes, tries to become a monitor and reads the
+   * links; null when resolved is not there, or when stop() ran meanwhile
+   * (what it opened is closed then: stop() could not see it).
+   */
   private async attach(): Promise<HostLink[] | null> {
     let conn: DBusConnection;
     try {
@@ -252,19 +299,30 @@ export class ResolvedBackend implements LinkBackend {
       this.opts.log?.debug({ err: (err as Error).message }, 'no system bus for systemd-resolved');
       return null;
     }
+    const abandon = (): null => {
+      if (this.conn === conn) this.conn = null;
+      conn.close();
+      this.monitor?.close();
+      this.monitor = null;
+      return null;
+    };
+    if (this.stopped) return abandon();
     try {
       // Subscribe before the first read, so no change between them is lost.
       await conn.addMatch(`type='signal',sender='${BUS}',interface='${BUS}',member='NameOwnerChanged',arg0='${RESOLVE1}'`);
       await conn.addMatch(`type='signal',sender='${RESOLVE1}',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path_namespace='${ROOT_PATH}'`);
       const [has] = await conn.call({ destination: BUS, path: BUS_PATH, interface: BUS, member: 'NameHasOwner', signature: 's', body: [RESOLVE1] });
-      if (has !== true) {
-        conn.close();
-        return null;
+      if (has !== true || this.stopped) return abandon();
+      const mon = this.opts.monitor !== false ? await this.becomeMonitor() : null;
+      if (this.stopped) {
+        mon?.close();
+        return abandon();
       }
-      this.monitored = this.opts.monitor !== false && (await this.becomeMonitor());
-      if (!this.monitored) await conn.addMatch(`type='signal',sender='${BUS}',interface='${BUS}',member='NameOwnerChanged'`);
-      this.name = this.monitored ? 'resolved (D-Bus)' : `resolved (D-Bus; no bus monitor, not root: changes by long-lived clients polled every ${this.pollMs / 1000} s)`;
-      if (this.pollMs === 0 && !this.monitored) this.name = 'resolved (D-Bus; no bus monitor, not root: some domain changes not seen)';
+      this.monitored = false;
+      if (mon) this.useMonitor(mon);
+      else await this.watchClients(conn);
+      if (this.stopped) return abandon();
+      this.setName();
       this.conn = conn;
       conn.on('message', (m) => this.onMessage(m));
       conn.on('close', (err) => {
@@ -278,6 +336,7 @@ export class ResolvedBackend implements LinkBackend {
       } finally {
         this.reading = false;
       }
+      if (this.stopped) return abandon();
       if (this.again) {
         this.again = false;
         this.refresh(); // runs on a later turn, after the caller has taken these links
@@ -285,22 +344,32 @@ export class ResolvedBackend implements LinkBackend {
       if (!this.monitored && this.pollMs > 0 && !this.poll) this.poll = setInterval(() => this.refresh(), this.pollMs).unref();
       return links;
     } catch (err) {
-      this.opts.log?.warn({ err: (err as Error).message }, 'cannot read systemd-resolved over D-Bus');
-      this.conn = null;
-      conn.close();
-      this.monitor?.close();
-      this.monitor = null;
-      return null;
+      if (!this.stopped) this.opts.log?.warn({ err: (err as Error).message }, 'cannot read systemd-resolved over D-Bus');
+      return abandon();
     }
   }
 
-  /** becomeMonitor opens the second connection that sees resolved's replies; false when the bus refuses (not root). */
-  private async becomeMonitor(): Promise<boolean> {
+  /** setName says in the backend's name what it cannot see at once. */
+  private setName(): void {
+    if (this.monitored) this.name = 'resolved (D-Bus)';
+    else if (this.pollMs === 0) this.name = 'resolved (D-Bus; no bus monitor, not root: some domain changes not seen)';
+    else this.name = `resolved (D-Bus; no bus monitor, not root: changes by long-lived clients polled every ${this.pollMs / 1000} s)`;
+  }
+
+  /** watchClients subscribes to every client leaving the bus: without a monitor, that is the sign a resolvectl has made its change. */
+  private async watchClients(conn: DBusConnection): Promise<void> {
+    const rule = `type='signal',sender='${BUS}',interface='${BUS}',member='NameOwnerChanged'`;
+    await conn.addMatch(rule);
+    this.clientsRule = rule;
+  }
+
+  /** becomeMonitor opens the second connection that sees resolved's replies; null when the bus refuses (not root), or stop() ran meanwhile. */
+  private async becomeMonitor(): Promise<DBusConnection | null> {
     let mon: DBusConnection;
     try {
       mon = await DBusConnection.connect(this.address, { timeoutMs: 2000 });
     } catch {
-      return false;
+      return null;
     }
     try {
       // Replies only: a monitor must never send, and a method call it sees is someone else's
@@ -317,28 +386,97 @@ export class ResolvedBackend implements LinkBackend {
       mon.close();
       if (!(err instanceof DBusError)) throw err;
       this.opts.log?.info({ reason: err.message }, 'not allowed to monitor the system bus (root only): some of resolved\'s changes are seen late');
-      return false;
+      return null;
     }
+    if (this.stopped) {
+      mon.close();
+      return null;
+    }
+    return mon;
+  }
+
+  /** useMonitor makes mon the monitor: its calls and replies are followed, and its loss is the monitor's alone. */
+  private useMonitor(mon: DBusConnection): void {
     this.monitor = mon;
-    mon.on('message', (m) => {
-      if (m.type === 'method_call') {
-        // A call that will change a link: routing waits from now until the change is read, so no
-        // query is routed the old way in between (the gate opens by itself after 100 ms at most).
-        if (m.member !== undefined && CHANGING.test(m.member) && this.changing.size < MAX_CHANGING) this.changing.set(`${m.sender} ${m.serial}`, this.hold?.() ?? noop);
-        return;
-      }
-      // The reply to a changing call: resolved has processed it, so a read now sees the change.
-      if (m.destination === this.conn?.uniqueName) return;
-      const key = `${m.destination} ${m.replySerial}`;
-      const release = this.changing.get(key);
-      this.changing.delete(key);
-      // Replies to anything else (lookups, say) are not news.
-      if (release) this.refresh(release);
-    });
+    this.monitored = true;
+    mon.on('message', (m) => this.onMonitorMessage(m, mon));
     mon.on('close', (err) => {
-      if (this.monitor === mon && !this.stopped) this.lost(err);
+      if (this.monitor === mon && !this.stopped) this.monitorLost(err);
     });
-    return true;
+  }
+
+  /** onMonitorMessage takes a call to resolved that changes a link (a hold) or the reply to one (a re-read, then the release). */
+  private onMonitorMessage(m: DBusMessage, mon?: DBusConnection): void {
+    this.prune();
+    if (m.type === 'method_call') {
+      // A call that will change a link: routing waits from now until the change is read, so no
+      // query is routed the old way in between (the gate opens by itself after 100 ms at most).
+      if (m.member === undefined || !CHANGING.test(m.member)) return;
+      // A caller that asked for no reply (busctl --expect-reply=no, dbus-send without
+      // --print-reply) gets none: sd-bus sends none. Read now: our Get reaches resolved after
+      // this call on the same path through the bus, and resolved handles its messages in order.
+      if (mon?.noReplyExpected(m) === true) return this.refresh(this.hold?.());
+      if (this.changing.size >= MAX_CHANGING) return;
+      this.changing.set(`${m.sender} ${m.serial}`, { release: this.hold?.() ?? noop, at: performance.now() });
+      this.prune();
+      return;
+    }
+    // The reply to a changing call: resolved has processed it, so a read now sees the change.
+    if (m.destination === this.conn?.uniqueName) return;
+    const key = `${m.destination} ${m.replySerial}`;
+    const call = this.changing.get(key);
+    this.changing.delete(key);
+    // Replies to anything else (lookups, say) are not news.
+    if (call) this.refresh(call.release);
+  }
+
+  /**
+   * monitorLost: the bus dropped the monitor connection alone (dbus-daemon
+   * does that to a monitor that falls behind). The main connection and the
+   * links stay; until a monitor is back, changes are found the unprivileged
+   * way (clients leaving, the poll), and becoming one is tried again every
+   * RECONNECT_MS.
+   */
+  private monitorLost(err: Error | null): void {
+    this.monitor = null;
+    this.monitored = false;
+    this.forgetChanging();
+    const conn = this.conn;
+    if (!conn) return;
+    this.opts.log?.warn({ err: err?.message }, `lost the bus monitor; following systemd-resolved without it, trying again every ${RECONNECT_MS / 1000} s`);
+    this.setName();
+    if (!this.clientsRule) {
+      this.watchClients(conn).catch(() => {
+        // the connection is going too: lost() follows
+      });
+    }
+    if (this.pollMs > 0 && !this.poll) this.poll = setInterval(() => this.refresh(), this.pollMs).unref();
+    this.refresh(); // what changed while the monitor was falling behind
+    const retry = (): void => {
+      this.remonitor = setTimeout(() => {
+        this.remonitor = null;
+        void this.becomeMonitor()
+          .catch(() => null)
+          .then((mon) => {
+            if (this.stopped || this.conn !== conn) {
+              mon?.close(); // stopped, or the bus went: lost() started over
+              return;
+            }
+            if (!mon) return retry();
+            this.useMonitor(mon);
+            this.setName();
+            if (this.poll) clearInterval(this.poll);
+            this.poll = null;
+            const rule = this.clientsRule;
+            this.clientsRule = null;
+            if (rule) conn.removeMatch(rule).catch(() => {});
+            this.opts.log?.info('a bus monitor again: systemd-resolved\'s changes are seen at once');
+            this.refresh();
+          });
+      }, RECONNECT_MS);
+      this.remonitor.unref();
+    };
+    retry();
   }
 
   private onMessage(m: DBusMessage): void {
@@ -347,6 +485,8 @@ export class ResolvedBackend implements LinkBackend {
       const [name, , owner] = m.body as [string, string, string];
       if (name === RESOLVE1) {
         this.paths.clear();
+        // A call the old owner had not answered never will be.
+        this.forgetChanging();
         if (owner === '') {
           this.opts.log?.warn('systemd-resolved left the bus: its links are withdrawn until it is back');
           this.publish([]);
@@ -363,16 +503,19 @@ export class ResolvedBackend implements LinkBackend {
     }
   }
 
-  /** lost: the bus went away (or dropped our monitor). The links are withdrawn and the bus is tried again every RECONNECT_MS. */
+  /** lost: the bus went away (our main connection closed). The links are withdrawn and the bus is tried again every RECONNECT_MS. */
   private lost(err: Error | null): void {
     if (this.stopped || this.reconnect) return;
     this.opts.log?.warn({ err: err?.message }, `lost the system bus; resolved's links are withdrawn, trying again every ${RECONNECT_MS / 1000} s`);
     const { monitor, conn } = this;
     this.monitor = this.conn = null; // first: closing them below must not bring us here again
+    this.clientsRule = null;
     monitor?.close();
     conn?.close();
     if (this.poll) clearInterval(this.poll);
-    this.poll = null;
+    if (this.remonitor) clearTimeout(this.remonitor);
+    this.poll = this.remonitor = null;
+    this.forgetChanging();
     this.paths.clear();
     this.publish([]);
     const retry = (): void => {
