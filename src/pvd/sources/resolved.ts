@@ -168,17 +168,17 @@ export interface ResolvedBackendOptions {
   sysClassNet?: string;
 }
 
-/**
- * ResolvedBackend follows systemd-resolved over D-Bus (see the file's
- * header for what tells it of a change). start() resolves null when no bus
- * is reachable or resolved is not running on it.
- */
 /** resolved's methods that change a link (Manager.SetLink…, RevertLink; Link.Set…, Revert). */
 const CHANGING = /^(SetLink\w+|RevertLink|Set(DNS|DNSEx|Domains|DefaultRoute|LLMNR|MulticastDNS|DNSOverTLS|DNSSEC|DNSSECNegativeTrustAnchors)|Revert)$/;
 const noop = (): void => undefined;
 /** Changing calls awaiting their reply at once: more are someone flooding resolved, not news. */
 const MAX_CHANGING = 64;
 
+/**
+ * ResolvedBackend follows systemd-resolved over D-Bus (see the file's
+ * header for what tells it of a change). start() resolves null when no bus
+ * is reachable or resolved is not running on it.
+ */
 export class ResolvedBackend implements LinkBackend {
   name = 'resolved (D-Bus)';
   private readonly address: string;
