@@ -14,15 +14,22 @@
 //
 // pvdns runs as root here, so it watches resolved's calls as a bus monitor;
 // PVDNS_E2E_USER=pvdns runs it unprivileged (the fallback: a client leaving
-// the bus is the trigger), for the figures of that case.
+// the bus is the trigger), for the figures of that case. The figures before
+// this issue, for the same run: PVDNS_E2E_BACKEND=resolvectl has pvdns poll
+// resolvectl every 10 s, as it did (3 cycles unless PVDNS_E2E_CYCLES says;
+// the targets are then printed, not asserted).
 
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { join, resolve as resolvePath } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureSystemUser, onLines, startResolved, type Resolved } from './resolved-harness.js';
+import { ensureSystemUser, onLines, RESOLVECTL_BIN, startResolved, type Resolved } from './resolved-harness.js';
 
-const CYCLES = Number(process.env.PVDNS_E2E_CYCLES ?? 20);
+const BACKEND = process.env.PVDNS_E2E_BACKEND === 'resolvectl' ? 'resolvectl' : 'resolved';
+const POLLED = BACKEND === 'resolvectl';
+const CYCLES = Number(process.env.PVDNS_E2E_CYCLES ?? (POLLED ? 3 : 20));
+/** How long a change may take to show: the poll's 10 s and more when polling. */
+const WAIT_MS = POLLED ? 15_000 : 5000;
 const CLIENT_MS = 10;
 const TARGET_MS = 100;
 const CORP = 'git.corp.example.com';
@@ -63,7 +70,7 @@ const stats = (xs: number[]): { median: number; worst: number } => {
   return { median: s[Math.floor(s.length / 2)]!, worst: s.at(-1)! };
 };
 
-describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'})`, () => {
+describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'}, ${BACKEND})`, () => {
   beforeAll(async () => {
     r = await startResolved({ name: 'e2e' });
     await r.addLink('wifi0');
@@ -85,12 +92,14 @@ describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'})`, () => {
         cache: { maxTtl: 0 },
         // A tunnel PvD bound to an address of wifi0's: pvdns notices when the address goes.
         pvds: [{ identifier: 'tunnel', dnsServers: ['127.0.0.30'], noInternet: true, dns64: 'off', sourceAddress: '10.9.0.2' }],
-        pvdSources: { host: true, hostBackend: 'resolved', resolvConf: join(r.dir, 'resolv.conf') },
+        pvdSources: { host: true, hostBackend: BACKEND, hostPollIntervalS: 10, resolvConf: join(r.dir, 'resolv.conf') },
       }),
     );
     writeFileSync(join(r.dir, 'resolv.conf'), '# none\n');
     await r.exec('ip', ['addr', 'add', '10.9.0.2/24', 'dev', 'wifi0']);
-    pvdns = r.spawn(process.execPath, [join(ROOT, 'dist/cli.js'), 'serve', '--config', config], { user: USER, cwd: r.dir });
+    // resolvectl on PATH for the polled backend (it finds resolved through the bus address the harness sets).
+    const env = { PATH: `${dirname(RESOLVECTL_BIN)}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+    pvdns = r.spawn(process.execPath, [join(ROOT, 'dist/cli.js'), 'serve', '--config', config], { user: USER, cwd: r.dir, env });
     onLines(pvdns, (line) => pvdnsLog.push(line));
     pvdns.stderr!.on('data', (d: Buffer) => pvdnsLog.push(d.toString()));
     await waitFor((e) => e.kind === 'answer' && e.address === '192.0.2.10', 'answer from the Wi-Fi through pvdns', 15_000);
@@ -108,7 +117,8 @@ describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'})`, () => {
     // pino writes asynchronously: the line may trail the first answers.
     for (let i = 0; i < 500 && !started(); i++) await sleep(10);
     const start = started();
-    expect(start?.sources).toEqual([USER ? expect.stringMatching(/^host: resolved \(D-Bus; no bus monitor/) : 'host: resolved (D-Bus)']);
+    if (POLLED) expect(start?.sources).toEqual(['host: resolvectl (polled every 10 s)']);
+    else expect(start?.sources).toEqual([USER ? expect.stringMatching(/^host: resolved \(D-Bus; no bus monitor/) : 'host: resolved (D-Bus)']);
   });
 
   it(`routes the VPN's zone to it within ${TARGET_MS} ms of resolvectl, and withdraws it as fast; no corp name reaches the Wi-Fi meanwhile (${CYCLES} cycles)`, async () => {
@@ -126,7 +136,7 @@ describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'})`, () => {
       const t0 = now();
       await r.resolvectl(['domain', 'vpn0', '~corp.example.com']);
       const t1 = now();
-      const first = await waitFor((e) => e.kind === 'answer' && e.address === '10.8.0.20' && e.sentAt! >= t0, 'corp answer from the VPN');
+      const first = await waitFor((e) => e.kind === 'answer' && e.address === '10.8.0.20' && e.sentAt! >= t0, 'corp answer from the VPN', WAIT_MS);
       up.push(first.t - t0);
       upAfter.push(first.t - t1);
       await sleep(150);
@@ -138,7 +148,7 @@ describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'})`, () => {
       corpAnswers += events.filter((e) => e.kind === 'answer' && e.address === '10.8.0.20' && e.t > t1 && e.t < t2).length;
       await r.resolvectl(['revert', 'vpn0']);
       const t3 = now();
-      const back = await waitFor((e) => e.kind === 'answer' && e.address === '192.0.2.10' && e.sentAt! >= t2, 'corp answer from the Wi-Fi after the revert');
+      const back = await waitFor((e) => e.kind === 'answer' && e.address === '192.0.2.10' && e.sentAt! >= t2, 'corp answer from the Wi-Fi after the revert', WAIT_MS);
       down.push(back.t - t2);
       downAfter.push(back.t - t3);
       await sleep(50);
@@ -146,18 +156,19 @@ describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'})`, () => {
     const [u, ua, d, da] = [stats(up), stats(upAfter), stats(down), stats(downAfter)];
     const f = (x: { median: number; worst: number }): string => `median ${x.median.toFixed(1)} ms, worst ${x.worst.toFixed(1)} ms`;
     console.log(
-      `[e2e ${USER ?? 'root'}] resolvectl domain → first corp answer from the VPN: from the command's start ${f(u)}, from its return ${f(ua)}; ` +
+      `[e2e ${USER ?? 'root'}, ${BACKEND}] resolvectl domain → first corp answer from the VPN: from the command's start ${f(u)}, from its return ${f(ua)}; ` +
         `resolvectl revert → first from the Wi-Fi: from the start ${f(d)}, from the return ${f(da)}; ` +
         `corp queries the Wi-Fi saw while the VPN held the zone: ${leaked} (of ${corpAnswers} answered by the VPN), ${CYCLES} cycles, a query every ${CLIENT_MS} ms`,
     );
     const gate = (await r.exec('curl', ['-s', 'http://127.0.0.1:8053/metrics'])).stdout.split('\n').filter((l) => l.startsWith('pvdns_route_gate_total'));
-    console.log(`[e2e ${USER ?? 'root'}] ${gate.join(', ')}`);
+    console.log(`[e2e ${USER ?? 'root'}, ${BACKEND}] ${gate.join(', ')}`);
     expect(corpAnswers).toBeGreaterThan(CYCLES * 5);
+    if (POLLED) return; // the figures before: printed above, not held to the targets
     expect(leaked).toBe(0);
     // Judged from the command's return: its start includes spawning processes, which a loaded CI machine may slow.
     expect(ua.worst).toBeLessThanOrEqual(TARGET_MS);
     expect(da.worst).toBeLessThanOrEqual(TARGET_MS);
-  }, 120_000);
+  }, POLLED ? 300_000 : 120_000);
 
   it("notices a PvD's sourceAddress leaving the host, and coming back (netlink)", async () => {
     const present = async (): Promise<unknown> =>
@@ -172,16 +183,16 @@ describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'})`, () => {
     expect(pvdnsLog.some((l) => l.includes("sourceAddress is on none of the host's links"))).toBe(true);
     await r.exec('ip', ['addr', 'add', '10.9.0.2/24', 'dev', 'wifi0']);
     await until(true);
-  }, 30_000);
+  }, POLLED ? 60_000 : 30_000);
 
   it('withdraws the VPN the moment its link is deleted (netlink), and announces it when it is back', async () => {
     await r.resolvectl(['dns', 'vpn0', '127.0.0.20']);
     await r.resolvectl(['domain', 'vpn0', '~corp.example.com']);
-    await waitFor((e) => e.kind === 'answer' && e.address === '10.8.0.20', 'corp answer from the VPN');
+    await waitFor((e) => e.kind === 'answer' && e.address === '10.8.0.20', 'corp answer from the VPN', WAIT_MS);
     const t0 = now();
     await r.delLink('vpn0');
     const back = await waitFor((e) => e.kind === 'answer' && e.address === '192.0.2.10' && e.sentAt! >= t0, 'corp answer from the Wi-Fi after the link went');
-    console.log(`[e2e ${USER ?? 'root'}] ip link del vpn0 → first corp answer from the Wi-Fi: ${(back.t - t0).toFixed(1)} ms`);
+    console.log(`[e2e ${USER ?? 'root'}, ${BACKEND}] ip link del vpn0 → first corp answer from the Wi-Fi: ${(back.t - t0).toFixed(1)} ms`);
     expect(back.t - t0).toBeLessThanOrEqual(TARGET_MS);
-  }, 30_000);
+  }, POLLED ? 60_000 : 30_000);
 });
