@@ -6,10 +6,11 @@
 // with `t`, epoch milliseconds with sub-millisecond precision, so the test
 // can lay them beside the times of its own commands.
 //
-//   node ns-dns.mjs --server NAME=ADDR:PORT=ANSWER[,ANSWER6] … [--client ADDR:PORT --name N --every MS]
+//   node ns-dns.mjs --server NAME=ADDR:PORT=ANSWER[,ANSWER6] … [--client ADDR:PORT --name N --every MS [--unique]]
 //
 // ADDR may be IPv6, unbracketed ("2001:db8::1:53"). Without ANSWER6 every
-// query, of whatever type, gets the A record.
+// query, of whatever type, gets the A record. With --unique the client asks
+// qK.N, K counting up: a server's log then says which query it was asked.
 
 import dgram from 'node:dgram';
 
@@ -105,6 +106,8 @@ for (let i = 0; i < args.length; i++) {
 const name = opt('--name') ?? 'x.example';
 const every = Number(opt('--every') ?? 10);
 const target = opt('--client');
+const unique = args.includes('--unique');
+let asked = 0;
 let timer = null;
 if (target) {
   const at = target.lastIndexOf(':');
@@ -125,10 +128,11 @@ if (target) {
   });
   const ask = () => {
     id = (id + 1) & 0xffff;
-    const labels = name.split('.');
+    const qn = unique ? `q${++asked}.${name}` : name;
+    const labels = qn.split('.');
     const qname = Buffer.concat([...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])), Buffer.from([0])]);
     const msg = Buffer.concat([Buffer.from([id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), qname, Buffer.from([0, 1, 0, 1])]);
-    sent.set(id, { name, t: now() });
+    sent.set(id, { name: qn, t: now() });
     if (sent.size > 10_000) sent.clear();
     c.send(msg, port, host);
   };
