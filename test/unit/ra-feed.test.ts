@@ -326,6 +326,29 @@ describe('RaFeed', () => {
       expect(h.fetches).toHaveLength(1);
     });
 
+    it('remembers a PvD withdrawn and advertised again: 10 s since its last request, none after a failure (§4.1)', async () => {
+      h = new Harness();
+      await h.start();
+      const opt = (id: string): number[] => pvd(id, { http: true }, rdnss(600, '2001:db8:cafe::53'));
+      h.send({}, opt('back.example'));
+      h.send({}, opt('failed.example'));
+      h.fetches[1]!.resolve('HTTP 500');
+      await settle();
+      h.send({ routerLifetime: 0 }, opt('back.example'));
+      h.send({ routerLifetime: 0 }, opt('failed.example'));
+      vi.advanceTimersByTime(3000);
+      h.order = [];
+      h.send({}, opt('back.example'));
+      h.send({}, opt('failed.example'));
+      expect(h.order).toEqual(['announce back.example []', 'announce failed.example []']); // no fetch, so no hold
+      vi.advanceTimersByTime(6999);
+      expect(h.fetches).toHaveLength(2);
+      vi.advanceTimersByTime(1);
+      expect(h.fetches.map((f) => f.id)).toEqual(['back.example', 'failed.example', 'back.example']);
+      vi.advanceTimersByTime(60_000);
+      expect(h.fetches).toHaveLength(3);
+    });
+
     it('waits for a DNS server to resolve the PvD ID through', async () => {
       h = new Harness();
       await h.start();

@@ -25,7 +25,8 @@
 // refetched again at a random time in the second half of its life; a failed
 // fetch is not repeated for that PvD, nor any fetch on a link after 10
 // failures; a PvD is asked at most every 10 s, and a link at most 5 times in
-// 10 s (all §4.1). Information whose prefixes no longer cover the PIOs is
+// 10 s (all §4.1) — a PvD withdrawn and advertised again on its link counts
+// as the same PvD for both. Information whose prefixes no longer cover the PIOs is
 // not used (§4.1, §4.4).
 //
 // A PvD's zones come only with its information, so between the RA and the
@@ -139,6 +140,14 @@ export class RaFeed implements PvdFeed {
   private readonly pvds = new Map<string, PvdState>();
   private readonly requests = new Map<string, number[]>();
   private readonly failures = new Map<string, number>();
+  /**
+   * By "ifname PvD ID", outliving the PvD's state (a PvD withdrawn and
+   * advertised again is the same PvD on the same network, §4.1): when its
+   * information was last requested (kept MIN_FETCH_INTERVAL_MS), and whether
+   * a request failed (kept while the feed runs).
+   */
+  private readonly lastRequests = new Map<string, number>();
+  private readonly failedPvds = new Set<string>();
   private readonly names = new Map<number, string>();
   private sink: SourceSink | null = null;
   private receiver: { close(): void } | null = null;
@@ -205,7 +214,9 @@ export class RaFeed implements PvdFeed {
     }
     const fresh = s === undefined;
     if (s === undefined) {
-      s = { id: pvd.id, routers: new Map(), http: false, delay: 0, sequence: 0, info: null, fetchAt: null, generation: 0, fetching: false, failed: false, lastRequestAt: null, misfitLogged: null, announced: null, holdNextFetch: false, release: null };
+      const onLink = `${ifname} ${pvd.id}`;
+      const last = this.lastRequests.get(onLink) ?? null;
+      s = { id: pvd.id, routers: new Map(), http: false, delay: 0, sequence: 0, info: null, fetchAt: null, generation: 0, fetching: false, failed: this.failedPvds.has(onLink), lastRequestAt: last !== null && last > now - MIN_FETCH_INTERVAL_MS ? last : null, misfitLogged: null, announced: null, holdNextFetch: false, release: null };
       this.pvds.set(pvd.id, s);
     }
     let router = s.routers.get(key);
@@ -303,6 +314,8 @@ export class RaFeed implements PvdFeed {
       return;
     }
     recent.push(now);
+    for (const [k, at] of this.lastRequests) if (at <= now - MIN_FETCH_INTERVAL_MS) this.lastRequests.delete(k);
+    this.lastRequests.set(`${ifname} ${s.id}`, now);
     s.fetchAt = null;
     s.fetching = true;
     // In the same turn of the event loop as the RA's announce: no query is routed in between.
@@ -322,6 +335,7 @@ export class RaFeed implements PvdFeed {
     const now = Date.now();
     if (typeof r === 'string') {
       s.failed = true; // §4.1: not requested again for this PvD while the link lasts
+      this.failedPvds.add(`${ifname} ${s.id}`);
       const failures = (this.failures.get(ifname) ?? 0) + 1;
       this.failures.set(ifname, failures);
       this.opts.log?.warn({ pvd: s.id, ifname, problem: r }, 'PvD Additional Information not used');
