@@ -73,9 +73,15 @@ export class RouteGate implements Stage {
     };
   }
 
-  /** handle passes a query on at once while the gate is open; a query that meets it closed waits. */
+  /**
+   * handle passes a query on at once while the gate is open; a query that
+   * meets it closed waits. A query pinned to one PvD (q.forced) is not
+   * routed, so no change can misroute it: it passes. That is how a source
+   * holding the gate reads what it is waiting for through a PvD (an RFC 8801
+   * PvD's Additional Information server resolved through that PvD).
+   */
   handle(q: Query, next: Next): Result {
-    if (this.holds === 0) return next(q);
+    if (this.holds === 0 || q.forced) return next(q);
     return this.wait().then(() => next(q));
   }
 

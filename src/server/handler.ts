@@ -16,6 +16,14 @@ import type { AccessList } from './access.js';
 import type { RateLimiter } from './ratelimit.js';
 import { LOCAL_LABEL, NONE_LABEL, type QueryStats } from './metrics.js';
 
+/**
+ * The client of a query pvdns asks for itself (an RFC 8801 PvD's
+ * Additional Information server resolved through that PvD). No socket
+ * reports it, so no remote client can be it; access.allow, which lists
+ * remote clients, does not apply to it.
+ */
+export const SELF_CLIENT = '(pvdns)';
+
 const NOT_ALLOWED = { code: EDE.PROHIBITED, text: 'client address not in access.allow' };
 const RATE_LIMITED = { code: EDE.PROHIBITED, text: 'client over access.rateLimit' };
 const CLASS_NOT_SERVED = { code: EDE.NOT_SUPPORTED, text: 'only class IN is served' };
@@ -109,14 +117,14 @@ export class QueryHandler {
    * translate answers a query for the HTTP API (the MIF API's Translate
    * Name): in exactly `forced` when given, otherwise routed as a DNS client's
    * would be. It is counted and logged like any query; access control
-   * applies. `msg` is a query pvdns built itself.
+   * applies, but to SELF_CLIENT. `msg` is a query pvdns built itself.
    */
   async translate(msg: Buffer, client: string, forced: Pvd | null): Promise<{ query: Query; answer: Answer; reply: Buffer }> {
     const q = new Query('api', client, performance.now());
     if (parseQuery(msg, q) !== PARSE_OK) throw new Error('translate: not a query');
     q.forced = forced;
     let a: Answer;
-    if (!this.access.allows(client)) a = errorAnswer(RCODE.REFUSED, NOT_ALLOWED);
+    if (client !== SELF_CLIENT && !this.access.allows(client)) a = errorAnswer(RCODE.REFUSED, NOT_ALLOWED);
     else {
       try {
         a = await this.pipeline(q);

@@ -5,7 +5,8 @@
 //           fetches PvD Additional Information with fetchPvdInfo, the lookup
 //           answering PVD_INFO_ADDR as the PvD's own servers would.
 //   server  (the router's namespace): serves PVD_INFO_JSON over HTTPS on
-//           [PVD_INFO_ADDR]:443 as application/pvd+json.
+//           [PVD_INFO_ADDR]:443 as application/pvd+json ("$HOST" in it
+//           replaced by the request's host name).
 
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
@@ -19,7 +20,8 @@ if (mode === 'server') {
   const server = createServer({ key: readFileSync(env.PVD_INFO_KEY), cert: readFileSync(env.PVD_INFO_CERT) }, (req, res) => {
     out({ served: { path: req.url, from: req.socket.remoteAddress } });
     res.writeHead(200, { 'content-type': 'application/pvd+json' });
-    res.end(env.PVD_INFO_JSON);
+    // "$HOST" in the object stands for the name asked for: one server for several PvD IDs.
+    res.end(env.PVD_INFO_JSON.replaceAll('$HOST', (req.headers.host ?? '').replace(/:\d+$/, '')));
   });
   server.on('error', (err) => out({ ready: false, error: err.message }));
   server.listen(443, env.PVD_INFO_ADDR, () => out({ ready: true }));

@@ -77,4 +77,14 @@ describe('RouteGate', () => {
     later();
     expect(gate.closed).toBe(false);
   });
+
+  it('lets a query pinned to one PvD pass while closed: it is not routed (an RA PvD resolving its own information server)', () => {
+    const gate = new RouteGate();
+    const release = gate.hold();
+    const pinned = { forced: {} } as Query;
+    expect(gate.handle(pinned, () => answer)).toBe(answer);
+    expect(gate.waited).toBe(0);
+    expect(gate.handle(q, () => answer)).toBeInstanceOf(Promise);
+    release();
+  });
 });

@@ -17,10 +17,15 @@ class Harness {
   onRa: ((ra: ReceivedRa) => void) | null = null;
   closed = 0;
   fetches: Array<{ id: string; via: InfoRequest; resolve: (r: PvdInfo | string) => void }> = [];
+  /** The sink's calls and the fetches in the order they happened: "hold", "release", "fetch ID", "announce ID [zones]", "withdraw ID". */
+  order: string[] = [];
   feed: RaFeed;
 
   constructor(o: { fetch?: boolean; random?: () => number; addresses?: string[] } = {}) {
-    const fetchInfo: FetchInfo = (id, via) => new Promise((resolve) => this.fetches.push({ id, via, resolve }));
+    const fetchInfo: FetchInfo = (id, via) => {
+      this.order.push(`fetch ${id}`);
+      return new Promise((resolve) => this.fetches.push({ id, via, resolve }));
+    };
     this.feed = new RaFeed({
       receiver: (onRa) => {
         this.onRa = onRa;
@@ -38,9 +43,18 @@ class Harness {
       sync: () => {
         throw new Error('RaFeed never syncs');
       },
-      announce: (spec) => this.events.push(['announce', spec]),
-      withdraw: (id) => this.events.push(['withdraw', id]),
-      hold: () => () => {},
+      announce: (spec) => {
+        this.order.push(`announce ${spec.identifier} [${spec.dnsZones.join(' ')}]`);
+        this.events.push(['announce', spec]);
+      },
+      withdraw: (id) => {
+        this.order.push(`withdraw ${id}`);
+        this.events.push(['withdraw', id]);
+      },
+      hold: () => {
+        this.order.push('hold');
+        return () => this.order.push('release');
+      },
     };
     await this.feed.start(sink);
   }
@@ -312,6 +326,29 @@ describe('RaFeed', () => {
       expect(h.fetches).toHaveLength(1);
     });
 
+    it('remembers a PvD withdrawn and advertised again: 10 s since its last request, none after a failure (§4.1)', async () => {
+      h = new Harness();
+      await h.start();
+      const opt = (id: string): number[] => pvd(id, { http: true }, rdnss(600, '2001:db8:cafe::53'));
+      h.send({}, opt('back.example'));
+      h.send({}, opt('failed.example'));
+      h.fetches[1]!.resolve('HTTP 500');
+      await settle();
+      h.send({ routerLifetime: 0 }, opt('back.example'));
+      h.send({ routerLifetime: 0 }, opt('failed.example'));
+      vi.advanceTimersByTime(3000);
+      h.order = [];
+      h.send({}, opt('back.example'));
+      h.send({}, opt('failed.example'));
+      expect(h.order).toEqual(['announce back.example []', 'announce failed.example []']); // no fetch, so no hold
+      vi.advanceTimersByTime(6999);
+      expect(h.fetches).toHaveLength(2);
+      vi.advanceTimersByTime(1);
+      expect(h.fetches.map((f) => f.id)).toEqual(['back.example', 'failed.example', 'back.example']);
+      vi.advanceTimersByTime(60_000);
+      expect(h.fetches).toHaveLength(3);
+    });
+
     it('waits for a DNS server to resolve the PvD ID through', async () => {
       h = new Harness();
       await h.start();
@@ -342,6 +379,82 @@ describe('RaFeed', () => {
       vi.advanceTimersByTime(60_000);
       // the other link is another network: it may still ask
       expect(h.fetches.map((f) => f.id).slice(12)).toEqual(['p13.example']);
+    });
+
+    describe('the routing gate while an RA’s fetch runs', () => {
+      const opt = (sequence = 1, ...options: number[][]): number[] => pvdOpt({ http: true, sequence }, rdnss(600, '2001:db8:cafe::53'), ...options);
+
+      it('holds it from the first RA until the PvD is updated with the fetched zones', async () => {
+        h = new Harness();
+        await h.start();
+        h.send({}, opt());
+        expect(h.order).toEqual(['announce cafe.example.com []', 'hold', 'fetch cafe.example.com']);
+        h.fetches[0]!.resolve(info());
+        await settle();
+        expect(h.order.slice(3)).toEqual(['announce cafe.example.com [cafe.example.com]', 'release']);
+      });
+
+      it('releases it when the fetch fails, the PvD as the RA alone made it', async () => {
+        h = new Harness();
+        await h.start();
+        h.send({}, opt());
+        h.fetches[0]!.resolve('https://cafe.example.com/.well-known/pvd: HTTP 404');
+        await settle();
+        expect(h.order).toEqual(['announce cafe.example.com []', 'hold', 'fetch cafe.example.com', 'release']);
+      });
+
+      it('releases it when the PvD is withdrawn, gets a new sequence number, or the feed stops before the fetch answers', async () => {
+        h = new Harness({ random: () => 0.5 });
+        await h.start();
+        h.send({}, opt());
+        h.send({ routerLifetime: 0 }, opt());
+        expect(h.order.slice(3)).toEqual(['withdraw cafe.example.com', 'release']);
+        h.fetches[0]!.resolve(info()); // late: changes nothing, releases nothing more
+        await settle();
+        expect(h.order).toHaveLength(5);
+
+        h.order = [];
+        h.send({}, pvd('other.example', { http: true, sequence: 1 }, rdnss(600, '2001:db8:cafe::53')));
+        h.send({}, pvd('other.example', { http: true, sequence: 2 }, rdnss(600, '2001:db8:cafe::53')));
+        expect(h.order).toEqual(['announce other.example []', 'hold', 'fetch other.example', 'release']);
+
+        h.order = [];
+        h.send({}, pvd('third.example', { http: true }, rdnss(600, '2001:db8:cafe::53')));
+        h.feed.stop();
+        expect(h.order.filter((o) => o === 'hold' || o === 'release')).toEqual(['hold', 'release']);
+      });
+
+      it('holds nothing for a delayed fetch: a new sequence number, a refresh, one waiting for a server or the link’s limit', async () => {
+        h = new Harness({ random: () => 0 });
+        await h.start();
+        const lasting = (sequence: number): number[] => pvdOpt({ http: true, sequence }, rdnss(0xffffffff, '2001:db8:cafe::53'));
+        h.send({ routerLifetime: 9000 }, lasting(1));
+        h.fetches[0]!.resolve(info({ expires: new Date(Date.now() + 4000_000).toISOString() }));
+        await settle();
+        h.order = [];
+        h.send({ routerLifetime: 9000 }, lasting(2)); // refetched 10 s after the last request (random 0)
+        vi.advanceTimersByTime(10_000);
+        expect(h.order).toEqual(['announce cafe.example.com []', 'fetch cafe.example.com']);
+        h.fetches[1]!.resolve(info({ expires: new Date(Date.now() + 4000_000).toISOString() }));
+        await settle();
+        vi.advanceTimersByTime(2000_000); // the refresh in the second half of its life
+        expect(h.fetches).toHaveLength(3);
+        expect(h.order).not.toContain('hold');
+
+        h.order = [];
+        h.send({}, pvd('noserver.example', { http: true }, pio('2001:db8:cafe::/64')));
+        h.send({}, pvd('noserver.example', { http: true }, rdnss(600, '2001:db8:cafe::53')));
+        vi.advanceTimersByTime(10_000);
+        expect(h.order.filter((o) => o.startsWith('fetch') || o === 'hold')).toEqual(['fetch noserver.example']);
+
+        h.order = [];
+        for (let i = 0; i < 6; i++) h.send({}, pvd(`p${i}.example`, { http: true }, rdnss(600, '2001:db8::53')));
+        // the link asked once in these 10 s (noserver.example): four more may start now, each holding; two wait, holding nothing
+        expect(h.order.filter((o) => o === 'hold')).toHaveLength(4);
+        vi.advanceTimersByTime(10_000);
+        expect(h.order.filter((o) => o.startsWith('fetch'))).toHaveLength(6);
+        expect(h.order.filter((o) => o === 'hold')).toHaveLength(4);
+      });
     });
 
     it('without a fetchInfo, the H flag fetches nothing and the PvD is still announced', async () => {

@@ -10,7 +10,7 @@
 
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import ipaddr from 'ipaddr.js';
 import { parsePrefix } from '../../config/address.js';
 import { domainProblem, normalizeDomain } from '../schema.js';
@@ -108,6 +108,25 @@ interface Response {
   body: Buffer;
 }
 
+/** The TLS contexts made for an extra CA, by its PEM: few (tls.caFile), and kept. */
+const contexts = new Map<string, SecureContext>();
+
+/**
+ * contextFor trusts `ca` beside the system's authorities. Making such a
+ * context parses every root certificate (20 to 60 ms here), which each fetch
+ * would pay, while the routing gate waits for it: it is made once per CA.
+ */
+function contextFor(ca: Buffer | string): SecureContext {
+  const pem = ca.toString();
+  let c = contexts.get(pem);
+  if (c === undefined) {
+    if (contexts.size >= 4) contexts.clear(); // a reloaded tls.caFile replaces the old one
+    c = createSecureContext({ ca: [...rootCertificates, pem] });
+    contexts.set(pem, c);
+  }
+  return c;
+}
+
 /** get makes one request, resolving the URL's host through opts.lookup only. */
 function get(url: URL, opts: FetchPvdInfoOptions, signal: AbortSignal): Promise<Response | string> {
   const maxBytes = opts.maxBytes ?? MAX_PVD_INFO_BYTES;
@@ -138,47 +157,46 @@ function get(url: URL, opts: FetchPvdInfoOptions, signal: AbortSignal): Promise<
         (err: unknown) => callback(Object.assign(new Error(`${hostname}: ${(err as Error)?.message ?? String(err)}`), { code: 'ENOTFOUND' }), '', 0),
       );
     };
-    const req = https.request(
-      {
-        host,
-        port: url.port ? Number(url.port) : (opts.port ?? 443),
-        path: `${url.pathname}${url.search}`,
-        method: 'GET',
-        headers: { accept: PVD_MEDIA_TYPE, host: url.port ? `${host}:${url.port}` : host },
-        servername: host, // the certificate must name the PvD ID (§4.1)
-        lookup,
-        localAddress: local,
-        family: family === 0 ? undefined : family,
-        agent: false,
-        ca: opts.ca === undefined ? undefined : [...rootCertificates, opts.ca.toString()],
-        signal,
-      },
-      (res) => {
-        const status = res.statusCode ?? 0;
-        if (status < 200 || status > 299) {
-          res.destroy(); // §4.1: close the connection on an error; a redirect's body is not read
-          done({ status, location: res.headers.location, contentType: res.headers['content-type'], body: Buffer.alloc(0) });
-          return;
-        }
-        const declared = Number(res.headers['content-length']);
-        if (Number.isFinite(declared) && declared > maxBytes) {
+    // tls.connect takes a secureContext; https passes it on, though its RequestOptions type does not say so.
+    const options: https.RequestOptions & { secureContext?: SecureContext } = {
+      host,
+      port: url.port ? Number(url.port) : (opts.port ?? 443),
+      path: `${url.pathname}${url.search}`,
+      method: 'GET',
+      headers: { accept: PVD_MEDIA_TYPE, host: url.port ? `${host}:${url.port}` : host },
+      servername: host, // the certificate must name the PvD ID (§4.1)
+      lookup,
+      localAddress: local,
+      family: family === 0 ? undefined : family,
+      agent: false,
+      secureContext: opts.ca === undefined ? undefined : contextFor(opts.ca),
+      signal,
+    };
+    const req = https.request(options, (res) => {
+      const status = res.statusCode ?? 0;
+      if (status < 200 || status > 299) {
+        res.destroy(); // §4.1: close the connection on an error; a redirect's body is not read
+        done({ status, location: res.headers.location, contentType: res.headers['content-type'], body: Buffer.alloc(0) });
+        return;
+      }
+      const declared = Number(res.headers['content-length']);
+      if (Number.isFinite(declared) && declared > maxBytes) {
+        res.destroy();
+        done(`the object is ${declared} octets; at most ${maxBytes} are read`);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) {
           res.destroy();
-          done(`the object is ${declared} octets; at most ${maxBytes} are read`);
-          return;
-        }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > maxBytes) {
-            res.destroy();
-            done(`the object is over ${maxBytes} octets`);
-          } else chunks.push(chunk);
-        });
-        res.on('end', () => done({ status, contentType: res.headers['content-type'], body: Buffer.concat(chunks) }));
-        res.on('error', (err) => done(oneLine(err.message)));
-      },
-    );
+          done(`the object is over ${maxBytes} octets`);
+        } else chunks.push(chunk);
+      });
+      res.on('end', () => done({ status, contentType: res.headers['content-type'], body: Buffer.concat(chunks) }));
+      res.on('error', (err) => done(oneLine(err.message)));
+    });
     req.on('error', (err) => done(signal.aborted ? 'timed out' : oneLine(err.message)));
     req.end();
   });

@@ -25,8 +25,18 @@
 // refetched again at a random time in the second half of its life; a failed
 // fetch is not repeated for that PvD, nor any fetch on a link after 10
 // failures; a PvD is asked at most every 10 s, and a link at most 5 times in
-// 10 s (all §4.1). Information whose prefixes no longer cover the PIOs is
+// 10 s (all §4.1) — a PvD withdrawn and advertised again on its link counts
+// as the same PvD for both. Information whose prefixes no longer cover the PIOs is
 // not used (§4.1, §4.4).
+//
+// A PvD's zones come only with its information, so between the RA and the
+// end of the fetch its names would still route elsewhere (a VPN's corp
+// names to the café's Wi-Fi). When an RA makes a fetch start at once (a PvD
+// first seen, or the H flag newly set), the feed holds the routing gate
+// (SourceSink.hold) until the fetch has ended and the PvD is updated with
+// what it brought, or not: queries wait (100 ms at most, the gate's bound)
+// and are routed by the PvD's zones. A delayed fetch (a new sequence number,
+// a refresh) holds nothing: the wait would be its random delay.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
@@ -116,6 +126,10 @@ interface PvdState {
   misfitLogged: PvdInfo | null;
   /** The spec last announced, as JSON, or null. */
   announced: string | null;
+  /** The RA just received made a fetch due now: if it starts, it holds the routing gate. */
+  holdNextFetch: boolean;
+  /** Opens the routing gate this PvD's fetch holds, or null. */
+  release: (() => void) | null;
 }
 
 /**
@@ -126,6 +140,14 @@ export class RaFeed implements PvdFeed {
   private readonly pvds = new Map<string, PvdState>();
   private readonly requests = new Map<string, number[]>();
   private readonly failures = new Map<string, number>();
+  /**
+   * By "ifname PvD ID", outliving the PvD's state (a PvD withdrawn and
+   * advertised again is the same PvD on the same network, §4.1): when its
+   * information was last requested (kept MIN_FETCH_INTERVAL_MS), and whether
+   * a request failed (kept while the feed runs).
+   */
+  private readonly lastRequests = new Map<string, number>();
+  private readonly failedPvds = new Set<string>();
   private readonly names = new Map<number, string>();
   private sink: SourceSink | null = null;
   private receiver: { close(): void } | null = null;
@@ -153,6 +175,7 @@ export class RaFeed implements PvdFeed {
     for (const s of this.pvds.values()) {
       s.generation++;
       if (s.announced !== null) this.sink?.withdraw(s.id);
+      releaseHold(s);
     }
     this.pvds.clear();
     this.sink = null;
@@ -191,7 +214,9 @@ export class RaFeed implements PvdFeed {
     }
     const fresh = s === undefined;
     if (s === undefined) {
-      s = { id: pvd.id, routers: new Map(), http: false, delay: 0, sequence: 0, info: null, fetchAt: null, generation: 0, fetching: false, failed: false, lastRequestAt: null, misfitLogged: null, announced: null };
+      const onLink = `${ifname} ${pvd.id}`;
+      const last = this.lastRequests.get(onLink) ?? null;
+      s = { id: pvd.id, routers: new Map(), http: false, delay: 0, sequence: 0, info: null, fetchAt: null, generation: 0, fetching: false, failed: this.failedPvds.has(onLink), lastRequestAt: last !== null && last > now - MIN_FETCH_INTERVAL_MS ? last : null, misfitLogged: null, announced: null, holdNextFetch: false, release: null };
       this.pvds.set(pvd.id, s);
     }
     let router = s.routers.get(key);
@@ -203,7 +228,10 @@ export class RaFeed implements PvdFeed {
     router.heardAt = now;
     for (const options of [ra.options, pvd.options]) merge(router, options, ifname, now);
     this.followSequence(s, pvd.http, pvd.sequence, pvd.delay, fresh, now);
+    // Only a fetch this RA makes due now holds the gate; one deferred (no server yet, the link's limit) will not.
+    s.holdNextFetch = s.http && s.fetchAt !== null && s.fetchAt <= now && !s.fetching;
     this.refresh(now);
+    s.holdNextFetch = false;
   }
 
   /** RFC 8801 §4.1: what the H flag and the sequence number ask of the information. */
@@ -231,6 +259,7 @@ export class RaFeed implements PvdFeed {
     s.fetchAt = null;
     s.generation++;
     s.fetching = false;
+    releaseHold(s); // the fetch it waited for no longer counts
   }
 
   /** scheduleFetch plans a fetch at `at`, or later when §4.1's 10 s between requests asks it. */
@@ -250,6 +279,7 @@ export class RaFeed implements PvdFeed {
         this.pvds.delete(s.id);
         s.generation++;
         if (s.announced !== null) this.sink?.withdraw(s.id);
+        releaseHold(s);
         continue;
       }
       if (s.info !== null && s.info.expiresAt <= now) {
@@ -257,8 +287,9 @@ export class RaFeed implements PvdFeed {
         s.info = null;
         if (s.fetchAt === null && !s.fetching) this.scheduleFetch(s, now);
       }
-      if (s.http && s.fetchAt !== null && s.fetchAt <= now && !s.fetching) this.fetch(s, now);
+      // Announced first: the fetch resolves the PvD ID through the PvD, which must be in the registry by then (§4.1).
       this.announce(s, now);
+      if (s.http && s.fetchAt !== null && s.fetchAt <= now && !s.fetching) this.fetch(s, now);
     }
     this.arm(now);
   }
@@ -283,8 +314,12 @@ export class RaFeed implements PvdFeed {
       return;
     }
     recent.push(now);
+    for (const [k, at] of this.lastRequests) if (at <= now - MIN_FETCH_INTERVAL_MS) this.lastRequests.delete(k);
+    this.lastRequests.set(`${ifname} ${s.id}`, now);
     s.fetchAt = null;
     s.fetching = true;
+    // In the same turn of the event loop as the RA's announce: no query is routed in between.
+    if (s.holdNextFetch && s.release === null && this.sink !== null) s.release = this.sink.hold();
     s.lastRequestAt = now;
     const generation = s.generation;
     const via: InfoRequest = { servers: spec.dnsServers, ifname, localAddress: this.localAddress(ifname, spec.prefixes), prefixes: spec.prefixes };
@@ -300,6 +335,7 @@ export class RaFeed implements PvdFeed {
     const now = Date.now();
     if (typeof r === 'string') {
       s.failed = true; // §4.1: not requested again for this PvD while the link lasts
+      this.failedPvds.add(`${ifname} ${s.id}`);
       const failures = (this.failures.get(ifname) ?? 0) + 1;
       this.failures.set(ifname, failures);
       this.opts.log?.warn({ pvd: s.id, ifname, problem: r }, 'PvD Additional Information not used');
@@ -312,6 +348,7 @@ export class RaFeed implements PvdFeed {
       this.opts.log?.info({ pvd: s.id, ifname, expires: r.expires, dnsZones: r.dnsZones.length, noInternet: r.noInternet }, 'PvD Additional Information fetched');
     }
     this.refresh(now);
+    releaseHold(s); // the PvD is updated (or is as if it had no information): its names route by it now
   }
 
   private announce(s: PvdState, now: number): void {
@@ -415,6 +452,13 @@ export class RaFeed implements PvdFeed {
     this.timer = null;
     this.timerAt = Infinity;
   }
+}
+
+/** releaseHold opens the routing gate a PvD's fetch holds, if it holds it. */
+function releaseHold(s: PvdState): void {
+  const release = s.release;
+  s.release = null;
+  release?.();
 }
 
 /** merge records an RA's options in its router's state: each item's expiry, a lifetime of 0 removing it. */
