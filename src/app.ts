@@ -52,7 +52,7 @@ import { chain, type Next, type Stage } from './resolve/stage.js';
 import { translateQuery, translateResult } from './resolve/translate.js';
 import { readFile } from 'node:fs/promises';
 import { AccessList } from './server/access.js';
-import { QueryHandler } from './server/handler.js';
+import { QueryHandler, SELF_CLIENT } from './server/handler.js';
 import { QueryStats } from './server/metrics.js';
 import { RateLimiter } from './server/ratelimit.js';
 import { TcpListener } from './server/tcp.js';
@@ -319,7 +319,7 @@ export class App {
    * discovery that is a definite "not here".
    */
   private async askPvd(pvd: Pvd, msg: Buffer): Promise<Answer> {
-    const q = new Query('api', '(pvdns)', performance.now());
+    const q = new Query('api', SELF_CLIENT, performance.now());
     parseQuery(msg, q);
     q.pvd = pvd;
     const a = await this.forwarder.resolve(q);
@@ -684,7 +684,7 @@ export class App {
     if (!pvd) return [];
     const out: string[] = [];
     for (const type of ['AAAA', 'A']) {
-      const { query, answer, reply } = await this.handler.translate(translateQuery(name, type), '(pvdns)', pvd);
+      const { query, answer, reply } = await this.handler.translate(translateQuery(name, type), SELF_CLIENT, pvd);
       for (const r of translateResult(name, query, answer, reply).answers) if (r.type === type) out.push(r.data);
     }
     return out;
