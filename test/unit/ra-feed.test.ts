@@ -203,6 +203,20 @@ describe('RaFeed', () => {
     expect(h.take().at(-1)).toEqual(['withdraw', 'cafe.example.com']);
   });
 
+  it('keeps what routers can make it hold bounded: 64 PvDs, 16 routers a PvD, 32 servers a router', async () => {
+    h = new Harness();
+    await h.start();
+    for (let i = 0; i < 80; i++) h.send({ routerLifetime: 1800 }, pvd(`flood${i}.example`, {}, rdnss(600, '2001:db8::53')));
+    expect(new Set(h.take().filter((e) => e[0] === 'announce').map((e) => (e[1] as PvdSpec).identifier)).size).toBe(64);
+    for (let i = 0; i < 20; i++) h.sendFrom(`fe80::${i + 2}`, 2, { routerLifetime: 1800 }, pvd('flood0.example', {}, rdnss(600, `2001:db8::${i + 100}`)));
+    // The first router's server and those of 15 more: 16 routers.
+    expect(h.last().dnsServers).toHaveLength(16);
+    h.take();
+    const many = Array.from({ length: 40 }, (_, i) => `2001:db8:1::${i + 1}`);
+    h.send({ routerLifetime: 1800 }, pvd('flood1.example', {}, rdnss(600, ...many)));
+    expect(h.last().dnsServers).toHaveLength(32);
+  });
+
   it('withdraws everything on stop and closes the receiver', async () => {
     h = new Harness();
     await h.start();

@@ -95,6 +95,16 @@ const MAX_FETCHES_PER_LINK = 5;
 const MAX_FAILURES_PER_LINK = 10;
 /** setTimeout's longest delay. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * Bounds on what routers can make pvdns keep: anyone on a link can send RAs,
+ * with a new PvD ID or source address in each. Past these, new ones are
+ * ignored (logged once a minute) until old ones go.
+ */
+const MAX_RA_PVDS = 64;
+const MAX_ROUTERS_PER_PVD = 16;
+const MAX_ITEMS_PER_ROUTER = 32;
+/** PvDs whose fetch failed, remembered for their link (§4.1): at most this many. */
+const MAX_FAILED_REMEMBERED = 1024;
 
 /** What one router (a link-local source on one link) last said about a PvD: each item with when it expires (ms; Infinity). */
 interface RouterState {
@@ -213,6 +223,8 @@ export class RaFeed implements PvdFeed {
       return;
     }
     const fresh = s === undefined;
+    if (s === undefined && this.pvds.size >= MAX_RA_PVDS) return this.tooMany(now, { ifname, pvd: pvd.id }, `more than ${MAX_RA_PVDS} PvDs advertised: new ones ignored until some go`);
+    if (s !== undefined && !s.routers.has(key) && s.routers.size >= MAX_ROUTERS_PER_PVD) return this.tooMany(now, { ifname, pvd: pvd.id }, `more than ${MAX_ROUTERS_PER_PVD} routers advertise this PvD: new ones ignored until some go`);
     if (s === undefined) {
       const onLink = `${ifname} ${pvd.id}`;
       const last = this.lastRequests.get(onLink) ?? null;
@@ -232,6 +244,15 @@ export class RaFeed implements PvdFeed {
     s.holdNextFetch = s.http && s.fetchAt !== null && s.fetchAt <= now && !s.fetching;
     this.refresh(now);
     s.holdNextFetch = false;
+  }
+
+  /** When the last "too many" line was logged: at most one a minute. */
+  private tooManyLoggedAt = -Infinity;
+
+  private tooMany(now: number, fields: Record<string, unknown>, msg: string): void {
+    if (now - this.tooManyLoggedAt < 60_000) return;
+    this.tooManyLoggedAt = now;
+    this.opts.log?.warn(fields, msg);
   }
 
   /** RFC 8801 §4.1: what the H flag and the sequence number ask of the information. */
@@ -335,6 +356,7 @@ export class RaFeed implements PvdFeed {
     const now = Date.now();
     if (typeof r === 'string') {
       s.failed = true; // §4.1: not requested again for this PvD while the link lasts
+      if (this.failedPvds.size >= MAX_FAILED_REMEMBERED) this.failedPvds.delete(this.failedPvds.values().next().value!);
       this.failedPvds.add(`${ifname} ${s.id}`);
       const failures = (this.failures.get(ifname) ?? 0) + 1;
       this.failures.set(ifname, failures);
@@ -466,7 +488,7 @@ function merge(router: RouterState, options: RaOptions, ifname: string, now: num
   const until = (lifetime: number): number => (lifetime === INFINITE_LIFETIME ? Infinity : now + lifetime * 1000);
   const set = (items: Map<string, number>, key: string, lifetime: number): void => {
     if (lifetime === 0) items.delete(key);
-    else items.set(key, until(lifetime));
+    else if (items.has(key) || items.size < MAX_ITEMS_PER_ROUTER) items.set(key, until(lifetime));
   };
   // A multicast or unspecified RDNSS address, or a PREF64 RFC 6052 cannot use, is nobody's: left out.
   for (const o of options.rdnss) {
