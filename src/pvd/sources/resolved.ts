@@ -171,6 +171,8 @@ export interface ResolvedBackendOptions {
 /** resolved's methods that change a link (Manager.SetLink…, RevertLink; Link.Set…, Revert). */
 const CHANGING = /^(SetLink\w+|RevertLink|Set(DNS|DNSEx|Domains|DefaultRoute|LLMNR|MulticastDNS|DNSOverTLS|DNSSEC|DNSSECNegativeTrustAnchors)|Revert)$/;
 const noop = (): void => undefined;
+/** Unprivileged polls between two full reads (see pollTick). */
+const FULL_READ_POLLS = 10;
 /** Changing calls awaiting their reply at once: more are someone flooding resolved, not news. */
 const MAX_CHANGING = 64;
 
@@ -280,6 +282,35 @@ export class ResolvedBackend implements LinkBackend {
     if (oldest !== Infinity) this.pruneTimer = setTimeout(() => this.prune(), Math.max(1, oldest + CHANGING_MS - now)).unref();
   }
 
+  /** The Manager's DNSEx and Domains as last polled; polls since the last full read. */
+  private polledKey = '';
+  private polls = 0;
+
+  /**
+   * pollTick is the unprivileged poll: two Gets on the Manager (every link's
+   * servers and domains), and a full read only when they changed — or every
+   * FULL_READ_POLLS polls, for what only the links carry (DefaultRoute,
+   * DNSOverTLS). An idle host costs two small calls a second, not one per link.
+   */
+  private pollTick(): void {
+    const conn = this.conn;
+    if (this.stopped || !conn || this.reading) return;
+    if (++this.polls >= FULL_READ_POLLS) {
+      this.polls = 0;
+      this.refresh();
+      return;
+    }
+    Promise.all([conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSEx'), conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'Domains')])
+      .then((values) => {
+        const k = JSON.stringify(values, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('hex') : typeof v === 'bigint' ? String(v) : v));
+        if (k === this.polledKey) return;
+        this.polledKey = k;
+        this.polls = 0;
+        this.refresh();
+      })
+      .catch(() => undefined); // resolved gone mid-poll: NameOwnerChanged says so
+  }
+
   private releaseAll(): void {
     const r = this.releases;
     this.releases = [];
@@ -341,7 +372,7 @@ export class ResolvedBackend implements LinkBackend {
         this.again = false;
         this.refresh(); // runs on a later turn, after the caller has taken these links
       }
-      if (!this.monitored && this.pollMs > 0 && !this.poll) this.poll = setInterval(() => this.refresh(), this.pollMs).unref();
+      if (!this.monitored && this.pollMs > 0 && !this.poll) this.poll = setInterval(() => this.pollTick(), this.pollMs).unref();
       return links;
     } catch (err) {
       if (!this.stopped) this.opts.log?.warn({ err: (err as Error).message }, 'cannot read systemd-resolved over D-Bus');
@@ -450,7 +481,7 @@ export class ResolvedBackend implements LinkBackend {
         // the connection is going too: lost() follows
       });
     }
-    if (this.pollMs > 0 && !this.poll) this.poll = setInterval(() => this.refresh(), this.pollMs).unref();
+    if (this.pollMs > 0 && !this.poll) this.poll = setInterval(() => this.pollTick(), this.pollMs).unref();
     this.refresh(); // what changed while the monitor was falling behind
     const retry = (): void => {
       this.remonitor = setTimeout(() => {
