@@ -2,6 +2,7 @@
 // pipeline's stages are declared here, once, in order, with the reason for
 // each position; start, reload and stop live here too.
 
+import { readFile } from 'node:fs/promises';
 import { collectDefaultMetrics, Registry } from './metrics/prom-client.js';
 import { parseSocketAddress, type SocketAddress } from './config/address.js';
 import { checkAgainstHost, directoryProblem } from './config/check.js';
@@ -50,7 +51,6 @@ import { Router } from './resolve/router.js';
 import { RouteTable } from './resolve/routes.js';
 import { chain, type Next, type Stage } from './resolve/stage.js';
 import { translateQuery, translateResult } from './resolve/translate.js';
-import { readFile } from 'node:fs/promises';
 import { AccessList } from './server/access.js';
 import { QueryHandler, SELF_CLIENT } from './server/handler.js';
 import { QueryStats } from './server/metrics.js';
