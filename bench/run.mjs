@@ -22,6 +22,8 @@ const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(BENCH_DIR, '..');
 const RESULTS_FILE = join(BENCH_DIR, 'results', 'latest.json');
 const SOAK_FILE = join(BENCH_DIR, 'results', 'soak.json');
+/** pvdns's inspector in the soak (127.0.0.1 only), through which a full GC precedes each sample. */
+const SOAK_INSPECTOR_PORT = 9239;
 
 // The authoritative server every forwarder sends its cache misses to.
 const UPSTREAM = { host: '127.0.0.10', port: 5310 };
@@ -666,7 +668,7 @@ function checkPvdnsBuilt() {
   }
 }
 
-function startPvdns(tmp, { host, port, cacheEntries }) {
+function startPvdns(tmp, { host, port, cacheEntries, inspect = null }) {
   checkPvdnsBuilt();
   const yaml = `listen: ["${host}:${port}"]
 http: { listen: "${host}:8053" }
@@ -683,7 +685,65 @@ pvds:
   writeFileSync(path, yaml);
   // The same node binary that runs this harness, with the V8 flags of the
   // executable's first line: pvdns as `npx pvdns` runs it.
-  return launch('pvdns', process.execPath, [...pvdnsNodeFlags(), PVDNS_CLI, 'serve', '--config', path], { cwd: REPO_ROOT, tmp });
+  // The soak asks V8 for a full collection before each sample through the inspector (loopback only).
+  const inspectFlags = inspect === null ? [] : [`--inspect=127.0.0.1:${inspect}`];
+  return launch('pvdns', process.execPath, [...pvdnsNodeFlags(), ...inspectFlags, PVDNS_CLI, 'serve', '--config', path], { cwd: REPO_ROOT, tmp });
+}
+
+/**
+ * Inspector is a connection to a process's V8 inspector, to ask it for a
+ * full garbage collection: memory sampled right after one is what the
+ * process holds, not what V8 has yet to collect. V8 collects its old space
+ * lazily — a minute of garbage can pile up before it does — so without this
+ * a soak's memory trend says more about when V8 last collected than about a
+ * leak.
+ */
+class Inspector {
+  static async connect(port, timeoutMs = 10_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const [target] = await fetch(`http://127.0.0.1:${port}/json/list`).then((r) => r.json());
+        const ws = new WebSocket(target.webSocketDebuggerUrl);
+        await new Promise((resolveOpen, rejectOpen) => {
+          ws.addEventListener('open', resolveOpen, { once: true });
+          ws.addEventListener('error', () => rejectOpen(new Error('the inspector refused the connection')), { once: true });
+        });
+        return new Inspector(ws);
+      } catch (err) {
+        if (Date.now() > deadline) throw new BenchError(`cannot reach pvdns's inspector on 127.0.0.1:${port}: ${err.message}`);
+        await sleep(100);
+      }
+    }
+  }
+
+  constructor(ws) {
+    this.ws = ws;
+    this.id = 0;
+    this.waiting = new Map();
+    ws.addEventListener('message', (e) => {
+      const m = JSON.parse(String(e.data));
+      this.waiting.get(m.id)?.(m);
+      this.waiting.delete(m.id);
+    });
+  }
+
+  /** collectGarbage runs a full collection in the process (HeapProfiler.collectGarbage). */
+  collectGarbage(timeoutMs = 10_000) {
+    const id = ++this.id;
+    return new Promise((resolveGc, rejectGc) => {
+      const timer = setTimeout(() => rejectGc(new BenchError('the inspector did not answer collectGarbage')), timeoutMs);
+      this.waiting.set(id, () => {
+        clearTimeout(timer);
+        resolveGc();
+      });
+      this.ws.send(JSON.stringify({ id, method: 'HeapProfiler.collectGarbage' }));
+    });
+  }
+
+  close() {
+    this.ws.close();
+  }
 }
 
 /** pvdnsNodeFlags reads the node options from dist/cli.js's `#!/usr/bin/env -S node ...` line. */
@@ -981,15 +1041,17 @@ function intervalQps(text) {
  * its RSS keeps growing once the cache is full.
  */
 async function soak(tmp, hitsFile, opts) {
-  const server = { ...SERVERS.pvdns, cacheEntries: opts.soakCache };
+  const server = { ...SERVERS.pvdns, cacheEntries: opts.soakCache, inspect: SOAK_INSPECTOR_PORT };
   say(`pvdns: starting on ${server.host}:${server.port} (cache.maxEntries ${opts.soakCache})`);
   const proc = await server.start(tmp, server);
+  let inspector = null;
   const samples = [];
   let udp;
   let tcp;
   let started = 0;
   try {
     await waitUntilAnswering(proc, server.host, server.port, hitName(1), 20_000);
+    inspector = await Inspector.connect(SOAK_INSPECTOR_PORT);
     await warmCache('pvdns', server, hitsFile, opts);
     say(`writing ${(opts.soakQps * opts.soak).toLocaleString('en')} queries, then the soak for ${opts.soak} s`);
     const file = writeSoakFile(tmp, opts.soakQps * opts.soak);
@@ -1003,6 +1065,7 @@ async function soak(tmp, hitsFile, opts) {
     while (!done) {
       await sleep(opts.interval * 1000);
       if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during the soak`);
+      await inspector.collectGarbage();
       const metrics = await fetch(`http://${server.host}:8053/metrics`).then((r) => r.text()).then((t) => promSums(t, 'rcode'), () => null);
       samples.push({ t: (Date.now() - started) / 1000, rssKiB: rssKiB(proc.child.pid), metrics });
       const last = samples.at(-1);
@@ -1010,6 +1073,7 @@ async function soak(tmp, hitsFile, opts) {
     }
     if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during the soak`);
   } finally {
+    inspector?.close();
     await stop(proc);
   }
   const [u, t] = await Promise.all([udp, tcp]);
@@ -1028,9 +1092,10 @@ function soakVerdict(result, opts) {
     const bad = Object.entries(r.rcodes).filter(([k]) => !['NOERROR', 'NXDOMAIN'].includes(k));
     if (bad.length) problems.push(`${label}: answers with ${bad.map(([k, v]) => `${k} ${v}`).join(', ')}`);
   }
-  // Once the cache is full the process should level off. V8 keeps the high-water mark of its
-  // heap resident, so RSS steps up now and then; a leak climbs on. Judged over the samples
-  // after the cache filled: the last third may rise at most 16 MiB above the middle third.
+  // Once the cache is full the process should level off. Each sample follows a full GC (see
+  // Inspector), so it shows what pvdns holds; V8 keeps the high-water mark of its heap resident,
+  // so RSS steps up now and then; a leak climbs on. Judged over the samples after the cache
+  // filled: the last third may rise at most 16 MiB above the middle third.
   const full = result.samples.findIndex((s) => (s.metrics?.get('pvdns_cache_entries') ?? 0) >= opts.soakCache * 0.99);
   const after = full < 0 ? [] : result.samples.slice(full);
   let memory = 'the cache did not fill early enough in the run, so RSS growth was not judged';
@@ -1052,7 +1117,7 @@ function renderSoak(report) {
   lines.push(`- versions: pvdns ${versions.pvdns}${versions.pvdnsCommit ? ` (${versions.pvdnsCommit})` : ''}, node ${versions.node}, dnsperf ${versions.dnsperf}, nsd ${versions.nsd}`);
   lines.push(`- host: ${host.cpus} × ${host.cpuModel}, ${host.os}`);
   lines.push(`- load: ${options.soak} s; UDP at ${options.soakQps} qps (70 % cached names, 15 % unique names, 10 % NXDOMAIN, 5 % NODATA), ` +
-    `TCP at 500 qps (cached names); cache.maxEntries ${options.soakCache}`, '');
+    `TCP at 500 qps (cached names); cache.maxEntries ${options.soakCache}; a full GC (through pvdns's inspector) before each sample`, '');
   lines.push('| t (s) | UDP qps | TCP qps | RSS (MiB) | JS heap used (MiB) | cache entries | SERVFAIL so far | shed so far |');
   lines.push('|---:|---:|---:|---:|---:|---:|---:|---:|');
   const qpsNear = (intervals, t) => intervals.find((x) => Math.abs((x.at - r.startedAt) / 1000 - t) <= options.interval / 2)?.qps ?? null;
