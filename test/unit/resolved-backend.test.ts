@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DBusMessage } from '../../src/dbus/connection.js';
-import { formatServer, hostLink, interfaceNames, ResolvedBackend } from '../../src/pvd/sources/resolved.js';
+import { interfaceNames } from '../../src/pvd/sources/ifnames.js';
+import { formatServer, hostLink, ResolvedBackend } from '../../src/pvd/sources/resolved.js';
 
 const v4 = (...b: number[]): Buffer => Buffer.from(b);
 const v6 = (text: string): Buffer => {

@@ -15,31 +15,19 @@
 
 import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import { parseSocketAddress, type SocketAddress } from '../../config/address.js';
 import { isOwnListener } from '../../config/own-listener.js';
 import { domainProblem, pvdSpecSchema, serverProblem, unicastProblem, type PvdSpec } from '../schema.js';
+import { linkPrefixes, type LinkAddress, type LinkInfo } from './netlink.js';
 import { readResolvConf, SYSTEM_PVD } from './resolvconf.js';
 import type { HostLink, LinkBackend, PvdFeed, SourceSink } from './source.js';
 
 export { parseNmcli, parseResolvectl, readHostLinks, runTool, NMCLI_FIELDS, type HostReport, type RunTool } from './host-tools.js';
 
-/** One address of a link as the kernel reports it. */
-export interface LinkAddress {
-  address: string;
-  prefixLength: number;
-  family: 4 | 6;
-  scope: 'global' | 'link' | 'host';
-}
-
-/** A link as the kernel reports it (netlink.ts). */
-export interface LinkState {
-  ifindex: number;
-  ifname: string;
-  up: boolean;
-  addresses: readonly LinkAddress[];
-}
+/** A link as the kernel reports it (netlink.ts's LinkMonitor). */
+export type LinkState = Readonly<Omit<LinkInfo, 'addresses'>> & { readonly addresses: readonly LinkAddress[] };
+export type { LinkAddress };
 
 /** LinkWatch is the kernel's view of the links: looked up by name, with a callback on every change. */
 export interface LinkWatch {
@@ -90,32 +78,6 @@ function serverText(s: string, ifname: string): string {
   const addr = host.split('%')[0]!;
   const text = /^fe[89ab]/i.test(addr) ? `${addr}%${ifname}` : addr;
   return port ? `[${text}]:${port}` : `[${text}]`;
-}
-
-/** prefixOf is the network prefix of an address: 10.8.0.2/24 → "10.8.0.0/24", 2001:db8::5/64 → "2001:db8::/64". */
-export function prefixOf(address: string, prefixLength: number): string | null {
-  try {
-    const a = ipaddr.parse(address);
-    const bytes = a.toByteArray();
-    for (let bit = prefixLength; bit < bytes.length * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
-    const net = ipaddr.fromByteArray(bytes);
-    return `${net.toString()}/${prefixLength}`;
-  } catch {
-    return null;
-  }
-}
-
-/** The global addresses' prefixes of a link: what its PvD owns the reverse zones of. */
-function linkPrefixes(state: LinkState | undefined): string[] {
-  if (!state) return [];
-  const out = new Set<string>();
-  for (const a of state.addresses) {
-    // A host route (/32, /128) is one address; it still owns its reverse name.
-    if (a.scope !== 'global') continue;
-    const p = prefixOf(a.address, a.prefixLength);
-    if (p !== null) out.add(p);
-  }
-  return [...out];
 }
 
 /** A problem with what the host says, logged once while it lasts (its key names the link or file first, then a tab). */
@@ -299,7 +261,7 @@ export class HostFeed implements PvdFeed {
         return !loop;
       });
       if (servers.length === 0) continue;
-      const r = pvdSpecSchema.safeParse({ ...raw, dnsServers: servers, prefixes: linkPrefixes(state) });
+      const r = pvdSpecSchema.safeParse({ ...raw, dnsServers: servers, prefixes: state ? linkPrefixes(state) : [] });
       if (r.success) specs.push(r.data);
       else problems.push(problem(`${link.ifname}\tbad`, { link: link.ifname, backend: tool, error: r.error.issues[0]?.message }, 'skipping a link pvdns cannot make a PvD of'));
     }

@@ -231,7 +231,7 @@ export function prefixOf(address: string, prefixLength: number): string {
 }
 
 /** linkPrefixes lists the prefixes of a link's global addresses, each once, in the order they came. */
-export function linkPrefixes(link: LinkInfo): string[] {
+export function linkPrefixes(link: { readonly addresses: readonly LinkAddress[] }): string[] {
   return [...new Set(link.addresses.filter((a) => a.scope === 'global').map((a) => prefixOf(a.address, a.prefixLength)))];
 }
 

@@ -38,11 +38,11 @@
 // and are routed by the PvD's zones. A delayed fetch (a new sequence number,
 // a refresh) holds nothing: the wait would be its random delay.
 
-import { readdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import { parsePref64 } from '../../dns64/prefix.js';
 import { MAX_DNS_SERVERS, pvdSpecSchema, serverProblem, type PvdSpec } from '../schema.js';
+import { interfaceNames } from './ifnames.js';
 import { uncoveredPrefixes, type PvdInfo } from './pvd-info.js';
 import { INFINITE_LIFETIME, parseRouterAdvertisement, type RaOptions } from './ra-wire.js';
 import type { PvdFeed, SourceSink } from './source.js';
@@ -437,7 +437,7 @@ export class RaFeed implements PvdFeed {
     let name = this.names.get(ifindex);
     if (name === undefined) {
       this.names.clear();
-      for (const [i, n] of readIfindexes()) this.names.set(i, n);
+      for (const [i, n] of interfaceNames()) this.names.set(i, n);
       name = this.names.get(ifindex);
     }
     return name ?? null;
@@ -504,23 +504,6 @@ function merge(router: RouterState, options: RaOptions, ifname: string, now: num
 /** A link-local server is reachable only through its link (RFC 8106 §5.1): scoped to it. */
 function serverText(address: string, ifname: string): string {
   return /^fe[89ab]/i.test(address) ? `[${address}%${ifname}]` : address;
-}
-
-/** readIfindexes maps interface indexes to names from /sys/class/net. */
-function readIfindexes(): Array<[number, string]> {
-  const out: Array<[number, string]> = [];
-  try {
-    for (const name of readdirSync('/sys/class/net')) {
-      try {
-        out.push([Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8').trim()), name]);
-      } catch {
-        // gone since the listing
-      }
-    }
-  } catch {
-    // no sysfs: no names
-  }
-  return out;
 }
 
 /** globalAddresses lists an interface's IPv6 addresses that are not link-local. */

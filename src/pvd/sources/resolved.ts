@@ -40,11 +40,10 @@
 // runs at a time, and one more follows if something triggered meanwhile. A
 // re-read that finds the same links reports nothing.
 
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import { DBusConnection, DBusError, systemBusAddress, type DBusMessage } from '../../dbus/connection.js';
+import { interfaceNames } from './ifnames.js';
 import type { HostLink, LinkBackend } from './source.js';
 
 const RESOLVE1 = 'org.freedesktop.resolve1';
@@ -84,25 +83,6 @@ export function formatServer(family: number, address: Uint8Array, port: number, 
   const tls = name ? `#${name}` : '';
   if (port > 0) return family === AF_INET6 ? `[${ip}]:${port}${zone}${tls}` : `${ip}:${port}${tls}`;
   return `${ip}${zone}${tls}`;
-}
-
-/** interfaceNames maps this network namespace's interface indexes to names, from sysfs. */
-export function interfaceNames(sysClassNet = '/sys/class/net'): Map<number, string> {
-  const out = new Map<number, string>();
-  let names: string[];
-  try {
-    names = readdirSync(sysClassNet);
-  } catch {
-    return out;
-  }
-  for (const name of names) {
-    try {
-      out.set(Number(readFileSync(join(sysClassNet, name, 'ifindex'), 'utf8').trim()), name);
-    } catch {
-      // gone while we looked, or not an interface
-    }
-  }
-  return out;
 }
 
 /** One link's properties as resolved gives them (org.freedesktop.resolve1.Link). */
