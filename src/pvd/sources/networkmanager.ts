@@ -39,6 +39,7 @@
 import type { Logger } from 'pino';
 import { DBusConnection, systemBusAddress, type DBusMessage } from '../../dbus/connection.js';
 import { formatV6 } from '../../dns64/prefix.js';
+import { CoalescedRead } from './coalesced-read.js';
 import type { HostLink, LinkBackend } from './source.js';
 
 /** NetworkManager's well-known bus name. */
@@ -187,16 +188,13 @@ export class NetworkManagerBackend implements LinkBackend {
   /** NM's unique name on the bus ("" while nobody owns the well-known name): signals from anyone else are not NM's. */
   private owner = '';
   private last = '';
-  private reading = false;
-  private again = false;
-  private scheduled = false;
   private stopped = false;
   private retry: NodeJS.Timeout | null = null;
   private retryMs = 1000;
   /** Closes the routing gate (the host source's sink.hold). */
   private hold: (() => () => void) | null = null;
-  /** Releases of holds taken for signalled changes, called once the read after them is done. */
-  private releases: Array<() => void> = [];
+  /** Reads again on NM's signals, one at a time; holds taken for them are released after. */
+  private readonly reads = new CoalescedRead(() => this.readNow());
 
   constructor(private readonly opts: NetworkManagerOptions = {}) {}
 
@@ -220,19 +218,12 @@ export class NetworkManagerBackend implements LinkBackend {
     const conn = this.conn;
     this.conn = null;
     conn?.close();
-    this.releaseAll();
-  }
-
-  private releaseAll(): void {
-    const r = this.releases;
-    this.releases = [];
-    for (const f of r) f();
+    this.reads.releaseAll();
   }
 
   /** changed: NM signalled a change pvdns reads; routing waits until it is read (the gate opens by itself after 100 ms at most). */
   private changed(): void {
-    if (this.hold) this.releases.push(this.hold());
-    this.schedule();
+    this.reads.request(this.hold?.());
   }
 
   /**
@@ -262,15 +253,7 @@ export class NetworkManagerBackend implements LinkBackend {
       if (has !== true) return 'no-nm';
       const [owner] = await this.call(conn, BUS_NAME, BUS_PATH, BUS_NAME, 'GetNameOwner', 's', [NM_NAME]);
       this.owner = text(owner);
-      this.reading = true;
-      let links: HostLink[];
-      try {
-        links = await this.read(conn);
-      } finally {
-        this.reading = false;
-      }
-      if (this.again) this.schedule();
-      return links;
+      return await this.reads.first(() => this.read(conn));
     } catch (err) {
       this.opts.log?.warn({ err: errText(err) }, 'NetworkManager (D-Bus): not usable');
       if (this.conn === conn) this.conn = null; // closed on purpose: no reconnecting
@@ -289,7 +272,7 @@ export class NetworkManagerBackend implements LinkBackend {
     if (m.sender !== BUS_NAME || name !== NM_NAME) return;
     this.owner = text(now);
     // Gone: keep the links (NM leaves them configured); back: read them all again.
-    if (this.owner !== '') this.schedule();
+    if (this.owner !== '') this.reads.request();
   }
 
   private signal(m: DBusMessage): void {
@@ -305,55 +288,28 @@ export class NetworkManagerBackend implements LinkBackend {
     }
   }
 
-  /** Asks for a read after the signals of this turn (one read covers them all), or after the read in flight. */
-  private schedule(): void {
-    if (this.reading) {
-      this.again = true;
-      return;
-    }
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.readNow();
-    });
-  }
-
   /** refresh reads again soon (the kernel says a link changed): NM's own signals may come later. */
   refresh(): void {
-    this.schedule();
+    this.reads.request();
   }
 
+  /** readNow reads the devices and reports them if they changed. */
   private async readNow(): Promise<void> {
     const conn = this.conn;
-    if (this.stopped || !conn) return this.releaseAll();
-    if (this.reading) {
-      this.again = true;
+    if (this.stopped || !conn) return;
+    let links: HostLink[];
+    try {
+      links = await this.read(conn);
+    } catch (err) {
+      // NM went away mid-read (its NameOwnerChanged brings the next read) or the bus closed.
+      if (!this.stopped && this.owner !== '') this.opts.log?.warn({ err: errText(err) }, 'NetworkManager (D-Bus): reading the devices failed');
       return;
     }
-    this.reading = true;
-    try {
-      do {
-        this.again = false;
-        let links: HostLink[];
-        try {
-          links = await this.read(conn);
-        } catch (err) {
-          // NM went away mid-read (its NameOwnerChanged brings the next read) or the bus closed.
-          if (!this.stopped && this.owner !== '') this.opts.log?.warn({ err: errText(err) }, 'NetworkManager (D-Bus): reading the devices failed');
-          continue;
-        }
-        if (this.stopped || conn !== this.conn) return;
-        const seen = JSON.stringify(links);
-        if (seen !== this.last) {
-          this.last = seen;
-          this.onReport(links);
-        }
-      } while (this.again && !this.stopped);
-    } finally {
-      this.reading = false;
-      // Reported, or nothing new (or the read failed: the gate's bound would open it anyway).
-      if (!this.again || this.stopped) this.releaseAll();
+    if (this.stopped || conn !== this.conn) return;
+    const seen = JSON.stringify(links);
+    if (seen !== this.last) {
+      this.last = seen;
+      this.onReport(links);
     }
   }
 
@@ -384,7 +340,7 @@ export class NetworkManagerBackend implements LinkBackend {
     if (this.stopped || conn !== this.conn) return;
     this.conn = null;
     this.owner = '';
-    this.releaseAll(); // the reads they wait for cannot happen on this connection
+    this.reads.releaseAll(); // the reads they wait for cannot happen on this connection
     this.opts.log?.warn('NetworkManager (D-Bus): the bus connection closed; connecting again');
     const attempt = (): void => {
       this.retry = null;
