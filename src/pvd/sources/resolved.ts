@@ -44,6 +44,7 @@ import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import { DBusConnection, DBusError, systemBusAddress, type DBusMessage } from '../../dbus/connection.js';
 import { interfaceNames } from './ifnames.js';
+import { CoalescedRead } from './coalesced-read.js';
 import type { HostLink, LinkBackend } from './source.js';
 
 const RESOLVE1 = 'org.freedesktop.resolve1';
@@ -169,9 +170,6 @@ export class ResolvedBackend implements LinkBackend {
   private monitor: DBusConnection | null = null;
   private onReport: (links: HostLink[]) => void = () => {};
   private last: string | null = null;
-  private reading = false;
-  private again = false;
-  private scheduled = false;
   private stopped = false;
   private monitored = false;
   private poll: NodeJS.Timeout | null = null;
@@ -187,8 +185,8 @@ export class ResolvedBackend implements LinkBackend {
   private remonitor: NodeJS.Timeout | null = null;
   /** The match rule for every client leaving, added while there is no monitor. */
   private clientsRule: string | null = null;
-  /** Releases to call once the re-read in progress (or the next) has reported. */
-  private releases: Array<() => void> = [];
+  /** Reads again on each trigger, one at a time; a hold given with a trigger is released after. */
+  private readonly reads = new CoalescedRead(() => this.reread());
 
   constructor(private readonly opts: ResolvedBackendOptions = {}) {
     this.address = opts.address ?? systemBusAddress();
@@ -210,18 +208,11 @@ export class ResolvedBackend implements LinkBackend {
    * called once the links read after it have been reported.
    */
   refresh(release?: () => void): void {
-    if (release) this.releases.push(release);
-    if (this.stopped || !this.conn) return this.releaseAll();
-    if (this.reading) {
-      this.again = true;
-      return;
+    if (this.stopped || !this.conn) {
+      release?.();
+      return this.reads.releaseAll();
     }
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.reread();
-    });
+    this.reads.request(release);
   }
 
   stop(): void {
@@ -234,7 +225,7 @@ export class ResolvedBackend implements LinkBackend {
     this.conn?.close();
     this.monitor = this.conn = null;
     this.forgetChanging();
-    this.releaseAll();
+    this.reads.releaseAll();
   }
 
   /** forgetChanging releases every changing call awaiting its reply: none of their replies will be seen (or matter) now. */
@@ -262,7 +253,7 @@ export class ResolvedBackend implements LinkBackend {
     if (oldest !== Infinity) this.pruneTimer = setTimeout(() => this.prune(), Math.max(1, oldest + CHANGING_MS - now)).unref();
   }
 
-  /** The Manager's DNSEx and Domains as last polled; polls since the last full read. */
+  /** The Manager's DNSEx and Domains as the last read saw them; polls since a read. */
   private polledKey = '';
   private polls = 0;
 
@@ -274,27 +265,27 @@ export class ResolvedBackend implements LinkBackend {
    */
   private pollTick(): void {
     const conn = this.conn;
-    if (this.stopped || !conn || this.reading) return;
+    if (this.stopped || !conn || this.reads.busy) return;
     if (++this.polls >= FULL_READ_POLLS) {
       this.polls = 0;
       this.refresh();
       return;
     }
-    Promise.all([conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSEx'), conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'Domains')])
-      .then((values) => {
-        const k = JSON.stringify(values, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('hex') : typeof v === 'bigint' ? String(v) : v));
+    this.managerKey(conn)
+      .then((k) => {
+        // Compared with what the last read saw, not the last poll: a change undone and made again
+        // between two polls, while other triggers read, must still be read (seen in the host test).
         if (k === this.polledKey) return;
-        this.polledKey = k;
         this.polls = 0;
         this.refresh();
       })
       .catch(() => undefined); // resolved gone mid-poll: NameOwnerChanged says so
   }
 
-  private releaseAll(): void {
-    const r = this.releases;
-    this.releases = [];
-    for (const f of r) f();
+  /** managerKey is the Manager's DNSEx and Domains (every link's servers and domains) as one string: what the poll compares. */
+  private async managerKey(conn: DBusConnection): Promise<string> {
+    const values = await Promise.all([conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSEx'), conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'Domains')]);
+    return JSON.stringify(values, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
   }
 
   /**
@@ -339,19 +330,10 @@ export class ResolvedBackend implements LinkBackend {
       conn.on('close', (err) => {
         if (this.conn === conn) this.lost(err);
       });
-      // A change signalled during this first read makes one re-read after it, not a second read beside it.
-      this.reading = true;
-      let links: HostLink[];
-      try {
-        links = await this.read();
-      } finally {
-        this.reading = false;
-      }
+      // A change signalled during this first read makes one re-read after it (on a later turn, after
+      // the caller has taken these links), not a second read beside it.
+      const links = await this.reads.first(() => this.read());
       if (this.stopped) return abandon();
-      if (this.again) {
-        this.again = false;
-        this.refresh(); // runs on a later turn, after the caller has taken these links
-      }
       if (!this.monitored && this.pollMs > 0 && !this.poll) this.poll = setInterval(() => this.pollTick(), this.pollMs).unref();
       return links;
     } catch (err) {
@@ -544,7 +526,7 @@ export class ResolvedBackend implements LinkBackend {
   }
 
   private async reread(): Promise<void> {
-    this.reading = true;
+    if (this.stopped || !this.conn) return;
     try {
       const links = await this.read();
       if (!this.stopped) this.publish(links);
@@ -552,14 +534,6 @@ export class ResolvedBackend implements LinkBackend {
       // resolved left mid-read: NameOwnerChanged says so and withdraws; anything else is worth a line.
       if (!(err instanceof DBusError && err.name === 'org.freedesktop.DBus.Error.ServiceUnknown')) {
         this.opts.log?.warn({ err: (err as Error).message }, 'cannot read systemd-resolved\'s links');
-      }
-    } finally {
-      this.reading = false;
-      if (this.again) {
-        this.again = false;
-        this.refresh();
-      } else {
-        this.releaseAll();
       }
     }
   }
@@ -585,6 +559,10 @@ export class ResolvedBackend implements LinkBackend {
     // 127.0.0.10 set on wifi0 is listed under lo), and Domains lists only links with domains.
     const names = interfaceNames(this.opts.sysClassNet);
     const indexes = new Set<number>(names.keys());
+    // The Manager's state is asked first: resolved answers in order, so what the poll compares
+    // with is never newer than the links read here.
+    const key = this.managerKey(conn);
+    key.catch(() => undefined); // awaited below; a failed link read must not leave it unhandled
     const links = await Promise.all(
       [...indexes]
         .sort((a, b) => a - b)
@@ -609,6 +587,7 @@ export class ResolvedBackend implements LinkBackend {
           }
         }),
     );
+    this.polledKey = await key;
     return links.filter((l): l is HostLink => l !== null);
   }
 }
