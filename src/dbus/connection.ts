@@ -67,6 +67,15 @@ export interface ExportedInterface {
   properties?: Record<string, ExportedProperty>;
 }
 
+/** A well-known name followed for onSignal: its owner, how many subscriptions follow it, and signals held while its owner is asked for (null once known). */
+interface OwnerEntry {
+  owner: string;
+  users: number;
+  held: DBusMessage[] | null;
+}
+/** Signals held per name while its owner is asked for. */
+const MAX_HELD = 64;
+
 const NO_REPLY_EXPECTED = 0x1;
 const BUS = 'org.freedesktop.DBus';
 const BUS_PATH = '/org/freedesktop/DBus';
@@ -142,7 +151,7 @@ export class DBusConnection extends EventEmitter<{ close: [err: Error | null]; m
   private readonly subs = new Set<Subscription>();
   private readonly objects = new Map<string, Map<string, ExportedInterface>>();
   // Well-known names that onSignal filters follow: their owner ('' while unknown) and how many filters use them.
-  private readonly owners = new Map<string, { owner: string; users: number }>();
+  private readonly owners = new Map<string, OwnerEntry>();
   // Received method calls whose caller wants no reply (flag NO_REPLY_EXPECTED).
   private readonly noReply = new WeakSet<DBusMessage>();
   // Received bytes not yet a whole message: at most one message.
@@ -277,8 +286,9 @@ export class DBusConnection extends EventEmitter<{ close: [err: Error | null]; m
    * onSignal calls fn for each received signal the filter matches; it only
    * dispatches what arrives (the caller asks for it with addMatch). A
    * well-known sender is followed to its owner: the connection looks it up
-   * and follows NameOwnerChanged itself, so signals sent before the owner is
-   * known are not delivered. Returns the unsubscribe.
+   * and follows NameOwnerChanged itself; a signal that arrives while the
+   * owner is being asked for is held and delivered once it is known to be
+   * the owner's. Returns the unsubscribe.
    */
   onSignal(filter: SignalFilter, fn: (m: DBusMessage) => void): () => void {
     const sub: Subscription = { filter, fn };
@@ -429,6 +439,7 @@ export class DBusConnection extends EventEmitter<{ close: [err: Error | null]; m
       }
       case 'signal':
         this.onOwnerChanged(m);
+        this.holdForOwner(m);
         for (const sub of [...this.subs]) if (this.matches(sub.filter, m)) this.guard(() => sub.fn(m));
         return;
       case 'method_call':
@@ -472,7 +483,7 @@ export class DBusConnection extends EventEmitter<{ close: [err: Error | null]; m
       known.users++;
       return;
     }
-    const entry = { owner: '', users: 1 };
+    const entry: OwnerEntry = { owner: '', users: 1, held: [] };
     this.owners.set(name, entry);
     const lookup = async (): Promise<void> => {
       await this.addMatch(ownerRule(name));
@@ -484,9 +495,31 @@ export class DBusConnection extends EventEmitter<{ close: [err: Error | null]; m
         if (!(err instanceof DBusError)) throw err; // NameHasNoOwner: '' until it gets one
       }
     };
-    lookup().catch(() => {
-      // closed or timed out: signals from this name are not delivered until it changes hands
-    });
+    lookup()
+      .catch(() => {
+        // closed or timed out: signals from this name are not delivered until it changes hands
+      })
+      .finally(() => {
+        // Signals that came while the owner was asked for go to this name's subscribers now, if the owner sent them.
+        const held = entry.held ?? [];
+        entry.held = null;
+        if (this.owners.get(name) !== entry || entry.owner === '') return;
+        for (const m of held) {
+          if (m.sender !== entry.owner) continue;
+          for (const sub of [...this.subs]) if (sub.filter.sender === name && this.matches(sub.filter, m)) this.guard(() => sub.fn(m));
+        }
+      });
+  }
+
+  /**
+   * holdForOwner keeps a signal from a unique name while the owner of a
+   * well-known name some subscriber follows is still being asked for: it may
+   * be that owner's (a service signalling right after someone subscribed).
+   * At most MAX_HELD a name.
+   */
+  private holdForOwner(m: DBusMessage): void {
+    if (m.sender === undefined || !m.sender.startsWith(':')) return;
+    for (const entry of this.owners.values()) if (entry.held !== null && entry.held.length < MAX_HELD) entry.held.push(m);
   }
 
   private unfollowOwner(name: string): void {

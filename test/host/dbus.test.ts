@@ -207,6 +207,21 @@ describe('a client on a private bus', () => {
   });
 });
 
+describe('a signal sent right after subscribing to a well-known sender', () => {
+  it('is held while the owner is asked for, and delivered once it is known to be the owner\'s', async () => {
+    const listener = await connect(bus);
+    const rule = `type='signal',sender='${SERVICE}',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'`;
+    await listener.addMatch(rule);
+    // No wait at all: the signal is on its way before the owner lookup (AddMatch, GetNameOwner) is done.
+    const got = nextSignal(listener, { sender: SERVICE, member: 'PropertiesChanged' });
+    service.emitPropertiesChanged(PATH, SERVICE, { Count: new Variant('u', 9) });
+    const m = await got;
+    expect(m.sender).toBe(service.uniqueName);
+    expect({ ...(m.body[1] as object) }).toEqual({ Count: 9 });
+    listener.close();
+  });
+});
+
 describe('interop with busctl and dbus-send', () => {
   it('answers busctl call, get-property and introspect', async () => {
     const busctl = (...args: string[]) => run('busctl', [`--address=${bus}`, ...args], { timeout: 10_000 }).then((r) => r.stdout.trim());
