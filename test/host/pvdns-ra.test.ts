@@ -295,6 +295,9 @@ describe('pvdns following RFC 8801 PvDs in Router Advertisements', () => {
         `corp queries wifi saw from the announce to the withdrawal: ${leaked} (of ${corpAnswers} answered by the RA PvD), ${CYCLES} cycles, a query every ${CLIENT_MS} ms`,
     );
     if (leakAt.length > 0) console.log(`[e2e RA] leaks: ${leakAt.join('; ')}`);
+    // The routing gate's own counts, to tell a hold refused or forced open from one never taken.
+    const metrics = execFileSync('ip', ['netns', 'exec', NS_HOST, 'curl', '-s', 'http://127.0.0.1:8053/metrics'], { encoding: 'utf8' });
+    console.log(`[e2e RA] ${metrics.split('\n').filter((l) => l.startsWith('pvdns_route_gate_total')).join(', ')}`);
     expect(corpAnswers).toBeGreaterThan(CYCLES * 50);
     expect(leaked).toBe(0);
     expect(u.worst).toBeLessThanOrEqual(TARGET_MS);
