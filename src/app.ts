@@ -62,6 +62,10 @@ import { createUdpListener, type UdpListener } from './server/udp.js';
 import type { Transport } from './upstream/exchange.js';
 import { registerUpstreamMetrics } from './upstream/metrics.js';
 import { TcpTransport } from './upstream/tcp.js';
+import { HttpsTransport } from './upstream/https.js';
+import { TlsTransport } from './upstream/tls.js';
+import { ServerTransports } from './upstream/transports.js';
+import { Trust } from './upstream/trust.js';
 import { UdpTransport } from './upstream/udp.js';
 
 export interface AppOptions {
@@ -85,18 +89,13 @@ export interface BoundAddresses {
 /** Questions remembered as failing, across PvDs: failures are few, and each entry lives minutes at most. */
 const FAILURE_ENTRIES = 10_000;
 
-/** socketTransport is the real one: pooled UDP sockets, one reused TCP connection per server. */
-function socketTransport(): Transport {
-  const udp = new UdpTransport();
-  const tcp = new TcpTransport();
-  return {
-    udp: (req, done) => udp.exchange(req, done),
-    tcp: (req, done) => tcp.exchange(req, done),
-    close: () => {
-      udp.close();
-      tcp.close();
-    },
-  };
+/**
+ * socketTransport is the real one: pooled UDP sockets, one reused TCP
+ * connection per server, one TLS connection per DoT server and one HTTP/2
+ * connection per DoH server, verified against `trust`.
+ */
+function socketTransport(trust: Trust): Transport {
+  return new ServerTransports({ udp: new UdpTransport(), tcp: new TcpTransport(), tls: new TlsTransport(trust), https: new HttpsTransport(trust) });
 }
 
 export class App {
@@ -109,6 +108,8 @@ export class App {
   private failures: FailureCache;
   private readonly forwarder: Forwarder;
   private readonly transport: Transport;
+  /** The authorities encrypted upstreams are verified with: the system's and tls.caFile's. */
+  private readonly trust = new Trust();
   private readonly handler: QueryHandler;
   /** The DNS listeners, UDP and TCP per configured address (label as configured). */
   private dns: Array<{ label: string; udp: UdpListener; tcp: TcpListener }> = [];
@@ -143,7 +144,7 @@ export class App {
     this.routes = new RouteTable([]);
     this.cache = new AnswerCache(config.cache, opts.clock);
     this.failures = new FailureCache(FAILURE_ENTRIES, opts.clock);
-    this.transport = opts.transport ?? socketTransport();
+    this.transport = opts.transport ?? socketTransport(this.trust);
     this.forwarder = new Forwarder(
       {
         ...config.upstream,
@@ -301,12 +302,19 @@ export class App {
     const pool = this.forwarder.poolIfAny(p);
     const servers = p.servers.map((s, i) => {
       const h = pool?.health[i];
+      const st = pool?.statsOf[i];
       return {
         address: s.label,
         state: h?.state ?? 'untested',
         rttMs: h?.srttMs === null || h === undefined ? null : Math.round(h.srttMs * 1000) / 1000,
         since: h ? new Date(h.since).toISOString() : null,
         lastError: h?.lastError ?? null,
+        transport: s.transport,
+        authName: s.authName,
+        encryption: s.transport === 'udp' ? null : (st?.via ?? null),
+        authenticated: st?.authenticated ?? null,
+        encryptionError: st?.encryptionError ?? null,
+        fallback: s.fallback?.label ?? null,
       };
     });
     return pvdView(p, servers, this.captive.view(p), this.dns64.view(p), this.cache.entries(p.tag), this.sources.sourceAddressPresent(p.id));
@@ -668,6 +676,7 @@ export class App {
         throw configErrorAt(config, ['tls', 'caFile'], `cannot read ${config.tls.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, this.opts.configFile);
       }
     }
+    this.trust.setExtra(ca);
     try {
       await this.sources.applyRouterAdvertisements(config, ca);
     } catch (err) {

@@ -1,7 +1,8 @@
 // Pvd: one provisioning domain as pvdns works with it — its servers parsed,
 // its zones normalized, the reverse zones of its prefixes derived.
 
-import { parsePrefix, parseSocketAddress, type SocketAddress } from '../config/address.js';
+import { parsePrefix } from '../config/address.js';
+import { defaultEncryption, parseServer, type Encryption, type UpstreamServer } from '../upstream/server.js';
 import type { Answer } from '../dns/answer.js';
 import { reverseZones } from './reverse.js';
 import { normalizeDomain, type PvdSpec } from './schema.js';
@@ -20,7 +21,9 @@ export interface Pvd {
   readonly source: PvdSource;
   /** How the source learned it, where that says more than the source: "resolved (D-Bus)", "resolvectl (polled every 10 s)". */
   readonly origin: string | null;
-  readonly servers: readonly SocketAddress[];
+  readonly servers: readonly UpstreamServer[];
+  /** How its servers are spoken to: as configured, else strict when one is encrypted, else off. */
+  readonly encryption: Encryption;
   /** Normalized dnsZones (lower case, no trailing dot). */
   readonly dnsZones: readonly string[];
   readonly prefixes: readonly string[];
@@ -58,8 +61,9 @@ export function newTag(): number {
 
 /** pvdFromSpec builds a Pvd from a validated spec. */
 export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag = newTag(), origin: string | null = null): Pvd {
+  const encryption = spec.encryption ?? defaultEncryption(spec.dnsServers);
   const servers = spec.dnsServers.map((s) => {
-    const r = parseSocketAddress(s, 53);
+    const r = parseServer(s, encryption);
     if (typeof r === 'string') throw new Error(r); // the schema has checked it
     return r;
   });
@@ -76,6 +80,7 @@ export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag
     source,
     origin,
     servers: Object.freeze(servers),
+    encryption,
     dnsZones: Object.freeze([...new Set(spec.dnsZones.map(normalizeDomain))]),
     prefixes: Object.freeze([...spec.prefixes]),
     reverseZones: Object.freeze([...reverse]),

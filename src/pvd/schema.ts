@@ -12,25 +12,10 @@ import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { parsePref64 } from '../dns64/prefix.js';
 import { parsePrefix, parseSocketAddress, isIpLiteral, type SocketAddress } from '../config/address.js';
+import { ENCRYPTIONS, isEncryptedForm, parseServer } from '../upstream/server.js';
 
-const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
-
-/** domainProblem says what is wrong with a domain name in presentation form, or null. */
-export function domainProblem(name: string): string | null {
-  const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
-  if (trimmed.length === 0) return 'is empty';
-  if (trimmed.length > 253) return 'is longer than 253 characters';
-  for (const label of trimmed.split('.')) {
-    if (!LABEL.test(label)) return `has an invalid label ${JSON.stringify(label)} (letters, digits, "-" and "_", 1–63 long)`;
-  }
-  return null;
-}
-
-/** normalizeDomain lower-cases a name and drops the trailing dot (RFC 4343). */
-export function normalizeDomain(name: string): string {
-  const lower = name.toLowerCase();
-  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
-}
+export { domainProblem, normalizeDomain } from '../dns/domain.js';
+import { domainProblem, normalizeDomain } from '../dns/domain.js';
 
 const domain = z.string().superRefine((v, ctx) => {
   const problem = domainProblem(v);
@@ -76,10 +61,19 @@ function ipv4Range(host: string): 'multicast' | 'broadcast' | 'unspecified' | nu
   return host === '255.255.255.255' ? 'broadcast' : null;
 }
 
-/** serverProblem says what is wrong with a DNS server as written (an IP literal, port 53 unless given, that can be one host's unicast address), or null. */
+/**
+ * serverProblem says what is wrong with a DNS server as written, or null: an
+ * IP literal (port 53 unless given) that can be one host's unicast address,
+ * or one of the encrypted forms (src/upstream/server.ts).
+ */
 export function serverProblem(text: string): string | null {
-  const r = parseSocketAddress(text, 53);
-  return typeof r === 'string' ? r : unicastProblem(r, text);
+  if (!isEncryptedForm(text)) {
+    const r = parseSocketAddress(text, 53);
+    return typeof r === 'string' ? r : unicastProblem(r, text);
+  }
+  const r = parseServer(text, 'strict');
+  if (typeof r === 'string') return r;
+  return r.hostName !== null ? null : unicastProblem(r, text);
 }
 
 /** prefixProblem says why a text is not an address prefix, or null. */
@@ -170,8 +164,18 @@ export const pvdSpecSchema = z
       .nullable()
       .default(null),
     rebindProtection: z.boolean().default(false),
+    // How its servers are spoken to (DESIGN.md "Encrypted DNS"); null: strict when it lists an
+    // encrypted server, else off.
+    encryption: z.enum(ENCRYPTIONS).nullable().default(null),
   })
   .superRefine((p, ctx) => {
+    if (p.encryption === 'off') {
+      p.dnsServers.forEach((s, i) => {
+        if (typeof s === 'string' && s.trim().startsWith('https://')) {
+          ctx.addIssue({ code: 'custom', path: ['dnsServers', i], message: `${JSON.stringify(s)} is DNS over HTTPS, which has no cleartext form: it cannot be used with encryption: off` });
+        }
+      });
+    }
     if (p.noInternet && p.default === true) {
       ctx.addIssue({ code: 'custom', path: ['default'], message: 'a PvD with noInternet: true cannot serve names nobody owns' });
     }

@@ -44,6 +44,22 @@ export interface ServerView {
   /** When the state last changed (RFC 3339). */
   since: string | null;
   lastError: string | null;
+  /** How it is spoken to as configured: udp (cleartext UDP, TCP after truncation), tls (DoT) or https (DoH). */
+  transport: 'udp' | 'tls' | 'https';
+  /** The name its certificate must cover (RFC 8310), or null (the address, or none checked). */
+  authName: string | null;
+  /**
+   * What carries its queries now: "tls"/"https" once an encrypted exchange
+   * worked, "cleartext" while an opportunistic server falls back, null before
+   * the first exchange (and for a cleartext server).
+   */
+  encryption: 'tls' | 'https' | 'cleartext' | null;
+  /** Whether the last handshake checked the certificate (false: opportunistic without a name); null before one. */
+  authenticated: boolean | null;
+  /** Why encryption failed last (the reason an opportunistic server is in the clear); null when it works. */
+  encryptionError: string | null;
+  /** The cleartext address an opportunistic server falls back to; null: never in the clear. */
+  fallback: string | null;
 }
 
 /** PvdView is DESIGN's PvD object: the PvD, its servers' state, its captive-portal state, its DNS64, its cache size. */
@@ -62,6 +78,8 @@ export interface PvdView extends CaptiveView, Dns64View {
   /** Whether sourceAddress is on one of the host's links (netlink); null when unknown or unset. */
   sourceAddressPresent: boolean | null;
   interface: string | null;
+  /** strict, opportunistic or off (DESIGN.md "Encrypted DNS"). */
+  encryption: string;
   servers: ServerView[];
   cacheEntries: number;
 }
@@ -81,6 +99,7 @@ export function pvdView(p: Pvd, servers: ServerView[], captive: CaptiveView, dns
     sourceAddress: p.sourceAddress,
     sourceAddressPresent,
     interface: p.interface,
+    encryption: p.encryption,
     servers,
     ...captive,
     ...dns64,

@@ -115,5 +115,5 @@ export class Forwarder {
 }
 
 function sameServers(a: Pvd, b: Pvd): boolean {
-  return a.sourceAddress === b.sourceAddress && a.servers.map((s) => s.label).join() === b.servers.map((s) => s.label).join();
+  return a.sourceAddress === b.sourceAddress && a.encryption === b.encryption && a.servers.map((s) => s.label).join() === b.servers.map((s) => s.label).join();
 }

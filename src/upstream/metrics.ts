@@ -6,8 +6,23 @@ import type { UpstreamPool } from './pool.js';
 
 /** registerUpstreamMetrics exposes every live pool's counters. */
 export function registerUpstreamMetrics(registry: Registry, pools: () => Iterable<UpstreamPool>): void {
-  new CollectedValue('pvdns_upstream_requests_total', 'Queries sent to upstream servers.', 'counter', function* (): Iterable<Sample> {
-    for (const p of pools()) for (const [server, s] of p.stats) yield { labels: { pvd: p.pvdId, server }, value: s.requests };
+  new CollectedValue('pvdns_upstream_requests_total', 'Queries sent to upstream servers, by the transport that carried them.', 'counter', function* (): Iterable<Sample> {
+    for (const p of pools()) {
+      // An opportunistic server's tries in the clear are counted apart: the encrypted share is what is left.
+      for (let i = 0; i < p.servers.length; i++) {
+        const srv = p.servers[i]!;
+        const s = p.statsOf[i]!;
+        yield { labels: { pvd: p.pvdId, server: srv.label, transport: srv.transport }, value: s.requests - s.fallbackRequests };
+        if (s.fallbackRequests > 0) yield { labels: { pvd: p.pvdId, server: srv.label, transport: 'udp' }, value: s.fallbackRequests };
+      }
+    }
+  }).register(registry);
+  new CollectedValue('pvdns_upstream_tls_handshakes_total', 'TLS handshakes with DoT and DoH servers, by result (ok, resumed, failed).', 'counter', function* (): Iterable<Sample> {
+    for (const p of pools()) {
+      for (let i = 0; i < p.servers.length; i++) {
+        for (const [result, n] of p.statsOf[i]!.handshakes) yield { labels: { pvd: p.pvdId, server: p.servers[i]!.label, result }, value: n };
+      }
+    }
   }).register(registry);
   new CollectedValue('pvdns_upstream_errors_total', 'Upstream exchanges that gave no usable answer, by reason.', 'counter', function* (): Iterable<Sample> {
     for (const p of pools()) {

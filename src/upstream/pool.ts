@@ -21,15 +21,27 @@
 //
 // A failed TCP retry (after a truncated answer) is about TCP: it ends that
 // server's part in the query, never the server's UDP health.
+//
+// An encrypted server (DoT, DoH) is a stream: a try is never lost in
+// transit, so when its RTO passes the query goes on to another server but is
+// not sent to the same one again — the transport keeps the try outstanding
+// and takes its late answer, and reconnects itself when the connection dies.
+// A TLS or HTTP failure is a hard failure like an unreachable port. A DoH
+// server named by a host name has it resolved through this pool's other
+// servers only (lookupHost), never another PvD's.
 
-import type { SocketAddress } from '../config/address.js';
 import { errorAnswer, type Answer, type Ede } from '../dns/answer.js';
 import { CLASS_IN, EDE, FLAG_CD, RCODE, TYPE, rcodeName } from '../dns/constants.js';
+import { encodeName, lowerWire } from '../dns/name.js';
 import { encodeQuery } from '../dns/query.js';
-import { Buckets, LATENCY_BUCKETS } from '../metrics/collected.js';
-import type { Exchange, ExchangeRequest, Transport } from './exchange.js';
+import { answerSections } from '../dns/records.js';
+import type { Exchange, ExchangeRequest, HostLookup, HostLookupResult, Transport } from './exchange.js';
 import { ServerHealth, type ProbeTiming, type ServerState } from './health.js';
 import { randomU16 } from './random.js';
+import type { UpstreamServer } from './server.js';
+import { ServerStats } from './stats.js';
+
+export { ServerStats } from './stats.js';
 
 export interface PoolOptions {
   /** The longest one try waits for its answer before the query is sent again (the RTO's ceiling). */
@@ -58,18 +70,6 @@ export interface UpstreamQuery {
   server: string | null;
   /** Set by the pool to the RCODE of the last server that answered but could not resolve (REFUSED, SERVFAIL…). */
   failedRcode: number;
-}
-
-/** ServerStats counts one server's exchanges as plain numbers (read at scrape time). */
-export class ServerStats {
-  requests = 0;
-  /** By reason: timeout, unreachable, network, closed, servfail, refused, formerr, notimp, mismatch, truncated. */
-  readonly errors = new Map<string, number>();
-  readonly rtt = new Buckets(LATENCY_BUCKETS);
-
-  count(reason: string, n = 1): void {
-    this.errors.set(reason, (this.errors.get(reason) ?? 0) + n);
-  }
 }
 
 /** RCODEs that say "this server could not answer": the next server is asked. */
@@ -103,7 +103,7 @@ export class UpstreamPool {
     readonly pvdId: string,
     /** The PvD's identifier as announced, for messages. */
     readonly pvdName: string,
-    readonly servers: readonly SocketAddress[],
+    readonly servers: readonly UpstreamServer[],
     readonly opts: PoolOptions,
     readonly transport: Transport,
     readonly clock: () => number = () => performance.now(),
@@ -114,6 +114,60 @@ export class UpstreamPool {
     this.probeSeq = servers.map(() => 0);
     this.trial = servers.map(() => null);
     this.waiting = servers.map(() => []);
+    this.statsOf = servers.map((s) => this.stats.get(s.label)!);
+    // A DoH server named by a host name needs the others to find it.
+    this.lookup = servers.some((s) => s.hostName !== null) ? (name, done) => this.lookupHost(name, done) : null;
+  }
+
+  /** Each server's stats by index (the transports count into them). */
+  readonly statsOf: ServerStats[];
+  /** Given to the transports with every request: resolves DoH host names through this pool. */
+  readonly lookup: HostLookup | null;
+
+  /**
+   * lookupHost asks this pool's servers that are not themselves named by a
+   * host name for `name`'s A records, then AAAA if there are none (RFC 8484
+   * §10: a DoH server's name is resolved in its own PvD, never elsewhere).
+   */
+  private lookupHost(name: string, done: (r: HostLookupResult) => void): void {
+    const byName = this.servers.map((s, i) => (s.hostName !== null ? i : -1)).filter((i) => i >= 0);
+    if (byName.length === this.servers.length) {
+      return done({ ok: false, detail: `no server of pvd ${this.pvdName} but DoH ones named by host name, so ${name} cannot be resolved` });
+    }
+    const ask = (qtype: number, then: (r: HostLookupResult) => void): void => {
+      const wire = encodeName(name);
+      const question = Buffer.concat([wire, Buffer.from([qtype >> 8, qtype & 0xff, 0, CLASS_IN])]);
+      const msg = encodeQuery(0, question, false, false);
+      const q: UpstreamQuery = {
+        msg,
+        qEnd: 12 + question.length,
+        nameKey: lowerWire(wire, 0, wire.length),
+        qtype,
+        qclass: CLASS_IN,
+        flags: 0,
+        dnssecOk: false,
+        server: null,
+        failedRcode: 0,
+      };
+      new Attempt(this, q, (a) => {
+        if (a.rcode !== RCODE.NOERROR) return then({ ok: false, detail: `${name} ${qtype === TYPE.A ? 'A' : 'AAAA'}: ${rcodeName(a.rcode)}${a.ede ? ` (${a.ede.text})` : ''}` });
+        const s = answerSections(msg.subarray(0, 12 + question.length), a);
+        const addresses: Array<{ address: string; family: 4 | 6 }> = [];
+        let ttlS = Infinity;
+        for (const r of s?.answer ?? []) {
+          if (r.type !== qtype) continue;
+          if (r.type === TYPE.A && r.rdata.length === 4) addresses.push({ address: [...r.rdata].join('.'), family: 4 });
+          else if (r.type === TYPE.AAAA && r.rdata.length === 16) {
+            const words: string[] = [];
+            for (let k = 0; k < 16; k += 2) words.push(r.rdata.readUInt16BE(k).toString(16));
+            addresses.push({ address: words.join(':'), family: 6 });
+          } else continue;
+          ttlS = Math.min(ttlS, r.ttl);
+        }
+        then(addresses.length > 0 ? { ok: true, addresses, ttlS } : { ok: false, detail: `${name} has no ${qtype === TYPE.A ? 'A' : 'AAAA'} record` });
+      }, byName).next();
+    };
+    ask(TYPE.A, (r) => (r.ok ? done(r) : ask(TYPE.AAAA, (r6) => done(r6.ok ? r6 : r))));
   }
 
   /** resolve asks the servers until one answers or the query's budget is spent; it never rejects. */
@@ -202,7 +256,7 @@ export class UpstreamPool {
 
   /** answered records an answer from server `i` (rttMs null: no RTT sample, as over TCP). */
   answered(i: number, ex: Exchange & { ok: true }, rttMs: number | null): void {
-    const stats = this.stats.get(this.servers[i]!.label)!;
+    const stats = this.statsOf[i]!;
     if (ex.ignored) stats.count('mismatch', ex.ignored);
     if (rttMs !== null) stats.rtt.observe(rttMs / 1000);
     if (ex.truncated) stats.count('truncated');
@@ -302,6 +356,8 @@ export class UpstreamPool {
       // Every try the transport carries has the same timeout, so each socket's expire in send order.
       timeoutMs: this.opts.queryTimeoutMs,
       sourceAddress: this.opts.sourceAddress,
+      stats: this.statsOf[i]!,
+      lookup: this.lookup,
     };
     const started = this.clock();
     const seq = ++this.probeSeq[i]!;
@@ -317,7 +373,7 @@ export class UpstreamPool {
     }, health.backoffMs);
     wait.unref();
     this.stats.get(label)!.requests++;
-    this.transport.udp(req, (ex) => {
+    this.transport.query(req, (ex) => {
       if (this.closed) return;
       if (ex.ok) {
         clearTimeout(wait);
@@ -405,7 +461,10 @@ class Attempt {
     private readonly pool: UpstreamPool,
     private readonly q: UpstreamQuery,
     private readonly done: (a: Answer) => void,
+    /** Servers this query may not ask (a DoH host name's lookup skips the servers named by one). */
+    exclude: number[] = NONE,
   ) {
+    this.excluded = exclude;
     this.startedAt = pool.clock();
     this.deadline = this.startedAt + pool.opts.queryTimeoutMs;
   }
@@ -461,6 +520,17 @@ class Attempt {
     const pool = this.pool;
     const q = this.q;
     const address = pool.servers[server]!;
+    const now = pool.clock();
+    const rto = Math.max(pool.health[server]!.rto(pool.opts.timeoutMs), (now - this.startedAt) / PACING_DIVISOR);
+    const first = !this.asked.includes(server);
+    if (first) {
+      this.asked.push(server);
+      this.askedAt.push(now);
+    }
+    this.current = server;
+    this.arm(Math.min(now + rto, this.deadline));
+    // A stream does not lose a try: the one outstanding still gets its answer (see the top).
+    if (!first && address.transport !== 'udp') return;
     const id = randomU16();
     const req: ExchangeRequest = {
       server: address,
@@ -469,17 +539,11 @@ class Attempt {
       // The transport keeps the try outstanding for a whole budget: a late answer to it still counts.
       timeoutMs: pool.opts.queryTimeoutMs,
       sourceAddress: pool.opts.sourceAddress,
+      stats: pool.statsOf[server]!,
+      lookup: pool.lookup,
     };
-    const now = pool.clock();
-    if (!this.asked.includes(server)) {
-      this.asked.push(server);
-      this.askedAt.push(now);
-    }
-    this.current = server;
-    pool.stats.get(address.label)!.requests++;
-    const rto = Math.max(pool.health[server]!.rto(pool.opts.timeoutMs), (now - this.startedAt) / PACING_DIVISOR);
-    this.arm(Math.min(now + rto, this.deadline));
-    pool.transport.udp(req, (ex) => this.exchanged(server, now, req, ex));
+    pool.statsOf[server]!.requests++;
+    pool.transport.query(req, (ex) => this.exchanged(server, now, req, ex));
   }
 
   private arm(at: number): void {
@@ -520,7 +584,7 @@ class Attempt {
       // RFC 7766 §5: the whole answer over TCP, from the same server, within what is left of the budget.
       this.viaTcp = true;
       this.arm(this.deadline);
-      pool.stats.get(pool.servers[server]!.label)!.requests++;
+      pool.statsOf[server]!.requests++;
       const tcpReq: ExchangeRequest = { ...req, timeoutMs: Math.max(1, this.deadline - pool.clock()) };
       pool.transport.tcp(tcpReq, (tex) => this.exchangedTcp(server, tex));
       return;

@@ -139,7 +139,7 @@ class FuzzUpstream implements Transport {
   corpus: Buffer[] = ANSWER_SEEDS.map((s) => Buffer.concat([Buffer.from([s.an >> 8, s.an & 0xff, s.ns >> 8, s.ns & 0xff]), s.body]));
   next: Buffer | null = null;
 
-  udp(req: ExchangeRequest, done: ExchangeDone): void {
+  query(req: ExchangeRequest, done: ExchangeDone): void {
     this.answer(req, done);
   }
   tcp(req: ExchangeRequest, done: ExchangeDone): void {

@@ -95,7 +95,8 @@ describe('control API (/v1)', () => {
         sourceAddress: null,
         sourceAddressPresent: null,
         interface: null,
-        servers: [{ address: wifi.address, state: 'untested', rttMs: null, since: null, lastError: null }],
+        encryption: 'off',
+        servers: [{ address: wifi.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null }],
         captive: null,
         captiveState: 'unknown',
         userPortalUrl: null,
@@ -196,7 +197,7 @@ describe('control API (/v1)', () => {
         priority: 100,
         dnsZones: ['corp.example'],
         expires: null,
-        servers: [{ address: corp.address, state: 'untested', rttMs: null, since: null, lastError: null }],
+        servers: [{ address: corp.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null }],
         cacheEntries: 0,
       });
       expect((await listPvds(base)).map((p) => p.identifier)).toEqual(['wifi', 'lab.example', 'corp.example']);

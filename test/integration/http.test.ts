@@ -62,7 +62,7 @@ describe('http', () => {
     expect(value('pvdns_cache_hits_total{pvd="wifi"}')).toBe(1);
     expect(value('pvdns_cache_misses_total{pvd="wifi"}')).toBe(1);
     expect(value('pvdns_cache_entries{pvd="wifi"}')).toBe(1);
-    expect(value(`pvdns_upstream_requests_total{pvd="wifi",server="${up.address}"}`)).toBe(1);
+    expect(value(`pvdns_upstream_requests_total{pvd="wifi",server="${up.address}",transport="udp"}`)).toBe(1);
     expect(value(`pvdns_upstream_rtt_seconds_count{pvd="wifi",server="${up.address}"}`)).toBe(1);
     expect(value('pvdns_request_duration_seconds_count{transport="udp",cache="hit"}')).toBe(1);
     expect(value('pvdns_pvds')).toBe(1);

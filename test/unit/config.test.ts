@@ -42,6 +42,7 @@ const PVD_DEFAULTS = {
   dns64Synthesize: false,
   captivePortal: null,
   rebindProtection: false,
+  encryption: null,
 };
 
 /** configError parses `text` and returns the ConfigError it must raise. */
@@ -438,6 +439,7 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         dns64Synthesize: false,
         captivePortal: null,
         rebindProtection: true,
+        encryption: 'strict',
       },
       {
         identifier: 'wifi',
@@ -454,6 +456,7 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         dns64Synthesize: true,
         captivePortal: 'https://portal.example/api',
         rebindProtection: false,
+        encryption: 'opportunistic',
       },
     ],
   };
