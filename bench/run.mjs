@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // pvdns benchmark harness: compares pvdns with dnsmasq and unbound as caching
-// forwarders in front of the same local authoritative server (nsd).
+// forwarders in front of the same local authoritative server (nsd), and pvdns
+// with unbound (and dnsdist) forwarding misses over DNS over TLS.
 //
-//   node bench/run.mjs [--duration S] [--names N] [--only pvdns,dnsmasq,unbound]
+//   node bench/run.mjs [--duration S] [--names N] [--only pvdns,dnsmasq,unbound,dot]
 //
 // Everything talks over loopback only. See bench/README.md for how to read the output.
 // Plain ESM, Node built-ins only, so it runs without a build step.
@@ -14,6 +15,7 @@ import {
   readSync, rmSync, statSync, writeFileSync, writeSync,
 } from 'node:fs';
 import os from 'node:os';
+import tls from 'node:tls';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -51,6 +53,25 @@ const SERVERS = {
   unbound: { host: '127.0.0.12', port: 5312, missPrefix: 'ub', cacheEntries: null, start: startUnbound },
 };
 
+// The DoT workload (misses through DNS over TLS): each front forwards to one
+// Unbound serving DoT (DOT_UPSTREAM, certificate for DOT_NAME from a throwaway
+// CA), which forwards to nsd. Its own addresses, clear of the cleartext ones.
+const DOT_UPSTREAM = { host: '127.0.19.1', port: 853 };
+const DOT_NAME = 'dns.bench';
+const DOT_FRONTS = {
+  pvdns: { host: '127.0.19.2', port: 5392, missPrefix: 'dpv', start: startPvdnsDot },
+  unbound: { host: '127.0.19.3', port: 5393, missPrefix: 'dub', start: startUnboundDot },
+  dnsdist: { host: '127.0.19.4', port: 5394, missPrefix: 'ddd', start: startDnsdistDot, optional: 'dnsdist' },
+};
+/**
+ * dnsdist's maxInFlight for its DoT backend: how many queries it may have
+ * outstanding on one connection (answered out of order, RFC 7766 §6.2.1.1).
+ * Its default, 0, sends one query at a time per connection.
+ */
+const DNSDIST_MAX_IN_FLIGHT = 200;
+/** Unique names asked through each DoT front before its run: connections open, handshakes done. */
+const DOT_WARM_NAMES = 2000;
+
 const REQUIRED_TOOLS = ['dnsperf', 'nsd', 'dnsmasq', 'unbound'];
 const APT_PACKAGES = ['dnsperf', 'nsd', 'dnsmasq-base', 'unbound'];
 
@@ -65,7 +86,9 @@ function parseOptions(argv) {
       duration: { type: 'string', default: '10' },
       rounds: { type: 'string', default: '3' },
       names: { type: 'string' },
-      only: { type: 'string', default: 'pvdns,dnsmasq,unbound' },
+      only: { type: 'string', default: 'pvdns,dnsmasq,unbound,dot' },
+      'dot-fronts': { type: 'string', default: 'pvdns,unbound,dnsdist' },
+      'dot-latency-qps': { type: 'string', default: '2000' },
       outstanding: { type: 'string', default: '200' },
       clients: { type: 'string', default: '4' },
       timeout: { type: 'string', default: '3' },
@@ -80,14 +103,18 @@ function parseOptions(argv) {
   });
   if (values.help) {
     process.stdout.write(
-      'usage: node bench/run.mjs [--duration S] [--rounds R] [--names N] [--only pvdns,dnsmasq,unbound]\n' +
+      'usage: node bench/run.mjs [--duration S] [--rounds R] [--names N] [--only pvdns,dnsmasq,unbound,dot]\n' +
       '                          [--outstanding Q] [--clients C] [--timeout T] [--keep-tmp]\n' +
       '  --duration     seconds per workload per server (default 10)\n' +
       '  --rounds       rounds over all servers, each round in a rotated order; the\n' +
       '                 report shows each server\'s median round (default 3)\n' +
       '  --names        unique names generated per server for the misses workload\n' +
       '                 (default 300000 x duration; must exceed what a server can answer)\n' +
-      '  --only         comma-separated servers to run, in that order\n' +
+      '  --only         comma-separated servers to run, in that order; "dot" is the\n' +
+      '                 misses-through-DoT workload (--only dot runs it alone)\n' +
+      '  --dot-fronts   the forwarders the DoT workload compares (default pvdns,unbound,dnsdist;\n' +
+      '                 dnsdist is left out with a note when it is not installed)\n' +
+      '  --dot-latency-qps  the fixed rate of the DoT miss-latency run (default 2000)\n' +
       '  --outstanding  dnsperf -q, max queries in flight (default 200)\n' +
       '  --clients      dnsperf -c, number of client sockets (default 4)\n' +
       '  --timeout      dnsperf -t, seconds before a query counts as lost (default 3)\n' +
@@ -108,16 +135,23 @@ function parseOptions(argv) {
   const duration = positiveInt('duration', values.duration);
   const only = values.only.split(',').map((s) => s.trim()).filter(Boolean);
   for (const name of only) {
-    if (!SERVERS[name]) throw new BenchError(`--only: unknown server "${name}" (known: ${Object.keys(SERVERS).join(', ')})`);
+    if (!SERVERS[name] && name !== 'dot') throw new BenchError(`--only: unknown server "${name}" (known: ${Object.keys(SERVERS).join(', ')}, dot)`);
   }
   if (only.length === 0) throw new BenchError('--only: no server selected');
+  const dotFronts = values['dot-fronts'].split(',').map((s) => s.trim()).filter(Boolean);
+  for (const name of dotFronts) {
+    if (!DOT_FRONTS[name]) throw new BenchError(`--dot-fronts: unknown forwarder "${name}" (known: ${Object.keys(DOT_FRONTS).join(', ')})`);
+  }
   return {
     duration,
     rounds: positiveInt('rounds', values.rounds),
     // ~300k qps of headroom: far above what a single-threaded forwarder does on
     // misses, so the time limit (not the end of the file) ends the run.
     missNames: values.names ? positiveInt('names', values.names) : 300_000 * duration,
-    only: [...new Set(only)],
+    // The cleartext servers; the DoT workload is `dot` (its fronts in dotFronts, [] when not selected).
+    only: [...new Set(only)].filter((n) => n !== 'dot'),
+    dotFronts: only.includes('dot') ? [...new Set(dotFronts)] : [],
+    dotLatencyQps: positiveInt('dot-latency-qps', values['dot-latency-qps']),
     outstanding: positiveInt('outstanding', values.outstanding),
     clients: positiveInt('clients', values.clients),
     timeout: positiveInt('timeout', values.timeout),
@@ -225,6 +259,7 @@ function collectVersions() {
     nsd: first(captureOutput('nsd', ['-v']), /NSD version\s+(\S+)/),
     dnsmasq: first(captureOutput('dnsmasq', ['--version']), /Dnsmasq version\s+(\S+)/),
     unbound: first(captureOutput('unbound', ['-V']), /Version\s+(\S+)/),
+    dnsdist: findExecutable('dnsdist') ? first(captureOutput('dnsdist', ['--version']), /dnsdist\s+(\S+)/) : null,
   };
 }
 
@@ -918,6 +953,407 @@ async function benchmarkServer(name, tmp, hitsFile, opts, round) {
   return results;
 }
 
+// ---------------------------------------------------------------- misses through DoT
+
+/**
+ * makeDotCertificates makes a throwaway CA and, signed by it, the DoT
+ * upstream's certificate for DOT_NAME and its address (EC P-256, valid 2
+ * days), with openssl. Every front trusts the CA file alone (plus, for pvdns,
+ * the system roots, which sign nothing here).
+ */
+function makeDotCertificates(tmp) {
+  const dir = join(tmp, 'dot-tls');
+  mkdirSync(dir, { recursive: true });
+  const f = (name) => join(dir, name);
+  writeFileSync(f('server.ext'), [
+    `subjectAltName=DNS:${DOT_NAME},IP:${DOT_UPSTREAM.host}`,
+    'basicConstraints=CA:FALSE',
+    'keyUsage=digitalSignature',
+    'extendedKeyUsage=serverAuth',
+    '',
+  ].join('\n'));
+  const steps = [
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'),
+      '-days', '2', '-subj', '/CN=pvdns bench throwaway CA'],
+    ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'),
+      '-subj', `/CN=${DOT_NAME}`],
+    ['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'),
+      '-days', '2', '-extfile', f('server.ext')],
+  ];
+  for (const args of steps) {
+    const r = spawnSync('openssl', args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new BenchError(`openssl ${args[0]} failed making the DoT certificates: ${(r.stderr || r.stdout).trim().split('\n').at(-1)}`);
+  }
+  return { ca: f('ca.pem'), key: f('server.key'), pem: f('server.pem') };
+}
+
+/**
+ * startDotUpstream starts the Unbound every DoT front forwards to: DoT only, on
+ * DOT_UPSTREAM, forwarding to nsd. `forward-no-cache` keeps it from caching
+ * what it forwards (and the names are unique anyway), so every query costs it
+ * the same whichever front asks; it is started afresh for each front's run.
+ * incoming-num-tcp: Unbound's default of 10 connections per thread would
+ * refuse a front that opens more (Unbound's outgoing-num-tcp is also 10).
+ */
+function startDotUpstream(tmp, certs) {
+  const conf = `server:
+  verbosity: 0
+  use-syslog: no
+  logfile: ""
+  num-threads: 1
+  interface: ${DOT_UPSTREAM.host}@${DOT_UPSTREAM.port}
+  tls-port: ${DOT_UPSTREAM.port}
+  tls-service-key: "${certs.key}"
+  tls-service-pem: "${certs.pem}"
+  incoming-num-tcp: 100
+  do-ip4: yes
+  do-ip6: no
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  module-config: "iterator"
+  domain-insecure: "test"
+  local-zone: "test." nodefault
+  chroot: ""
+  username: ""
+  directory: "${tmp}"
+  pidfile: "${tmp}/dot-upstream.pid"
+  msg-cache-size: 4m
+  rrset-cache-size: 4m
+  prefetch: no
+
+remote-control:
+  control-enable: no
+
+forward-zone:
+  name: "."
+  forward-addr: ${UPSTREAM.host}@${UPSTREAM.port}
+  forward-no-cache: yes
+`;
+  const path = join(tmp, 'dot-upstream.conf');
+  writeFileSync(path, conf);
+  checkConfig('DoT upstream (unbound)', 'unbound-checkconf', [path]);
+  return launch('DoT upstream (unbound)', 'unbound', ['-d', '-c', path], { cwd: tmp, tmp });
+}
+
+/** One query over DoT (RFC 7858: TCP framing inside TLS), the name authenticated against `ca`; for readiness. */
+function queryTls(host, port, servername, ca, name, timeoutMs = 1000) {
+  return new Promise((resolveQuery, rejectQuery) => {
+    const id = Math.floor(Math.random() * 0x10000);
+    let received = Buffer.alloc(0);
+    const socket = tls.connect({ host, port, servername, ca: readFileSync(ca) });
+    const finish = (fn, value) => {
+      clearTimeout(timer);
+      socket.destroy();
+      fn(value);
+    };
+    const timer = setTimeout(() => finish(rejectQuery, new Error('timeout')), timeoutMs);
+    socket.on('error', (e) => finish(rejectQuery, e));
+    socket.on('secureConnect', () => {
+      const q = encodeQuery(id, name);
+      socket.write(Buffer.concat([Buffer.from([q.length >> 8, q.length & 0xff]), q]));
+    });
+    socket.on('data', (d) => {
+      received = Buffer.concat([received, d]);
+      if (received.length < 2 || received.length < 2 + received.readUInt16BE(0)) return;
+      try {
+        finish(resolveQuery, parseResponse(received.subarray(2, 2 + received.readUInt16BE(0))));
+      } catch (e) {
+        finish(rejectQuery, e);
+      }
+    });
+  });
+}
+
+async function waitUntilAnsweringTls(proc, certs, name, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during startup`);
+    try {
+      const r = await queryTls(DOT_UPSTREAM.host, DOT_UPSTREAM.port, DOT_NAME, certs.ca, name);
+      if (r.rcode === 0 && r.addresses.includes(MISS_ADDRESS)) return;
+      last = `answered rcode ${r.rcode} with A [${r.addresses.join(', ')}]`;
+    } catch (e) {
+      last = e.message;
+    }
+    await sleep(200);
+  }
+  throw serverError(proc, `no answer for ${name} over DoT from ${DOT_UPSTREAM.host}:${DOT_UPSTREAM.port} within ${timeoutMs / 1000} s (${last})`);
+}
+
+/** pvdns with one PvD whose only server is the DoT upstream, strict (nothing in the clear), same cache as the cleartext runs. */
+function startPvdnsDot(tmp, { host, port }, certs) {
+  checkPvdnsBuilt();
+  const yaml = `listen: ["${host}:${port}"]
+http: { listen: "${host}:8053" }
+log: { level: warn }
+access: { allow: ["127.0.0.0/8"] }
+cache: { maxEntries: ${PVDNS_CACHE_ENTRIES} }
+tls: { caFile: "${certs.ca}" }
+pvdSources: { host: false }
+pvds:
+  - identifier: bench
+    dnsServers: ["tls://${DOT_UPSTREAM.host}:${DOT_UPSTREAM.port}#${DOT_NAME}"]
+    encryption: strict
+    default: true
+`;
+  const path = join(tmp, 'pvdns-dot.yaml');
+  writeFileSync(path, yaml);
+  return launch('pvdns (DoT)', process.execPath, [...pvdnsNodeFlags(), PVDNS_CLI, 'serve', '--config', path], { cwd: REPO_ROOT, tmp });
+}
+
+/**
+ * Unbound as in the cleartext runs (one thread, the same caches), forwarding
+ * over TLS (`forward-tls-upstream`) and authenticating DOT_NAME against the CA.
+ * Its other stream settings are Unbound's defaults (outgoing-num-tcp 10,
+ * max-reuse-tcp-queries 200, tcp-reuse-timeout 60 s).
+ */
+function startUnboundDot(tmp, { host, port }, certs) {
+  const conf = `server:
+  verbosity: 0
+  use-syslog: no
+  logfile: ""
+  num-threads: 1
+  interface: ${host}@${port}
+  port: ${port}
+  do-ip4: yes
+  do-ip6: no
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  module-config: "iterator"
+  domain-insecure: "test"
+  local-zone: "test." nodefault
+  chroot: ""
+  username: ""
+  directory: "${tmp}"
+  pidfile: "${tmp}/unbound-dot.pid"
+  msg-cache-size: 256m
+  rrset-cache-size: 512m
+  prefetch: no
+  tls-cert-bundle: "${certs.ca}"
+
+remote-control:
+  control-enable: no
+
+forward-zone:
+  name: "."
+  forward-tls-upstream: yes
+  forward-addr: ${DOT_UPSTREAM.host}@${DOT_UPSTREAM.port}#${DOT_NAME}
+`;
+  const path = join(tmp, 'unbound-dot.conf');
+  writeFileSync(path, conf);
+  checkConfig('unbound (DoT)', 'unbound-checkconf', [path]);
+  return launch('unbound (DoT)', 'unbound', ['-d', '-c', path], { cwd: tmp, tmp });
+}
+
+/**
+ * dnsdist with the DoT upstream as its one backend (certificate validated
+ * against the CA), a packet cache as large as pvdns's, its health checks asking
+ * a name nsd serves, and no security polling (which would send a query off the
+ * machine). Its thread settings are its defaults: it is multi-threaded
+ * (a UDP listener, TCP workers that carry DoT to the backend).
+ * The web server (loopback, this address) exposes the backend's connection counts.
+ */
+function startDnsdistDot(tmp, { host, port }, certs) {
+  const conf = `setSecurityPollSuffix("")
+setLocal("${host}:${port}")
+setACL({"127.0.0.0/8"})
+newServer({address="${DOT_UPSTREAM.host}:${DOT_UPSTREAM.port}", tls="openssl", subjectName="${DOT_NAME}", caStore="${certs.ca}", validateCertificates=true, checkName="${hitName(0)}.", maxInFlight=${DNSDIST_MAX_IN_FLIGHT}})
+getPool(""):setCache(newPacketCache(${PVDNS_CACHE_ENTRIES}))
+webserver("${host}:8083")
+setWebserverConfig({apiKey="bench", password="bench", acl="127.0.0.0/8"})
+`;
+  const path = join(tmp, 'dnsdist-dot.conf');
+  writeFileSync(path, conf);
+  const check = spawnSync('dnsdist', ['--check-config', '-C', path], { encoding: 'utf8' });
+  if (check.status !== 0) throw new BenchError(`dnsdist (DoT): generated config rejected by dnsdist --check-config:\n${check.stdout}${check.stderr}`);
+  return launch('dnsdist (DoT)', 'dnsdist', ['--supervised', '--disable-syslog', '-C', path], { cwd: tmp, tmp });
+}
+
+/** The clock ticks of /proc/<pid>/stat's CPU times (USER_HZ). */
+const CLOCK_TICKS = Number(captureOutput('getconf', ['CLK_TCK']).trim()) || 100;
+
+/** cpuSeconds is the user+system CPU time a process (all its threads) has used, from /proc. */
+function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime (fields 14, 15)
+  } catch {
+    return null;
+  }
+}
+
+/** Linux's count of TCP connections accepted (Tcp PassiveOpens in /proc/net/snmp), machine-wide. */
+function tcpPassiveOpens() {
+  try {
+    const [header, values] = readFileSync('/proc/net/snmp', 'utf8').split('\n')
+      .filter((line) => line.startsWith('Tcp:'))
+      .map((line) => line.trim().split(/\s+/));
+    const i = header.indexOf('PassiveOpens');
+    return i > 0 ? Number(values[i]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * handshakeCount is how many TLS connections the front has opened to the
+ * upstream by its own count, or null when it keeps none: pvdns's
+ * pvdns_upstream_tls_handshakes_total (every result), dnsdist's new TCP
+ * connections to its backend. Unbound's statistics count no outgoing
+ * connections.
+ */
+async function handshakeCount(name, front) {
+  try {
+    if (name === 'pvdns') {
+      const sums = promSums(await fetch(`http://${front.host}:8053/metrics`).then((r) => r.text()), 'result');
+      return {
+        total: sums.get('pvdns_upstream_tls_handshakes_total') ?? 0,
+        resumed: sums.get('pvdns_upstream_tls_handshakes_total:resumed') ?? 0,
+        failed: sums.get('pvdns_upstream_tls_handshakes_total:failed') ?? 0,
+      };
+    }
+    if (name === 'dnsdist') {
+      const stats = await fetch(`http://${front.host}:8083/api/v1/servers/localhost`, { headers: { 'X-API-Key': 'bench' } }).then((r) => r.json());
+      const backend = stats.servers?.[0];
+      if (backend?.tcpNewConnections === undefined) return null;
+      return { total: backend.tcpNewConnections, resumed: backend.tlsResumptions ?? null, failed: null };
+    }
+  } catch (e) {
+    say(`${name} (DoT): cannot read its handshake count: ${e.message}`);
+  }
+  return null;
+}
+
+/**
+ * benchmarkDot runs the DoT workload through one front: a fresh DoT upstream,
+ * the front, its answers checked, DOT_WARM_NAMES unique names to open its
+ * connections, then unique names for --duration seconds at full load (every
+ * query a miss at the front and at the upstream), then unique names at a fixed
+ * rate for latency percentiles. Handshakes, TCP connections accepted and CPU
+ * are counted over the full-load run only.
+ */
+async function benchmarkDot(name, tmp, certs, opts, round) {
+  const front = { ...DOT_FRONTS[name], missPrefix: `${DOT_FRONTS[name].missPrefix}${round}-` };
+  const label = `${name} (DoT)`;
+  say(`DoT upstream: starting on ${DOT_UPSTREAM.host}:${DOT_UPSTREAM.port}`);
+  const upstream = startDotUpstream(tmp, certs);
+  const files = [];
+  const results = [];
+  let proc = null;
+  try {
+    await waitUntilAnsweringTls(upstream, certs, `probe-up-${front.missPrefix}.miss.${ZONE}`, 10_000);
+    say(`${label}: starting on ${front.host}:${front.port}`);
+    proc = front.start(tmp, front, certs);
+    await waitUntilAnswering(proc, front.host, front.port, hitName(1), name === 'pvdns' ? 20_000 : 10_000);
+    await checkAnswer(proc, front.host, front.port, `probe-${front.missPrefix}.miss.${ZONE}`, MISS_ADDRESS);
+
+    const warmFile = writeMissesFile(tmp, `${front.missPrefix}w`, DOT_WARM_NAMES);
+    files.push(warmFile);
+    const warm = await dnsperf(`${label} warm-up`, front, warmFile, { ...opts, duration: null, maxRuns: 1 });
+    if ((warm.rcodes.NOERROR ?? 0) !== DOT_WARM_NAMES) {
+      throw serverError(proc, `warm-up got ${warm.completed}/${DOT_WARM_NAMES} answers, rcodes ${JSON.stringify(warm.rcodes)}`);
+    }
+
+    say(`${label}: writing ${opts.missNames.toLocaleString('en')} unique names, then misses through DoT for ${opts.duration} s`);
+    const missesFile = writeMissesFile(tmp, front.missPrefix, opts.missNames);
+    files.push(missesFile);
+    const handshakesBefore = await handshakeCount(name, front);
+    const opensBefore = tcpPassiveOpens();
+    const cpuBefore = { front: cpuSeconds(proc.child.pid), upstream: cpuSeconds(upstream.child.pid) };
+    const misses = await dnsperf(`${label} misses`, front, missesFile, { ...opts, maxRuns: 1 });
+    const cpuAfter = { front: cpuSeconds(proc.child.pid), upstream: cpuSeconds(upstream.child.pid) };
+    const opensAfter = tcpPassiveOpens();
+    const handshakesAfter = await handshakeCount(name, front);
+    const seconds = misses.runTimeSec;
+    const perSecond = (a, b) => (a === null || b === null || !seconds ? null : (b - a) / seconds);
+    results.push({
+      server: name, workload: 'dot-misses', round, ...misses,
+      handshakes: handshakesBefore && handshakesAfter ? handshakesAfter.total - handshakesBefore.total : null,
+      handshakesPerSec: handshakesBefore && handshakesAfter ? perSecond(handshakesBefore.total, handshakesAfter.total) : null,
+      resumedHandshakes: handshakesBefore?.resumed != null && handshakesAfter?.resumed != null ? handshakesAfter.resumed - handshakesBefore.resumed : null,
+      failedHandshakes: handshakesBefore?.failed != null && handshakesAfter?.failed != null ? handshakesAfter.failed - handshakesBefore.failed : null,
+      tcpOpensPerSec: perSecond(opensBefore, opensAfter),
+      frontCpu: perSecond(cpuBefore.front, cpuAfter.front),
+      upstreamCpu: perSecond(cpuBefore.upstream, cpuAfter.upstream),
+    });
+
+    const latencyFile = writeMissesFile(tmp, `${front.missPrefix}l`, opts.dotLatencyQps * Math.min(opts.duration, 5) + 1000);
+    files.push(latencyFile);
+    const latency = await latencyRun(`${label} miss latency`, front, latencyFile, { ...opts, latencyQps: opts.dotLatencyQps });
+    results.push({ server: name, workload: 'dot-latency', round, ...latency });
+
+    if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during the run`);
+    if (upstream.exit) throw serverError(upstream, `${describeExit(upstream.exit)} during the ${label} run`);
+  } finally {
+    if (proc) await stop(proc);
+    await stop(upstream);
+    for (const f of files) rmSync(f, { force: true });
+  }
+  for (const r of results) {
+    r.warnings = sanityWarnings({ ...r, workload: r.workload === 'dot-misses' ? 'misses' : r.workload }, opts.missNames, PVDNS_CACHE_ENTRIES);
+    if (r.workload === 'dot-latency' && r.lost > 0) r.warnings.push(`${r.lost} queries lost at ${opts.dotLatencyQps} qps`);
+    for (const w of r.warnings) say(`WARNING ${r.workload}/${r.server}: ${w}`);
+  }
+  return results;
+}
+
+/** dotMedians picks each front's median round of the DoT misses, and the median latency percentiles. */
+function dotMedians(runs, fronts) {
+  const out = [];
+  const mid = (xs) => {
+    const v = xs.filter((x) => x !== null && x !== undefined).sort((a, b) => a - b);
+    return v.length ? v[Math.floor((v.length - 1) / 2)] : null;
+  };
+  for (const server of fronts) {
+    const mine = runs.filter((r) => r.workload === 'dot-misses' && r.server === server).sort((a, b) => a.qps - b.qps);
+    if (mine.length === 0) continue;
+    out.push({ ...mine[Math.floor((mine.length - 1) / 2)], qpsRounds: mine.map((r) => r.qps), handshakesRounds: mine.map((r) => r.handshakes) });
+  }
+  for (const server of fronts) {
+    const mine = runs.filter((r) => r.workload === 'dot-latency' && r.server === server);
+    if (mine.length === 0) continue;
+    out.push({ ...mine[0], p50Ms: mid(mine.map((r) => r.p50Ms)), p99Ms: mid(mine.map((r) => r.p99Ms)), p999Ms: mid(mine.map((r) => r.p999Ms)),
+      qps: mid(mine.map((r) => r.qps)), p99Rounds: mine.map((r) => r.p99Ms), lost: mine.reduce((n, r) => n + r.lost, 0),
+      answers: mine.reduce((n, r) => n + r.answers, 0) });
+  }
+  return out;
+}
+
+/** renderDot is the report's DoT section. */
+function renderDot(report) {
+  const { options, dot } = report;
+  const lines = ['### Misses through DNS over TLS', ''];
+  lines.push(`- each front forwards over DoT to one Unbound ${report.versions.unbound} serving DoT on ${DOT_UPSTREAM.host}:${DOT_UPSTREAM.port} ` +
+    `(certificate for ${DOT_NAME} from a throwaway CA; forward-no-cache; restarted for each run), which forwards to nsd`);
+  lines.push(`- pvdns: \`tls://${DOT_UPSTREAM.host}:${DOT_UPSTREAM.port}#${DOT_NAME}\`, strict, tls.caFile; ` +
+    `unbound: forward-tls-upstream, tls-cert-bundle, 1 thread, same caches as above` +
+    (options.dotFronts.includes('dnsdist') ? `; dnsdist ${report.versions.dnsdist ?? '?'}: DoT backend (tls="openssl", validateCertificates), packet cache, default threads` : ''));
+  lines.push(`- unique names (-n 1) after ${DOT_WARM_NAMES} warm-up names per front; handshakes and CPU over the full-load run only`);
+  for (const note of dot.notes) lines.push(`- ${note}`);
+  lines.push('');
+  lines.push('| front | qps | avg latency (ms) | sent | lost | rcodes | TLS handshakes/s (own count) | TCP accepts/s (machine) | front CPU | upstream CPU | qps per round |');
+  lines.push('|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|');
+  for (const r of dot.results.filter((x) => x.workload === 'dot-misses')) {
+    const hs = r.handshakesPerSec === null ? 'n/a' : `${fmt(r.handshakesPerSec, 2)} (${r.handshakes}${r.resumedHandshakes ? `, ${r.resumedHandshakes} resumed` : ''}${r.failedHandshakes ? `, ${r.failedHandshakes} failed` : ''})`;
+    const pct = (v) => (v === null ? 'n/a' : `${fmt(100 * v, 0)} %`);
+    lines.push(`| ${r.server} | ${fmt(r.qps, 0)} | ${fmt(r.latencyAvgMs, 3)} | ${r.sent} | ${r.lost} | ${rcodeSummary(r.rcodes)} | ${hs} | ` +
+      `${fmt(r.tcpOpensPerSec, 2)} | ${pct(r.frontCpu)} | ${pct(r.upstreamCpu)} | ${r.qpsRounds.map((q) => fmt(q, 0)).join(' / ')} |`);
+  }
+  const latency = dot.results.filter((x) => x.workload === 'dot-latency');
+  if (latency.length) {
+    lines.push('', `Miss latency through DoT at a fixed ${options.dotLatencyQps} qps (unique names, dnsperf -Q -v; median of the rounds):`, '');
+    lines.push('| front | p50 (ms) | p99 (ms) | p99.9 (ms) | answers | lost | p99 per round |');
+    lines.push('|---|---:|---:|---:|---:|---:|---|');
+    for (const r of latency) {
+      lines.push(`| ${r.server} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.p999Ms, 3)} | ${r.answers} | ${r.lost} | ${r.p99Rounds.map((v) => fmt(v, 3)).join(' / ')} |`);
+    }
+  }
+  lines.push('', `dot misses: pvdns/unbound = ${fmt(dot.ratios['pvdns/unbound'])}, pvdns/dnsdist = ${fmt(dot.ratios['pvdns/dnsdist'])}`);
+  return lines;
+}
+
 // ---------------------------------------------------------------- footprint
 
 /** rssKiB reads a process's resident set size from /proc (Linux). */
@@ -1205,35 +1641,38 @@ function renderReport(report) {
   lines.push(`- dnsperf: UDP, ${options.duration} s per run, -c ${options.clients} -q ${options.outstanding} -t ${options.timeout}; ` +
     `hits = ${HIT_NAMES} warmed names looped, misses = unique names (-n 1, ${options.missNames.toLocaleString('en')} per server)`);
   lines.push('');
-  lines.push(`Median of ${options.rounds} rounds per server (qps of every round in the last column).`, '');
-  lines.push('| workload | server | qps | avg latency (ms) | min (ms) | max (ms) | stddev (ms) | sent | lost | rcodes | qps per round |');
-  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|');
-  for (const workload of ['hits', 'misses']) {
-    for (const r of results.filter((x) => x.workload === workload)) {
-      lines.push(`| ${workload} | ${r.server} | ${fmt(r.qps, 0)} | ${fmt(r.latencyAvgMs, 3)} | ${fmt(r.latencyMinMs, 3)} | ` +
-        `${fmt(r.latencyMaxMs, 3)} | ${fmt(r.latencyStddevMs, 3)} | ${r.sent} | ${r.lost} | ${rcodeSummary(r.rcodes)} | ` +
-        `${r.qpsRounds.map((q) => fmt(q, 0)).join(' / ')} |`);
+  // The cleartext comparison (absent with --only dot).
+  if (options.only.length) {
+    lines.push(`Median of ${options.rounds} rounds per server (qps of every round in the last column).`, '');
+    lines.push('| workload | server | qps | avg latency (ms) | min (ms) | max (ms) | stddev (ms) | sent | lost | rcodes | qps per round |');
+    lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|');
+    for (const workload of ['hits', 'misses']) {
+      for (const r of results.filter((x) => x.workload === workload)) {
+        lines.push(`| ${workload} | ${r.server} | ${fmt(r.qps, 0)} | ${fmt(r.latencyAvgMs, 3)} | ${fmt(r.latencyMinMs, 3)} | ` +
+          `${fmt(r.latencyMaxMs, 3)} | ${fmt(r.latencyStddevMs, 3)} | ${r.sent} | ${r.lost} | ${rcodeSummary(r.rcodes)} | ` +
+          `${r.qpsRounds.map((q) => fmt(q, 0)).join(' / ')} |`);
+      }
     }
-  }
-  const latency = results.filter((x) => x.workload === 'latency');
-  if (latency.length) {
-    lines.push('', `Cache-hit latency at a fixed ${options.latencyQps} qps (dnsperf -Q, each answer's latency from -v; ` +
-      'median of the rounds):', '');
-    lines.push('| server | p50 (ms) | p99 (ms) | p99.9 (ms) | answers | lost | p99 per round |');
-    lines.push('|---|---:|---:|---:|---:|---:|---|');
-    for (const r of latency) {
-      lines.push(`| ${r.server} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.p999Ms, 3)} | ${r.answers} | ${r.lost} | ` +
-        `${r.p99Rounds.map((v) => fmt(v, 3)).join(' / ')} |`);
+    const latency = results.filter((x) => x.workload === 'latency');
+    if (latency.length) {
+      lines.push('', `Cache-hit latency at a fixed ${options.latencyQps} qps (dnsperf -Q, each answer's latency from -v; ` +
+        'median of the rounds):', '');
+      lines.push('| server | p50 (ms) | p99 (ms) | p99.9 (ms) | answers | lost | p99 per round |');
+      lines.push('|---|---:|---:|---:|---:|---:|---|');
+      for (const r of latency) {
+        lines.push(`| ${r.server} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.p999Ms, 3)} | ${r.answers} | ${r.lost} | ` +
+          `${r.p99Rounds.map((v) => fmt(v, 3)).join(' / ')} |`);
+      }
     }
+    lines.push('');
+    for (const workload of ['hits', 'misses']) {
+      const r = ratios[workload];
+      lines.push(`${workload}: pvdns/dnsmasq = ${fmt(r['pvdns/dnsmasq'])}, pvdns/unbound = ${fmt(r['pvdns/unbound'])}`);
+    }
+    lines.push('');
+    lines.push(`(reference) hits: unbound/dnsmasq = ${fmt(ratios.hits['unbound/dnsmasq'])}; ` +
+      `misses: unbound/dnsmasq = ${fmt(ratios.misses['unbound/dnsmasq'])}`);
   }
-  lines.push('');
-  for (const workload of ['hits', 'misses']) {
-    const r = ratios[workload];
-    lines.push(`${workload}: pvdns/dnsmasq = ${fmt(r['pvdns/dnsmasq'])}, pvdns/unbound = ${fmt(r['pvdns/unbound'])}`);
-  }
-  lines.push('');
-  lines.push(`(reference) hits: unbound/dnsmasq = ${fmt(ratios.hits['unbound/dnsmasq'])}; ` +
-    `misses: unbound/dnsmasq = ${fmt(ratios.misses['unbound/dnsmasq'])}`);
   if (report.footprint) {
     const f = report.footprint;
     const each = (key, digits) => f.runs.map((r) => fmt(r[key], digits)).join(' / ');
@@ -1241,7 +1680,8 @@ function renderReport(report) {
     lines.push(`pvdns memory: RSS ${fmt(f.emptyKiB / 1024, 1)} MiB empty, ${fmt(f.fullKiB / 1024, 1)} MiB with ${f.entries.toLocaleString('en')} cached answers: ` +
       `${fmt(f.bytesPerAnswer, 0)} bytes per answer (target ≤ 1024; median of ${f.runs.length} processes: ${each('bytesPerAnswer', 0)})`);
   }
-  const warned = results.filter((r) => r.warnings.length);
+  if (report.dot) lines.push('', ...renderDot(report));
+  const warned = [...results, ...(report.dot?.results ?? [])].filter((r) => r.warnings.length);
   if (warned.length) {
     lines.push('', '**Warnings:**');
     for (const r of warned) for (const w of r.warnings) lines.push(`- ${r.workload}/${r.server}: ${w}`);
@@ -1265,8 +1705,18 @@ function hostInfo() {
 async function main() {
   const opts = parseOptions(process.argv.slice(2));
   keepTmp = opts.keepTmp;
-  if (opts.only.includes('pvdns')) checkPvdnsBuilt();
+  if (opts.only.includes('pvdns') || opts.dotFronts.includes('pvdns')) checkPvdnsBuilt();
   ensureTools();
+  // dnsdist is optional: the DoT workload compares it when it is installed.
+  const dotNotes = [];
+  for (const name of opts.dotFronts) {
+    const tool = DOT_FRONTS[name].optional;
+    if (tool && !findExecutable(tool)) {
+      dotNotes.push(`${name} left out: not installed (apt-get install ${tool})`);
+      say(`DoT: ${dotNotes.at(-1)}`);
+    }
+  }
+  opts.dotFronts = opts.dotFronts.filter((n) => !DOT_FRONTS[n].optional || findExecutable(DOT_FRONTS[n].optional));
   const versions = collectVersions();
   const host = hostInfo();
   const date = new Date().toISOString();
@@ -1293,12 +1743,16 @@ async function main() {
   // Rounds over all servers, the order rotated each round, so a slow spell of
   // the machine does not land on one server only; each server's median round
   // is reported.
+  // The DoT fronts take their turns in the same rotation, after the cleartext servers.
+  const certs = opts.dotFronts.length ? makeDotCertificates(tmpDir) : null;
+  const entries = [...opts.only, ...opts.dotFronts.map((n) => `dot:${n}`)];
   const runs = [];
   for (let round = 1; round <= opts.rounds; round++) {
-    const order = opts.only.map((_, i) => opts.only[(i + round - 1) % opts.only.length]);
+    const order = entries.map((_, i) => entries[(i + round - 1) % entries.length]);
     for (const name of order) {
       say(`round ${round}/${opts.rounds}`);
-      runs.push(...(await benchmarkServer(name, tmpDir, hitsFile, opts, round)));
+      if (name.startsWith('dot:')) runs.push(...(await benchmarkDot(name.slice(4), tmpDir, certs, opts, round)));
+      else runs.push(...(await benchmarkServer(name, tmpDir, hitsFile, opts, round)));
       if (nsd.exit) throw serverError(nsd, `${describeExit(nsd.exit)} during the ${name} run`);
     }
   }
@@ -1308,7 +1762,18 @@ async function main() {
     fp = await footprint(tmpDir, opts);
   }
   await stop(nsd);
-  const results = medians(runs, opts.only);
+  const results = medians(runs.filter((r) => !r.workload.startsWith('dot-')), opts.only);
+  const dotResults = dotMedians(runs, opts.dotFronts);
+  const dot = opts.dotFronts.length === 0 ? null : {
+    upstream: DOT_UPSTREAM,
+    fronts: Object.fromEntries(opts.dotFronts.map((n) => [n, { host: DOT_FRONTS[n].host, port: DOT_FRONTS[n].port }])),
+    notes: dotNotes,
+    results: dotResults,
+    ratios: {
+      'pvdns/unbound': ratio(dotResults, 'dot-misses', 'pvdns', 'unbound'),
+      'pvdns/dnsdist': ratio(dotResults, 'dot-misses', 'pvdns', 'dnsdist'),
+    },
+  };
 
   const report = {
     date,
@@ -1324,6 +1789,7 @@ async function main() {
     results,
     ratios: computeRatios(results),
     footprint: fp,
+    dot,
   };
   mkdirSync(dirname(RESULTS_FILE), { recursive: true });
   writeFileSync(RESULTS_FILE, `${JSON.stringify(report, null, 2)}\n`);
