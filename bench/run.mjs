@@ -982,6 +982,7 @@ function makeDotCertificates(tmp) {
   ];
   for (const args of steps) {
     const r = spawnSync('openssl', args, { encoding: 'utf8' });
+    if (r.error) throw new BenchError(`the DoT workload needs openssl to make its certificates: ${r.error.message}`);
     if (r.status !== 0) throw new BenchError(`openssl ${args[0]} failed making the DoT certificates: ${(r.stderr || r.stdout).trim().split('\n').at(-1)}`);
   }
   return { ca: f('ca.pem'), key: f('server.key'), pem: f('server.pem') };
