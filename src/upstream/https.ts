@@ -23,7 +23,7 @@
 import { STATUS_CODES } from 'node:http';
 import http2 from 'node:http2';
 import tls from 'node:tls';
-import { errorAnswer, parseResponse } from '../dns/answer.js';
+import { errorAnswer, parseResponse, type Expected } from '../dns/answer.js';
 import { EDE, RCODE } from '../dns/constants.js';
 import { padQuery } from '../dns/padding.js';
 import { networkFailure, type Exchange, type ExchangeDone, type ExchangeRequest } from './exchange.js';
@@ -49,6 +49,8 @@ type Failure = Exchange & { ok: false };
 
 interface Pending {
   req: ExchangeRequest;
+  /** The question the answer must repeat, with ID 0. */
+  expect: Expected;
   done: ExchangeDone;
   /** The query as sent: ID 0, padded. */
   body: Buffer;
@@ -255,6 +257,7 @@ class Session {
     this.streams.add(p);
     const chunks: Buffer[] = [];
     let size = 0;
+    let ok = false;
     stream.on('response', (headers) => {
       const status = Number(headers[':status']);
       if (status >= 500) {
@@ -269,7 +272,8 @@ class Session {
       if (type !== MEDIA_TYPE) {
         return this.ch.settle(p, { ok: false, reason: 'http', detail: type === '' ? `https response has no content-type, not ${MEDIA_TYPE}` : `https response is ${type}, not ${MEDIA_TYPE}` });
       }
-      if (Number(headers['content-length']) > MAX_BODY) this.ch.settle(p, { ok: false, reason: 'http', detail: `https response over ${MAX_BODY} bytes` });
+      if (Number(headers['content-length']) > MAX_BODY) return this.ch.settle(p, { ok: false, reason: 'http', detail: `https response over ${MAX_BODY} bytes` });
+      ok = true;
     });
     stream.on('data', (chunk: Buffer) => {
       if (p.settled) return;
@@ -278,10 +282,11 @@ class Session {
       chunks.push(chunk);
     });
     stream.on('end', () => {
-      if (p.settled) return;
+      // A stream lost with its session ends too, with no response: 'close' sees to it.
+      if (p.settled || !ok || stream.aborted || this.h2!.destroyed) return;
       p.complete = true;
       const msg = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      const r = parseResponse(msg, p.req.expect);
+      const r = parseResponse(msg, p.expect);
       // One stream, one answer: a reply to another question is no answer to this one.
       this.ch.settle(p, r.ok ? r : { ok: false, reason: 'network', detail: `https response does not answer the query (${r.reason})`, ignored: 1 });
     });
@@ -351,10 +356,13 @@ class HttpsChannel {
     if (this.outstanding >= MAX_OUTSTANDING) {
       return done({ ok: false, reason: 'network', detail: `https: ${MAX_OUTSTANDING} queries already outstanding to this server` });
     }
-    // RFC 8484 §4.1: ID 0 on the wire; the stream pairs the answer with the query.
-    req.message.writeUInt16BE(0, 0);
-    req.expect.id = 0;
-    const p: Pending = { req, done, body: padQuery(req.message), timer: null, retried: false, settled: false, session: null, stream: null, complete: false };
+    // RFC 8484 §4.1: ID 0 on the wire; the stream pairs the answer with the query. The caller's
+    // message and ID stay as they are: an opportunistic fallback sends them in the clear, where a
+    // random ID matters (RFC 5452 §9.2).
+    const wire = Buffer.from(req.message);
+    wire.writeUInt16BE(0, 0);
+    const expect = { ...req.expect, id: 0 };
+    const p: Pending = { req, expect, done, body: padQuery(wire), timer: null, retried: false, settled: false, session: null, stream: null, complete: false };
     this.outstanding++;
     p.timer = setTimeout(() => {
       // Still waiting for the handshake: the connection is what failed (opportunistic fallback needs to know).
