@@ -140,7 +140,10 @@ class Session {
     this.socket.on('session', (s: Buffer) => (ch.tlsSession = s));
     this.socket.once('secureConnect', () => this.secured());
     this.socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (this.h2 === null) this.failConnect(tlsFailure(err, expected));
+      if (this.h2 !== null) return;
+      // A reset once TCP is up: the server (or a middlebox) dropped the handshake.
+      if (this.tcpUp && err.code === 'ECONNRESET') this.failConnect({ ok: false, reason: 'network', detail: `https connection to ${this.where} reset during the tls handshake` });
+      else this.failConnect(tlsFailure(err, expected));
     });
     this.socket.once('close', () => {
       if (this.h2 === null) this.failConnect({ ok: false, reason: 'network', detail: `https connection to ${this.where} closed during the tls handshake` });
