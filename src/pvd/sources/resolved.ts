@@ -568,9 +568,10 @@ export class ResolvedBackend implements LinkBackend {
     // with is never newer than the links read here.
     const key = this.managerKey(conn);
     key.catch(() => undefined); // awaited below; a failed link read must not leave it unhandled
-    // The global DNS over TLS mode, for a link without its own: what the host encrypts is never asked in the clear.
-    const global = await conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSOverTLS');
-    const globalText = typeof global === 'string' ? global : '';
+    // The global DNS over TLS mode, for a link without its own: what the host encrypts is never asked
+    // in the clear. Asked beside the links, not before them: a read is what routing waits for.
+    const global = conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSOverTLS').then((v) => (typeof v === 'string' ? v : ''));
+    global.catch(() => undefined); // awaited below, as key is
     const links = await Promise.all(
       [...indexes]
         .sort((a, b) => a - b)
@@ -583,7 +584,8 @@ export class ResolvedBackend implements LinkBackend {
               path = String((await conn.call({ destination: RESOLVE1, path: ROOT_PATH, interface: MANAGER, member: 'GetLink', signature: 'i', body: [i] }))[0]);
               this.paths.set(i, path);
             }
-            const l = hostLink(i, ifname, (await conn.getAllProperties(RESOLVE1, path, LINK)) as ResolvedLinkProps, globalText);
+            const props = (await conn.getAllProperties(RESOLVE1, path, LINK)) as ResolvedLinkProps;
+            const l = hostLink(i, ifname, props, await global);
             // Listed for a global server (resolved gives one from a foreign resolv.conf lo's index), nothing of its own.
             return l.servers.length === 0 && l.domains.length === 0 ? null : l;
           } catch (err) {
