@@ -267,7 +267,7 @@ describe('HostFeed: the kernel link state', () => {
     expect(Object.keys(pvds()).sort()).toEqual(['wg0', 'wlan0']);
   });
 
-  it("keeps a link's encryption: DNSOverTLS=yes is strict (never in the clear), opportunistic is opportunistic, no or none is off", async () => {
+  it("keeps a link's encryption: DNSOverTLS=yes is strict (never in the clear), opportunistic is opportunistic, no or none is off unless a server has a TLS name (then opportunistic)", async () => {
     vi.spyOn(log, 'info');
     const b = answers('resolved (D-Bus)', [
       { ...link('wlan0', ['192.0.2.1#dns.example', '192.0.2.2', '192.0.2.3:5353'], [], true), dnsOverTls: 'yes' },
@@ -297,19 +297,30 @@ describe('HostFeed: the kernel link state', () => {
         ['tls', '192.0.2.5:853', null, false, '192.0.2.5:53'],
       ],
     ]);
-    // DNSOverTLS=no: resolved asks a named server in the clear, on the port it was given.
-    expect(view('wg0')).toEqual(['off', [['udp', '10.8.0.1:853', null, false, null], ['udp', '10.8.0.2:53', null, false, null]]]);
-    // Unset everywhere is resolved's default, no: a "#name" alone does not make the PvD strict.
-    expect(view('tun0')).toEqual(['off', [['udp', '10.9.0.1:53', null, false, null]]]);
+    // DNSOverTLS=no (resolved's default) with a named server: TLS is tried, authenticated by the name, and
+    // the fallback is what resolved asks in the clear (on the port it was given).
+    expect(view('wg0')).toEqual([
+      'opportunistic',
+      [
+        ['tls', '10.8.0.1:853', 'dns.corp', true, '10.8.0.1:853'],
+        ['tls', '10.8.0.2:853', null, false, '10.8.0.2:53'],
+      ],
+    ]);
+    expect(view('tun0')).toEqual(['opportunistic', [['tls', '10.9.0.1:853', 'dns.lab', true, '10.9.0.1:53']]]);
     expect(vi.mocked(log.warn)).not.toHaveBeenCalled();
     // One short line per link that encrypts, and only when its mode changes.
     const said = (): unknown[] => vi.mocked(log.info).mock.calls.map((c) => c[1]);
-    expect(said()).toEqual(['DNS over TLS strict, from resolved (D-Bus)', 'DNS over TLS opportunistic, from resolved (D-Bus)']);
+    expect(said()).toEqual([
+      'DNS over TLS strict, from resolved (D-Bus)',
+      'DNS over TLS opportunistic, from resolved (D-Bus)',
+      'DNS over TLS opportunistic, from resolved (D-Bus)',
+      'DNS over TLS opportunistic, from resolved (D-Bus)',
+    ]);
     b.report!([{ ...link('wlan0', ['192.0.2.1#dns.example'], [], true), dnsOverTls: 'yes' }, { ...link('eth0', ['192.0.2.4'], [], true), dnsOverTls: 'no' }]);
     await settle();
     expect(registry.get('eth0')!.encryption).toBe('off');
-    expect(said()).toHaveLength(3);
-    expect(said()[2]).toBe('DNS over TLS off, from resolved (D-Bus)');
+    expect(said()).toHaveLength(5);
+    expect(said()[4]).toBe('DNS over TLS off, from resolved (D-Bus)');
   });
 
   it('never gives a link that requires DNS over TLS a PvD that asks in the clear, whatever its servers look like', async () => {
@@ -329,7 +340,8 @@ describe('HostFeed: the kernel link state', () => {
       { ...link('wlan0', ['127.0.0.1#self.example', '192.0.2.2'], []), dnsOverTls: 'no' },
     ]);
     await hostFeed({ backends: [b] });
-    expect(pvds()).toEqual({ eth0: ['tls://192.0.2.1:853'], wlan0: ['192.0.2.2:53'] });
+    // wlan0 tries TLS (a named server) and falls back to 127.0.0.1:53, pvdns itself: skipped.
+    expect(pvds()).toEqual({ eth0: ['tls://192.0.2.1:853'], wlan0: ['tls://192.0.2.2:853'] });
     expect(warnings("skipping a link's DNS server that is pvdns itself (a loop)")).toBe(2);
   });
 

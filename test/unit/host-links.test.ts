@@ -68,15 +68,16 @@ describe('systemd-resolved 252 (resolvectl, recorded)', () => {
       ['vpn0', 'opportunistic', vpn0],
       ['wifi0', 'opportunistic', ['10.9.9.9']],
     ]);
+    // vpn0's own "no" over the global yes; its named servers make TLS worth a try (opportunistic).
     expect(read(dot('yes', 'no'))).toEqual([
-      ['vpn0', 'off', vpn0],
+      ['vpn0', 'opportunistic', vpn0],
       ['wifi0', 'strict', ['10.9.9.9']],
     ]);
     // A resolvectl that prints a link without its mode: the global line applies.
     expect(parseResolvectl(dns, domain, '', 'Global: yes\nLink 3 (vpn0):\n').map((l) => l.dnsOverTls)).toEqual(['yes', 'yes', 'yes', 'yes']);
-    // Nothing printed at all: unset, which is off.
+    // Nothing printed at all: unset, which is off, but for a link with named servers.
     expect(read('')).toEqual([
-      ['vpn0', 'off', vpn0],
+      ['vpn0', 'opportunistic', vpn0],
       ['wifi0', 'off', ['10.9.9.9']],
     ]);
   });

@@ -79,13 +79,17 @@ describe('hostLink', () => {
     const servers = ['10.1.2.3#dns.test', '10.1.2.4:5353#x.test', '10.1.2.5', '[fe80::1%vpn0]#ll.test'];
     expect(pvd({ DNSOverTLS: 'yes' }, 'no')).toEqual(['strict', servers]);
     expect(pvd({ DNSOverTLS: 'opportunistic' }, 'yes')).toEqual(['opportunistic', servers]);
-    expect(pvd({ DNSOverTLS: 'no' }, 'yes')).toEqual(['off', servers]);
+    // "no" with named servers: TLS is tried by name, falling back to what resolved would ask in the clear.
+    expect(pvd({ DNSOverTLS: 'no' }, 'yes')).toEqual(['opportunistic', servers]);
     // A link without a mode of its own (a resolved that gives "" for it): the global one.
     expect(pvd({ DNSOverTLS: '' }, 'yes')).toEqual(['strict', servers]);
     expect(pvd({}, 'opportunistic')).toEqual(['opportunistic', servers]);
-    // Unset everywhere: resolved's default, no.
-    expect(pvd({ DNSOverTLS: '' }, '')).toEqual(['off', servers]);
-    expect(pvd({})).toEqual(['off', servers]);
+    // Unset everywhere: resolved's default, no — the same.
+    expect(pvd({ DNSOverTLS: '' }, '')).toEqual(['opportunistic', servers]);
+    expect(pvd({})).toEqual(['opportunistic', servers]);
+    // With no name anywhere, off is off.
+    const plain = pvdSpecSchema.parse(linkPvd(hostLink(3, 'vpn0', { DNSEx: [DNSEx[2]!], Domains: [], DefaultRoute: true, DNSOverTLS: 'no' })));
+    expect([plain.encryption, plain.dnsServers]).toEqual(['off', ['10.1.2.5']]);
   });
 });
 

@@ -53,12 +53,16 @@ export interface HostFeedOptions {
  * linkEncryption is the PvD's `encryption` for a link's DNS over TLS mode as
  * the backend reports it (resolved's link setting, else its global one;
  * NetworkManager's connection.dns-over-tls): "yes" is strict (never in the
- * clear), "opportunistic" is opportunistic, and "no" or nothing is off —
- * resolved's own default.
+ * clear), "opportunistic" is opportunistic. "no" or nothing (resolved's
+ * default) is off, unless a server carries a TLS name ("192.0.2.1#dns.example"):
+ * whoever set the name meant DNS over TLS, so pvdns tries it, authenticated by
+ * that name, and falls back to the clear as resolved would have asked —
+ * opportunistic, never worse than the host and encrypted where it can be.
  */
 export function linkEncryption(l: HostLink): Encryption {
   if (l.dnsOverTls === 'yes') return 'strict';
-  return l.dnsOverTls === 'opportunistic' ? 'opportunistic' : 'off';
+  if (l.dnsOverTls === 'opportunistic') return 'opportunistic';
+  return l.servers.some((s) => s.includes('#')) ? 'opportunistic' : 'off';
 }
 
 /**
