@@ -142,6 +142,8 @@ class Connection {
   private draining = false;
   private stats: ServerStats | null;
   closed = false;
+  /** The connection is being ended (idle, or closed when drained): new queries go to a new one. */
+  ending = false;
 
   constructor(
     private readonly server: UpstreamServer,
@@ -305,12 +307,18 @@ class Connection {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.draining) {
-      this.socket.end();
+      this.finish();
       return;
     }
     if (this.idle) clearTimeout(this.idle);
-    this.idle = setTimeout(() => this.socket.end(), this.opts.idleMs);
+    this.idle = setTimeout(() => this.finish(), this.opts.idleMs);
     this.idle.unref();
+  }
+
+  /** finish ends a connection with nothing outstanding (close_notify, then FIN). */
+  private finish(): void {
+    this.ending = true;
+    this.socket.end();
   }
 
   private arm(deadline: number): void {
@@ -354,7 +362,7 @@ class Connection {
   close(): void {
     this.draining = true;
     // Still connecting: onSecure writes what waits, and ends once it is answered.
-    if (this.secure && this.pending.size === 0) this.socket.end();
+    if (this.secure && this.pending.size === 0) this.finish();
   }
 }
 
@@ -388,7 +396,7 @@ class TlsChannel {
   }
 
   private connection(req: ExchangeRequest): Connection {
-    if (this.conn === null || this.conn.closed) {
+    if (this.conn === null || this.conn.closed || this.conn.ending) {
       this.conn = new Connection(
         this.server,
         this.sourceAddress,
