@@ -148,7 +148,7 @@ class Connection {
   constructor(
     private readonly server: UpstreamServer,
     sourceAddress: string | null,
-    private readonly context: tls.SecureContext,
+    context: tls.SecureContext,
     saved: Saved | null,
     alpn: boolean,
     first: ExchangeRequest,
