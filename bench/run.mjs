@@ -1328,9 +1328,12 @@ function renderDot(report) {
   const lines = ['### Misses through DNS over TLS', ''];
   lines.push(`- each front forwards over DoT to one Unbound ${report.versions.unbound} serving DoT on ${DOT_UPSTREAM.host}:${DOT_UPSTREAM.port} ` +
     `(certificate for ${DOT_NAME} from a throwaway CA; forward-no-cache; restarted for each run), which forwards to nsd`);
-  lines.push(`- pvdns: \`tls://${DOT_UPSTREAM.host}:${DOT_UPSTREAM.port}#${DOT_NAME}\`, strict, tls.caFile; ` +
-    `unbound: forward-tls-upstream, tls-cert-bundle, 1 thread, same caches as above` +
-    (options.dotFronts.includes('dnsdist') ? `; dnsdist ${report.versions.dnsdist ?? '?'}: DoT backend (tls="openssl", validateCertificates), packet cache, default threads` : ''));
+  const setups = {
+    pvdns: `pvdns: \`tls://${DOT_UPSTREAM.host}:${DOT_UPSTREAM.port}#${DOT_NAME}\`, strict, tls.caFile`,
+    unbound: 'unbound: forward-tls-upstream, tls-cert-bundle, 1 thread, caches as in the cleartext runs',
+    dnsdist: `dnsdist ${report.versions.dnsdist ?? '?'}: DoT backend (tls="openssl", validateCertificates, maxInFlight ${DNSDIST_MAX_IN_FLIGHT}), packet cache, default threads`,
+  };
+  lines.push(`- ${options.dotFronts.map((n) => setups[n]).join('; ')}`);
   lines.push(`- unique names (-n 1) after ${DOT_WARM_NAMES} warm-up names per front; handshakes and CPU over the full-load run only`);
   for (const note of dot.notes) lines.push(`- ${note}`);
   lines.push('');
