@@ -26,6 +26,7 @@ import tls from 'node:tls';
 import { errorAnswer, parseResponse, type Expected } from '../dns/answer.js';
 import { EDE, RCODE } from '../dns/constants.js';
 import { padQuery } from '../dns/padding.js';
+import { checkIdentity, tlsFailure } from './tls-failure.js';
 import { networkFailure, type Exchange, type ExchangeDone, type ExchangeRequest } from './exchange.js';
 import type { UpstreamServer } from './server.js';
 import type { ServerStats } from './stats.js';
@@ -64,30 +65,15 @@ interface Pending {
   complete: boolean;
 }
 
-/** tlsFailure turns a failed handshake's error into one line a user can act on. */
-export function tlsFailure(err: NodeJS.ErrnoException & { reason?: string }, expected: string): Failure {
+/**
+ * handshakeFailure is tlsFailure (shared with DoT) for a certificate or TLS
+ * protocol error, with DoH's own case — no HTTP/2 offered — and a socket
+ * error for what is neither.
+ */
+export function handshakeFailure(err: NodeJS.ErrnoException & { reason?: string }, expected: string): Failure {
   const code = err.code ?? '';
-  switch (code) {
-    case 'ERR_TLS_CERT_ALTNAME_INVALID':
-      return { ok: false, reason: 'tls', detail: `tls certificate name mismatch: expected ${expected}` };
-    case 'CERT_HAS_EXPIRED':
-      return { ok: false, reason: 'tls', detail: 'tls certificate has expired' };
-    case 'CERT_NOT_YET_VALID':
-      return { ok: false, reason: 'tls', detail: 'tls certificate is not yet valid' };
-    case 'CERT_REVOKED':
-      return { ok: false, reason: 'tls', detail: 'tls certificate has been revoked' };
-    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
-    case 'UNABLE_TO_GET_ISSUER_CERT':
-    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
-    case 'SELF_SIGNED_CERT_IN_CHAIN':
-    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-    case 'CERT_UNTRUSTED':
-      return { ok: false, reason: 'tls', detail: 'tls certificate signed by an unknown authority' };
-    case 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL':
-      return { ok: false, reason: 'tls', detail: 'https server did not offer HTTP/2' };
-  }
-  if (/CERT|SIGNATURE/.test(code)) return { ok: false, reason: 'tls', detail: `tls certificate rejected (${code})` };
-  if (code.startsWith('ERR_SSL_')) return { ok: false, reason: 'tls', detail: `tls handshake failed: ${err.reason ?? code}` };
+  if (code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL') return { ok: false, reason: 'tls', detail: 'https server did not offer HTTP/2' };
+  if (code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || /CERT|SIGNATURE|ISSUER|CA$/.test(code)) return tlsFailure(err, expected);
   return networkFailure(err);
 }
 
@@ -129,7 +115,7 @@ class Session {
       ALPNProtocols: ['h2'],
       secureContext: ch.trust.context(),
       rejectUnauthorized: server.authenticate,
-      checkServerIdentity: server.authenticate ? (_name, cert) => tls.checkServerIdentity(expected, cert) : () => undefined,
+      checkServerIdentity: server.authenticate ? (_name, cert) => checkIdentity(expected, cert) : () => undefined,
     };
     // SNI carries the name; never an address (RFC 6066 §3).
     if (server.authName !== null) options.servername = server.authName;
@@ -143,7 +129,7 @@ class Session {
       if (this.h2 !== null) return;
       // A reset once TCP is up: the server (or a middlebox) dropped the handshake.
       if (this.tcpUp && err.code === 'ECONNRESET') this.failConnect({ ok: false, reason: 'network', detail: `https connection to ${this.where} reset during the tls handshake` });
-      else this.failConnect(tlsFailure(err, expected));
+      else this.failConnect(handshakeFailure(err, expected));
     });
     this.socket.once('close', () => {
       if (this.h2 === null) this.failConnect({ ok: false, reason: 'network', detail: `https connection to ${this.where} closed during the tls handshake` });

@@ -26,6 +26,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { parseResponse } from '../dns/answer.js';
+import { checkIdentity, tlsFailure } from './tls-failure.js';
 import { padQuery } from '../dns/padding.js';
 import { networkFailure, type Exchange, type ExchangeDone, type ExchangeRequest } from './exchange.js';
 import { randomU16 } from './random.js';
@@ -80,45 +81,6 @@ function addressText(server: UpstreamServer): string {
   return server.family === 6 ? `[${server.host}]:${server.port}` : `${server.host}:${server.port}`;
 }
 
-/** Node's certificate verification codes that mean the chain does not lead to a root pvdns trusts. */
-const UNKNOWN_AUTHORITY = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'CERT_UNTRUSTED',
-  'INVALID_CA',
-]);
-
-/**
- * tlsFailure turns an error during the handshake (after TCP connected) into
- * one line saying what a user can act on: which name the certificate had
- * to cover, that it expired, that its issuer is not trusted.
- */
-export function tlsFailure(err: NodeJS.ErrnoException & { reason?: string; cert?: tls.PeerCertificate }, expected: string): Exchange & { ok: false } {
-  const code = err.code ?? '';
-  const fail = (detail: string): Exchange & { ok: false } => ({ ok: false, reason: 'tls', detail });
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    const names = (err.cert?.subjectaltname ?? '')
-      .split(', ')
-      .filter((n) => n !== '')
-      .map((n) => n.replace(/^DNS:|^IP Address:/, ''));
-    const shown = names.length > 4 ? [...names.slice(0, 4), '…'] : names;
-    return fail(`tls certificate name mismatch: expected ${expected}${shown.length > 0 ? ` (certificate is for ${shown.join(', ')})` : ''}`);
-  }
-  if (code === 'CERT_HAS_EXPIRED') return fail('tls certificate has expired');
-  if (code === 'CERT_NOT_YET_VALID') return fail('tls certificate is not yet valid (check the clock)');
-  if (UNKNOWN_AUTHORITY.has(code)) return fail('tls certificate signed by an unknown authority (add its CA to tls.caFile)');
-  if (code === 'CERT_REVOKED') return fail('tls certificate has been revoked');
-  if (code === 'CERT_SIGNATURE_FAILURE' || code === 'CERT_CHAIN_TOO_LONG' || code === 'HOSTNAME_MISMATCH') {
-    return fail(`tls certificate rejected: ${code.toLowerCase().replace(/_/g, ' ')}`);
-  }
-  if (code === 'ECONNRESET' || code === 'EPIPE') return fail('tls handshake failed: connection reset by the server');
-  const reason = err.reason ?? err.message.split('\n')[0]!.replace(/^.*:/, '').trim();
-  return fail(`tls handshake failed: ${reason || code || 'unknown error'}`);
-}
-
 /** A session ticket and the trust it was verified under: a new trust must verify afresh. */
 interface Saved {
   session: Buffer;
@@ -171,7 +133,7 @@ class Connection {
       secureContext: context,
       rejectUnauthorized: server.authenticate,
       // RFC 8310 §8: the name, or the address when the server was given by address alone.
-      checkServerIdentity: server.authenticate ? (_host, cert) => tls.checkServerIdentity(expected, cert) : () => undefined,
+      checkServerIdentity: server.authenticate ? (_host, cert) => checkIdentity(expected, cert) : () => undefined,
       ALPNProtocols: alpn ? ALPN : undefined,
       session: saved !== null && saved.context === context ? saved.session : undefined,
     };
