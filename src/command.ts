@@ -191,6 +191,10 @@ function httpLine(config: Config): string {
 /** pvdLines is one PvD as check-config prints it. */
 function pvdLines(p: Pvd, source: string): string[] {
   const out = [`  ${p.identifier} (${source})`, `    servers:  ${p.servers.map((s) => s.label).join(', ') || '(none)'}`];
+  if (p.encryption !== 'off') {
+    const clear = p.servers.filter((s) => s.fallback !== null).map((s) => s.fallback!.label);
+    out.push(`    encryption: ${p.encryption}${p.encryption === 'strict' ? ' (never in the clear)' : clear.length ? ` (falls back to ${clear.join(', ')})` : ''}`);
+  }
   if (p.dnsZones.length) out.push(`    zones:    ${p.dnsZones.join(', ')}`);
   if (p.prefixes.length) out.push(`    prefixes: ${p.prefixes.join(', ')} (${p.reverseZones.length} reverse zones)`);
   out.push(`    default: ${p.isDefault}, priority: ${p.priority}, noInternet: ${p.noInternet}${p.expiresAt ? `, expires: ${new Date(p.expiresAt).toISOString()}` : ''}`);

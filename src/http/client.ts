@@ -75,13 +75,23 @@ export async function status(server: string, asJson: boolean): Promise<string> {
     if (p.prefixes.length) lines.push(`  prefixes: ${p.prefixes.join(', ')}`);
     if (p.pref64?.length) lines.push(`  nat64:    ${p.pref64.join(', ')} (synthesized by ${p.dns64 === 'pvdns' ? 'pvdns' : 'the network'})`);
     if (p.servers.length === 0) lines.push('  no DNS servers');
+    if (p.encryption && p.encryption !== 'off') lines.push(`  encryption: ${p.encryption}`);
     for (const s of p.servers) {
       const rtt = s.rttMs === null ? '' : `  rtt ${s.rttMs.toFixed(1)} ms`;
       const err = s.state === 'suspect' && s.lastError ? `  (${s.lastError})` : '';
-      lines.push(`  server ${s.address.padEnd(28)} ${s.state.padEnd(11)}${rtt}${err}`);
+      lines.push(`  server ${s.address.padEnd(28)} ${s.state.padEnd(11)}${rtt}${err}${encryptionNote(s)}`);
     }
   }
   return lines.join('\n');
+}
+
+/** encryptionNote says how an encrypted server is spoken to now: "  [tls, authenticated as dns.example]". */
+function encryptionNote(s: PvdView['servers'][number]): string {
+  if (s.transport === undefined || s.transport === 'udp') return '';
+  const who = s.authName ? ` as ${s.authName}` : ' by address';
+  if (s.encryption === 'cleartext') return `  [cleartext fallback${s.fallback ? ` to ${s.fallback}` : ''}${s.encryptionError ? `: ${s.encryptionError}` : ''}]`;
+  if (s.encryption === null) return `  [${s.transport}, not connected yet${s.encryptionError ? `: ${s.encryptionError}` : ''}]`;
+  return `  [${s.encryption}, ${s.authenticated ? `authenticated${who}` : 'not authenticated (opportunistic)'}]`;
 }
 
 /** query resolves a name through the API and renders the answer (or JSON). */

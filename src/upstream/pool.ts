@@ -503,7 +503,7 @@ class Attempt {
   private choose(): number {
     const pool = this.pool;
     const excluded = this.excluded;
-    if (this.asked.length === 0 && pool.firstChoice >= 0) return pool.firstChoice;
+    if (this.asked.length === 0 && pool.firstChoice >= 0 && !excluded.includes(pool.firstChoice)) return pool.firstChoice;
     const usable = excluded.length === 0 ? pool.candidates() : pool.candidates().filter((i) => !excluded.includes(i));
     const canWiden = this.asked.length < pool.opts.attempts;
     if (canWiden) {

@@ -153,7 +153,7 @@ function parseHttps(t: string, text: string, mode: Encryption): UpstreamServer |
   if (url.pathname === '/' && !rest.replace(/^https:\/\/[^/]+/, '').startsWith('/')) {
     return `${quoted} has no path: write the server's URI template path, e.g. https://dns.example/dns-query`;
   }
-  if (url.search.includes('{') || url.pathname.includes('{')) {
+  if (rest.includes('{')) {
     return `${quoted} is a URI template: write the path without "{?dns}" (pvdns uses POST)`;
   }
   const port = url.port === '' ? DOH_PORT : Number(url.port);

@@ -103,9 +103,10 @@ describe('valid configuration', () => {
   it('config/example.yaml (every key, annotated) loads', async () => {
     const c = await loadConfig(EXAMPLE_YAML);
     expect(c.listen).toEqual(['127.0.0.53:53', '[::1]:53']);
-    expect(c.pvds.map((p) => p.identifier)).toEqual(['corp.example.com', 'wifi']);
+    expect(c.pvds.map((p) => p.identifier)).toEqual(['corp.example.com', 'home', 'wifi']);
     expect(c.pvds[0]).toMatchObject({ noInternet: true, dnsServers: ['10.8.0.1', '[fd00::53]:53'], expires: '2030-01-01T00:00:00Z' });
-    expect(c.pvds[1]).toMatchObject({ default: true, priority: 10, prefixes: ['192.168.1.0/24'] });
+    expect(c.pvds[1]).toMatchObject({ encryption: 'strict', dnsServers: ['tls://192.168.1.53#dns.home.example', 'https://192.168.1.53/dns-query#dns.home.example'] });
+    expect(c.pvds[2]).toMatchObject({ default: true, priority: 10, prefixes: ['192.168.1.0/24'] });
   });
 
   it('fills in the defaults of a PvD', () => {
