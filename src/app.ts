@@ -462,6 +462,8 @@ export class App {
   async start(): Promise<void> {
     await this.preview();
     this.apiToken = await this.readApiToken(this.config, true);
+    // Encrypted upstreams are verified with tls.caFile from the first query on.
+    this.trust.setExtra(await this.readCa(this.config));
     try {
       this.dns = await this.bindAll(this.listenAddresses(), this.config);
       this.http = await this.startHttp(this.config.http.listen, this.config);
@@ -622,6 +624,7 @@ export class App {
     }
     // Read again on every reload: rotating the token is writing the file and sending SIGHUP.
     const token = this.listening ? await this.readApiToken(next, true) : this.apiToken;
+    const ca = this.listening ? await this.readCa(next) : null;
     if (this.listening && !unchanged('listen')) {
       const dns = await this.bindAll(listenAddrs, next);
       const gone = this.dns.filter((d) => !dns.includes(d));
@@ -637,6 +640,7 @@ export class App {
     }
     this.config = next;
     this.apiToken = token;
+    if (this.listening) this.trust.setExtra(ca);
     this.httpClients = new AccessList(next.http.allow ?? next.access.allow);
     if (this.http !== null) this.httpGuard = guardFor(this.http.address, next);
     // An event stream opened by a client the new lists refuse ends now: it would go on hearing every change.
@@ -668,19 +672,21 @@ export class App {
     const problem = dir === null ? null : await directoryProblem(dir);
     if (problem) throw configErrorAt(config, ['pvdSources', 'directory'], problem, this.opts.configFile);
     await this.sources.applyDirectory(config);
-    let ca: Buffer | null = null;
-    if (config.tls.caFile !== null) {
-      try {
-        ca = await readFile(config.tls.caFile);
-      } catch (err) {
-        throw configErrorAt(config, ['tls', 'caFile'], `cannot read ${config.tls.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, this.opts.configFile);
-      }
-    }
-    this.trust.setExtra(ca);
+    const ca = await this.readCa(config);
     try {
       await this.sources.applyRouterAdvertisements(config, ca);
     } catch (err) {
       throw configErrorAt(config, ['pvdSources', 'routerAdvertisements'], (err as Error).message, this.opts.configFile);
+    }
+  }
+
+  /** readCa reads tls.caFile (null without one); a file that cannot be read is a configuration error. */
+  private async readCa(config: Config): Promise<Buffer | null> {
+    if (config.tls.caFile === null) return null;
+    try {
+      return await readFile(config.tls.caFile);
+    } catch (err) {
+      throw configErrorAt(config, ['tls', 'caFile'], `cannot read ${config.tls.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, this.opts.configFile);
     }
   }
 
