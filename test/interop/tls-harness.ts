@@ -13,7 +13,7 @@
 // only the zones given are forwarded.
 
 import dgram from 'node:dgram';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -48,7 +48,9 @@ export function encryptedDnsMissing(): string | null {
   let digVersion: string;
   try {
     unbound = execFileSync(program('unbound'), ['-V'], { encoding: 'utf8' });
-    digVersion = execFileSync(program('dig'), ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    // dig -v prints its version on stderr.
+    const v = spawnSync(program('dig'), ['-v'], { encoding: 'utf8' });
+    digVersion = `${v.stdout}${v.stderr}`;
   } catch {
     return null;
   }
