@@ -9,6 +9,7 @@
 //                            ├─ addr      127.0.18.2 (strict: TLS, the address authenticated)
 //                            ├─ big, bigdoh  DoT, DoH to 127.0.18.2: answers larger than 1232 octets
 //                            ├─ slow      tls://127.0.18.8#dns.test (slow.test)  ─▶ the same unbound ─▶ slow server 127.0.18.7
+//                            ├─ slowdoh   https://127.0.18.8/dns-query#dns.test  ─▶ the same
 //                            ├─ badname   tls://127.0.18.3#dns.test ─▶ unbound, certificate for wrong.test
 //                            ├─ stale     tls://127.0.18.4#dns.test ─▶ unbound, certificate expired in 2020
 //                            ├─ untrusted[-doh] tls://, https://127.0.18.5…#dns.test ─▶ unbound, certificate from an unknown CA
@@ -90,7 +91,7 @@ describe.skipIf(missing !== null)(`pvdns with DoT and DoH servers against Unboun
           ...big('big.test'),
           ...big('bigdoh.test'),
         },
-        forwardZones: { 'slow.test': slow },
+        forwardZones: { 'slow.test': slow, 'slowdoh.test': slow },
       }),
       startEncryptedUnbound({ hosts: [WRONG], leaf: pki.leaves.wrongName!, https: false, localZones: www('badname.test', '192.0.2.30') }),
       startEncryptedUnbound({ hosts: [EXPIRED], leaf: pki.leaves.expired!, https: false, localZones: www('stale.test', '192.0.2.31') }),
@@ -126,6 +127,7 @@ ${pvd('addr', [GOOD], '    encryption: strict\n')}
 ${pvd('big', [`tls://${GOOD}#dns.test`])}
 ${pvd('bigdoh', [`https://${GOOD}/dns-query#dns.test`])}
 ${pvd('slow', [`tls://${PIPE}#dns.test`])}
+${pvd('slowdoh', [`https://${PIPE}/dns-query#dns.test`])}
 ${pvd('badname', [`tls://${WRONG}#dns.test`])}
 ${pvd('stale', [`tls://${EXPIRED}#dns.test`])}
 ${pvd('untrusted', [`tls://${UNKNOWN}#dns.test`])}
@@ -262,10 +264,14 @@ ${pvd('off', [`${CLEAR}#dns.test`], '    encryption: "off"\n')}
   });
 
   describe('one connection, pipelined, answered out of order', () => {
-    it('100 queries at once are all answered right over one TLS connection, the fast ones before the slow ones', async () => {
-      // Every fifth name is held back SLOW_MS by the server behind unbound (20 of them: fewer
-      // than the 32 queries unbound works on at once per stream, so unbound never stalls the rest).
-      const names = Array.from({ length: 100 }, (_, i) => (i % 5 === 0 ? `slow${i}-${RUN}.slow.test` : `n${i}-${RUN}.slow.test`));
+    /**
+     * burst asks `count` names of `zone` at once, every fifth held back SLOW_MS by the server
+     * behind unbound (fewer than the 32 queries unbound works on at once per stream, so unbound
+     * itself never stalls the rest), and checks every answer and that the fast ones all came
+     * before the first slow one: the stream answered them out of order.
+     */
+    async function burst(count: number, zone: string): Promise<void> {
+      const names = Array.from({ length: count }, (_, i) => (i % 5 === 0 ? `slow${i}-${RUN}.${zone}` : `n${i}-${RUN}.${zone}`));
       const t0 = performance.now();
       const replies = await Promise.all(
         names.map(async (name) => {
@@ -283,26 +289,43 @@ ${pvd('off', [`${CLEAR}#dns.test`], '    encryption: "off"\n')}
       const held = replies.filter((x) => x.name.startsWith('slow')).map((x) => x.ms);
       expect(Math.max(...fast), `fast answers took up to ${Math.max(...fast).toFixed(0)} ms, slow ones from ${Math.min(...held).toFixed(0)} ms`).toBeLessThan(Math.min(...held));
       expect(Math.min(...held)).toBeGreaterThanOrEqual(SLOW_MS - 50);
+    }
+
+    it('100 queries at once are all answered right over one TLS connection, the fast ones before the slow ones', async () => {
+      await burst(100, 'slow.test');
       expect(await connectionsTo(PIPE, DOT_PORT), 'TCP connections to the DoT server').toBe(1);
       expect(await metric('pvdns_upstream_tls_handshakes_total', { pvd: 'slow' }), 'TLS handshakes').toBe(1);
       expect(await metric('pvdns_upstream_requests_total', { pvd: 'slow', transport: 'tls' })).toBe(100);
     });
 
-    it('a connection killed with queries in flight: they are asked again on a new one and answered', async () => {
-      const names = Array.from({ length: 10 }, (_, i) => `slowk${i}-${RUN}.slow.test`);
-      const pending = Promise.all(names.map((name) => ask(pvdns!, name, 'A', { timeoutMs: 6000 }).catch((err: Error) => err)));
-      await new Promise((r) => setTimeout(r, SLOW_MS / 3));
-      expect(slow!.received.get(names[0]!.toLowerCase()), 'the queries reached the slow server before the kill').toBeGreaterThanOrEqual(1);
-      const before = await metric('pvdns_upstream_tls_handshakes_total', { pvd: 'slow' });
-      await killConnections(PIPE, DOT_PORT);
-      const replies = await pending;
-      const wrong = replies
-        .map((r, i) => [names[i]!, r] as const)
-        .filter(([name, r]) => r instanceof Error || r.packet.header.rcode !== 0 || (r.packet.answers[0] as { address?: string } | undefined)?.address !== addressFor(name));
-      expect(wrong.map(([name, r]) => `${name}: ${r instanceof Error ? r.message : `rcode ${r.packet.header.rcode}`}`), pvdns!.logs()).toEqual([]);
-      expect(await metric('pvdns_upstream_tls_handshakes_total', { pvd: 'slow' }), 'one new connection').toBe(before + 1);
-      expect(await connectionsTo(PIPE, DOT_PORT)).toBe(1);
+    it('DoH: 50 queries at once are all answered right over one HTTP/2 connection, the fast ones before the slow ones', async () => {
+      await burst(50, 'slowdoh.test');
+      expect(await connectionsTo(PIPE, DOH_PORT), 'TCP connections to the DoH server').toBe(1);
+      expect(await metric('pvdns_upstream_tls_handshakes_total', { pvd: 'slowdoh' }), 'TLS handshakes').toBe(1);
+      expect(await metric('pvdns_upstream_requests_total', { pvd: 'slowdoh', transport: 'https' })).toBe(50);
     });
+
+    // The connection is reset under the carrier (ss -K) while unbound still waits on the slow
+    // server; the carrier reconnects and asks each outstanding query once more (RFC 7766 §6.2.1.1
+    // lets a client retry queries lost with their connection).
+    for (const [id, zone, port, label] of [['slow', 'slow.test', DOT_PORT, 'TLS'], ['slowdoh', 'slowdoh.test', DOH_PORT, 'HTTP/2']] as const) {
+      it(`a ${label} connection killed with queries in flight: they are asked again on a new one and answered`, async () => {
+        const names = Array.from({ length: 10 }, (_, i) => `slowk${i}-${RUN}.${zone}`);
+        const pending = Promise.all(names.map((name) => ask(pvdns!, name, 'A', { timeoutMs: 6000 }).catch((err: Error) => err)));
+        await new Promise((r) => setTimeout(r, SLOW_MS / 3));
+        expect(slow!.received.get(names[0]!.toLowerCase()), 'the queries reached the slow server before the kill').toBeGreaterThanOrEqual(1);
+        const before = await metric('pvdns_upstream_tls_handshakes_total', { pvd: id });
+        expect(await connectionsTo(PIPE, port), 'connections before the kill').toBe(1);
+        await killConnections(PIPE, port);
+        const replies = await pending;
+        const wrong = replies
+          .map((r, i) => [names[i]!, r] as const)
+          .filter(([name, r]) => r instanceof Error || r.packet.header.rcode !== 0 || (r.packet.answers[0] as { address?: string } | undefined)?.address !== addressFor(name));
+        expect(wrong.map(([name, r]) => `${name}: ${r instanceof Error ? r.message : `rcode ${r.packet.header.rcode}`}`), pvdns!.logs()).toEqual([]);
+        expect(await metric('pvdns_upstream_tls_handshakes_total', { pvd: id }), 'one new connection').toBe(before + 1);
+        expect(await connectionsTo(PIPE, port)).toBe(1);
+      });
+    }
   });
 
   describe('opportunistic and off', () => {
