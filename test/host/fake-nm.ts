@@ -10,7 +10,8 @@
 // - Objects: /org/freedesktop/NetworkManager (org.freedesktop.NetworkManager:
 //   GetDevices, GetAllDevices, Devices, AllDevices, …), one Device object per
 //   device (org.freedesktop.NetworkManager.Device, properties of
-//   introspection/org.freedesktop.NetworkManager.Device.xml), IP4Config and
+//   introspection/org.freedesktop.NetworkManager.Device.xml, and
+//   GetAppliedConnection with the "connection" setting only), IP4Config and
 //   IP6Config objects (numbered paths, NM_DBUS_EXPORT_PATH_NUMBERED in
 //   src/core/nm-ip-config.c) and /org/freedesktop/NetworkManager/DnsManager.
 // - Property changes go out only as org.freedesktop.DBus.Properties
@@ -190,12 +191,14 @@ export class FakeNetworkManager {
     private readonly conn: DBusConnection,
     /** wlp2s0's IPv4 server, so a restarted NM can come back with another. */
     private readonly wifiServer: string,
+    /** wlp2s0's profile's connection.dns-over-tls (-1 default, 0 no, 1 opportunistic, 2 yes). */
+    private readonly wifiDnsOverTls: number,
   ) {}
 
   /** start connects, exports NM's objects and takes the name, as NM does once its objects are exported. */
-  static async start(address: string, opts: { wifiServer?: string } = {}): Promise<FakeNetworkManager> {
+  static async start(address: string, opts: { wifiServer?: string; wifiDnsOverTls?: number } = {}): Promise<FakeNetworkManager> {
     const conn = await DBusConnection.connect(address);
-    const nm = new FakeNetworkManager(conn, opts.wifiServer ?? '192.168.1.1');
+    const nm = new FakeNetworkManager(conn, opts.wifiServer ?? '192.168.1.1', opts.wifiDnsOverTls ?? -1);
     nm.build();
     await conn.requestName(NM);
     return nm;
@@ -254,6 +257,17 @@ export class FakeNetworkManager {
     this.conn.exportObject(d.path, DEVICE, {
       methods: {
         Disconnect: { fn: () => [] },
+        // nm-device.c impl_device_get_applied_connection: the applied profile without secrets, and
+        // its version id; NotActive without one. Only the "connection" setting is given here.
+        GetAppliedConnection: {
+          in: 'u',
+          out: 'a{sa{sv}}t',
+          fn: () => {
+            if (!d.real || d.state < STATE.PREPARE || d.state > STATE.DEACTIVATING) throw new DBusError('org.freedesktop.NetworkManager.Device.NotActive', 'Device is not activated');
+            const dot = d.iface === 'wlp2s0' ? this.wifiDnsOverTls : -1;
+            return [{ connection: { id: new Variant('s', d.iface), interface_name: new Variant('s', d.iface), 'dns-over-tls': new Variant('i', dot) } }, 1n];
+          },
+        },
       },
       properties: {
         Udi: p('s', () => `/sys/devices/virtual/net/${d.iface}`),

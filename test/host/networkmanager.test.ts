@@ -8,6 +8,8 @@
 // without NM.
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { pvdSpecSchema } from '../../src/pvd/schema.js';
+import { linkPvd } from '../../src/pvd/sources/host.js';
 import { NetworkManagerBackend } from '../../src/pvd/sources/networkmanager.js';
 import type { HostLink } from '../../src/pvd/sources/source.js';
 import { FakeNetworkManager, startPrivateBus, type PrivateBus } from './fake-nm.js';
@@ -115,6 +117,16 @@ describe('NetworkManager (D-Bus) backend against a fake NetworkManager 1.42 on a
 
     console.log(`NetworkManager (D-Bus), fake NM 1.42 replay: report latency ${Object.entries(latencies).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')}`);
     for (const [what, ms] of Object.entries(latencies)) expect(ms, what).toBeLessThan(TARGET_MS);
+  });
+
+  it("reads the applied connection's connection.dns-over-tls: the Wi-Fi's profile requiring DNS over TLS makes its PvD strict", async () => {
+    const nm = await FakeNetworkManager.start(bus.address, { wifiDnsOverTls: 2 });
+    cleanup.push(() => nm.close());
+    const backend = new NetworkManagerBackend({ address: bus.address });
+    cleanup.push(() => backend.stop());
+    const links = await backend.start(() => {});
+    expect(links).toEqual([{ ...wifi, dnsOverTls: 'yes' }]);
+    expect(pvdSpecSchema.parse(linkPvd(links![0]!)).encryption).toBe('strict');
   });
 
   it('connects again when the bus itself restarts, and reads what NM says then', async () => {

@@ -195,4 +195,39 @@ describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'}, ${BACKEND})`,
     console.log(`[e2e ${USER ?? 'root'}, ${BACKEND}] ip link del vpn0 → first corp answer from the Wi-Fi: ${(back.t - t0).toFixed(1)} ms`);
     expect(back.t - t0).toBeLessThanOrEqual(TARGET_MS);
   }, POLLED ? 60_000 : 30_000);
+
+  it("keeps a link's DNS over TLS: `resolvectl dnsovertls dot0 yes` makes its PvD strict, its ADDR#NAME server TLS authenticated as NAME", async () => {
+    type View = { encryption?: string; servers?: Array<{ address: string; transport: string; authName: string | null; fallback: string | null }> };
+    const pvd = async (): Promise<View> => JSON.parse((await r.exec('curl', ['-s', 'http://127.0.0.1:8053/v1/pvds/dot0'])).stdout) as View;
+    const until = async (ok: (v: View) => boolean, what: string): Promise<View> => {
+      for (let i = 0; i < (POLLED ? 750 : 250); i++) {
+        const v = await pvd();
+        if (ok(v)) return v;
+        await sleep(20);
+      }
+      throw new Error(`dot0's PvD never ${what}: ${JSON.stringify(await pvd())}`);
+    };
+    await r.addLink('dot0');
+    // No default route: the other tests' names keep going where they went.
+    await r.resolvectl(['default-route', 'dot0', 'no']);
+    await r.resolvectl(['dns', 'dot0', '10.77.0.1#dns.test', '10.77.0.2']);
+    const clear = await until((v) => v.servers?.length === 2, 'appeared');
+    // resolved's default, DNSOverTLS=no: asked in the clear, as resolved asks them.
+    expect([clear.encryption, clear.servers!.map((s) => s.transport)]).toEqual(['off', ['udp', 'udp']]);
+    await r.resolvectl(['dnsovertls', 'dot0', 'yes']);
+    const strict = await until((v) => v.encryption === 'strict', 'became strict');
+    expect(strict.servers!.map((s) => [s.address, s.transport, s.authName, s.fallback])).toEqual([
+      ['tls://10.77.0.1:853#dns.test', 'tls', 'dns.test', null],
+      // No name: resolved checks the certificate against the address; so does pvdns.
+      ['tls://10.77.0.2:853', 'tls', null, null],
+    ]);
+    await r.resolvectl(['dnsovertls', 'dot0', 'opportunistic']);
+    const opp = await until((v) => v.encryption === 'opportunistic', 'became opportunistic');
+    expect(opp.servers!.map((s) => [s.transport, s.fallback])).toEqual([
+      ['tls', '10.77.0.1:53'],
+      ['tls', '10.77.0.2:53'],
+    ]);
+    expect(pvdnsLog.some((l) => l.includes('DNS over TLS strict, from '))).toBe(true);
+    await r.delLink('dot0');
+  }, POLLED ? 60_000 : 30_000);
 });

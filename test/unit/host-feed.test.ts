@@ -267,14 +267,82 @@ describe('HostFeed: the kernel link state', () => {
     expect(Object.keys(pvds()).sort()).toEqual(['wg0', 'wlan0']);
   });
 
-  it('gives a link that requires DNS over TLS (DNSOverTLS=yes) no PvD rather than asking it in the clear, with one warning', async () => {
+  it("keeps a link's encryption: DNSOverTLS=yes is strict (never in the clear), opportunistic is opportunistic, no or none is off unless a server has a TLS name (then opportunistic)", async () => {
+    vi.spyOn(log, 'info');
     const b = answers('resolved (D-Bus)', [
-      { ...link('wlan0', ['192.0.2.1'], [], true), dnsOverTls: 'yes' },
-      { ...link('eth0', ['192.0.2.2'], [], true), dnsOverTls: 'opportunistic' },
+      { ...link('wlan0', ['192.0.2.1#dns.example', '192.0.2.2', '192.0.2.3:5353'], [], true), dnsOverTls: 'yes' },
+      { ...link('eth0', ['192.0.2.4#dns.example', '192.0.2.5'], [], true), dnsOverTls: 'opportunistic' },
+      { ...link('wg0', ['10.8.0.1:853#dns.corp', '10.8.0.2'], ['corp.example.com']), dnsOverTls: 'no' },
+      link('tun0', ['10.9.0.1#dns.lab'], ['lab.example']),
     ]);
     await hostFeed({ backends: [b] });
-    expect(Object.keys(pvds())).toEqual(['eth0']);
-    expect(vi.mocked(log.warn).mock.calls.filter((c) => String(c[1]).includes('requires DNS over TLS'))).toHaveLength(1);
+    const view = (id: string): unknown => {
+      const p = registry.get(id)!;
+      return [p.encryption, p.servers.map((s) => [s.transport, `${s.host}:${s.port}`, s.authName, s.authenticate, s.fallback?.label ?? null])];
+    };
+    // As resolved asks them: a name authenticates the server; with none, its address does (strict), or
+    // nothing is checked (opportunistic); a port given is the one TLS uses; nothing strict in the clear.
+    expect(view('wlan0')).toEqual([
+      'strict',
+      [
+        ['tls', '192.0.2.1:853', 'dns.example', true, null],
+        ['tls', '192.0.2.2:853', null, true, null],
+        ['tls', '192.0.2.3:5353', null, true, null],
+      ],
+    ]);
+    expect(view('eth0')).toEqual([
+      'opportunistic',
+      [
+        ['tls', '192.0.2.4:853', 'dns.example', true, '192.0.2.4:53'],
+        ['tls', '192.0.2.5:853', null, false, '192.0.2.5:53'],
+      ],
+    ]);
+    // DNSOverTLS=no (resolved's default) with a named server: TLS is tried, authenticated by the name, and
+    // the fallback is what resolved asks in the clear (on the port it was given).
+    expect(view('wg0')).toEqual([
+      'opportunistic',
+      [
+        ['tls', '10.8.0.1:853', 'dns.corp', true, '10.8.0.1:853'],
+        ['tls', '10.8.0.2:853', null, false, '10.8.0.2:53'],
+      ],
+    ]);
+    expect(view('tun0')).toEqual(['opportunistic', [['tls', '10.9.0.1:853', 'dns.lab', true, '10.9.0.1:53']]]);
+    expect(vi.mocked(log.warn)).not.toHaveBeenCalled();
+    // One short line per link that encrypts, and only when its mode changes.
+    const said = (): unknown[] => vi.mocked(log.info).mock.calls.map((c) => c[1]);
+    expect(said()).toEqual([
+      'DNS over TLS strict, from resolved (D-Bus)',
+      'DNS over TLS opportunistic, from resolved (D-Bus)',
+      'DNS over TLS opportunistic, from resolved (D-Bus)',
+      'DNS over TLS opportunistic, from resolved (D-Bus)',
+    ]);
+    b.report!([{ ...link('wlan0', ['192.0.2.1#dns.example'], [], true), dnsOverTls: 'yes' }, { ...link('eth0', ['192.0.2.4'], [], true), dnsOverTls: 'no' }]);
+    await settle();
+    expect(registry.get('eth0')!.encryption).toBe('off');
+    expect(said()).toHaveLength(5);
+    expect(said()[4]).toBe('DNS over TLS off, from resolved (D-Bus)');
+  });
+
+  it('never gives a link that requires DNS over TLS a PvD that asks in the clear, whatever its servers look like', async () => {
+    const forms = ['192.0.2.1', '192.0.2.1:53', '192.0.2.1:853', '192.0.2.1#dns.example', '192.0.2.1:53#dns.example', 'fd00::1', '[fd00::1]:5353', 'fe80::1%3#dns.example', '[fe80::1]:5353%3'];
+    const b = answers('resolvectl (polled every 10 s)', [{ ...link('wlan0', forms, [], true), dnsOverTls: 'yes' }]);
+    await hostFeed({ backends: [b] });
+    const p = registry.get('wlan0')!;
+    expect(p.encryption).toBe('strict');
+    expect(p.servers).toHaveLength(forms.length);
+    for (const s of p.servers) expect([s.transport, s.fallback, s.authenticate]).toEqual(['tls', null, true]);
+    expect(p.servers.map((s) => s.label)).toContain('tls://[fe80::1%wlan0]:853#dns.example');
+  });
+
+  it("skips a link's server that is pvdns itself where pvdns would send to it: opportunistically, its cleartext address", async () => {
+    const b = answers('resolved (D-Bus)', [
+      { ...link('eth0', ['127.0.0.1', '192.0.2.1'], [], true), dnsOverTls: 'opportunistic' },
+      { ...link('wlan0', ['127.0.0.1#self.example', '192.0.2.2'], []), dnsOverTls: 'no' },
+    ]);
+    await hostFeed({ backends: [b] });
+    // wlan0 tries TLS (a named server) and falls back to 127.0.0.1:53, pvdns itself: skipped.
+    expect(pvds()).toEqual({ eth0: ['tls://192.0.2.1:853'], wlan0: ['tls://192.0.2.2:853'] });
+    expect(warnings("skipping a link's DNS server that is pvdns itself (a loop)")).toBe(2);
   });
 
   it("gives a link's PvD the prefixes of its global addresses, IPv4 and IPv6, and follows them as they change", async () => {

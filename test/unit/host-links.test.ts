@@ -10,7 +10,7 @@ import { pvdSpecSchema } from '../../src/pvd/schema.js';
 const fixture = (name: string): string => readFileSync(join(import.meta.dirname, '..', 'fixtures', 'host', name), 'utf8');
 
 describe('systemd-resolved (resolvectl)', () => {
-  const links = parseResolvectl(fixture('resolvectl-dns.txt'), fixture('resolvectl-domain.txt'), fixture('resolvectl-default-route.txt'));
+  const links = parseResolvectl(fixture('resolvectl-dns.txt'), fixture('resolvectl-domain.txt'), fixture('resolvectl-default-route.txt'), fixture('resolvectl-dnsovertls.txt'));
 
   it('makes one link per "Link N (ifname)" line, with the servers a wrapped line carries on, leaving out the global settings', () => {
     expect(links.map((l) => l.ifname)).toEqual(['enp0s31f6', 'wlp2s0', 'wg0', 'tun0']);
@@ -19,23 +19,67 @@ describe('systemd-resolved (resolvectl)', () => {
       servers: ['192.168.178.1', 'fd00::b2f2:8ff:fe12:3456', 'fe80::b2f2:8ff:fe12:3456%2', '2001:db8:1::53'],
       domains: ['fritz.box'],
       defaultRoute: true,
+      dnsOverTls: 'no',
     });
   });
 
   it("turns a VPN's routing domains into zones, and its default-route setting into default", () => {
-    expect(links[2]).toEqual({ ifname: 'wg0', servers: ['10.8.0.1'], domains: ['corp.example.com', '8.10.in-addr.arpa'], defaultRoute: false });
+    expect(links[2]).toEqual({ ifname: 'wg0', servers: ['10.8.0.1'], domains: ['corp.example.com', '8.10.in-addr.arpa'], defaultRoute: false, dnsOverTls: 'opportunistic' });
     // "~." makes a link take names nobody routes elsewhere, whatever default-route says.
     expect(links[3]).toMatchObject({ ifname: 'tun0', domains: ['.', 'lab.example'], defaultRoute: true });
   });
 
-  it('gives PvD objects the schema takes: IPv6 bracketed, a link-local zone named after the link, a port kept, DNS over TLS left out, "~." not a zone', () => {
+  it('gives PvD objects the schema takes: IPv6 bracketed, a link-local zone named after the link, a port kept, "~." not a zone, the encryption of DNSOverTLS', () => {
     const pvds = links.filter((l) => l.servers.length > 0).map((l) => pvdSpecSchema.parse(linkPvd(l)));
-    expect(pvds.map((p) => [p.identifier, p.dnsServers, p.dnsZones, p.default])).toEqual([
-      ['enp0s31f6', ['192.168.178.1', '[fd00::b2f2:8ff:fe12:3456]', '[fe80::b2f2:8ff:fe12:3456%enp0s31f6]', '[2001:db8:1::53]'], ['fritz.box'], true],
-      ['wg0', ['10.8.0.1'], ['corp.example.com', '8.10.in-addr.arpa'], false],
-      ['tun0', ['10.9.0.53:5353'], ['lab.example'], true],
+    expect(pvds.map((p) => [p.identifier, p.dnsServers, p.dnsZones, p.default, p.encryption])).toEqual([
+      ['enp0s31f6', ['192.168.178.1', '[fd00::b2f2:8ff:fe12:3456]', '[fe80::b2f2:8ff:fe12:3456%enp0s31f6]', '[2001:db8:1::53]'], ['fritz.box'], true, 'off'],
+      ['wg0', ['10.8.0.1'], ['corp.example.com', '8.10.in-addr.arpa'], false, 'opportunistic'],
+      // DNSOverTLS=yes: the named server kept as resolved prints it; the plain one over TLS on its own port, as resolved asks it.
+      ['tun0', ['tls://10.9.0.53:5353', '1.1.1.1:853#cloudflare-dns.com'], ['lab.example'], true, 'strict'],
     ]);
     expect(pvds[1]!.interface).toBe('wg0');
+  });
+});
+
+describe('systemd-resolved 252 (resolvectl, recorded)', () => {
+  // Printed by /opt/resolved's resolvectl 252 against a running systemd-resolved 252 (resolved-harness),
+  // after `resolvectl dns vpn0 10.1.2.3#dns.test 10.1.2.4:5353#x.test 10.1.2.5 fe80::1%vpn0#ll.test
+  // [fe80::2]:5353%vpn0#ll2.test` and `resolvectl dns wifi0 10.9.9.9`: 252 prints a link's link-local
+  // server without its zone, and each link's DNS over TLS mode in effect, the global one where it has none.
+  const dns = 'Global: 127.0.0.1\nLink 2 (vpn0p):\nLink 3 (vpn0): 10.1.2.3#dns.test 10.1.2.4:5353#x.test 10.1.2.5 fe80::1#ll.test [fe80::2]:5353#ll2.test\nLink 4 (wifi0p):\nLink 5 (wifi0): 10.9.9.9\n';
+  const domain = 'Global:\nLink 2 (vpn0p):\nLink 3 (vpn0):\nLink 4 (wifi0p):\nLink 5 (wifi0):\n';
+  const dot = (global: string, vpn0: string): string => `Global: ${global}\nLink 2 (vpn0p): ${global}\nLink 3 (vpn0): ${vpn0}\nLink 4 (wifi0p): ${global}\nLink 5 (wifi0): ${global}\n`;
+  const read = (modes: string): Array<[string, unknown, unknown]> =>
+    parseResolvectl(dns, domain, '', modes)
+      .filter((l) => l.servers.length > 0)
+      .map((l) => pvdSpecSchema.parse(linkPvd(l)))
+      .map((p) => [p.identifier, p.encryption, p.dnsServers]);
+  const vpn0 = ['10.1.2.3#dns.test', '10.1.2.4:5353#x.test', '10.1.2.5', '[fe80::1%vpn0]#ll.test', '[fe80::2%vpn0]:5353#ll2.test'];
+
+  it('makes `resolvectl dnsovertls vpn0 yes` strict for that link alone, every server kept with its name and zone', () => {
+    expect(read(dot('no', 'yes'))).toEqual([
+      ['vpn0', 'strict', vpn0],
+      ['wifi0', 'off', ['10.9.9.9']],
+    ]);
+  });
+
+  it("takes resolved's global mode for a link without its own (DNSOverTLS= in resolved.conf), and a link's own over it", () => {
+    expect(read(dot('opportunistic', 'opportunistic'))).toEqual([
+      ['vpn0', 'opportunistic', vpn0],
+      ['wifi0', 'opportunistic', ['10.9.9.9']],
+    ]);
+    // vpn0's own "no" over the global yes; its named servers make TLS worth a try (opportunistic).
+    expect(read(dot('yes', 'no'))).toEqual([
+      ['vpn0', 'opportunistic', vpn0],
+      ['wifi0', 'strict', ['10.9.9.9']],
+    ]);
+    // A resolvectl that prints a link without its mode: the global line applies.
+    expect(parseResolvectl(dns, domain, '', 'Global: yes\nLink 3 (vpn0):\n').map((l) => l.dnsOverTls)).toEqual(['yes', 'yes', 'yes', 'yes']);
+    // Nothing printed at all: unset, which is off, but for a link with named servers.
+    expect(read('')).toEqual([
+      ['vpn0', 'opportunistic', vpn0],
+      ['wifi0', 'off', ['10.9.9.9']],
+    ]);
   });
 });
 
@@ -49,6 +93,20 @@ describe('NetworkManager (nmcli -t)', () => {
     expect(parseNmcli('GENERAL.DEVICE:eth1\nIP4.GATEWAY:10.0.0.1\nIP6.DNS[1]:fd00\\:\\:53\n')[0]!.servers).toEqual(['fd00::53']);
   });
 
+  it("reads connection.dns-over-tls as nmcli prints it, terse or not (-1 default, 0 no, 1 opportunistic, 2 yes)", () => {
+    const show = 'GENERAL.DEVICE:eth1\nGENERAL.CON-PATH:/a/1\nIP4.DNS[1]:192.0.2.1\n';
+    const mode = (printed: string): string | undefined => parseNmcli(show, new Map([['/a/1', printed]]))[0]!.dnsOverTls;
+    expect(['connection.dns-over-tls:yes', 'connection.dns-over-tls:2 (yes)', 'connection.dns-over-tls:opportunistic', 'connection.dns-over-tls:0 (no)', 'connection.dns-over-tls:-1 (default)', 'connection.dns-over-tls:default'].map(mode)).toEqual([
+      'yes',
+      'yes',
+      'opportunistic',
+      'no',
+      undefined,
+      undefined,
+    ]);
+    expect(parseNmcli(show)[0]!.dnsOverTls).toBeUndefined();
+  });
+
   it('takes a device whose search domains are all routing domains (IP4.SEARCHES, "~x") for a split-DNS link: zones, not a default', () => {
     expect(links[1]).toEqual({ ifname: 'wg0', servers: ['10.8.0.1'], domains: ['corp.example.com', '8.10.in-addr.arpa'], defaultRoute: false });
     expect(pvdSpecSchema.parse(linkPvd(links[0]!)).dnsZones).toEqual(['fritz.box']);
@@ -59,15 +117,41 @@ describe('readHostLinks', () => {
   const tools = (available: Record<string, string>): RunTool => (cmd, args) => Promise.resolve(available[`${cmd} ${args.at(-1)}`] ?? null);
 
   it('asks systemd-resolved first', async () => {
-    const r = await readHostLinks(tools({ 'resolvectl dns': fixture('resolvectl-dns.txt'), 'resolvectl domain': fixture('resolvectl-domain.txt'), 'nmcli show': fixture('nmcli-device-show.txt') }));
+    const resolvectl = { 'resolvectl dns': fixture('resolvectl-dns.txt'), 'resolvectl domain': fixture('resolvectl-domain.txt'), 'resolvectl dnsovertls': fixture('resolvectl-dnsovertls.txt') };
+    const r = await readHostLinks(tools({ ...resolvectl, 'nmcli show': fixture('nmcli-device-show.txt') }));
     expect(r?.tool).toBe('resolvectl');
-    expect(r?.links.map((l) => l.ifname)).toEqual(['enp0s31f6', 'wg0', 'tun0']);
+    expect(r?.links.map((l) => [l.ifname, l.dnsOverTls])).toEqual([
+      ['enp0s31f6', 'no'],
+      ['wg0', 'opportunistic'],
+      ['tun0', 'yes'],
+    ]);
+    // A resolvectl that cannot say the modes is no reading: a link requiring DNS over TLS would be asked in the clear.
+    const noModes = { ...resolvectl, 'resolvectl dnsovertls': undefined } as unknown as Record<string, string>;
+    expect((await readHostLinks(tools({ ...noModes, 'nmcli show': fixture('nmcli-device-show.txt') })))?.tool).toBe('nmcli');
+  });
+
+  it("asks nmcli for each active connection's connection.dns-over-tls (by GENERAL.CON-PATH), and makes it the encryption", async () => {
+    const show = fixture('nmcli-device-show.txt').replace('GENERAL.DEVICE:enp0s31f6\n', 'GENERAL.DEVICE:enp0s31f6\nGENERAL.CON-PATH:/org/freedesktop/NetworkManager/ActiveConnection/1\n').replace('GENERAL.DEVICE:wg0\n', 'GENERAL.DEVICE:wg0\nGENERAL.CON-PATH:/org/freedesktop/NetworkManager/ActiveConnection/4\n');
+    const asked: string[][] = [];
+    const run: RunTool = (cmd, args) => {
+      asked.push([cmd, ...args]);
+      if (cmd !== 'nmcli') return Promise.resolve(null);
+      if (args.at(-1) === 'show') return Promise.resolve(show);
+      return Promise.resolve({ '/org/freedesktop/NetworkManager/ActiveConnection/1': 'connection.dns-over-tls:yes\n', '/org/freedesktop/NetworkManager/ActiveConnection/4': 'connection.dns-over-tls:default\n' }[args.at(-1)!] ?? null);
+    };
+    const r = await readHostLinks(run);
+    expect(r?.links.map((l) => [l.ifname, l.dnsOverTls])).toEqual([
+      ['enp0s31f6', 'yes'],
+      ['wg0', undefined],
+    ]);
+    expect(asked).toContainEqual(['nmcli', '-t', '-f', 'connection.dns-over-tls', 'connection', 'show', 'apath', '/org/freedesktop/NetworkManager/ActiveConnection/1']);
+    expect(r!.links.map((l) => pvdSpecSchema.parse(linkPvd(l)).encryption)).toEqual(['strict', 'off']);
   });
 
   it('falls back to NetworkManager, and to nothing (resolv.conf) when neither tool is there', async () => {
     expect((await readHostLinks(tools({ 'nmcli show': fixture('nmcli-device-show.txt') })))?.tool).toBe('nmcli');
     expect(await readHostLinks(tools({}))).toBeNull();
     // resolved running without any link DNS (all in Global) says nothing either.
-    expect(await readHostLinks(tools({ 'resolvectl dns': 'Global: 192.0.2.53\nLink 2 (eth0):\n', 'resolvectl domain': 'Global:\n' }))).toBeNull();
+    expect(await readHostLinks(tools({ 'resolvectl dns': 'Global: 192.0.2.53\nLink 2 (eth0):\n', 'resolvectl domain': 'Global:\n', 'resolvectl dnsovertls': 'Global: no\n' }))).toBeNull();
   });
 });

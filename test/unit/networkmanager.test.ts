@@ -85,6 +85,16 @@ describe('NetworkManager (D-Bus) properties → links', () => {
     expect(nmLinks([odd])).toEqual([{ ifname: 'eth9', servers: ['192.0.2.9'], domains: ['a.example'], defaultRoute: false }]);
   });
 
+  it("makes the applied connection's connection.dns-over-tls (-1 default, 0 no, 1 opportunistic, 2 yes) the PvD's encryption", () => {
+    const withDot = (v: unknown): NmDeviceProperties => ({ ...wifi, connection: { id: 'Home', 'dns-over-tls': v } });
+    const modes = [2, 1, 0, -1, undefined].map((v) => nmLinks([withDot(v)])[0]!.dnsOverTls);
+    expect(modes).toEqual(['yes', 'opportunistic', 'no', undefined, undefined]);
+    const encryption = [2, 1, 0, -1].map((v) => pvdSpecSchema.parse(linkPvd(nmLinks([withDot(v)])[0]!)).encryption);
+    expect(encryption).toEqual(['strict', 'opportunistic', 'off', 'off']);
+    // Not read (NM refused, no applied connection): the default.
+    expect(nmLinks([{ ...wifi, connection: null }])[0]!.dnsOverTls).toBeUndefined();
+  });
+
   it('gives PvD objects the schema takes: an IPv6 link-local server scoped to its link', () => {
     const pvds = nmLinks([wifi, wg]).map((l) => pvdSpecSchema.parse(linkPvd(l)));
     expect(pvds.map((p) => [p.identifier, p.dnsServers, p.dnsZones, p.default])).toEqual([

@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DBusMessage } from '../../src/dbus/connection.js';
 import { interfaceNames } from '../../src/pvd/sources/ifnames.js';
+import { linkPvd } from '../../src/pvd/sources/host.js';
 import { formatServer, hostLink, ResolvedBackend } from '../../src/pvd/sources/resolved.js';
+import { pvdSpecSchema } from '../../src/pvd/schema.js';
 
 const v4 = (...b: number[]): Buffer => Buffer.from(b);
 const v6 = (text: string): Buffer => {
@@ -59,6 +61,35 @@ describe('hostLink', () => {
   it('takes the default route from resolved when no "~." says otherwise, and leaves out empty modes', () => {
     expect(hostLink(2, 'wlan0', { DNSEx: [], Domains: [['home.example', false]], DefaultRoute: true, DNSOverTLS: '' })).toEqual({ ifname: 'wlan0', ifindex: 2, servers: [], domains: ['home.example'], defaultRoute: true });
     expect(hostLink(2, 'wg0', { Domains: [['corp.example', true]], DefaultRoute: false }).defaultRoute).toBe(false);
+  });
+
+  it("keeps a server's TLS name and port, and makes the link's DNSOverTLS (else the Manager's) the PvD's encryption", () => {
+    // resolved 252's values after `resolvectl dns vpn0 10.1.2.3#dns.test 10.1.2.4:5353#x.test 10.1.2.5 fe80::1%vpn0#ll.test`
+    // and `resolvectl dnsovertls vpn0 yes` (test/host/resolved.test.ts reads them from a real one).
+    const DNSEx = [
+      [2, v4(10, 1, 2, 3), 0, 'dns.test'],
+      [2, v4(10, 1, 2, 4), 5353, 'x.test'],
+      [2, v4(10, 1, 2, 5), 0, ''],
+      [10, v6('fe80::1'), 0, 'll.test'],
+    ];
+    const pvd = (props: Parameters<typeof hostLink>[2], global?: string): unknown => {
+      const spec = pvdSpecSchema.parse(linkPvd(hostLink(3, 'vpn0', { DNSEx, Domains: [], DefaultRoute: true, ...props }, global)));
+      return [spec.encryption, spec.dnsServers];
+    };
+    const servers = ['10.1.2.3#dns.test', '10.1.2.4:5353#x.test', '10.1.2.5', '[fe80::1%vpn0]#ll.test'];
+    expect(pvd({ DNSOverTLS: 'yes' }, 'no')).toEqual(['strict', servers]);
+    expect(pvd({ DNSOverTLS: 'opportunistic' }, 'yes')).toEqual(['opportunistic', servers]);
+    // "no" with named servers: TLS is tried by name, falling back to what resolved would ask in the clear.
+    expect(pvd({ DNSOverTLS: 'no' }, 'yes')).toEqual(['opportunistic', servers]);
+    // A link without a mode of its own (a resolved that gives "" for it): the global one.
+    expect(pvd({ DNSOverTLS: '' }, 'yes')).toEqual(['strict', servers]);
+    expect(pvd({}, 'opportunistic')).toEqual(['opportunistic', servers]);
+    // Unset everywhere: resolved's default, no — the same.
+    expect(pvd({ DNSOverTLS: '' }, '')).toEqual(['opportunistic', servers]);
+    expect(pvd({})).toEqual(['opportunistic', servers]);
+    // With no name anywhere, off is off.
+    const plain = pvdSpecSchema.parse(linkPvd(hostLink(3, 'vpn0', { DNSEx: [DNSEx[2]!], Domains: [], DefaultRoute: true, DNSOverTLS: 'no' })));
+    expect([plain.encryption, plain.dnsServers]).toEqual(['off', ['10.1.2.5']]);
   });
 });
 

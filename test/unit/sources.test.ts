@@ -33,6 +33,7 @@ const resolvectl = (rows: Array<[string, string, string, 'yes' | 'no']>): void =
     dns: `Global:\n${rows.map(([n, s], i) => `Link ${i + 2} (${n}): ${s}`).join('\n')}\n`,
     domain: `Global:\n${rows.map(([n, , d], i) => `Link ${i + 2} (${n}): ${d}`).join('\n')}\n`,
     'default-route': `Global: no\n${rows.map(([n, , , r], i) => `Link ${i + 2} (${n}): ${r}`).join('\n')}\n`,
+    dnsovertls: `Global: no\n${rows.map(([n], i) => `Link ${i + 2} (${n}): no`).join('\n')}\n`,
   };
 };
 /** How many times resolvectl was asked for the links' servers: once per read of the host. */

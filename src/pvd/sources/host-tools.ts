@@ -44,29 +44,90 @@ function linkLines(text: string): Map<string, string> {
 }
 
 /**
- * parseResolvectl reads `resolvectl dns`, `resolvectl domain` and
- * `resolvectl default-route` (each prints "Link N (ifname): values"). The
- * global lines are the host's own settings, not a link's: left out.
+ * parseResolvectl reads `resolvectl dns`, `resolvectl domain`, `resolvectl
+ * default-route` and `resolvectl dnsovertls` (each prints "Link N (ifname):
+ * values"). The global lines are the host's own settings, not a link's: left
+ * out, but for "Global: MODE" of dnsovertls, the mode of a link that prints
+ * none (resolvectl 252 prints each link's mode in effect, the global one
+ * where it has none of its own). Servers are kept as printed, with their
+ * "#name" (resolvectl 252 writes a link-local server without its zone).
  */
-export function parseResolvectl(dns: string, domain: string, defaultRoute: string): HostLink[] {
+export function parseResolvectl(dns: string, domain: string, defaultRoute: string, dnsOverTls = ''): HostLink[] {
   const servers = linkLines(dns);
   const domains = linkLines(domain);
   const routes = linkLines(defaultRoute);
+  const dots = linkLines(dnsOverTls);
+  const globalDot = /^Global:[ \t]*(\S+)/m.exec(dnsOverTls)?.[1];
   const links: HostLink[] = [];
   for (const [ifname, list] of servers) {
     const ds = (domains.get(ifname) ?? '').split(/\s+/).filter(Boolean);
-    links.push({
+    const link: HostLink = {
       ifname,
       servers: list.split(/\s+/).filter(Boolean),
       domains: ds.map((d) => (d === '~.' ? '.' : d.replace(/^~/, '').toLowerCase())),
       defaultRoute: routes.get(ifname) === 'yes' || ds.includes('~.'),
-    });
+    };
+    const dot = dots.get(ifname) || globalDot;
+    if (dot) link.dnsOverTls = dot;
+    links.push(link);
   }
   return links;
 }
 
 /** The fields pvdns asks nmcli for. */
-export const NMCLI_FIELDS = 'GENERAL.DEVICE,IP4.GATEWAY,IP6.GATEWAY,IP4.DNS,IP6.DNS,IP4.SEARCHES,IP6.SEARCHES,IP4.DOMAIN,IP6.DOMAIN';
+export const NMCLI_FIELDS = 'GENERAL.DEVICE,GENERAL.CON-PATH,IP4.GATEWAY,IP6.GATEWAY,IP4.DNS,IP6.DNS,IP4.SEARCHES,IP6.SEARCHES,IP4.DOMAIN,IP6.DOMAIN';
+
+/**
+ * nmDnsOverTls reads NetworkManager's connection.dns-over-tls as D-Bus gives
+ * it (an int32: -1 default, 0 no, 1 opportunistic, 2 yes) or nmcli prints it
+ * ("yes", "2 (yes)", "-1 (default)") in resolved's words; undefined for the
+ * default (NM's global default, which pvdns cannot read, else no) and
+ * anything else.
+ */
+export function nmDnsOverTls(v: unknown): 'yes' | 'opportunistic' | 'no' | undefined {
+  const t = typeof v === 'number' ? String(v) : typeof v === 'string' ? v.trim().split(/\s+/)[0]!.toLowerCase() : '';
+  if (t === '2' || t === 'yes') return 'yes';
+  if (t === '1' || t === 'opportunistic') return 'opportunistic';
+  if (t === '0' || t === 'no') return 'no';
+  return undefined;
+}
+
+/**
+ * nmcliConnections lists the active connections (GENERAL.CON-PATH) of the
+ * devices with servers in `nmcli device show`: whose connection.dns-over-tls
+ * readTool asks for (`nmcli connection show apath PATH`).
+ */
+export function nmcliConnections(text: string): string[] {
+  return [...new Set(nmcliDevices(text).filter((d) => d.servers.length > 0 && d.conPath !== '').map((d) => d.conPath))];
+}
+
+interface NmcliDevice {
+  ifname: string;
+  conPath: string;
+  servers: string[];
+  raw: string[];
+  gateway: boolean;
+}
+
+function nmcliDevices(text: string): NmcliDevice[] {
+  const devices: NmcliDevice[] = [];
+  for (const line of text.split('\n')) {
+    const at = line.indexOf(':');
+    if (at < 0) continue;
+    const field = line.slice(0, at).trim().replace(/\[\d+\]$/, '');
+    const value = line.slice(at + 1).trim().replace(/\\:/g, ':').replace(/\\\\/g, '\\');
+    if (field === 'GENERAL.DEVICE') devices.push({ ifname: value, conPath: '', servers: [], raw: [], gateway: false });
+    else if (devices.length > 0 && value !== '' && value !== '--') {
+      const d = devices.at(-1)!;
+      if (field === 'IP4.DNS' || field === 'IP6.DNS') d.servers.push(value);
+      else if (field === 'GENERAL.CON-PATH') d.conPath = value;
+      else if (field.endsWith('.SEARCHES') || field.endsWith('.DOMAIN')) {
+        for (const x of value.split(/[\s,]+/).filter(Boolean)) if (!d.raw.includes(x)) d.raw.push(x);
+      } else if (field.endsWith('.GATEWAY')) d.gateway = true;
+    }
+  }
+  return devices;
+}
 
 /**
  * parseNmcli reads `nmcli -t -f NMCLI_FIELDS device show`: "FIELD[n]:value"
@@ -76,34 +137,26 @@ export const NMCLI_FIELDS = 'GENERAL.DEVICE,IP4.GATEWAY,IP6.GATEWAY,IP4.DNS,IP6.
  * routing only) are its SEARCHES; DOMAIN holds what DHCP or a VPN plugin
  * gave. As NetworkManager does, names nobody routes elsewhere go to a device
  * with the default route (a gateway) unless its domains are all routing
- * domains, and to any device with a "~." domain.
+ * domains, and to any device with a "~." domain. `dnsOverTls` holds what
+ * `nmcli -t -f connection.dns-over-tls connection show apath PATH` printed
+ * for a device's active connection (GENERAL.CON-PATH).
  */
-export function parseNmcli(text: string): HostLink[] {
-  const devices: Array<{ ifname: string; servers: string[]; raw: string[]; gateway: boolean }> = [];
-  for (const line of text.split('\n')) {
-    const at = line.indexOf(':');
-    if (at < 0) continue;
-    const field = line.slice(0, at).trim().replace(/\[\d+\]$/, '');
-    const value = line.slice(at + 1).trim().replace(/\\:/g, ':').replace(/\\\\/g, '\\');
-    if (field === 'GENERAL.DEVICE') devices.push({ ifname: value, servers: [], raw: [], gateway: false });
-    else if (devices.length > 0 && value !== '' && value !== '--') {
-      const d = devices.at(-1)!;
-      if (field === 'IP4.DNS' || field === 'IP6.DNS') d.servers.push(value);
-      else if (field.endsWith('.SEARCHES') || field.endsWith('.DOMAIN')) {
-        for (const x of value.split(/[\s,]+/).filter(Boolean)) if (!d.raw.includes(x)) d.raw.push(x);
-      } else if (field.endsWith('.GATEWAY')) d.gateway = true;
-    }
-  }
-  return devices
+export function parseNmcli(text: string, dnsOverTls: ReadonlyMap<string, string> = new Map()): HostLink[] {
+  return nmcliDevices(text)
     .filter((d) => d.servers.length > 0)
     .map((d) => {
       const routingOnly = d.raw.length > 0 && d.raw.every((x) => x.startsWith('~'));
-      return {
+      const link: HostLink = {
         ifname: d.ifname,
         servers: d.servers,
         domains: d.raw.map((x) => (x === '~.' ? '.' : x.replace(/^~/, '').toLowerCase())),
         defaultRoute: d.raw.includes('~.') || (d.gateway && !routingOnly),
       };
+      const printed = dnsOverTls.get(d.conPath);
+      // "connection.dns-over-tls:yes": the value after the field's name.
+      const dot = nmDnsOverTls(printed?.slice(printed.indexOf(':') + 1));
+      if (dot !== undefined) link.dnsOverTls = dot;
+      return link;
     });
 }
 
@@ -132,17 +185,26 @@ export async function readHostLinks(run: RunTool = runTool): Promise<HostReport 
  */
 async function readTool(tool: 'resolvectl' | 'nmcli', run: RunTool): Promise<HostLink[] | null> {
   if (tool === 'resolvectl') {
-    const [dns, domain, route] = await Promise.all([
+    const [dns, domain, route, dot] = await Promise.all([
       run('resolvectl', ['--no-pager', 'dns']),
       run('resolvectl', ['--no-pager', 'domain']),
       run('resolvectl', ['--no-pager', 'default-route']),
+      run('resolvectl', ['--no-pager', 'dnsovertls']),
     ]);
-    if (dns === null || domain === null) return null;
-    return parseResolvectl(dns, domain, route ?? '').filter((l) => l.servers.length > 0);
+    // Without the modes, a link that requires DNS over TLS would be asked in the clear: no reading rather than that.
+    if (dns === null || domain === null || dot === null) return null;
+    return parseResolvectl(dns, domain, route ?? '', dot ?? '').filter((l) => l.servers.length > 0);
   }
   const nm = await run('nmcli', ['-t', '-f', NMCLI_FIELDS, 'device', 'show']);
   if (nm === null) return null;
-  return parseNmcli(nm);
+  const modes = new Map<string, string>();
+  await Promise.all(
+    nmcliConnections(nm).map(async (path) => {
+      const out = await run('nmcli', ['-t', '-f', 'connection.dns-over-tls', 'connection', 'show', 'apath', path]);
+      if (out !== null) modes.set(path, out.trim());
+    }),
+  );
+  return parseNmcli(nm, modes);
 }
 
 /**

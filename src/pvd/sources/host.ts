@@ -16,8 +16,9 @@
 import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { parseSocketAddress, type SocketAddress } from '../../config/address.js';
+import type { SocketAddress } from '../../config/address.js';
 import { isOwnListener } from '../../config/own-listener.js';
+import { parseServer, type Encryption, type UpstreamServer } from '../../upstream/server.js';
 import { domainProblem, pvdSpecSchema, serverProblem, unicastProblem, type PvdSpec } from '../schema.js';
 import { linkPrefixes, type LinkAddress, type LinkInfo } from './netlink.js';
 import { readResolvConf, SYSTEM_PVD } from './resolvconf.js';
@@ -49,28 +50,59 @@ export interface HostFeedOptions {
 }
 
 /**
- * linkPvd is the PvD object of one link: its plain-DNS servers (an
- * encrypted one — a "#name" or port 853, DNS over TLS — is left out: pvdns
- * would ask it in the clear), an IPv6 link-local zone given as the link's
- * name, domains that are valid names as its zones, the default route as
- * `default`.
+ * linkEncryption is the PvD's `encryption` for a link's DNS over TLS mode as
+ * the backend reports it (resolved's link setting, else its global one;
+ * NetworkManager's connection.dns-over-tls): "yes" is strict (never in the
+ * clear), "opportunistic" is opportunistic. "no" or nothing (resolved's
+ * default) is off, unless a server carries a TLS name ("192.0.2.1#dns.example"):
+ * whoever set the name meant DNS over TLS, so pvdns tries it, authenticated by
+ * that name, and falls back to the clear as resolved would have asked —
+ * opportunistic, never worse than the host and encrypted where it can be.
+ */
+export function linkEncryption(l: HostLink): Encryption {
+  if (l.dnsOverTls === 'yes') return 'strict';
+  if (l.dnsOverTls === 'opportunistic') return 'opportunistic';
+  return l.servers.some((s) => s.includes('#')) ? 'opportunistic' : 'off';
+}
+
+/**
+ * linkPvd is the PvD object of one link: its servers as the host asks them,
+ * `encryption` from its DNS over TLS mode (linkEncryption), an IPv6
+ * link-local zone given as the link's name, domains that are valid names as
+ * its zones, the default route as `default`. A server with a TLS name
+ * ("192.0.2.1#dns.example") is kept as written: src/upstream/server.ts reads
+ * resolved's form and the mode decides how it is asked, as resolved does.
  */
 export function linkPvd(l: HostLink): Record<string, unknown> {
-  const servers = l.servers
-    .filter((s) => !s.includes('#') && !s.includes('://') && !/:853(%\S*)?$/.test(s))
-    .map((s) => serverText(s, l.ifname))
-    .filter((s) => typeof parseSocketAddress(s, 53) !== 'string');
+  const encryption = linkEncryption(l);
+  // What is no server at all (a tool's odd line) is left out here; what can never answer is warned about (linkSpecs).
+  const servers = l.servers.map((s) => serverText(s, l.ifname, encryption)).filter((s) => typeof parseServer(s, encryption) !== 'string');
   const zones = l.domains.filter((d) => d !== '.' && domainProblem(d) === null);
-  return { identifier: l.ifname, interface: l.ifname, dnsServers: servers, dnsZones: [...new Set(zones)], default: l.defaultRoute };
+  return { identifier: l.ifname, interface: l.ifname, dnsServers: servers, dnsZones: [...new Set(zones)], default: l.defaultRoute, encryption };
 }
+
+/** A server written with a port: "192.0.2.1:5353", "[fd00::1]:5353". */
+const WITH_PORT = /\]:\d+$|^[^:\]]+:\d+$/;
 
 /**
  * serverText turns a server as the tools print it into pvdns's form:
  * "192.0.2.1", "192.0.2.1:5353", "fd00::1" → "[fd00::1]", "fe80::1%3" →
  * "[fe80::1%wg0]", "[fe80::1]:5353%3" → "[fe80::1%wg0]:5353" (a
- * link-local address is scoped to its link, by name).
+ * link-local address is scoped to its link, by name), a TLS name kept after
+ * it ("[fe80::1%wg0]#dns.example"). With DNS over TLS required, resolved
+ * asks a server written with a port over TLS on that port (port 853 only
+ * when none is given): "tls://192.0.2.1:5353" says the same to pvdns.
  */
-function serverText(s: string, ifname: string): string {
+function serverText(s: string, ifname: string, encryption: Encryption): string {
+  const at = s.indexOf('#');
+  const name = at < 0 ? '' : s.slice(at);
+  const text = addressText(at < 0 ? s : s.slice(0, at), ifname);
+  if (name !== '') return text + name;
+  return encryption === 'strict' && WITH_PORT.test(text) ? `tls://${text}` : text;
+}
+
+/** addressText is serverText's address part, without a TLS name. */
+function addressText(s: string, ifname: string): string {
   const bracketed = /^\[([^\]]+)\](?::(\d+))?(?:%\S+)?$/.exec(s);
   if (!bracketed && (s.match(/:/g) ?? []).length < 2) return s; // IPv4, with or without a port
   const host = bracketed ? bracketed[1]! : s;
@@ -234,6 +266,7 @@ export class HostFeed implements PvdFeed {
     const specs: PvdSpec[] = [];
     const names = new Set(this.links.map((l) => l.ifname));
     for (const name of this.seen) if (!names.has(name)) this.seen.delete(name);
+    for (const name of this.encryptions.keys()) if (!names.has(name)) this.encryptions.delete(name);
     for (const link of this.links) {
       const state = this.opts.links?.byName(link.ifname);
       if (state) this.seen.add(link.ifname);
@@ -243,29 +276,43 @@ export class HostFeed implements PvdFeed {
         this.opts.log.debug({ link: link.ifname, backend: tool }, 'link is down or gone: no PvD for it');
         continue;
       }
-      // A link that requires DNS over TLS (resolved's DNSOverTLS=yes) must not be asked in the
-      // clear, and pvdns does not speak DNS over TLS yet: no PvD rather than a downgrade.
-      if (link.dnsOverTls === 'yes') {
-        problems.push(problem(`${link.ifname}	dot`, { link: link.ifname, backend: tool }, "skipping a link that requires DNS over TLS (DNSOverTLS=yes): pvdns would ask its servers in the clear"));
-        continue;
-      }
       const raw = linkPvd(link);
+      const encryption = raw.encryption as Encryption;
       const servers = (raw.dnsServers as string[]).filter((s) => {
         const never = serverProblem(s);
         if (never) {
           problems.push(problem(`${link.ifname}\tnever ${s}`, { link: link.ifname, server: s, backend: tool, error: never }, "skipping a link's DNS server that can never answer"));
           return false;
         }
-        const loop = isOwnListener(parseSocketAddress(s, 53) as SocketAddress, own);
+        // Where pvdns would send: the server's own address and, opportunistic, its cleartext one.
+        const server = parseServer(s, encryption) as UpstreamServer;
+        const loop = isOwnListener(server, own) || (server.fallback !== null && isOwnListener(server.fallback, own));
         if (loop) problems.push(problem(`${link.ifname}\tloop ${s}`, { link: link.ifname, server: s, backend: tool }, "skipping a link's DNS server that is pvdns itself (a loop)"));
         return !loop;
       });
       if (servers.length === 0) continue;
       const r = pvdSpecSchema.safeParse({ ...raw, dnsServers: servers, prefixes: state ? linkPrefixes(state) : [] });
-      if (r.success) specs.push(r.data);
-      else problems.push(problem(`${link.ifname}\tbad`, { link: link.ifname, backend: tool, error: r.error.issues[0]?.message }, 'skipping a link pvdns cannot make a PvD of'));
+      if (r.success) {
+        specs.push(r.data);
+        this.sayEncryption(link.ifname, encryption, tool);
+      } else problems.push(problem(`${link.ifname}\tbad`, { link: link.ifname, backend: tool, error: r.error.issues[0]?.message }, 'skipping a link pvdns cannot make a PvD of'));
     }
     return specs;
+  }
+
+  /** Each link's encryption as last said: a change is one line, not one per report. */
+  private readonly encryptions = new Map<string, Encryption>();
+
+  /**
+   * sayEncryption logs a link's DNS over TLS mode when it changes: the host
+   * encrypts, so pvdns does too (one short line; a link that never had
+   * encryption says nothing).
+   */
+  private sayEncryption(ifname: string, encryption: Encryption, backend: string): void {
+    const was = this.encryptions.get(ifname) ?? 'off';
+    this.encryptions.set(ifname, encryption);
+    if (was === encryption) return;
+    this.opts.log.info({ link: ifname, encryption, backend }, `DNS over TLS ${encryption}, from ${backend}`);
   }
 
   private async resolvConfSpecs(problems: Problem[]): Promise<PvdSpec[]> {

@@ -16,6 +16,11 @@
 //   deprecated) for IPv4, Nameservers aay (16 octets each; the only form in
 //   1.42) for IPv6, Domains, Searches (a "~x" is a routing-only domain),
 //   DnsPriority, Gateway.
+// - each device's applied connection, Device.GetAppliedConnection(0) →
+//   (a{sa{sv}}, t): its "connection" setting's dns-over-tls (int32: -1
+//   default, 0 no, 1 opportunistic, 2 yes), which becomes the PvD's
+//   encryption. A call NM refuses (the profile's permissions) reads as the
+//   default.
 // The DnsManager object's Configuration (aa{sv}: nameservers, domains,
 // interface, priority, vpn) is not used: it carries no gateway, so it cannot
 // say which link takes the default route, and since 1.32 (one NMIPConfig per
@@ -40,6 +45,7 @@ import type { Logger } from 'pino';
 import { DBusConnection, systemBusAddress, type DBusMessage } from '../../dbus/connection.js';
 import { formatV6 } from '../../dns64/prefix.js';
 import { CoalescedRead } from './coalesced-read.js';
+import { nmDnsOverTls } from './host-tools.js';
 import type { HostLink, LinkBackend } from './source.js';
 
 /** NetworkManager's well-known bus name. */
@@ -75,6 +81,8 @@ export interface NmDeviceProperties {
   device: Record<string, unknown>;
   ip4: Record<string, unknown> | null;
   ip6: Record<string, unknown> | null;
+  /** The "connection" setting of the device's applied connection (GetAppliedConnection), where it was read. */
+  connection?: Record<string, unknown> | null;
 }
 
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
@@ -105,11 +113,13 @@ function ipv6Servers(cfg: Record<string, unknown> | null): string[] {
  * device with a gateway unless all its domains are routing-only, or to any
  * device with "~.". A device without servers, or in a state that has none
  * (DOWN_STATES), is no link. dnsPriority is the lower of the families'
- * DnsPriority among those that have servers (lower is preferred).
+ * DnsPriority among those that have servers (lower is preferred);
+ * dnsOverTls is the applied connection's dns-over-tls, left out for the
+ * default (-1).
  */
 export function nmLinks(devices: readonly NmDeviceProperties[]): HostLink[] {
   const links: HostLink[] = [];
-  for (const { device, ip4, ip6 } of devices) {
+  for (const { device, ip4, ip6, connection } of devices) {
     const ifname = text(device.IpInterface) || text(device.Interface);
     if (ifname === '' || (typeof device.State === 'number' && DOWN_STATES.has(device.State))) continue;
     const v4 = ipv4Servers(ip4);
@@ -133,6 +143,8 @@ export function nmLinks(devices: readonly NmDeviceProperties[]): HostLink[] {
       defaultRoute: raw.includes('~.') || (gateway && !routingOnly),
     };
     if (priorities.length > 0) link.dnsPriority = Math.min(...priorities);
+    const dot = nmDnsOverTls(connection?.['dns-over-tls']);
+    if (dot !== undefined) link.dnsOverTls = dot;
     links.push(link);
   }
   return links;
@@ -323,11 +335,29 @@ export class NetworkManagerBackend implements LinkBackend {
       devicePaths.map(async (path): Promise<NmDeviceProperties | null> => {
         const device = await getAll(path, DEVICE_IFACE);
         if (!device) return null;
-        const [ip4, ip6] = await Promise.all([getAll(objectPath(device.Ip4Config), IP4_IFACE), getAll(objectPath(device.Ip6Config), IP6_IFACE)]);
-        return { device, ip4, ip6 };
+        const ip4Path = objectPath(device.Ip4Config);
+        const ip6Path = objectPath(device.Ip6Config);
+        const [ip4, ip6, connection] = await Promise.all([
+          getAll(ip4Path, IP4_IFACE),
+          getAll(ip6Path, IP6_IFACE),
+          // Only a device with a configuration can be a link: the others cost no call.
+          ip4Path !== null || ip6Path !== null ? this.appliedConnection(conn, path) : null,
+        ]);
+        return { device, ip4, ip6, connection };
       }),
     );
     return nmLinks(devices.filter((d): d is NmDeviceProperties => d !== null));
+  }
+
+  /** appliedConnection is the "connection" setting of a device's applied connection; null when NM does not give it (no connection, refused). */
+  private async appliedConnection(conn: DBusConnection, path: string): Promise<Record<string, unknown> | null> {
+    try {
+      const [settings] = await this.call(conn, NM_NAME, path, DEVICE_IFACE, 'GetAppliedConnection', 'u', [0]);
+      const c = settings !== null && typeof settings === 'object' ? (settings as Record<string, unknown>).connection : undefined;
+      return c !== null && typeof c === 'object' ? (c as Record<string, unknown>) : null;
+    } catch {
+      return null;
+    }
   }
 
   /**

@@ -1,7 +1,8 @@
 // The host's links as systemd-resolved knows them, read over D-Bus
 // (org.freedesktop.resolve1, systemd 252's API) and re-read the moment
 // something changes them: each link's servers (with port and TLS name, from
-// DNSEx), its search and routing domains, DefaultRoute, DNSOverTLS and DNSSEC.
+// DNSEx), its search and routing domains, DefaultRoute, DNSOverTLS (the
+// Manager's where the link has none) and DNSSEC.
 //
 // What tells pvdns that something changed. Measured with resolved 252 on a
 // private bus (test/host/resolved.test.ts): SetLinkDNS(Ex) and RevertLink
@@ -98,9 +99,12 @@ export interface ResolvedLinkProps {
 /**
  * hostLink turns a link's properties into a HostLink: servers in resolvectl's
  * forms, domains lower case without "~" ("." for the routing domain "~."),
- * and a default route when resolved says so or the link routes "~.".
+ * a default route when resolved says so or the link routes "~.", and the
+ * DNS over TLS mode in effect: the link's, else `globalDnsOverTls` (the
+ * Manager's DNSOverTLS). resolved 252 gives a link without a setting of its
+ * own the global mode itself (measured); a version that gives "" is covered.
  */
-export function hostLink(ifindex: number, ifname: string, p: ResolvedLinkProps): HostLink {
+export function hostLink(ifindex: number, ifname: string, p: ResolvedLinkProps, globalDnsOverTls = ''): HostLink {
   const servers: string[] = [];
   for (const s of Array.isArray(p.DNSEx) ? (p.DNSEx as unknown[][]) : []) {
     const text = formatServer(Number(s[0]), s[1] as Uint8Array, Number(s[2] ?? 0), ifindex, String(s[3] ?? ''));
@@ -114,7 +118,8 @@ export function hostLink(ifindex: number, ifname: string, p: ResolvedLinkProps):
     if (!domains.includes(d)) domains.push(d);
   }
   const link: HostLink = { ifname, ifindex, servers, domains, defaultRoute: p.DefaultRoute === true || routesAll };
-  if (typeof p.DNSOverTLS === 'string' && p.DNSOverTLS !== '') link.dnsOverTls = p.DNSOverTLS;
+  const dot = typeof p.DNSOverTLS === 'string' && p.DNSOverTLS !== '' ? p.DNSOverTLS : globalDnsOverTls;
+  if (dot !== '') link.dnsOverTls = dot;
   if (typeof p.DNSSEC === 'string' && p.DNSSEC !== '') link.dnssec = p.DNSSEC;
   return link;
 }
@@ -563,6 +568,10 @@ export class ResolvedBackend implements LinkBackend {
     // with is never newer than the links read here.
     const key = this.managerKey(conn);
     key.catch(() => undefined); // awaited below; a failed link read must not leave it unhandled
+    // The global DNS over TLS mode, for a link without its own: what the host encrypts is never asked
+    // in the clear. Asked beside the links, not before them: a read is what routing waits for.
+    const global = conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSOverTLS').then((v) => (typeof v === 'string' ? v : ''));
+    global.catch(() => undefined); // awaited below, as key is
     const links = await Promise.all(
       [...indexes]
         .sort((a, b) => a - b)
@@ -575,7 +584,8 @@ export class ResolvedBackend implements LinkBackend {
               path = String((await conn.call({ destination: RESOLVE1, path: ROOT_PATH, interface: MANAGER, member: 'GetLink', signature: 'i', body: [i] }))[0]);
               this.paths.set(i, path);
             }
-            const l = hostLink(i, ifname, (await conn.getAllProperties(RESOLVE1, path, LINK)) as ResolvedLinkProps);
+            const props = (await conn.getAllProperties(RESOLVE1, path, LINK)) as ResolvedLinkProps;
+            const l = hostLink(i, ifname, props, await global);
             // Listed for a global server (resolved gives one from a foreign resolv.conf lo's index), nothing of its own.
             return l.servers.length === 0 && l.domains.length === 0 ? null : l;
           } catch (err) {

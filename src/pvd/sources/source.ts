@@ -20,7 +20,11 @@ export interface HostLink {
   domains: string[];
   /** Whether names nobody routes elsewhere may go to this link. */
   defaultRoute: boolean;
-  /** The link's DNS over TLS mode where the backend reports one ("yes", "opportunistic", "no"). */
+  /**
+   * The link's DNS over TLS mode in effect where the backend reports one
+   * ("yes", "opportunistic", "no"): its own setting, else the host's global
+   * one. host.ts makes it the PvD's `encryption`.
+   */
   dnsOverTls?: string;
   /** The link's DNSSEC mode where the backend reports one ("yes", "allow-downgrade", "no"). */
   dnssec?: string;
