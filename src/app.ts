@@ -31,7 +31,8 @@ import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
 import { PvdInputError } from './pvd/input.js';
 import type { PvdSpec } from './pvd/schema.js';
-import { isOwnListener } from './config/own-listener.js';
+import { serverLoops } from './config/own-listener.js';
+import { defaultEncryption, parseServer, type UpstreamServer } from './upstream/server.js';
 import type { RunTool } from './pvd/sources/host-tools.js';
 import { PvdDirectory, type DirectoryReport } from './pvd/sources/directory.js';
 import { SourceSet } from './pvd/sources/sources.js';
@@ -582,8 +583,8 @@ export class App {
   private loopProblem(spec: PvdSpec): PvdInputError | null {
     const listeners = [...this.listenAddresses(), ...this.addresses().dns];
     for (const [i, s] of spec.dnsServers.entries()) {
-      const addr = parseSocketAddress(s, 53) as SocketAddress;
-      if (isOwnListener(addr, listeners)) return new PvdInputError(`dnsServers[${i}]`, `${addr.label} is pvdns's own listener: queries would loop`);
+      const server = parseServer(s, spec.encryption ?? defaultEncryption(spec.dnsServers)) as UpstreamServer;
+      if (serverLoops(server, listeners)) return new PvdInputError(`dnsServers[${i}]`, `${server.fallback?.label ?? server.label} is pvdns's own listener: queries would loop`);
     }
     return null;
   }

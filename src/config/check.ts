@@ -6,8 +6,9 @@
 
 import { X509Certificate } from 'node:crypto';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
-import { isOwnListener } from './own-listener.js';
-import { parseSocketAddress, type SocketAddress } from './address.js';
+import { serverLoops } from './own-listener.js';
+import { defaultEncryption, parseServer, type UpstreamServer } from '../upstream/server.js';
+import type { SocketAddress } from './address.js';
 import { ConfigError, configErrorAt, configErrors, MAX_PROBLEMS } from './load.js';
 import type { Config } from './schema.js';
 
@@ -34,8 +35,8 @@ export async function checkAgainstHost(config: Config, listen: readonly SocketAd
   const at = (path: (string | number)[], problem: string): ConfigError => configErrorAt(config, path, problem, file);
   config.pvds.forEach((p, i) =>
     p.dnsServers.forEach((s, j) => {
-      const addr = parseSocketAddress(s, 53) as SocketAddress;
-      if (isOwnListener(addr, listen)) errors.push(at(['pvds', i, 'dnsServers', j], `${addr.label} is pvdns's own listener: queries would loop`));
+      const server = parseServer(s, p.encryption ?? defaultEncryption(p.dnsServers)) as UpstreamServer;
+      if (serverLoops(server, listen)) errors.push(at(['pvds', i, 'dnsServers', j], `${server.fallback?.label ?? server.label} is pvdns's own listener: queries would loop`));
     }),
   );
   const { directory, host, resolvConf } = config.pvdSources;

@@ -4,6 +4,7 @@
 
 import { networkInterfaces } from 'node:os';
 import ipaddr from 'ipaddr.js';
+import type { UpstreamServer } from '../upstream/server.js';
 import type { SocketAddress } from './address.js';
 
 /** How long one reading of the host's addresses serves (a check of 16,000 PvDs is one reading, not 16,000). */
@@ -23,6 +24,15 @@ export function isOwnListener(server: SocketAddress, listeners: readonly SocketA
     if (isUnspecified(l.host) && l.family === server.family && isLocalAddress(server.host) && server.host !== DOCKER_DNS) return true;
   }
   return false;
+}
+
+/**
+ * serverLoops says whether pvdns would send a PvD's server's queries to
+ * itself: at the server's own address (a DoH server named by a host name is
+ * not known yet) or, opportunistic, at its cleartext fallback.
+ */
+export function serverLoops(server: UpstreamServer, listeners: readonly SocketAddress[]): boolean {
+  return (server.hostName === null && isOwnListener(server, listeners)) || (server.fallback !== null && isOwnListener(server.fallback, listeners));
 }
 
 /**

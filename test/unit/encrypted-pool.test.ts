@@ -173,3 +173,14 @@ describe('a DoH server named by a host name', () => {
   });
 });
 
+
+describe('a loop to pvdns itself', () => {
+  it('is seen where pvdns would send: the encrypted address, or an opportunistic server\'s cleartext one', async () => {
+    const { serverLoops } = await import('../../src/config/own-listener.js');
+    const own = [{ host: '127.0.0.1', port: 53, family: 4 as const, label: '127.0.0.1:53' }];
+    expect(serverLoops(servers('opportunistic', '127.0.0.1')[0]!, own)).toBe(true);
+    expect(serverLoops(servers('strict', '127.0.0.1')[0]!, own)).toBe(false); // TLS on 853: not pvdns
+    expect(serverLoops(servers('off', '127.0.0.1#self.example')[0]!, own)).toBe(true);
+    expect(serverLoops(servers('strict', 'https://localhost.example/dns-query')[0]!, own)).toBe(false);
+  });
+});

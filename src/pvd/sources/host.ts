@@ -17,7 +17,7 @@ import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { SocketAddress } from '../../config/address.js';
-import { isOwnListener } from '../../config/own-listener.js';
+import { isOwnListener, serverLoops } from '../../config/own-listener.js';
 import { parseServer, type Encryption, type UpstreamServer } from '../../upstream/server.js';
 import { domainProblem, pvdSpecSchema, serverProblem, unicastProblem, type PvdSpec } from '../schema.js';
 import { linkPrefixes, type LinkAddress, type LinkInfo } from './netlink.js';
@@ -286,7 +286,7 @@ export class HostFeed implements PvdFeed {
         }
         // Where pvdns would send: the server's own address and, opportunistic, its cleartext one.
         const server = parseServer(s, encryption) as UpstreamServer;
-        const loop = isOwnListener(server, own) || (server.fallback !== null && isOwnListener(server.fallback, own));
+        const loop = serverLoops(server, own);
         if (loop) problems.push(problem(`${link.ifname}\tloop ${s}`, { link: link.ifname, server: s, backend: tool }, "skipping a link's DNS server that is pvdns itself (a loop)"));
         return !loop;
       });
