@@ -37,6 +37,7 @@ const DEBIAN_PACKAGE: Record<string, string> = {
   dnsmasq: 'dnsmasq-base',
   openssl: 'openssl',
   dnsperf: 'dnsperf',
+  ss: 'iproute2',
 };
 
 /** Set PVDNS_INTEROP_KEEP=1 to keep the temp dirs (configs, logs) for a look after a failure. */
@@ -89,7 +90,7 @@ interface RunResult {
 }
 
 /** run runs a short command to completion without blocking the event loop. */
-function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<RunResult> {
+export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<RunResult> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
@@ -99,7 +100,7 @@ function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<RunResult
 }
 
 /** checkConfig runs a daemon's own config checker: clearer errors than a daemon that dies. */
-async function checkConfig(checker: string, file: string): Promise<void> {
+export async function checkConfig(checker: string, file: string): Promise<void> {
   const r = await run(program(checker), [file]);
   if (r.code !== 0) throw new Error(`${checker} rejected the generated ${file}:\n${r.stdout}${r.stderr}`);
 }
@@ -159,7 +160,7 @@ function tail(path: string, lines = 30): string {
 }
 
 /** Daemon is one long-running program with its temp dir and log files. */
-class Daemon {
+export class Daemon {
   readonly dir: string;
   readonly stdoutPath: string;
   readonly stderrPath: string;
@@ -305,7 +306,8 @@ export interface Server extends Endpoint {
   stop(): Promise<Exit>;
 }
 
-function server(d: Daemon, at: Endpoint): Server {
+/** server is the Server a launcher returns for a running Daemon listening at `at`. */
+export function server(d: Daemon, at: Endpoint): Server {
   return { name: d.name, host: at.host, port: at.port, logs: () => d.logTails(), exited: () => d.exit, stop: () => d.stop() };
 }
 
@@ -323,7 +325,7 @@ let syncCounter = 0;
  * server a unique name of its own and waits for that to appear, so every
  * query answered before the call is in the log.
  */
-async function loggedQueries(d: Daemon, at: Endpoint, logPath: string, parse: (text: string) => LoggedQuery[]): Promise<LoggedQuery[]> {
+export async function loggedQueries(d: Daemon, at: Endpoint, logPath: string, parse: (text: string) => LoggedQuery[]): Promise<LoggedQuery[]> {
   const marker = `sync-${process.pid}-${++syncCounter}.invalid`;
   await dig(at, [marker, 'A']).catch(() => undefined);
   const deadline = Date.now() + 5000;
@@ -491,7 +493,7 @@ forward-zone:
 }
 
 /** "[1700000000] unbound[123:0] info: 127.0.0.1 www.wifi.test. A IN" */
-function parseUnboundLog(text: string): LoggedQuery[] {
+export function parseUnboundLog(text: string): LoggedQuery[] {
   const out: LoggedQuery[] = [];
   for (const m of text.matchAll(/\binfo: (\S+) (\S+?)\.? (\S+) IN$/gm)) {
     out.push({ from: m[1]!, name: m[2]!.toLowerCase(), type: m[3]! });
