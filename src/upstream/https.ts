@@ -283,8 +283,14 @@ class Session {
     stream.on('close', () => {
       if (!this.streams.delete(p) || p.settled) return this.checkIdle();
       const h2 = this.h2!;
-      // The session went away (or refused the stream) before answering: ask once more elsewhere.
-      if (h2.destroyed || h2.closed || stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) this.ch.orphan(p);
+      // The session went away (or refused the stream) before answering: ask once more elsewhere. A
+      // stream reports its loss before its session does, so the session is retired first, or the
+      // retry would go onto the dead session and be lost a second time.
+      if (h2.destroyed || h2.closed) {
+        this.usable = false;
+        this.ch.retired(this);
+        this.ch.orphan(p);
+      } else if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) this.ch.orphan(p);
       else this.ch.settle(p, { ok: false, reason: 'network', detail: `https stream reset by the server (code ${stream.rstCode})` });
       this.checkIdle();
     });
