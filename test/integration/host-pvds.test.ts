@@ -26,13 +26,14 @@ describe('PvDs from the host (systemd-resolved)', () => {
   let app: App;
   let dns: { host: string; port: number };
   let http: string;
-  /** What resolvectl prints now: "dns", "domain" and "default-route" output. */
+  /** What resolvectl prints now: "dns", "domain", "default-route" and "dnsovertls" output. */
   const out: Record<string, string> = {};
   const runTool: RunTool = (cmd, args) => Promise.resolve(cmd === 'resolvectl' ? (out[args.at(-1)!] ?? null) : null);
   const links = (rows: Array<[string, string, string, string]>): void => {
     out.dns = `Global:\n${rows.map(([n, s], i) => `Link ${i + 2} (${n}): ${s}`).join('\n')}\n`;
     out.domain = `Global:\n${rows.map(([n, , d], i) => `Link ${i + 2} (${n}): ${d}`).join('\n')}\n`;
     out['default-route'] = `Global: no\n${rows.map(([n, , , r], i) => `Link ${i + 2} (${n}): ${r}`).join('\n')}\n`;
+    out.dnsovertls = `Global: no\n${rows.map(([n], i) => `Link ${i + 2} (${n}): no`).join('\n')}\n`;
   };
 
   beforeAll(async () => {

@@ -85,6 +85,7 @@ describe('a server that can never be a unicast DNS server', () => {
       dns: 'Global:\nLink 2 (eth0): 0.0.0.0 192.0.2.1 ff02::fb\n',
       domain: 'Global:\nLink 2 (eth0): lan.example\n',
       'default-route': 'Link 2 (eth0): yes\n',
+      dnsovertls: 'Global: no\nLink 2 (eth0): no\n',
     };
     const logs: Array<{ msg: string; server?: string }> = [];
     const log = pino({ level: 'info' }, { write: (s: string) => void logs.push(JSON.parse(s) as { msg: string }) });
