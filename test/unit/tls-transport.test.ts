@@ -20,7 +20,7 @@ import { encodeQuery, PARSE_OK, parseQuery, type WireQuery } from '../../src/dns
 import type { Exchange, ExchangeRequest } from '../../src/upstream/exchange.js';
 import type { UpstreamServer } from '../../src/upstream/server.js';
 import { ServerStats } from '../../src/upstream/stats.js';
-import { TlsTransport, type TlsOptions } from '../../src/upstream/tls.js';
+import { MAX_CONNECTIONS, SPREAD_AT, TlsTransport, type TlsOptions } from '../../src/upstream/tls.js';
 import { Trust } from '../../src/upstream/trust.js';
 
 const ADDR = '127.0.16.1';
@@ -318,6 +318,33 @@ describe('TlsTransport', () => {
     expect(new Set(s.received.map((r) => r.msg.readUInt16BE(0))).size).toBe(100);
     for (const r of s.received) expect(r.msg.length % 128).toBe(0);
     expect(stats.handshakes.get('ok')).toBe(1);
+  });
+
+  it(`opens another connection only while ${SPREAD_AT} queries wait on every open one, at most ${MAX_CONNECTIONS}`, async () => {
+    // The server holds every answer until told: outstanding queries pile up as behind a slow upstream.
+    const held: Array<() => void> = [];
+    const s = await dotServer('good', (r, _reply, socket) => void held.push(() => socket.write(frame(answerFor(r.msg)))));
+    const t = transport();
+    const server = dot(s.port, 'dns.test');
+    // One query first: the connection is up before the burst.
+    const first = ask(t, request(server, 'warm.example'));
+    await until(() => held.length === 1);
+    held.shift()!();
+    expect(answered(await first)).toBe('192.0.2.1');
+    // A burst of 300: the first connection takes SPREAD_AT, then others open, each taking its share.
+    const burst = Array.from({ length: 300 }, (_, i) => ask(t, request(server, `b${i}.example`)));
+    await until(() => held.length === 300);
+    expect(s.connections).toBeGreaterThan(1);
+    expect(s.connections).toBeLessThanOrEqual(MAX_CONNECTIONS);
+    for (const release of held.splice(0)) release();
+    for (const ex of await Promise.all(burst)) expect(answered(ex)).toBe('192.0.2.1');
+    // Quiet again: a query goes to an open connection, none is opened.
+    const before = s.connections;
+    const after = ask(t, request(server, 'quiet.example'));
+    await until(() => held.length === 1);
+    held.shift()!();
+    await after;
+    expect(s.connections).toBe(before);
   });
 
   describe('a certificate that fails authentication: reason tls, one line naming what was expected, no DNS sent', () => {
