@@ -1,5 +1,5 @@
 // Launchers for the encrypted-DNS interop tests (encrypted.test.ts), beside
-// servers.ts's: a throwaway PKI made with Debian's openssl, Unbound serving
+// servers.ts's: a throwaway PKI (test/helpers/pki.ts), Unbound serving
 // DNS over TLS (RFC 7858, port 853) and DNS over HTTPS (RFC 8484, port 443)
 // with one of its certificates, a recording listener that only notes what
 // reaches a port (to prove nothing is sent in the clear), a slow
@@ -14,10 +14,9 @@
 
 import dgram from 'node:dgram';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Leaf } from '../helpers/pki.js';
 import {
   checkConfig,
   Daemon,
@@ -31,9 +30,6 @@ import {
   type LoggedQuery,
   type Server,
 } from './servers.js';
-
-/** Set PVDNS_INTEROP_KEEP=1 to keep the temp dirs (configs, logs, certificates) for a look after a failure. */
-const KEEP = process.env.PVDNS_INTEROP_KEEP === '1';
 
 // ------------------------------------------------------------------ capability
 
@@ -63,90 +59,8 @@ export function encryptedDnsMissing(): string | null {
 
 // ------------------------------------------------------------------ PKI
 
-/** A certificate and its key, as PEM files. */
-export interface Leaf {
-  key: string;
-  cert: string;
-}
-
-export interface LeafSpec {
-  /** subjectAltName DNS names. */
-  dns?: string[];
-  /** subjectAltName IP addresses. */
-  ips?: string[];
-  /** Valid for one day in January 2020 only. */
-  expired?: boolean;
-  /** Signed by the CA nobody trusts instead of the test CA. */
-  unknownCa?: boolean;
-}
-
-export interface TestPki {
-  /** The test CA (PEM): what pvdns's tls.caFile and dig's +tls-ca name. */
-  caFile: string;
-  leaves: Record<string, Leaf>;
-  /** remove deletes the keys and certificates. */
-  remove(): void;
-}
-
-/**
- * testPki makes two throwaway CAs (the test CA, and another nobody trusts)
- * and a leaf per spec, with `openssl ca` so a leaf may be given dates in the
- * past (openssl 3.0's `x509 -req` cannot).
- */
-export async function testPki(specs: Record<string, LeafSpec>): Promise<TestPki> {
-  requirePrograms('openssl');
-  const dir = mkdtempSync(join(tmpdir(), `pvdns-interop-pki-${process.pid}-`));
-  const f = (n: string): string => join(dir, n);
-  const openssl = async (args: string[]): Promise<void> => {
-    const r = await run(program('openssl'), args);
-    if (r.code !== 0) throw new Error(`openssl ${args.join(' ')} failed:\n${r.stdout}${r.stderr}`);
-  };
-  const newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  try {
-    for (const ca of ['ca', 'other-ca']) {
-      await openssl(['req', '-x509', ...newKey, '-keyout', f(`${ca}.key`), '-out', f(`${ca}.pem`), '-days', '2',
-        '-subj', `/CN=pvdns interop ${ca}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
-      mkdirSync(f(`${ca}.d`));
-      writeFileSync(f(`${ca}.d/index.txt`), '');
-      writeFileSync(f(`${ca}.d/serial`), '01\n');
-    }
-    const leaves: Record<string, Leaf> = {};
-    for (const [name, spec] of Object.entries(specs)) {
-      const ca = spec.unknownCa ? 'other-ca' : 'ca';
-      const san = [...(spec.dns ?? []).map((d) => `DNS:${d}`), ...(spec.ips ?? []).map((a) => `IP:${a}`)].join(',');
-      // A minimal `openssl ca` configuration: its own database per CA, the leaf's extensions here.
-      writeFileSync(f(`${name}.cnf`), `[ca]
-default_ca = test
-[test]
-database = ${f(`${ca}.d/index.txt`)}
-new_certs_dir = ${f(`${ca}.d`)}
-serial = ${f(`${ca}.d/serial`)}
-default_md = sha256
-policy = any
-unique_subject = no
-[any]
-commonName = supplied
-[leaf]
-basicConstraints = CA:FALSE
-extendedKeyUsage = serverAuth
-subjectAltName = ${san}
-`);
-      await openssl(['req', ...newKey, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${spec.dns?.[0] ?? spec.ips?.[0] ?? name}`]);
-      const dates = spec.expired ? ['-startdate', '20200101000000Z', '-enddate', '20200102000000Z'] : ['-days', '2'];
-      await openssl(['ca', '-batch', '-notext', '-config', f(`${name}.cnf`), '-cert', f(`${ca}.pem`), '-keyfile', f(`${ca}.key`),
-        '-in', f(`${name}.csr`), '-out', f(`${name}.pem`), '-extensions', 'leaf', ...dates]);
-      leaves[name] = { key: f(`${name}.key`), cert: f(`${name}.pem`) };
-    }
-    const remove = (): void => {
-      if (!KEEP) rmSync(dir, { recursive: true, force: true });
-    };
-    process.once('exit', remove);
-    return { caFile: f('ca.pem'), leaves, remove };
-  } catch (err) {
-    rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
-}
+// The throwaway PKI is test/helpers/pki.ts's, shared with the carriers' unit tests.
+export { testPki, type Leaf, type LeafSpec, type TestPki } from '../helpers/pki.js';
 
 // ------------------------------------------------------------------ unbound, encrypted
 
