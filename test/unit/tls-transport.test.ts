@@ -7,11 +7,7 @@
 // connection killed mid-flight, session resumption, padding, handshake
 // counters and the memory bounds.
 
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TYPE } from '../../src/dns/constants.js';
@@ -22,6 +18,7 @@ import type { UpstreamServer } from '../../src/upstream/server.js';
 import { ServerStats } from '../../src/upstream/stats.js';
 import { MAX_CONNECTIONS, SPREAD_AT, TlsTransport, type TlsOptions } from '../../src/upstream/tls.js';
 import { Trust } from '../../src/upstream/trust.js';
+import { testPki, type TestPki } from '../helpers/pki.js';
 
 const ADDR = '127.0.16.1';
 const SOURCE = '127.0.16.2';
@@ -29,76 +26,20 @@ const SOURCE = '127.0.16.2';
 // ---------------------------------------------------------------------------
 // Certificates
 
-let dir = '';
-const pem: Record<string, { key: string; cert: string }> = {};
-let caPem = '';
+/** The leaves: for dns.test and ADDR; for dns.test only; expired in 2020; signed by a CA nobody trusts. */
+type CertName = 'good' | 'nameonly' | 'expired' | 'stranger';
+let pki: TestPki<CertName>;
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** caConfig is an `openssl ca` configuration for the CA in `name` (its own index and serial). */
-function caConfig(name: string): string {
-  writeFileSync(join(dir, `${name}.index`), '');
-  writeFileSync(join(dir, `${name}.serial`), '1000\n');
-  const cnf = join(dir, `${name}.cnf`);
-  writeFileSync(
-    cnf,
-    [
-      '[ req ]',
-      'distinguished_name = dn',
-      'prompt = no',
-      '[ dn ]',
-      `CN = pvdns test ${name}`,
-      '[ v3_ca ]',
-      'basicConstraints = critical,CA:TRUE',
-      'keyUsage = critical,keyCertSign,cRLSign',
-      'subjectKeyIdentifier = hash',
-      '[ ca ]',
-      'default_ca = this',
-      '[ this ]',
-      `database = ${dir}/${name}.index`,
-      `serial = ${dir}/${name}.serial`,
-      `new_certs_dir = ${dir}`,
-      'default_md = sha256',
-      'policy = any',
-      'unique_subject = no',
-      'email_in_dn = no',
-      '[ any ]',
-      'commonName = supplied',
-      '',
-    ].join('\n'),
-  );
-  openssl('req', '-x509', '-config', cnf, '-extensions', 'v3_ca', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2');
-  return cnf;
-}
-
-/** leaf makes a server certificate for CN dns.test with `san`, signed by CA `ca`, valid from/until the given times. */
-function leaf(name: string, ca: string, san: string, dates: [string, string] | null = null): void {
-  writeFileSync(join(dir, `${name}.ext`), `[ ext ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\nsubjectAltName = ${san}\n`);
-  openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=dns.test',
-    '-keyout', `${name}.key`, '-out', `${name}.csr`);
-  const validity = dates ? ['-startdate', dates[0], '-enddate', dates[1]] : ['-days', '2'];
-  openssl('ca', '-config', join(dir, `${ca}.cnf`), '-batch', '-notext', '-cert', `${ca}.pem`, '-keyfile', `${ca}.key`,
-    '-in', `${name}.csr`, '-out', `${name}.pem`, '-extfile', `${name}.ext`, '-extensions', 'ext', ...validity);
-  pem[name] = { key: readFileSync(join(dir, `${name}.key`), 'utf8'), cert: readFileSync(join(dir, `${name}.pem`), 'utf8') };
-}
-
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), `pvdns-tls-${process.pid}-`));
-  caConfig('ca');
-  caConfig('other');
-  caPem = readFileSync(join(dir, 'ca.pem'), 'utf8');
-  leaf('good', 'ca', `DNS:dns.test,IP:${ADDR}`);
-  leaf('nameonly', 'ca', 'DNS:dns.test');
-  leaf('expired', 'ca', `DNS:dns.test,IP:${ADDR}`, ['20200101000000Z', '20200102000000Z']);
-  leaf('stranger', 'other', `DNS:dns.test,IP:${ADDR}`);
+beforeAll(async () => {
+  pki = await testPki({
+    good: { dns: ['dns.test'], ips: [ADDR] },
+    nameonly: { dns: ['dns.test'] },
+    expired: { dns: ['dns.test'], ips: [ADDR], expired: true },
+    stranger: { dns: ['dns.test'], ips: [ADDR], unknownCa: true },
+  });
 });
 
-afterAll(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => pki?.remove());
 
 // ---------------------------------------------------------------------------
 // A DNS-over-TLS server
@@ -157,7 +98,7 @@ const servers: DotServer[] = [];
  * do with each message (default: answer at once).
  */
 async function dotServer(
-  name: string,
+  name: CertName,
   handle: (r: Received, reply: Reply, socket: tls.TLSSocket, s: DotServer) => void = (r, reply) => reply(answerFor(r.msg)),
   extra: tls.TlsOptions = {},
 ): Promise<DotServer> {
@@ -174,7 +115,7 @@ async function dotServer(
       await new Promise<void>((res) => srv.close(() => res()));
     },
   };
-  const srv = tls.createServer({ ...pem[name]!, ...extra }, (socket) => {
+  const srv = tls.createServer({ ...pki.leaves[name].pem, ...extra }, (socket) => {
     const conn = s.connections++;
     s.resumed.push(socket.isSessionReused());
     s.sockets.push(socket);
@@ -212,7 +153,7 @@ afterEach(async () => {
 
 const transports: TlsTransport[] = [];
 
-function transport(opts: TlsOptions = {}, ca: string | null = caPem): TlsTransport {
+function transport(opts: TlsOptions = {}, ca: string | null = pki.caPem): TlsTransport {
   const trust = new Trust();
   trust.setExtra(ca);
   const t = new TlsTransport(trust, opts);
@@ -348,7 +289,7 @@ describe('TlsTransport', () => {
   });
 
   describe('a certificate that fails authentication: reason tls, one line naming what was expected, no DNS sent', () => {
-    const cases: Array<[string, string, string | null, string]> = [
+    const cases: Array<[string, CertName, string | null, string]> = [
       ['a name it does not cover', 'good', 'dns.example.net', `tls certificate name mismatch: expected dns.example.net (certificate is for dns.test, ${ADDR})`],
       ['expired', 'expired', 'dns.test', 'tls certificate has expired'],
       ['from an unknown CA', 'stranger', 'dns.test', 'tls certificate signed by an unknown authority (add its CA to tls.caFile)'],
