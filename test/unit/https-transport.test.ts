@@ -6,13 +6,9 @@
 // HTTP statuses, host names looked up through the PvD by TTL, a session lost
 // mid-flight, GOAWAY and TLS resumption, the connect and query timeouts.
 
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import tls from 'node:tls';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RCODE } from '../../src/dns/constants.js';
 import { wireKey } from '../../src/dns/name.js';
@@ -22,46 +18,7 @@ import { parseServer, type UpstreamServer } from '../../src/upstream/server.js';
 import { ServerStats } from '../../src/upstream/stats.js';
 import { Trust } from '../../src/upstream/trust.js';
 import { buildReply, encodeQuery, ipv4, parseQuery, TYPE } from '../chaos/wire.js';
-
-const dir = mkdtempSync(join(tmpdir(), `pvdns-https-${process.pid}-`));
-
-interface Pems {
-  ca: Buffer;
-  good: { key: Buffer; cert: Buffer };
-  expired: { key: Buffer; cert: Buffer };
-  stranger: { key: Buffer; cert: Buffer };
-}
-
-/** makePems makes a CA, a leaf for dns.test and 127.0.17.1, an expired leaf, and a leaf of another CA. */
-function makePems(): Pems {
-  const ossl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const ca = (name: string): void =>
-    ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2',
-      '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-  ca('ca');
-  ca('other-ca');
-  writeFileSync(join(dir, 'leaf.ext'), 'subjectAltName=DNS:dns.test,IP:127.0.17.1\n');
-  const csr = (name: string): void =>
-    ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=dns.test');
-  const sign = (name: string, issuer: string): void =>
-    ossl('x509', '-req', '-in', `${name}.csr`, '-CA', `${issuer}.pem`, '-CAkey', `${issuer}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', 'leaf.ext');
-  csr('good');
-  sign('good', 'ca');
-  csr('stranger');
-  sign('stranger', 'other-ca');
-  // openssl 3.0's x509 cannot set a start date; its ca command can.
-  csr('expired');
-  writeFileSync(join(dir, 'index.txt'), '');
-  writeFileSync(join(dir, 'serial'), '1000\n');
-  writeFileSync(
-    join(dir, 'ca.cnf'),
-    `[ca]\ndefault_ca = d\n[d]\ndatabase = ${dir}/index.txt\nnew_certs_dir = ${dir}\nserial = ${dir}/serial\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n`,
-  );
-  ossl('ca', '-batch', '-config', 'ca.cnf', '-cert', 'ca.pem', '-keyfile', 'ca.key', '-in', 'expired.csr', '-out', 'expired.pem', '-notext',
-    '-startdate', '20200101000000Z', '-enddate', '20200102000000Z', '-extfile', 'leaf.ext');
-  const pair = (name: string) => ({ key: readFileSync(join(dir, `${name}.key`)), cert: readFileSync(join(dir, `${name}.pem`)) });
-  return { ca: readFileSync(join(dir, 'ca.pem')), good: pair('good'), expired: pair('expired'), stranger: pair('stranger') };
-}
+import { testPki, type TestPki } from '../helpers/pki.js';
 
 /** One request as the DoH server saw it. */
 interface Seen {
@@ -96,7 +53,7 @@ class DohServer {
 
   constructor(
     readonly host: string,
-    pem: { key: Buffer; cert: Buffer },
+    pem: { key: string; cert: string },
   ) {
     this.server = http2.createSecureServer({ ...pem, allowHTTP1: false });
     this.server.on('connection', () => this.tcp++);
@@ -173,7 +130,7 @@ function answered(ex: Exchange): number {
   return ex.answer.body[ex.answer.body.length - 1]!;
 }
 
-let pems: Pems;
+let pki: TestPki<'good' | 'expired' | 'stranger'>;
 let trust: Trust;
 let good: DohServer;
 let expired: DohServer;
@@ -181,17 +138,19 @@ let stranger: DohServer;
 let t: HttpsTransport;
 
 beforeAll(async () => {
-  pems = makePems();
+  // A leaf for dns.test and 127.0.17.1, the same expired, and the same from a CA nobody trusts.
+  const leaf = { dns: ['dns.test'], ips: ['127.0.17.1'] };
+  pki = await testPki({ good: leaf, expired: { ...leaf, expired: true }, stranger: { ...leaf, unknownCa: true } });
   trust = new Trust();
-  trust.setExtra(pems.ca);
-  good = await new DohServer('127.0.17.1', pems.good).start();
-  expired = await new DohServer('127.0.17.2', pems.expired).start();
-  stranger = await new DohServer('127.0.17.3', pems.stranger).start();
+  trust.setExtra(pki.caPem);
+  good = await new DohServer('127.0.17.1', pki.leaves.good.pem).start();
+  expired = await new DohServer('127.0.17.2', pki.leaves.expired.pem).start();
+  stranger = await new DohServer('127.0.17.3', pki.leaves.stranger.pem).start();
 });
 
 afterAll(async () => {
   await Promise.all([good?.stop(), expired?.stop(), stranger?.stop()]);
-  rmSync(dir, { recursive: true, force: true });
+  pki?.remove();
 });
 
 afterEach(() => {
@@ -403,7 +362,7 @@ describe('HttpsTransport', () => {
     ['HTTP/1.1 only', ['http/1.1']],
   ])('fails a server with %s as tls: no HTTP/2', async (_what, alpn) => {
     t = new HttpsTransport(trust);
-    const h1 = tls.createServer({ ...pems.good, ...(alpn ? { ALPNProtocols: alpn } : {}) }, (s) => s.on('error', () => {}));
+    const h1 = tls.createServer({ ...pki.leaves.good.pem, ...(alpn ? { ALPNProtocols: alpn } : {}) }, (s) => s.on('error', () => {}));
     h1.on('tlsClientError', () => {});
     await new Promise<void>((r) => h1.listen(0, '127.0.17.1', r));
     const port = (h1.address() as net.AddressInfo).port;
