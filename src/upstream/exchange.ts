@@ -57,6 +57,12 @@ export interface Transport {
   query(req: ExchangeRequest, done: ExchangeDone): void;
   /** tcp asks again over TCP after a truncated UDP answer (an encrypted server: over its own stream). */
   tcp(req: ExchangeRequest, done: ExchangeDone): void;
+  /**
+   * stream says whether a try to `server` goes over a stream now (TLS,
+   * HTTPS: never lost in transit, so never sent twice on it); absent: its
+   * transport is not 'udp'.
+   */
+  stream?(server: UpstreamServer): boolean;
   /** close releases sockets; exchanges in flight still finish. */
   close?(): void;
 }

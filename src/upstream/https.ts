@@ -22,6 +22,7 @@
 
 import { STATUS_CODES } from 'node:http';
 import http2 from 'node:http2';
+import net from 'node:net';
 import tls from 'node:tls';
 import { errorAnswer, parseResponse, type Expected } from '../dns/answer.js';
 import { EDE, RCODE } from '../dns/constants.js';
@@ -87,6 +88,8 @@ class Session {
   usable = true;
   private h2: http2.ClientHttp2Session | null = null;
   private readonly socket: tls.TLSSocket;
+  /** The trust it was verified under: a session made under other trust takes no new queries. */
+  readonly context: tls.SecureContext;
   /** Queries waiting for the handshake. */
   private readonly queue = new Set<Pending>();
   /** Queries sent and not answered. */
@@ -109,21 +112,24 @@ class Session {
     this.where = addressText(host, family, server.port);
     // RFC 8310 §8: the name the certificate must cover; without one, the address itself (§8.2).
     const expected = server.authName ?? server.host;
+    this.context = ch.trust.context();
     const options: tls.ConnectionOptions & { localAddress?: string } = {
       host,
       port: server.port,
       ALPNProtocols: ['h2'],
-      secureContext: ch.trust.context(),
+      secureContext: this.context,
       rejectUnauthorized: server.authenticate,
       checkServerIdentity: server.authenticate ? (_name, cert) => checkIdentity(expected, cert) : () => undefined,
     };
     // SNI carries the name; never an address (RFC 6066 §3).
-    if (server.authName !== null) options.servername = server.authName;
+    if (server.authName !== null && net.isIP(server.authName) === 0) options.servername = server.authName;
     if (ch.sourceAddress !== null) options.localAddress = ch.sourceAddress;
-    if (ch.tlsSession !== null) options.session = ch.tlsSession;
+    // A ticket is offered only under the trust it was verified with: a resumed session skips the
+    // certificate, so a CA taken out of tls.caFile must not live on in a ticket.
+    if (ch.tlsSession !== null && ch.tlsSession.context === this.context) options.session = ch.tlsSession.session;
     this.socket = tls.connect(options);
     this.socket.once('connect', () => (this.tcpUp = true));
-    this.socket.on('session', (s: Buffer) => (ch.tlsSession = s));
+    this.socket.on('session', (s: Buffer) => (ch.tlsSession = { session: s, context: this.context }));
     this.socket.once('secureConnect', () => this.secured());
     this.socket.on('error', (err: NodeJS.ErrnoException) => {
       if (this.h2 !== null) return;
@@ -327,8 +333,8 @@ class HttpsChannel {
   private outstanding = 0;
   /** The server's counters (the last request's: one object per server in its pool). */
   stats: ServerStats | null = null;
-  /** The last TLS session ticket, offered on the next connection (resumption). */
-  tlsSession: Buffer | null = null;
+  /** The last TLS session ticket and the trust it was verified under, offered on the next connection (resumption). */
+  tlsSession: { session: Buffer; context: tls.SecureContext } | null = null;
   readonly authority: string;
   private session: Session | null = null;
   private readonly sessions = new Set<Session>();
@@ -349,7 +355,8 @@ class HttpsChannel {
   exchange(req: ExchangeRequest, done: ExchangeDone): void {
     if (req.stats) this.stats = req.stats;
     if (this.outstanding >= MAX_OUTSTANDING) {
-      return done({ ok: false, reason: 'network', detail: `https: ${MAX_OUTSTANDING} queries already outstanding to this server` });
+      // Busy, not broken: the pool's own timer moves the query on, no health change, no fallback.
+      return done({ ok: false, reason: 'timeout', detail: `https: ${MAX_OUTSTANDING} queries already outstanding to this server` });
     }
     // RFC 8484 §4.1: ID 0 on the wire; the stream pairs the answer with the query. The caller's
     // message and ID stay as they are: an opportunistic fallback sends them in the clear, where a
@@ -402,8 +409,9 @@ class HttpsChannel {
 
   private send(p: Pending, host: string, family: 4 | 6): void {
     let s = this.session;
-    if (s === null || !s.usable || s.host !== host) {
-      // A new address (the name's TTL ran out and it moved): the old session finishes what it has.
+    if (s === null || !s.usable || s.host !== host || s.context !== this.trust.context()) {
+      // A new address (the name's TTL ran out and it moved), or new trust (tls.caFile reloaded):
+      // the old session finishes what it has.
       if (s !== null && s.usable) s.drain();
       s = new Session(this, host, family, p.req.timeoutMs);
       this.session = s;

@@ -119,6 +119,11 @@ export class UpstreamPool {
     this.lookup = servers.some((s) => s.hostName !== null) ? (name, done) => this.lookupHost(name, done) : null;
   }
 
+  /** isStream says whether a try to `s` goes over a stream now (see Transport.stream). */
+  isStream(s: UpstreamServer): boolean {
+    return this.transport.stream ? this.transport.stream(s) : s.transport !== 'udp';
+  }
+
   /** Each server's stats by index (the transports count into them). */
   readonly statsOf: ServerStats[];
   /** Given to the transports with every request: resolves DoH host names through this pool. */
@@ -530,7 +535,7 @@ class Attempt {
     this.current = server;
     this.arm(Math.min(now + rto, this.deadline));
     // A stream does not lose a try: the one outstanding still gets its answer (see the top).
-    if (!first && address.transport !== 'udp') return;
+    if (!first && pool.isStream(address)) return;
     const id = randomU16();
     const req: ExchangeRequest = {
       server: address,
@@ -559,7 +564,8 @@ class Attempt {
     const server = this.current;
     const first = !this.silentAt.includes(server);
     if (first) this.silentAt = [...this.silentAt, server];
-    this.pool.unanswered(server, this.askedAt[this.asked.indexOf(server)]!, first);
+    // A stream's one try is one unanswered query, however many RTOs it waits (it is not sent again).
+    if (first || !this.pool.isStream(this.pool.servers[server]!)) this.pool.unanswered(server, this.askedAt[this.asked.indexOf(server)]!, first);
     this.failed({ server: this.pool.servers[server]!.label, kind: 'timeout', detail: 'timeout' });
     if (this.pool.clock() >= this.deadline) return this.fail();
     this.giveUpTurn();

@@ -123,9 +123,9 @@ export function parseServer(text: string, mode: Encryption): UpstreamServer | st
     const p = nameProblem(name, text);
     if (p) return p;
     const given = /\]:\d+$|^[^:\]]+:\d+$/.test(addr.trim());
-    const clear = given ? a : address(a.host, 53, a.family);
-    if (mode === 'off') return cleartext(clear);
-    return tls(a, normalizeDomain(name), mode, clear);
+    if (mode === 'off') return cleartext(given ? a : address(a.host, 53, a.family));
+    // The cleartext fallback of an opportunistic server: its given port, unless that is DoT's own.
+    return tls(a, normalizeDomain(name), mode, given && a.port !== DOT_PORT ? a : address(a.host, 53, a.family));
   }
   const a = parseSocketAddress(t, 53);
   if (typeof a === 'string') return a;

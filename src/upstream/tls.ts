@@ -50,6 +50,9 @@ export const IDLE_MS = 10_000;
  */
 export const CONNECT_TIMEOUT_MS = 2_000;
 
+/** How long a connection pvdns ended waits for the server's close before it is destroyed. */
+const CLOSE_GRACE_MS = 2_000;
+
 /** Queries one connection may have outstanding (sent or waiting for the handshake). */
 export const MAX_OUTSTANDING = 1000;
 
@@ -125,7 +128,8 @@ class Connection {
   constructor(
     private readonly server: UpstreamServer,
     sourceAddress: string | null,
-    context: tls.SecureContext,
+    /** The trust it is verified under: once tls.caFile changes, it takes no new queries. */
+    readonly context: tls.SecureContext,
     saved: Saved | null,
     alpn: boolean,
     first: ExchangeRequest,
@@ -317,6 +321,8 @@ class Connection {
   private finish(): void {
     this.ending = true;
     this.socket.end();
+    // A server that never answers close_notify with its own close would keep the socket forever.
+    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
   }
 
   private arm(deadline: number): void {
@@ -387,7 +393,8 @@ class TlsChannel {
   private send(p: Pending): void {
     const conn = this.connection(p.req);
     if (conn.isFull()) {
-      p.done({ ok: false, reason: 'network', detail: 'too many queries outstanding' });
+      // Busy, not broken: the pool's own timer moves the query on, no health change, no fallback.
+      p.done({ ok: false, reason: 'timeout', detail: 'too many queries outstanding' });
       return;
     }
     conn.send(p);
@@ -401,8 +408,14 @@ class TlsChannel {
   private connection(req: ExchangeRequest): Connection {
     let best: Connection | null = null;
     let handshaking = false;
+    const context = this.trust.context();
     for (const c of this.conns) {
       if (c.closed || c.ending) continue;
+      // Verified under trust since replaced (tls.caFile reloaded): it finishes what it has.
+      if (c.context !== context) {
+        c.close();
+        continue;
+      }
       if (!c.ready) handshaking = true;
       if (best === null || c.pending.size < best.pending.size) best = c;
     }
@@ -411,7 +424,7 @@ class TlsChannel {
     const conn = new Connection(
       this.server,
       this.sourceAddress,
-      this.trust.context(),
+      context,
       this.saved,
       this.alpn,
       req,

@@ -68,6 +68,11 @@ export class ServerTransports implements Transport {
     });
   }
 
+  stream(server: UpstreamServer): boolean {
+    // An opportunistic server in the clear is asked over UDP: a lost datagram is sent again.
+    return server.transport !== 'udp' && !(server.fallback !== null && this.inClear(server));
+  }
+
   tcp(req: ExchangeRequest, done: ExchangeDone): void {
     const server = req.server;
     if (server.transport === 'udp') return this.carriers.tcp.exchange(req, done);
@@ -87,7 +92,10 @@ export class ServerTransports implements Transport {
 
   /** clear sends a try to an opportunistic server's cleartext address. */
   private clear(req: ExchangeRequest, done: ExchangeDone, tcp: boolean): void {
-    if (req.stats) req.stats.fallbackRequests++;
+    if (req.stats) {
+      req.stats.fallbackRequests++;
+      req.stats.via = 'cleartext';
+    }
     const twin = this.twin(req.server);
     (tcp ? this.carriers.tcp : this.carriers.udp).exchange({ ...req, server: twin }, done);
   }

@@ -184,3 +184,29 @@ describe('a loop to pvdns itself', () => {
     expect(serverLoops(servers('strict', 'https://localhost.example/dns-query')[0]!, own)).toBe(false);
   });
 });
+
+describe('a busy encrypted server (its carrier refuses more outstanding queries)', () => {
+  it('is not a failure: no health change, no fallback to the clear', async () => {
+    const udp = new Scripted(reply);
+    const tls = new Scripted(() => ({ ok: false, reason: 'timeout', detail: 'too many queries outstanding' }));
+    const p = pool(servers('opportunistic', '192.0.2.53'), { udp, tls });
+    const a = await p.resolve(question('a.example.com', TYPE.A).q);
+    expect(a.rcode).toBe(RCODE.SERVFAIL);
+    expect(udp.seen).toHaveLength(0);
+    expect(p.health[0]!.state).not.toBe('down');
+    // One query, one try on the stream: counted once however many RTOs it waited.
+    expect(p.statsOf[0]!.errors.get('timeout')).toBe(1);
+  });
+});
+
+describe('an opportunistic server in the clear', () => {
+  it('has a lost datagram sent again, as any cleartext server', async () => {
+    let n = 0;
+    const udp = new Scripted((req) => (++n === 1 ? null : reply(req)));
+    const tls = new Scripted(() => ({ ok: false, reason: 'unreachable', detail: 'connection refused' }));
+    const p = pool(servers('opportunistic', '192.0.2.53'), { udp, tls });
+    expect((await p.resolve(question('a.example.com', TYPE.A).q)).rcode).toBe(RCODE.NOERROR);
+    expect(udp.seen).toHaveLength(2);
+    expect(p.statsOf[0]!.via).toBe('cleartext');
+  });
+});

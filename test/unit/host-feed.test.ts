@@ -302,7 +302,7 @@ describe('HostFeed: the kernel link state', () => {
     expect(view('wg0')).toEqual([
       'opportunistic',
       [
-        ['tls', '10.8.0.1:853', 'dns.corp', true, '10.8.0.1:853'],
+        ['tls', '10.8.0.1:853', 'dns.corp', true, '10.8.0.1:53'],
         ['tls', '10.8.0.2:853', null, false, '10.8.0.2:53'],
       ],
     ]);

@@ -386,7 +386,7 @@ describe('HttpsTransport', () => {
     const srv = server(`https://127.0.17.1:${good.port}/dns-query#dns.test`);
     const held = Array.from({ length: MAX_OUTSTANDING }, (_, i) => ask(t, request(srv, `q${i}.example`, { timeoutMs: 2000 })));
     const ex = await ask(t, request(srv, 'over.example'));
-    expect(ex).toEqual({ ok: false, reason: 'network', detail: `https: ${MAX_OUTSTANDING} queries already outstanding to this server` });
+    expect(ex).toEqual({ ok: false, reason: 'timeout', detail: `https: ${MAX_OUTSTANDING} queries already outstanding to this server` });
     good.reset(); // drops the session: the held ones are asked once more, then fail or time out
     await Promise.all(held);
   });

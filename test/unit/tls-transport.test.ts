@@ -447,7 +447,7 @@ describe('TlsTransport', () => {
     const t = transport({ maxOutstanding: 5 });
     const server = dot(s.port, 'dns.test');
     const waiting = [0, 1, 2, 3, 4].map((i) => ask(t, request(server, `held${i}.example`, { timeoutMs: 500 })));
-    expect(await ask(t, request(server, 'one-too-many.example'))).toStrictEqual({ ok: false, reason: 'network', detail: 'too many queries outstanding' });
+    expect(await ask(t, request(server, 'one-too-many.example'))).toStrictEqual({ ok: false, reason: 'timeout', detail: 'too many queries outstanding' });
     for (const ex of await Promise.all(waiting)) expect(ex).toMatchObject({ ok: false, reason: 'timeout' });
   });
 

@@ -25,6 +25,9 @@ describe('server forms', () => {
     expect(server('192.0.2.53:8853#dns.example.net', 'strict')).toMatchObject({ port: 8853, transport: 'tls' });
     expect(server('192.0.2.53#dns.example.net', 'off')).toMatchObject({ port: 53, transport: 'udp', label: '192.0.2.53:53' });
     expect(server('192.0.2.53:5353#dns.example.net', 'off')).toMatchObject({ port: 5353, transport: 'udp' });
+    // Opportunistically, the clear fallback is the given port, unless that is DoT's own.
+    expect(server('192.0.2.53:5353#dns.example.net', 'opportunistic').fallback?.label).toBe('192.0.2.53:5353');
+    expect(server('192.0.2.53:853#dns.example.net', 'opportunistic').fallback?.label).toBe('192.0.2.53:53');
     expect(server('[fe80::1%eth0]:853#dns.example.net', 'strict')).toMatchObject({ host: 'fe80::1%eth0', port: 853, transport: 'tls' });
   });
 
