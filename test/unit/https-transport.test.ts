@@ -338,6 +338,18 @@ describe('HttpsTransport', () => {
     expect(stats.handshakes.get('resumed')).toBe(1);
   });
 
+  it('verifies afresh once the CA is taken out of the trust: no ticket resumed, no open session reused', async () => {
+    const own = new Trust();
+    own.setExtra(pki.caPem);
+    t = new HttpsTransport(own);
+    const srv = server(`https://127.0.17.1:${good.port}/dns-query#dns.test`);
+    expect(answered(await ask(t, request(srv, 'q1.example')))).toBe(1);
+    own.setExtra(null); // tls.caFile reloaded without the CA
+    const ex = await ask(t, request(srv, 'q2.example'));
+    expect(ex).toMatchObject({ ok: false, reason: 'tls', detail: expect.stringContaining('unknown authority') });
+    expect(good.seen).toHaveLength(1);
+  });
+
   it('fails a connect that does not finish in time as network (not timeout), and a slow answer as timeout', async () => {
     t = new HttpsTransport(trust);
     // Accepts TCP, never speaks TLS.

@@ -394,6 +394,17 @@ describe('TlsTransport', () => {
     expect(Object.fromEntries(stats.handshakes)).toEqual({ ok: 1, resumed: 1 });
   });
 
+  it('verifies afresh once the CA is taken out of the trust: no ticket resumed, no open connection reused', async () => {
+    const s = await dotServer('good');
+    const t = transport();
+    const server = dot(s.port, 'dns.test');
+    expect(answered(await ask(t, request(server, 'first.example')))).toBe('192.0.2.1');
+    t.trust.setExtra(null); // tls.caFile reloaded without the CA
+    const ex = await ask(t, request(server, 'second.example'));
+    expect(ex).toMatchObject({ ok: false, reason: 'tls', detail: expect.stringContaining('unknown authority') });
+    expect(s.received.map((r) => r.q.nameKey.length > 0 && r.msg.toString('latin1').includes('second'))).not.toContain(true);
+  });
+
   it('refused: unreachable; a listener that never completes the handshake: network, within the connect timeout', async () => {
     const t = transport();
     // A port nobody listens on (bound and closed at once).
