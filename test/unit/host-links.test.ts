@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { linkPvd, parseNmcli, parseResolvectl, readHostLinks, type RunTool } from '../../src/pvd/sources/host.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
+import { parseServer, type UpstreamServer } from '../../src/upstream/server.js';
 
 const fixture = (name: string): string => readFileSync(join(import.meta.dirname, '..', 'fixtures', 'host', name), 'utf8');
 
@@ -60,6 +61,8 @@ describe('systemd-resolved 252 (resolvectl, recorded)', () => {
     expect(read(dot('no', 'yes'))).toEqual([
       ['vpn0', 'strict', vpn0],
       ['wifi0', 'off', ['10.9.9.9']],
+      // The namespace's foreign resolv.conf (nameserver 127.0.0.1): resolved's global server.
+      ['system', 'off', ['127.0.0.1']],
     ]);
   });
 
@@ -67,19 +70,72 @@ describe('systemd-resolved 252 (resolvectl, recorded)', () => {
     expect(read(dot('opportunistic', 'opportunistic'))).toEqual([
       ['vpn0', 'opportunistic', vpn0],
       ['wifi0', 'opportunistic', ['10.9.9.9']],
+      ['system', 'opportunistic', ['127.0.0.1']],
     ]);
     // vpn0's own "no" over the global yes; its named servers make TLS worth a try (opportunistic).
     expect(read(dot('yes', 'no'))).toEqual([
       ['vpn0', 'opportunistic', vpn0],
       ['wifi0', 'strict', ['10.9.9.9']],
+      ['system', 'strict', ['127.0.0.1']],
     ]);
     // A resolvectl that prints a link without its mode: the global line applies.
-    expect(parseResolvectl(dns, domain, '', 'Global: yes\nLink 3 (vpn0):\n').map((l) => l.dnsOverTls)).toEqual(['yes', 'yes', 'yes', 'yes']);
+    expect(parseResolvectl(dns, domain, '', 'Global: yes\nLink 3 (vpn0):\n').map((l) => l.dnsOverTls)).toEqual(['yes', 'yes', 'yes', 'yes', 'yes']);
     // Nothing printed at all: unset, which is off, but for a link with named servers.
     expect(read('')).toEqual([
       ['vpn0', 'opportunistic', vpn0],
       ['wifi0', 'off', ['10.9.9.9']],
+      ['system', 'off', ['127.0.0.1']],
     ]);
+  });
+});
+
+describe("systemd-resolved 252's global settings (resolvectl, recorded)", () => {
+  // Printed by /opt/resolved's resolvectl 252 (resolved-harness) with resolved.conf's
+  // DNS=10.77.9.9#dns.test 10.77.9.8, Domains=~glob.test search.test, DNSOverTLS=yes, and
+  // `resolvectl dns wifi0 127.0.0.10 10.1.1.1`, `resolvectl default-route wifi0 yes`. resolved lists
+  // wifi0's loopback server under lo's index, so resolvectl prints it on the Global line as well.
+  const dns = 'Global: 10.77.9.9#dns.test 10.77.9.8 127.0.0.10\nLink 2 (wifi0p):\nLink 3 (wifi0): 127.0.0.10 10.1.1.1\n';
+  const domain = 'Global: search.test ~glob.test\nLink 2 (wifi0p):\nLink 3 (wifi0):\n';
+  const route = 'Global\n       Protocols: -LLMNR -mDNS +DNSOverTLS DNSSEC=no/unsupported\nresolv.conf mode: foreign\n      DNS Servers 10.77.9.9#dns.test 10.77.9.8 127.0.0.10\n       DNS Domain search.test ~glob.test\nLink 2 (wifi0p): no\nLink 3 (wifi0): yes\n';
+  const dot = (global: string): string => `Global: ${global}\nLink 2 (wifi0p): ${global}\nLink 3 (wifi0): ${global}\n`;
+  const view = (modes: string, d = dns): unknown =>
+    parseResolvectl(d, domain, route, modes)
+      .filter((l) => l.servers.length > 0)
+      .map((l) => pvdSpecSchema.parse(linkPvd(l)))
+      .map((p) => [p.identifier, p.interface ?? null, p.encryption, p.dnsServers, p.dnsZones, p.default]);
+
+  it('makes the global servers the `system` PvD, a default on no interface, with DNSOverTLS=yes strict and nothing in the clear', () => {
+    expect(view(dot('yes'))).toEqual([
+      ['wifi0', 'wifi0', 'strict', ['127.0.0.10', '10.1.1.1'], [], true],
+      // wifi0's loopback server is taken out of the global ones; the rest kept as written.
+      ['system', null, 'strict', ['10.77.9.9#dns.test', '10.77.9.8'], ['search.test', 'glob.test'], true],
+    ]);
+    // Strict: each asked over TLS on 853 only, the named one authenticated by its name.
+    const system = parseResolvectl(dns, domain, route, dot('yes')).at(-1)!;
+    const servers = pvdSpecSchema.parse(linkPvd(system)).dnsServers.map((t) => parseServer(t, 'strict') as UpstreamServer);
+    expect(servers.map((x) => [x.transport, x.port, x.authName, x.authenticate, x.fallback])).toEqual([
+      ['tls', 853, 'dns.test', true, null],
+      ['tls', 853, null, true, null],
+    ]);
+    expect(system).toEqual({ ifname: 'system', servers: ['10.77.9.9#dns.test', '10.77.9.8'], domains: ['search.test', 'glob.test'], defaultRoute: true, global: true, dnsOverTls: 'yes' });
+  });
+
+  it('global only (no link with servers): the `system` PvD alone; with DNSOverTLS=no, a named server is tried over TLS (opportunistic)', () => {
+    const only = 'Global: 10.77.9.9#dns.test 10.77.9.8\nLink 2 (wifi0p):\nLink 3 (wifi0):\n';
+    expect(view(dot('yes'), only)).toEqual([['system', null, 'strict', ['10.77.9.9#dns.test', '10.77.9.8'], ['search.test', 'glob.test'], true]]);
+    expect(view(dot('no'), only)).toEqual([['system', null, 'opportunistic', ['10.77.9.9#dns.test', '10.77.9.8'], ['search.test', 'glob.test'], true]]);
+  });
+
+  it('takes a loopback server out of the global ones only as often as links print it, and never a global one that is no loopback', () => {
+    // A foreign resolv.conf's 127.0.0.1 and wifi0's own 127.0.0.1: both under lo, printed twice (measured).
+    const both = 'Global: 9.9.9.9 127.0.0.1 127.0.0.1\nLink 3 (wifi0): 127.0.0.1 9.9.9.9\n';
+    expect(parseResolvectl(both, '', '', '').map((l) => [l.ifname, l.servers])).toEqual([
+      ['wifi0', ['127.0.0.1', '9.9.9.9']],
+      ['system', ['9.9.9.9', '127.0.0.1']],
+    ]);
+    // No global server: no `system` link (resolv.conf's stands in, as before).
+    expect(parseResolvectl('Global:\nLink 3 (wifi0): 127.0.0.10\n', '', '', 'Global: yes\n').map((l) => l.ifname)).toEqual(['wifi0']);
+    expect(parseResolvectl('Global: 127.0.0.10\nLink 3 (wifi0): 127.0.0.10\n', '', '', '').map((l) => l.ifname)).toEqual(['wifi0']);
   });
 });
 
@@ -151,7 +207,10 @@ describe('readHostLinks', () => {
   it('falls back to NetworkManager, and to nothing (resolv.conf) when neither tool is there', async () => {
     expect((await readHostLinks(tools({ 'nmcli show': fixture('nmcli-device-show.txt') })))?.tool).toBe('nmcli');
     expect(await readHostLinks(tools({}))).toBeNull();
-    // resolved running without any link DNS (all in Global) says nothing either.
-    expect(await readHostLinks(tools({ 'resolvectl dns': 'Global: 192.0.2.53\nLink 2 (eth0):\n', 'resolvectl domain': 'Global:\n', 'resolvectl dnsovertls': 'Global: no\n' }))).toBeNull();
+    // resolved running without any DNS, global or a link's, says nothing either.
+    expect(await readHostLinks(tools({ 'resolvectl dns': 'Global:\nLink 2 (eth0):\n', 'resolvectl domain': 'Global:\n', 'resolvectl dnsovertls': 'Global: no\n' }))).toBeNull();
+    // Global servers only (resolved.conf's DNS=): the `system` link, with the global mode.
+    const global = await readHostLinks(tools({ 'resolvectl dns': 'Global: 9.9.9.9#dns.quad9.net\nLink 2 (eth0):\n', 'resolvectl domain': 'Global:\n', 'resolvectl dnsovertls': 'Global: yes\nLink 2 (eth0): yes\n' }));
+    expect(global?.links).toEqual([{ ifname: 'system', servers: ['9.9.9.9#dns.quad9.net'], domains: [], defaultRoute: true, global: true, dnsOverTls: 'yes' }]);
   });
 });

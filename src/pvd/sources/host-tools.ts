@@ -6,6 +6,7 @@
 
 import { execFile } from 'node:child_process';
 import { isDeepStrictEqual } from 'node:util';
+import { SYSTEM_PVD } from './resolvconf.js';
 import type { HostLink, LinkBackend } from './source.js';
 
 /** Runs one of the host's tools: its standard output, or null when it is missing or fails. */
@@ -43,14 +44,34 @@ function linkLines(text: string): Map<string, string> {
   return out;
 }
 
+/** "Global: a b c" → "a b c" (and the lines that carry it on), or "" when there is none. */
+function globalLine(text: string): string {
+  let out: string | null = null;
+  for (const line of text.split('\n')) {
+    const m = /^Global:[ \t]*(.*)$/.exec(line.trim());
+    if (m && out === null) out = m[1]!.trim();
+    else if (out !== null && /^\s+\S/.test(line)) out = `${out} ${line.trim()}`;
+    else if (out !== null) break;
+  }
+  return out ?? '';
+}
+
+/** A loopback server as resolvectl prints it ("127.0.0.10", "127.0.0.1:5353#x", "::1", "[::1]:5353"). */
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+(:\d+)?|::1|\[::1\]:\d+)(#.*)?$/;
+
 /**
  * parseResolvectl reads `resolvectl dns`, `resolvectl domain`, `resolvectl
  * default-route` and `resolvectl dnsovertls` (each prints "Link N (ifname):
- * values"). The global lines are the host's own settings, not a link's: left
- * out, but for "Global: MODE" of dnsovertls, the mode of a link that prints
- * none (resolvectl 252 prints each link's mode in effect, the global one
- * where it has none of its own). Servers are kept as printed, with their
- * "#name" (resolvectl 252 writes a link-local server without its zone).
+ * values"). The "Global:" lines are the host's own settings (resolved.conf's
+ * DNS=, Domains=, DNSOverTLS=, or a foreign resolv.conf's nameservers): with
+ * servers, they are the `system` link, last, a default route; and "Global:
+ * MODE" of dnsovertls is also the mode of a link that prints none
+ * (resolvectl 252 prints each link's mode in effect, the global one where it
+ * has none of its own). resolvectl 252 prints a link's loopback server on
+ * the "Global:" line too (resolved lists it under lo's index, measured): one
+ * a link prints is taken out of the global ones once. Servers are kept as
+ * printed, with their "#name" (resolvectl 252 writes a link-local server
+ * without its zone).
  */
 export function parseResolvectl(dns: string, domain: string, defaultRoute: string, dnsOverTls = ''): HostLink[] {
   const servers = linkLines(dns);
@@ -69,6 +90,19 @@ export function parseResolvectl(dns: string, domain: string, defaultRoute: strin
     };
     const dot = dots.get(ifname) || globalDot;
     if (dot) link.dnsOverTls = dot;
+    links.push(link);
+  }
+  const global = globalLine(dns).split(/\s+/).filter(Boolean);
+  for (const l of links) {
+    for (const s of l.servers) {
+      const at = LOOPBACK.test(s) ? global.lastIndexOf(s) : -1;
+      if (at >= 0) global.splice(at, 1);
+    }
+  }
+  if (global.length > 0) {
+    const ds = globalLine(domain).split(/\s+/).filter(Boolean);
+    const link: HostLink = { ifname: SYSTEM_PVD, servers: global, domains: ds.map((d) => (d === '~.' ? '.' : d.replace(/^~/, '').toLowerCase())), defaultRoute: true, global: true };
+    if (globalDot) link.dnsOverTls = globalDot;
     links.push(link);
   }
   return links;

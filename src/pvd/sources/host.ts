@@ -2,8 +2,10 @@
 // host's network manager already knows — each link's DNS servers and
 // domains. A VPN link's routing domains ("~corp.example.com") become its
 // dnsZones; a link that takes names nobody routes elsewhere (resolved's
-// default route, or a "~." domain) is a default PvD. Hosts that tell pvdns
-// nothing fall back to resolv.conf as the single `system` PvD.
+// default route, or a "~." domain) is a default PvD. resolved's global
+// servers (resolved.conf's DNS=, with its DNSOverTLS=) are the node-wide
+// `system` PvD, a default as resolved asks them for every name. Hosts that
+// tell pvdns nothing usable fall back to resolv.conf as the `system` PvD.
 //
 // HostFeed is the one source for all of it. The links come from the first
 // LinkBackend that answers (sources.ts lists them: systemd-resolved and
@@ -76,9 +78,13 @@ export function linkEncryption(l: HostLink): Encryption {
 export function linkPvd(l: HostLink): Record<string, unknown> {
   const encryption = linkEncryption(l);
   // What is no server at all (a tool's odd line) is left out here; what can never answer is warned about (linkSpecs).
-  const servers = l.servers.map((s) => serverText(s, l.ifname, encryption)).filter((s) => typeof parseServer(s, encryption) !== 'string');
-  const zones = l.domains.filter((d) => d !== '.' && domainProblem(d) === null);
-  return { identifier: l.ifname, interface: l.ifname, dnsServers: servers, dnsZones: [...new Set(zones)], default: l.defaultRoute, encryption };
+  const servers = l.servers.map((s) => serverText(s, l.global ? null : l.ifname, encryption)).filter((s) => typeof parseServer(s, encryption) !== 'string');
+  const zones = [...new Set(l.domains.filter((d) => d !== '.' && domainProblem(d) === null))];
+  // The host's global settings (RFC 7556 §2.2, the implicit node-wide PvD): resolved sends a name no
+  // routing domain claims to the global servers as well as to default-route links (resolved.conf(5),
+  // DNS=; systemd-resolved.service(8), "Protocols and Routing"), so they are a default, on no interface.
+  if (l.global) return { identifier: SYSTEM_PVD, dnsServers: servers, dnsZones: zones, default: true, encryption };
+  return { identifier: l.ifname, interface: l.ifname, dnsServers: servers, dnsZones: zones, default: l.defaultRoute, encryption };
 }
 
 /** A server written with a port: "192.0.2.1:5353", "[fd00::1]:5353". */
@@ -88,12 +94,12 @@ const WITH_PORT = /\]:\d+$|^[^:\]]+:\d+$/;
  * serverText turns a server as the tools print it into pvdns's form:
  * "192.0.2.1", "192.0.2.1:5353", "fd00::1" → "[fd00::1]", "fe80::1%3" →
  * "[fe80::1%wg0]", "[fe80::1]:5353%3" → "[fe80::1%wg0]:5353" (a
- * link-local address is scoped to its link, by name), a TLS name kept after
- * it ("[fe80::1%wg0]#dns.example"). With DNS over TLS required, resolved
+ * link-local address is scoped to its link, by name; a global one keeps the
+ * zone it was given), a TLS name kept after it ("[fe80::1%wg0]#dns.example"). With DNS over TLS required, resolved
  * asks a server written with a port over TLS on that port (port 853 only
  * when none is given): "tls://192.0.2.1:5353" says the same to pvdns.
  */
-function serverText(s: string, ifname: string, encryption: Encryption): string {
+function serverText(s: string, ifname: string | null, encryption: Encryption): string {
   const at = s.indexOf('#');
   const name = at < 0 ? '' : s.slice(at);
   const text = addressText(at < 0 ? s : s.slice(0, at), ifname);
@@ -101,14 +107,15 @@ function serverText(s: string, ifname: string, encryption: Encryption): string {
   return encryption === 'strict' && WITH_PORT.test(text) ? `tls://${text}` : text;
 }
 
-/** addressText is serverText's address part, without a TLS name. */
-function addressText(s: string, ifname: string): string {
-  const bracketed = /^\[([^\]]+)\](?::(\d+))?(?:%\S+)?$/.exec(s);
+/** addressText is serverText's address part, without a TLS name; `ifname` null (the global settings) keeps the zone written. */
+function addressText(s: string, ifname: string | null): string {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?(%\S+)?$/.exec(s);
   if (!bracketed && (s.match(/:/g) ?? []).length < 2) return s; // IPv4, with or without a port
   const host = bracketed ? bracketed[1]! : s;
   const port = bracketed?.[2];
-  const addr = host.split('%')[0]!;
-  const text = /^fe[89ab]/i.test(addr) ? `${addr}%${ifname}` : addr;
+  const [addr, inner] = host.split('%') as [string, string | undefined];
+  const zone = ifname ?? inner ?? bracketed?.[3]?.slice(1);
+  const text = /^fe[89ab]/i.test(addr) && zone ? `${addr}%${zone}` : addr;
   return port ? `[${text}]:${port}` : `[${text}]`;
 }
 
@@ -229,8 +236,9 @@ export class HostFeed implements PvdFeed {
     const n = ++this.pushes;
     const problems: Problem[] = [];
     let specs = this.active !== null ? this.linkSpecs(problems) : [];
-    // A backend that answers with no usable link (resolved with global servers only, every link
-    // down): the host still has resolv.conf, as before there was a backend.
+    // A backend that answers with no usable link and no global servers (every link down, resolved
+    // with only a foreign resolv.conf's pvdns itself): the host still has resolv.conf, as before
+    // there was a backend. resolved's global servers are a `system` PvD already: no fallback then.
     const fallback = this.active !== null && specs.length === 0;
     if (this.active === null || fallback) {
       if (fallback) this.watchResolvConf();
@@ -268,11 +276,12 @@ export class HostFeed implements PvdFeed {
     for (const name of this.seen) if (!names.has(name)) this.seen.delete(name);
     for (const name of this.encryptions.keys()) if (!names.has(name)) this.encryptions.delete(name);
     for (const link of this.links) {
-      const state = this.opts.links?.byName(link.ifname);
+      // The global settings are no link: no kernel state, no prefixes.
+      const state = link.global ? undefined : this.opts.links?.byName(link.ifname);
       if (state) this.seen.add(link.ifname);
       // The kernel says the link is down, or has gone (the backend has yet to say so): its servers
       // are out of reach.
-      if ((state && !state.up) || (!state && this.seen.has(link.ifname))) {
+      if (!link.global && ((state && !state.up) || (!state && this.seen.has(link.ifname)))) {
         this.opts.log.debug({ link: link.ifname, backend: tool }, 'link is down or gone: no PvD for it');
         continue;
       }

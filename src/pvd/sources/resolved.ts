@@ -2,7 +2,10 @@
 // (org.freedesktop.resolve1, systemd 252's API) and re-read the moment
 // something changes them: each link's servers (with port and TLS name, from
 // DNSEx), its search and routing domains, DefaultRoute, DNSOverTLS (the
-// Manager's where the link has none) and DNSSEC.
+// Manager's where the link has none) and DNSSEC; and resolved's global
+// servers and domains (the Manager's DNSEx and Domains entries of no link:
+// resolved.conf's DNS= and Domains=, or a foreign resolv.conf's
+// nameservers) as the `system` link, with the global DNSOverTLS.
 //
 // What tells pvdns that something changed. Measured with resolved 252 on a
 // private bus (test/host/resolved.test.ts): SetLinkDNS(Ex) and RevertLink
@@ -46,6 +49,7 @@ import type { Logger } from 'pino';
 import { DBusConnection, DBusError, systemBusAddress, type DBusMessage } from '../../dbus/connection.js';
 import { interfaceNames } from './ifnames.js';
 import { CoalescedRead } from './coalesced-read.js';
+import { SYSTEM_PVD } from './resolvconf.js';
 import type { HostLink, LinkBackend } from './source.js';
 
 const RESOLVE1 = 'org.freedesktop.resolve1';
@@ -122,6 +126,78 @@ export function hostLink(ifindex: number, ifname: string, p: ResolvedLinkProps, 
   if (dot !== '') link.dnsOverTls = dot;
   if (typeof p.DNSSEC === 'string' && p.DNSSEC !== '') link.dnssec = p.DNSSEC;
   return link;
+}
+
+/** A Manager DNSEx entry's identity: index, family, address, port, name (`withIndex` false: a link's own entry, without one). */
+const serverKey = (s: unknown[], withIndex: boolean): string => {
+  const [i, rest] = withIndex ? [Number(s[0]), s.slice(1)] : [0, s];
+  return `${i} ${Number(rest[0])} ${Buffer.from(rest[1] as Uint8Array).toString('hex')} ${Number(rest[2] ?? 0)} ${String(rest[3] ?? '')}`;
+};
+
+/**
+ * globalHostLink is resolved's global DNS settings as the `system` link, or
+ * null when it has no global server. `dnsEx` and `domains` are the Manager's
+ * (a(iiayqs) and a(isb), each entry with its link's index, 0 for the global
+ * settings); `own` is every link's own DNSEx entries (Link.DNSEx a(iayqs)).
+ * Global entries are those of index 0 and, measured with resolved 252, a
+ * loopback server under lo's index or a link-local one under its zone's that
+ * no link has: resolved lists a loopback server under lo's index whether it
+ * is global (a foreign resolv.conf's 127.0.0.1) or a link's (127.0.0.10 set
+ * on wifi0); each link's own entries are taken out once each. `names` are
+ * the links the kernel has (an index it does not know is no global's). Its
+ * domains are the index-0 ones (search and routing: resolved routes on
+ * both), its DNS over TLS mode the Manager's, and it is a default route.
+ */
+export function globalHostLink(dnsEx: unknown, domains: unknown, own: readonly unknown[], dnsOverTls: string, names: ReadonlyMap<number, string>): HostLink | null {
+  const links = new Map<string, number>();
+  for (const s of own) {
+    if (!Array.isArray(s)) continue;
+    const k = serverKey(s, false);
+    links.set(k, (links.get(k) ?? 0) + 1);
+  }
+  const servers: string[] = [];
+  for (const s of Array.isArray(dnsEx) ? (dnsEx as unknown[][]) : []) {
+    const i = Number(s[0]);
+    if (i !== 0) {
+      // Only where resolved files a global server under a link's index, and only a link that exists:
+      // a link gone from the kernel (resolved has yet to notice) keeps its servers to itself.
+      if (!names.has(i) || !underLinkIndex(Number(s[1]), s[2] as Uint8Array)) continue;
+      const k = serverKey(s.slice(1), false);
+      const n = links.get(k) ?? 0;
+      if (n > 0) {
+        links.set(k, n - 1);
+        continue; // a link's
+      }
+    }
+    const text = formatServer(Number(s[1]), s[2] as Uint8Array, Number(s[3] ?? 0), i, String(s[4] ?? ''));
+    // A global link-local server's zone by name, as pvdns writes it ("fe80::1%3" → "fe80::1%wlan0").
+    if (text !== null) servers.push(text.replace(new RegExp(`%${i}(?=#|$)`), `%${names.get(i) ?? i}`));
+  }
+  if (servers.length === 0) return null;
+  const global = (Array.isArray(domains) ? (domains as unknown[][]) : []).filter((d) => Number(d[0]) === 0).map((d) => [d[1], d[2]]);
+  const l = hostLink(0, SYSTEM_PVD, { Domains: global, DefaultRoute: true, DNSOverTLS: dnsOverTls });
+  delete l.ifindex;
+  return { ...l, servers, defaultRoute: true, global: true };
+}
+
+/** underLinkIndex: an address resolved lists under a link's index even when it is global: loopback (lo's) and IPv6 link-local (its zone's). */
+function underLinkIndex(family: number, a: Uint8Array): boolean {
+  if (family === AF_INET) return a.length === 4 && a[0] === 127;
+  if (family !== AF_INET6 || a.length !== 16) return false;
+  if (a[0] === 0xfe && (a[1]! & 0xc0) === 0x80) return true;
+  return a.every((b, j) => b === (j === 15 ? 1 : 0));
+}
+
+/** common is the entries of `a` that `b` lists too, each as often as both do (a multiset intersection, in `a`'s order). */
+function common(a: unknown, b: unknown): unknown[][] {
+  const inB = new Map<string, number>();
+  for (const s of Array.isArray(b) ? (b as unknown[][]) : []) inB.set(serverKey(s, true), (inB.get(serverKey(s, true)) ?? 0) + 1);
+  return (Array.isArray(a) ? (a as unknown[][]) : []).filter((s) => {
+    const k = serverKey(s, true);
+    const n = inB.get(k) ?? 0;
+    inB.set(k, n - 1);
+    return n > 0;
+  });
 }
 
 /** resolvedOnBus says whether systemd-resolved runs on the bus now (an activatable name nobody owns is not running: it is not started). */
@@ -289,8 +365,12 @@ export class ResolvedBackend implements LinkBackend {
 
   /** managerKey is the Manager's DNSEx and Domains (every link's servers and domains) as one string: what the poll compares. */
   private async managerKey(conn: DBusConnection): Promise<string> {
-    const values = await Promise.all([conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSEx'), conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'Domains')]);
-    return JSON.stringify(values, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
+    return valuesKey(await this.managerValues(conn));
+  }
+
+  /** managerValues is the Manager's DNSEx and Domains: every link's servers and domains, and the global ones (index 0). */
+  private managerValues(conn: DBusConnection): Promise<[unknown, unknown]> {
+    return Promise.all([conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSEx'), conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'Domains')]);
   }
 
   /**
@@ -551,10 +631,10 @@ export class ResolvedBackend implements LinkBackend {
   }
 
   /**
-   * read asks the Manager which links have servers or domains (its DNSEx
-   * a(iiayqs) and Domains a(isb) carry each link's index; 0 is the global
-   * setting, not a link), then each such link that still exists here for its
-   * properties.
+   * read asks every link that exists here for its properties, and the
+   * Manager for its DNSEx a(iiayqs) and Domains a(isb), which carry each
+   * link's index, 0 for the global settings: what no link has is the
+   * `system` link (globalHostLink), last.
    */
   private async read(): Promise<HostLink[]> {
     const conn = this.conn;
@@ -566,12 +646,13 @@ export class ResolvedBackend implements LinkBackend {
     const indexes = new Set<number>(names.keys());
     // The Manager's state is asked first: resolved answers in order, so what the poll compares
     // with is never newer than the links read here.
-    const key = this.managerKey(conn);
-    key.catch(() => undefined); // awaited below; a failed link read must not leave it unhandled
+    const manager = this.managerValues(conn);
+    manager.catch(() => undefined); // awaited below; a failed link read must not leave it unhandled
     // The global DNS over TLS mode, for a link without its own: what the host encrypts is never asked
     // in the clear. Asked beside the links, not before them: a read is what routing waits for.
     const global = conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSOverTLS').then((v) => (typeof v === 'string' ? v : ''));
     global.catch(() => undefined); // awaited below, as key is
+    const own: unknown[] = [];
     const links = await Promise.all(
       [...indexes]
         .sort((a, b) => a - b)
@@ -585,6 +666,7 @@ export class ResolvedBackend implements LinkBackend {
               this.paths.set(i, path);
             }
             const props = (await conn.getAllProperties(RESOLVE1, path, LINK)) as ResolvedLinkProps;
+            if (Array.isArray(props.DNSEx)) own.push(...(props.DNSEx as unknown[]));
             const l = hostLink(i, ifname, props, await global);
             // Listed for a global server (resolved gives one from a foreign resolv.conf lo's index), nothing of its own.
             return l.servers.length === 0 && l.domains.length === 0 ? null : l;
@@ -597,10 +679,20 @@ export class ResolvedBackend implements LinkBackend {
           }
         }),
     );
-    this.polledKey = await key;
-    return links.filter((l): l is HostLink => l !== null);
+    const [dnsEx, domains] = await manager;
+    this.polledKey = valuesKey([dnsEx, domains]);
+    // A server counts as global only when the Manager lists it both before and after the links were
+    // read: a link's loopback server added or removed meanwhile (listed under lo's index, see
+    // globalHostLink) is never taken for a global one, not even until the next read.
+    const after = await conn.getProperty(RESOLVE1, ROOT_PATH, MANAGER, 'DNSEx');
+    const system = globalHostLink(common(dnsEx, after), domains, own, await global, names);
+    const found = links.filter((l): l is HostLink => l !== null);
+    return system ? [...found, system] : found;
   }
 }
+
+/** valuesKey is the Manager's values as one string (bigints as text). */
+const valuesKey = (values: unknown): string => JSON.stringify(values, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
 
 /** key is what two reports are compared by. */
 const key = (links: HostLink[]): string => JSON.stringify(links);

@@ -30,6 +30,14 @@ export interface HostLink {
   dnssec?: string;
   /** The backend's DNS priority for the link (NetworkManager's dns-priority), lower first. */
   dnsPriority?: number;
+  /**
+   * Set on the host's global DNS settings, not a link's (resolved's DNS= and
+   * Domains= in resolved.conf, or a foreign resolv.conf's nameservers): they
+   * become the `system` PvD, with no interface and no kernel link state. Its
+   * `ifname` is "system"; a link-local server carries its own zone
+   * ("[fe80::1%wlan0]").
+   */
+  global?: boolean;
 }
 
 /**
