@@ -435,6 +435,60 @@ describe('HostFeed: servers it skips', () => {
   });
 });
 
+describe("HostFeed: resolved's global servers", () => {
+  const global = (servers: string[], dnsOverTls?: string, domains: string[] = []): HostLink => ({ ifname: 'system', servers, domains, defaultRoute: true, global: true, ...(dnsOverTls ? { dnsOverTls } : {}) });
+
+  it('makes them the strict `system` PvD (DNSOverTLS=yes), and reads no resolv.conf: its 9.9.9.9 is never asked in the clear', async () => {
+    const file = join(tmp, 'uplink.conf');
+    writeFileSync(file, 'nameserver 9.9.9.9\n');
+    const links = new FakeLinks();
+    links.set('eth0', true);
+    // The common setup: resolved.conf's DNS=9.9.9.9#dns.quad9.net and DNSOverTLS=yes, a link with the default route but no servers.
+    const b = answers('resolved (D-Bus)', [global(['9.9.9.9#dns.quad9.net', '149.112.112.112'], 'yes', ['corp.example'])]);
+    const feed = await hostFeed({ backends: [b], resolvConf: file, links });
+    expect(feed.describe()).toBe('resolved (D-Bus)');
+    const p = registry.get('system')!;
+    expect([p.origin, p.interface, p.isDefault, p.encryption, p.dnsZones]).toEqual(['resolved (D-Bus)', null, true, 'strict', ['corp.example']]);
+    expect(p.servers.map((x) => [x.label, x.transport, x.authName, x.authenticate, x.fallback])).toEqual([
+      ['tls://9.9.9.9:853#dns.quad9.net', 'tls', 'dns.quad9.net', true, null],
+      ['tls://149.112.112.112:853', 'tls', null, true, null],
+    ]);
+    // The kernel's links say nothing about it: a link named like it going down changes nothing.
+    links.set('system', false);
+    await settle();
+    expect(registry.get('system')?.encryption).toBe('strict');
+  });
+
+  it('keeps links and the global PvD side by side; without global servers, resolv.conf stands in as before', async () => {
+    const file = join(tmp, 'fallback.conf');
+    writeFileSync(file, 'nameserver 192.0.2.53\n');
+    const b = answers('resolvectl (polled every 10 s)', [link('wg0', ['10.8.0.1'], ['corp.example.com']), global(['9.9.9.9'], 'no')]);
+    const feed = await hostFeed({ backends: [b], resolvConf: file });
+    expect(pvds()).toEqual({ wg0: ['10.8.0.1:53'], system: ['9.9.9.9:53'] });
+    expect(registry.get('system')!.encryption).toBe('off');
+    // resolved.conf's DNS= emptied (resolved restarted): no usable link, no global server — resolv.conf.
+    b.report!([link('wg0', ['127.0.0.1'], ['corp.example.com'])]);
+    await settle();
+    expect(pvds()).toEqual({ system: ['192.0.2.53:53'] });
+    expect(feed.describe()).toMatch(/reports no link with usable servers$/);
+    expect(registry.get('system')!.origin).toBe(`resolv.conf (${file}): resolvectl (polled every 10 s) reports no link with usable servers`);
+  });
+
+  it('skips a global server that is pvdns itself (a foreign resolv.conf naming pvdns): no global PvD then, and resolv.conf (naming pvdns too) gives no servers', async () => {
+    const file = join(tmp, 'self.conf');
+    writeFileSync(file, 'nameserver 127.0.0.1\n');
+    const b = answers('resolved (D-Bus)', [global(['127.0.0.1'], 'no')]);
+    await hostFeed({ backends: [b], resolvConf: file });
+    expect(pvds()).toEqual({ system: [] });
+    expect(warnings("skipping a link's DNS server that is pvdns itself (a loop)")).toBe(1);
+    // With a real server beside it, the global PvD keeps that one.
+    b.report!([global(['127.0.0.1', '192.0.2.9'], 'opportunistic')]);
+    await settle();
+    expect(pvds()).toEqual({ system: ['tls://192.0.2.9:853'] });
+    expect(registry.get('system')!.origin).toBe('resolved (D-Bus)');
+  });
+});
+
 describe('HostFeed: stop', () => {
   it('stops the backend, and applies no report after it', async () => {
     const b = answers('resolved (D-Bus)', [link('eth0', ['192.0.2.1'])]);

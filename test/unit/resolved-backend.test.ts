@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import type { DBusMessage } from '../../src/dbus/connection.js';
 import { interfaceNames } from '../../src/pvd/sources/ifnames.js';
 import { linkPvd } from '../../src/pvd/sources/host.js';
-import { formatServer, hostLink, ResolvedBackend } from '../../src/pvd/sources/resolved.js';
+import { formatServer, globalHostLink, hostLink, ResolvedBackend } from '../../src/pvd/sources/resolved.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
 
 const v4 = (...b: number[]): Buffer => Buffer.from(b);
@@ -90,6 +90,61 @@ describe('hostLink', () => {
     // With no name anywhere, off is off.
     const plain = pvdSpecSchema.parse(linkPvd(hostLink(3, 'vpn0', { DNSEx: [DNSEx[2]!], Domains: [], DefaultRoute: true, DNSOverTLS: 'no' })));
     expect([plain.encryption, plain.dnsServers]).toEqual(['off', ['10.1.2.5']]);
+  });
+});
+
+describe("globalHostLink: resolved's global settings as the `system` link", () => {
+  const names = new Map([[1, 'lo'], [2, 'wifi0p'], [3, 'wifi0']]);
+  // Recorded from resolved 252 (resolved-harness) with resolved.conf's DNS=10.77.9.9#dns.test 10.77.9.8,
+  // Domains=~glob.test search.test, DNSOverTLS=yes, and `resolvectl dns wifi0 127.0.0.10 10.1.1.1`:
+  // the Manager lists wifi0's loopback server under lo's index (1), its other one under its own (3).
+  const dnsEx = [
+    [0, 2, v4(10, 77, 9, 9), 0, 'dns.test'],
+    [0, 2, v4(10, 77, 9, 8), 0, ''],
+    [1, 2, v4(127, 0, 0, 10), 0, ''],
+    [3, 2, v4(10, 1, 1, 1), 0, ''],
+  ];
+  const domains = [
+    [0, 'glob.test', true],
+    [0, 'search.test', false],
+  ];
+  // wifi0's own Link.DNSEx a(iayqs).
+  const wifi0 = [
+    [2, v4(127, 0, 0, 10), 0, ''],
+    [2, v4(10, 1, 1, 1), 0, ''],
+  ];
+
+  it('takes the index-0 servers and domains, the global mode, a default; a link\'s server listed under lo is no global one', () => {
+    const g = globalHostLink(dnsEx, domains, wifi0, 'yes', names);
+    expect(g).toEqual({ ifname: 'system', servers: ['10.77.9.9#dns.test', '10.77.9.8'], domains: ['glob.test', 'search.test'], defaultRoute: true, global: true, dnsOverTls: 'yes' });
+    // DNSOverTLS=yes: a strict `system` PvD on no interface, every server over TLS, nothing in the clear.
+    const spec = pvdSpecSchema.parse(linkPvd(g!));
+    expect([spec.identifier, spec.interface, spec.default, spec.encryption, spec.dnsServers, spec.dnsZones]).toEqual(['system', null, true, 'strict', ['10.77.9.9#dns.test', '10.77.9.8'], ['glob.test', 'search.test']]);
+  });
+
+  it('global only: a foreign resolv.conf\'s 127.0.0.1 (under lo\'s index, recorded) is global; listed twice with a link\'s 127.0.0.1, it is taken once', () => {
+    // resolved 252, no DNS= and the namespace's resolv.conf `nameserver 127.0.0.1`, then
+    // `resolvectl dns wifi0 127.0.0.1 127.0.0.10 10.1.1.1`.
+    const foreign = [[1, 2, v4(127, 0, 0, 1), 0, '']];
+    expect(globalHostLink(foreign, [], [], 'no', names)?.servers).toEqual(['127.0.0.1']);
+    const withLink = [...foreign, [1, 2, v4(127, 0, 0, 1), 0, ''], [1, 2, v4(127, 0, 0, 10), 0, ''], [3, 2, v4(10, 1, 1, 1), 0, '']];
+    const own = [[2, v4(127, 0, 0, 1), 0, ''], [2, v4(127, 0, 0, 10), 0, ''], [2, v4(10, 1, 1, 1), 0, '']];
+    expect(globalHostLink(withLink, [], own, 'no', names)?.servers).toEqual(['127.0.0.1']);
+  });
+
+  it('is null without a global server (the resolv.conf fallback, as before), and never takes a link\'s or a gone link\'s server', () => {
+    expect(globalHostLink([[3, 2, v4(10, 1, 1, 1), 0, '']], [[0, 'glob.test', true]], [[2, v4(10, 1, 1, 1), 0, '']], 'yes', names)).toBeNull();
+    // Index 7 is gone from the kernel (resolved has yet to notice): its loopback server is its own.
+    expect(globalHostLink([[7, 2, v4(127, 0, 0, 20), 0, ''], [7, 2, v4(10, 8, 0, 1), 0, '']], [], [], 'no', names)).toBeNull();
+    // A server under a link's index that is neither loopback nor link-local is that link's, read or not.
+    expect(globalHostLink([[3, 2, v4(10, 1, 1, 1), 0, '']], [], [], 'no', names)).toBeNull();
+    expect(globalHostLink([], [], [], 'yes', names)).toBeNull();
+  });
+
+  it("names a global link-local server's zone by its link (DNS=fe80::1%wifi0#x.test)", () => {
+    const g = globalHostLink([[3, 10, v6('fe80::1'), 0, 'x.test']], [], [], 'opportunistic', names);
+    expect(g?.servers).toEqual(['fe80::1%wifi0#x.test']);
+    expect(pvdSpecSchema.parse(linkPvd(g!)).dnsServers).toEqual(['[fe80::1%wifi0]#x.test']);
   });
 });
 
