@@ -212,8 +212,9 @@ describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'}, ${BACKEND})`,
     await r.resolvectl(['default-route', 'dot0', 'no']);
     await r.resolvectl(['dns', 'dot0', '10.77.0.1#dns.test', '10.77.0.2']);
     const clear = await until((v) => v.servers?.length === 2, 'appeared');
-    // resolved's default, DNSOverTLS=no: asked in the clear, as resolved asks them.
-    expect([clear.encryption, clear.servers!.map((s) => s.transport)]).toEqual(['off', ['udp', 'udp']]);
+    // resolved's default, DNSOverTLS=no, with a named server: TLS is tried (authenticated by the name),
+    // falling back to the clear as resolved asks them.
+    expect([clear.encryption, clear.servers!.map((s) => [s.transport, s.fallback])]).toEqual(['opportunistic', [['tls', '10.77.0.1:53'], ['tls', '10.77.0.2:53']]]);
     await r.resolvectl(['dnsovertls', 'dot0', 'yes']);
     const strict = await until((v) => v.encryption === 'strict', 'became strict');
     expect(strict.servers!.map((s) => [s.address, s.transport, s.authName, s.fallback])).toEqual([
