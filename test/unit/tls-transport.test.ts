@@ -243,12 +243,13 @@ describe('TlsTransport', () => {
       if (srv.received.length < 100) return;
       for (const r of [...srv.received].reverse()) socket.write(frame(answerFor(r.msg, `10.0.${r.q.nameKey.length}.${Number(/q(\d+)/.exec(r.msg.toString('latin1'))![1])}`)));
     });
-    const t = transport();
+    // Generous time: on a loaded machine (the whole suite at once) the one handshake must not be what fails.
+    const t = transport({ connectTimeoutMs: 10_000 });
     const stats = new ServerStats();
     const server = dot(s.port, 'dns.test');
     // Every query starts with the same ID: the transport must make them unique on the connection.
     const reqs = Array.from({ length: 100 }, (_, i) => {
-      const r = request(server, `q${i}.example`, { stats });
+      const r = request(server, `q${i}.example`, { stats, timeoutMs: 20_000 });
       r.message.writeUInt16BE(7, 0);
       r.expect.id = 7;
       return r;
