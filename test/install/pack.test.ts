@@ -50,7 +50,9 @@ describe("npm pack's tarball, installed into an empty folder", () => {
     files = info!.files.map((f) => f.path);
     tarball = join(work, info!.filename);
     mkdirSync(app);
-    const install = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: app, env });
+    // --prefix: npm would otherwise install into the nearest folder above with a node_modules (a
+    // stray /node_modules made this fail with npm's "Tracker idealTree already exists").
+    const install = await run('npm', ['install', '--prefix', app, '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: app, env });
     if (install.status !== 0) throw new Error(`npm install ${tarball} failed:\n${install.stdout}\n${install.stderr}`);
     pvdns = join(app, 'node_modules', '.bin', 'pvdns');
   }, 600_000);
