@@ -27,6 +27,7 @@ import tls from 'node:tls';
 import { errorAnswer, parseResponse, type Expected } from '../dns/answer.js';
 import { EDE, RCODE } from '../dns/constants.js';
 import { padQuery } from '../dns/padding.js';
+import { Channels } from './channels.js';
 import { checkIdentity, tlsFailure } from './tls-failure.js';
 import { networkFailure, type Exchange, type ExchangeDone, type ExchangeRequest } from './exchange.js';
 import type { UpstreamServer } from './server.js';
@@ -470,26 +471,16 @@ class HttpsChannel {
 
 /** HttpsTransport is the DoH carrier: one channel per server object, like TcpTransport. */
 export class HttpsTransport implements Carrier {
-  private readonly channels = new WeakMap<UpstreamServer, HttpsChannel>();
-  private readonly open = new Set<HttpsChannel>();
+  private readonly channels = new Channels<HttpsChannel>((server, source, onIdle) => new HttpsChannel(server, source, this.trust, onIdle));
 
   constructor(readonly trust: Trust) {}
 
   exchange(req: ExchangeRequest, done: ExchangeDone): void {
-    let ch = this.channels.get(req.server);
-    if (ch === undefined || ch.sourceAddress !== req.sourceAddress) {
-      // The PvD's source address changed: the old sessions are bound to the old one.
-      ch?.close();
-      ch = new HttpsChannel(req.server, req.sourceAddress, this.trust, (idle) => this.open.delete(idle));
-      this.channels.set(req.server, ch);
-    }
-    this.open.add(ch);
-    ch.exchange(req, done);
+    this.channels.of(req).exchange(req, done);
   }
 
   /** close lets the queries in flight finish and closes every session after them. */
   close(): void {
-    for (const ch of this.open) ch.close();
-    this.open.clear();
+    this.channels.close();
   }
 }

@@ -9,6 +9,7 @@ import net from 'node:net';
 import type { SocketAddress } from '../config/address.js';
 import { parseResponse } from '../dns/answer.js';
 import { networkFailure, type Exchange, type ExchangeDone, type ExchangeRequest } from './exchange.js';
+import { Channels } from './channels.js';
 import { randomU16 } from './random.js';
 
 /** A connection with nothing outstanding for this long is closed. */
@@ -165,23 +166,15 @@ class TcpChannel {
   }
 }
 
-/** TcpTransport keeps one channel per server object, like UdpTransport. */
+/** TcpTransport keeps one channel per server object (Channels), like UdpTransport. */
 export class TcpTransport {
-  private readonly channels = new WeakMap<SocketAddress, TcpChannel>();
-  private readonly open = new Set<TcpChannel>();
+  private readonly channels = new Channels<TcpChannel>((server, source, onIdle) => new TcpChannel(server, source, onIdle));
 
   exchange(req: ExchangeRequest, done: ExchangeDone): void {
-    let ch = this.channels.get(req.server);
-    if (ch === undefined || ch.sourceAddress !== req.sourceAddress) {
-      ch = new TcpChannel(req.server, req.sourceAddress, (idle) => this.open.delete(idle));
-      this.channels.set(req.server, ch);
-    }
-    this.open.add(ch);
-    ch.exchange(req, done);
+    this.channels.of(req).exchange(req, done);
   }
 
   close(): void {
-    for (const ch of this.open) ch.close();
-    this.open.clear();
+    this.channels.close();
   }
 }

@@ -28,6 +28,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { parseResponse } from '../dns/answer.js';
+import { Channels } from './channels.js';
 import { checkIdentity, tlsFailure } from './tls-failure.js';
 import { padQuery } from '../dns/padding.js';
 import { networkFailure, type Exchange, type ExchangeDone, type ExchangeRequest } from './exchange.js';
@@ -472,10 +473,9 @@ class TlsChannel {
   }
 }
 
-/** TlsTransport keeps one channel per server object, like TcpTransport. */
+/** TlsTransport keeps one channel per server object (Channels), like TcpTransport. */
 export class TlsTransport implements Carrier {
-  private readonly channels = new WeakMap<UpstreamServer, TlsChannel>();
-  private readonly open = new Set<TlsChannel>();
+  private readonly channels = new Channels<TlsChannel>((server, source, onIdle) => new TlsChannel(server, source, this.trust, this.opts, onIdle));
   private readonly opts: Required<TlsOptions>;
 
   constructor(
@@ -490,17 +490,10 @@ export class TlsTransport implements Carrier {
   }
 
   exchange(req: ExchangeRequest, done: ExchangeDone): void {
-    let ch = this.channels.get(req.server);
-    if (ch === undefined || ch.sourceAddress !== req.sourceAddress) {
-      ch = new TlsChannel(req.server, req.sourceAddress, this.trust, this.opts, (idle) => this.open.delete(idle));
-      this.channels.set(req.server, ch);
-    }
-    this.open.add(ch);
-    ch.exchange(req, done);
+    this.channels.of(req).exchange(req, done);
   }
 
   close(): void {
-    for (const ch of this.open) ch.close();
-    this.open.clear();
+    this.channels.close();
   }
 }
