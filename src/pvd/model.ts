@@ -2,7 +2,7 @@
 // its zones normalized, the reverse zones of its prefixes derived.
 
 import { parsePrefix } from '../config/address.js';
-import { defaultEncryption, parseServer, type Encryption, type UpstreamServer } from '../upstream/server.js';
+import { cleartextOf, defaultEncryption, isEncryptedForm, parseServer, type Encryption, type Learned, type UpstreamServer } from '../upstream/server.js';
 import type { Answer } from '../dns/answer.js';
 import { reverseZones } from './reverse.js';
 import { normalizeDomain, type PvdSpec } from './schema.js';
@@ -24,6 +24,32 @@ export interface Pvd {
   readonly servers: readonly UpstreamServer[];
   /** How its servers are spoken to: as configured, else strict when one is encrypted, else off. */
   readonly encryption: Encryption;
+  /** `encryption` as written; null when the PvD named none (see effectiveEncryption). */
+  readonly encryptionConfigured: Encryption | null;
+  /** How each of `servers` was learned: the PvD's source. */
+  readonly learned: readonly Learned[];
+  /**
+   * The network's encrypted resolvers (RFC 9463 DNR), asked before
+   * `servers` while one of them works; `servers` are then the cleartext ones
+   * to fall back on (as `effectiveEncryption` allows) and reach a captive
+   * portal through.
+   */
+  readonly designated: readonly UpstreamServer[];
+  /**
+   * Whether DDR (RFC 9462) runs for this PvD: `ddr`, else on for a network's
+   * PvDs (host, RA) and off for those written by hand; never with
+   * encryption off, designated resolvers given, or no server written as a
+   * plain address.
+   */
+  readonly ddr: boolean;
+  /** The cleartext servers DDR asks for `_dns.resolver.arpa` SVCB: those written as plain addresses. */
+  readonly ddrServers: readonly UpstreamServer[];
+  /**
+   * Each server's cleartext address, once each (cleartextOf): what a captive
+   * PvD's portal names and probes are asked through while its encrypted
+   * servers cannot be reached.
+   */
+  readonly clearServers: readonly UpstreamServer[];
   /** Normalized dnsZones (lower case, no trailing dot). */
   readonly dnsZones: readonly string[];
   readonly prefixes: readonly string[];
@@ -62,11 +88,21 @@ export function newTag(): number {
 /** pvdFromSpec builds a Pvd from a validated spec. */
 export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag = newTag(), origin: string | null = null): Pvd {
   const encryption = spec.encryption ?? defaultEncryption(spec.dnsServers);
-  const servers = spec.dnsServers.map((s) => {
-    const r = parseServer(s, encryption);
+  const parse = (s: string, mode: Encryption): UpstreamServer => {
+    const r = parseServer(s, mode);
     if (typeof r === 'string') throw new Error(r); // the schema has checked it
     return r;
-  });
+  };
+  const servers = spec.dnsServers.map((s) => parse(s, encryption));
+  // Designated resolvers are authenticated by their names (RFC 9463 §7.1: the ADN); falling back is the pool's, to `servers`.
+  const designated = spec.designatedResolvers.map((s) => parse(s, 'strict'));
+  const clear = new Map<string, UpstreamServer>();
+  for (const s of [...servers, ...designated]) {
+    const c = cleartextOf(s);
+    if (c !== null && !clear.has(c.label)) clear.set(c.label, c);
+  }
+  const plain = spec.dnsServers.filter((s) => !isEncryptedForm(s)).map((s) => parse(s, 'off'));
+  const ddr = (spec.ddr ?? (source === 'host' || source === 'ra')) && spec.encryption !== 'off' && designated.length === 0 && plain.length > 0;
   const reverse = new Set<string>();
   for (const p of spec.prefixes) {
     const r = parsePrefix(p);
@@ -81,11 +117,17 @@ export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag
     origin,
     servers: Object.freeze(servers),
     encryption,
+    encryptionConfigured: spec.encryption,
+    learned: Object.freeze(servers.map((): Learned => source)),
+    designated: Object.freeze(designated),
+    ddr,
+    ddrServers: Object.freeze(ddr ? plain : []),
+    clearServers: Object.freeze([...clear.values()]),
     dnsZones: Object.freeze([...new Set(spec.dnsZones.map(normalizeDomain))]),
     prefixes: Object.freeze([...spec.prefixes]),
     reverseZones: Object.freeze([...reverse]),
     // A PvD with no servers would answer names nobody claims with SERVFAIL: never a default.
-    isDefault: spec.default ?? (!spec.noInternet && servers.length > 0),
+    isDefault: spec.default ?? (!spec.noInternet && servers.length + designated.length > 0),
     priority: spec.priority,
     noInternet: spec.noInternet,
     expiresAt: spec.expires === null ? null : Date.parse(spec.expires),
@@ -105,6 +147,8 @@ export function describePvd(p: Pvd): Record<string, unknown> {
     identifier: p.identifier,
     source: p.source,
     servers: p.servers.map((s) => s.label),
+    ...(p.designated.length > 0 ? { designatedResolvers: p.designated.map((s) => s.label) } : {}),
+    ...(p.ddr ? { ddr: true } : {}),
     dnsZones: p.dnsZones,
     prefixes: p.prefixes,
     default: p.isDefault,
@@ -113,4 +157,16 @@ export function describePvd(p: Pvd): Record<string, unknown> {
     expires: p.expiresAt === null ? null : new Date(p.expiresAt).toISOString(),
     dns64: p.dns64Synthesize ? `${p.dns64}, synthesized by pvdns` : p.dns64,
   };
+}
+
+/**
+ * effectiveEncryption is how a PvD's queries are protected once designated
+ * resolvers (DNR, or DDR's `discovered`) are known: as configured when the
+ * PvD names a mode; else, with designated resolvers, opportunistic — they
+ * are asked first and its cleartext servers while they fail (Android's
+ * "automatic" private DNS); else as its servers say (strict or off).
+ */
+export function effectiveEncryption(p: Pvd, discovered: boolean): Encryption {
+  if (p.encryptionConfigured !== null) return p.encryptionConfigured;
+  return (p.designated.length > 0 || discovered) && p.encryption === 'off' ? 'opportunistic' : p.encryption;
 }

@@ -76,6 +76,16 @@ export function serverProblem(text: string): string | null {
   return r.hostName !== null ? null : unicastProblem(r, text);
 }
 
+/**
+ * designatedProblem says what is wrong with a designated resolver as
+ * written (RFC 9463 DNR): one of the encrypted forms only, since a
+ * designated resolver is by definition an encrypted one.
+ */
+export function designatedProblem(text: string): string | null {
+  if (!isEncryptedForm(text)) return `${JSON.stringify(text)} is not an encrypted server: write tls://ADDR[:PORT]#NAME or https://HOST[:PORT]/PATH[#NAME]`;
+  return serverProblem(text);
+}
+
 /** prefixProblem says why a text is not an address prefix, or null. */
 function prefixProblem(v: string): string | null {
   const r = parsePrefix(v);
@@ -167,6 +177,12 @@ export const pvdSpecSchema = z
     // How its servers are spoken to (DESIGN.md "Encrypted DNS"); null: strict when it lists an
     // encrypted server, else off.
     encryption: z.enum(ENCRYPTIONS).nullable().default(null),
+    // The network's encrypted resolvers (RFC 9463 DNR: an RA or DHCP option, an RFC 8801 PvD, a PvD
+    // file): asked before dnsServers, which stay the PvD's cleartext servers.
+    designatedResolvers: listOf(MAX_DNS_SERVERS, designatedProblem).default([]),
+    // Discovery of Designated Resolvers (RFC 9462) through the PvD's cleartext servers; null: on for a
+    // network's PvDs (host, RA), off for PvDs written by hand (config, API, files).
+    ddr: z.boolean().nullable().default(null),
   })
   .superRefine((p, ctx) => {
     if (p.encryption === 'off') {
@@ -176,11 +192,14 @@ export const pvdSpecSchema = z
         }
       });
     }
+    if (p.encryption === 'off' && p.designatedResolvers.length > 0) {
+      ctx.addIssue({ code: 'custom', path: ['designatedResolvers'], message: 'designated resolvers are encrypted: they cannot be used with encryption: off' });
+    }
     if (p.noInternet && p.default === true) {
       ctx.addIssue({ code: 'custom', path: ['default'], message: 'a PvD with noInternet: true cannot serve names nobody owns' });
     }
     // A default that answers nothing would turn every name nobody claims into SERVFAIL.
-    if (p.default === true && p.dnsServers.length === 0) {
+    if (p.default === true && p.dnsServers.length === 0 && p.designatedResolvers.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['default'], message: 'a PvD with no dnsServers cannot serve names nobody owns' });
     }
   });

@@ -6,6 +6,7 @@ import { ANSWER_TRANSIENT, errorAnswer, type Answer } from '../dns/answer.js';
 import { EDE, RCODE } from '../dns/constants.js';
 import type { Pvd } from '../pvd/model.js';
 import type { Transport } from '../upstream/exchange.js';
+import type { UpstreamServer } from '../upstream/server.js';
 import { UpstreamPool, type PoolOptions } from '../upstream/pool.js';
 import type { Query } from './query.js';
 import type { Result } from './stage.js';
@@ -21,9 +22,25 @@ export interface ForwardOptions {
   onServerState?: PoolOptions['onServerState'];
 }
 
-/** Forwarder owns one upstream pool per PvD and is the pipeline's terminal step. */
+/** One PvD's pool: its designated resolvers (DNR, then DDR's) first, then its own servers. */
+interface PoolEntry {
+  pvd: Pvd;
+  pool: UpstreamPool;
+  /** DDR's designated resolvers the pool was made with. */
+  discovered: readonly UpstreamServer[];
+}
+
+/**
+ * Forwarder owns one upstream pool per PvD and is the pipeline's terminal
+ * step. A PvD with encrypted servers has a second pool, of its cleartext
+ * servers (Pvd.clearServers), made when a query marked `clear` first needs
+ * it: a captive portal's names and probes.
+ */
 export class Forwarder {
-  private readonly pools = new Map<number, { pvd: Pvd; pool: UpstreamPool }>();
+  private readonly pools = new Map<number, PoolEntry>();
+  private readonly clearPools = new Map<number, { pvd: Pvd; pool: UpstreamPool }>();
+  /** DDR's designated resolvers per PvD tag (setDiscovered). */
+  private readonly discovered = new Map<number, readonly UpstreamServer[]>();
   /** Upstream queries in flight now. */
   private inflight = 0;
   /** Queries answered SERVFAIL because maxInflight were in flight (pvdns_queries_shed_total). */
@@ -50,8 +67,62 @@ export class Forwarder {
       return this.shedAnswer();
     }
     this.inflight++;
-    return this.poolOf(pvd).resolve(q).then(this.settled);
+    return (q.clear && this.encrypted(pvd) ? this.clearPoolOf(pvd) : this.poolOf(pvd)).resolve(q).then(this.settled);
   };
+
+  /**
+   * askServer asks one server of a PvD, outside its pools (their health is
+   * left alone): DDR's `_dns.resolver.arpa` SVCB goes to each cleartext
+   * server in turn, since what one designates is verified against its own
+   * address (RFC 9462 §4.2). Never rejects.
+   */
+  async askServer(pvd: Pvd, server: UpstreamServer, q: Query): Promise<Answer> {
+    const pool = this.makePool(pvd, [server], 0);
+    try {
+      return await pool.resolve(q);
+    } finally {
+      pool.close();
+    }
+  }
+
+  /** encrypted says whether a PvD's queries go encrypted as a rule, so its cleartext servers are a pool apart. */
+  encrypted(pvd: Pvd): boolean {
+    return pvd.encryption !== 'off' || pvd.designated.length > 0 || (this.discovered.get(pvd.tag)?.length ?? 0) > 0;
+  }
+
+  /** discoveredOf lists DDR's designated resolvers in use for a PvD. */
+  discoveredOf(pvd: Pvd): readonly UpstreamServer[] {
+    return this.discovered.get(pvd.tag) ?? NO_SERVERS;
+  }
+
+  /**
+   * setDiscovered puts DDR's designated resolvers for a PvD in use (none:
+   * back to its own servers). The PvD's pool is made anew with them first;
+   * its servers start untested.
+   */
+  setDiscovered(pvd: Pvd, servers: readonly UpstreamServer[]): void {
+    const before = this.discovered.get(pvd.tag) ?? NO_SERVERS;
+    if (labels(before) === labels(servers)) return;
+    if (servers.length === 0) this.discovered.delete(pvd.tag);
+    else this.discovered.set(pvd.tag, servers);
+    const entry = this.pools.get(pvd.tag);
+    entry?.pool.close();
+    this.pools.delete(pvd.tag);
+  }
+
+  /**
+   * revalidate makes a PvD's encrypted servers be tried again now: after a
+   * captive portal opened, servers that failed behind it are asked at the
+   * next query instead of after their probe backoff, and opportunistic ones
+   * speak TLS again at once (RETRY_ENCRYPTION_MS does not apply).
+   */
+  revalidate(pvd: Pvd): void {
+    const entry = this.pools.get(pvd.tag);
+    if (entry === undefined) return;
+    for (const s of entry.pool.servers) this.transport.retryEncryption?.(s);
+    entry.pool.close();
+    this.pools.delete(pvd.tag);
+  }
 
   private shedAnswer(): Answer {
     return errorAnswer(RCODE.SERVFAIL, { code: EDE.OTHER, text: `pvdns: ${this.opts.maxInflight} upstream queries in flight (upstream.maxInflight)` }, ANSWER_TRANSIENT);
@@ -66,6 +137,28 @@ export class Forwarder {
       entry.pvd = pvd;
       return entry.pool;
     }
+    entry?.pool.close();
+    const discovered = this.discovered.get(pvd.tag) ?? NO_SERVERS;
+    const preferred = [...pvd.designated, ...discovered];
+    const pool = this.makePool(pvd, [...preferred, ...pvd.servers], preferred.length);
+    this.pools.set(pvd.tag, { pvd, pool, discovered });
+    return pool;
+  }
+
+  /** clearPoolOf returns the pool of a PvD's cleartext servers, rebuilt when the PvD was updated. */
+  private clearPoolOf(pvd: Pvd): UpstreamPool {
+    const entry = this.clearPools.get(pvd.tag);
+    if (entry !== undefined && (entry.pvd === pvd || sameServers(entry.pvd, pvd))) {
+      entry.pvd = pvd;
+      return entry.pool;
+    }
+    entry?.pool.close();
+    const pool = this.makePool(pvd, pvd.clearServers, 0);
+    this.clearPools.set(pvd.tag, { pvd, pool });
+    return pool;
+  }
+
+  private makePool(pvd: Pvd, servers: readonly UpstreamServer[], preferred: number): UpstreamPool {
     const o = this.opts;
     const opts: PoolOptions = {
       timeoutMs: o.timeoutMs,
@@ -74,16 +167,20 @@ export class Forwarder {
       sourceAddress: pvd.sourceAddress,
       probe: { initialMs: o.probeIntervalMs, maxMs: o.probeMaxIntervalMs },
       onServerState: o.onServerState,
+      preferred,
     };
-    entry?.pool.close();
-    const pool = new UpstreamPool(pvd.id, pvd.identifier, pvd.servers, opts, this.transport);
-    this.pools.set(pvd.tag, { pvd, pool });
-    return pool;
+    return new UpstreamPool(pvd.id, pvd.identifier, servers, opts, this.transport);
   }
 
   /** poolIfAny is the PvD's pool once it has been asked anything (for its servers' state). */
   poolIfAny(pvd: Pvd): UpstreamPool | undefined {
     const entry = this.pools.get(pvd.tag);
+    return entry !== undefined && (entry.pvd === pvd || sameServers(entry.pvd, pvd)) ? entry.pool : undefined;
+  }
+
+  /** clearPoolIfAny is the PvD's cleartext pool once a captive portal's name or a probe has used it. */
+  clearPoolIfAny(pvd: Pvd): UpstreamPool | undefined {
+    const entry = this.clearPools.get(pvd.tag);
     return entry !== undefined && (entry.pvd === pvd || sameServers(entry.pvd, pvd)) ? entry.pool : undefined;
   }
 
@@ -99,21 +196,37 @@ export class Forwarder {
   drop(pvd: Pvd): void {
     this.pools.get(pvd.tag)?.pool.close();
     this.pools.delete(pvd.tag);
+    this.clearPools.get(pvd.tag)?.pool.close();
+    this.clearPools.delete(pvd.tag);
+    this.discovered.delete(pvd.tag);
   }
 
   /** setOptions applies new timeouts to pools made from now on (a reload). */
   setOptions(opts: ForwardOptions): void {
     Object.assign(this.opts, opts);
-    for (const e of this.pools.values()) e.pool.close();
+    for (const e of [...this.pools.values(), ...this.clearPools.values()]) e.pool.close();
     this.pools.clear();
+    this.clearPools.clear();
   }
 
   /** livePools lists the pools, for metrics. */
   *livePools(): Iterable<UpstreamPool> {
     for (const e of this.pools.values()) yield e.pool;
+    for (const e of this.clearPools.values()) yield e.pool;
   }
 }
 
+const NO_SERVERS: readonly UpstreamServer[] = Object.freeze([]);
+
+function labels(servers: readonly UpstreamServer[]): string {
+  return servers.map((s) => s.label).join();
+}
+
 function sameServers(a: Pvd, b: Pvd): boolean {
-  return a.sourceAddress === b.sourceAddress && a.encryption === b.encryption && a.servers.map((s) => s.label).join() === b.servers.map((s) => s.label).join();
+  return (
+    a.sourceAddress === b.sourceAddress &&
+    a.encryption === b.encryption &&
+    labels(a.servers) === labels(b.servers) &&
+    labels(a.designated) === labels(b.designated)
+  );
 }

@@ -36,6 +36,12 @@ export class Query implements WireQuery {
   server: string | null = null;
   /** The RCODE of the last upstream that answered but could not resolve, -1 when none did (see UpstreamQuery). */
   failedRcode = -1;
+  /**
+   * Set when the query is to go to its PvD's cleartext servers (Pvd.clearServers)
+   * rather than its encrypted ones: a captive portal's names and probes
+   * (the captive stage decides), DDR's own questions.
+   */
+  clear = false;
   /** How many times the CNAME stage restarted this lookup at a target another PvD claims (0 for a client's query). */
   cnameDepth = 0;
 

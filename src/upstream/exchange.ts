@@ -63,6 +63,11 @@ export interface Transport {
    * transport is not 'udp'.
    */
   stream?(server: UpstreamServer): boolean;
+  /**
+   * retryEncryption forgets that an opportunistic server's encryption failed:
+   * its next query tries TLS again at once (after a captive portal opened).
+   */
+  retryEncryption?(server: UpstreamServer): void;
   /** close releases sockets; exchanges in flight still finish. */
   close?(): void;
 }

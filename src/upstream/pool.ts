@@ -52,6 +52,12 @@ export interface PoolOptions {
   queryTimeoutMs: number;
   sourceAddress: string | null;
   probe: ProbeTiming;
+  /**
+   * The first this many servers are preferred (a PvD's designated encrypted
+   * resolvers, before its own cleartext ones): when one of them may be asked
+   * again, it takes back the primary from a server after them. 0: none.
+   */
+  preferred?: number;
   /** Told when a server's state changes (the API's upstream-changed event, a log line). */
   onServerState?: (pool: UpstreamPool, server: string, health: ServerHealth, previous: ServerState) => void;
 }
@@ -309,6 +315,9 @@ export class UpstreamPool {
       const next = this.candidates().find((c) => c !== i);
       if (next !== undefined) this.primary = next;
     } else if (!this.health[this.primary]!.usable && health.usable) {
+      this.primary = i;
+    } else if (health.usable && i < (this.opts.preferred ?? 0) && this.primary >= (this.opts.preferred ?? 0)) {
+      // A designated resolver is back: queries leave the fallback for it at once.
       this.primary = i;
     }
     if (previous === 'down') {

@@ -189,3 +189,26 @@ export function serverFormProblem(text: string): string | null {
   const r = parseServer(text, 'strict');
   return typeof r === 'string' ? r : null;
 }
+
+/**
+ * How a PvD's server was learned: written in the configuration, announced
+ * through the API or a PvD file, read from the host (resolved,
+ * NetworkManager, resolv.conf), from a Router Advertisement's RDNSS, by
+ * Discovery of Designated Resolvers (RFC 9462), or announced by the network
+ * as an encrypted resolver (DNR, RFC 9463).
+ */
+export type Learned = 'config' | 'api' | 'file' | 'host' | 'ra' | 'ddr' | 'dnr';
+
+/**
+ * cleartextOf is the address a server answers in the clear: the server
+ * itself when it is cleartext, an opportunistic server's fallback, else the
+ * encrypted server's address on port 53. Null for a DoH server named by a
+ * host name (no address to ask before the name is resolved). What a captive
+ * PvD's portal names are asked through, and what DDR asks (RFC 9462 §4).
+ */
+export function cleartextOf(s: UpstreamServer): UpstreamServer | null {
+  if (s.transport === 'udp') return s;
+  if (s.fallback !== null) return cleartext(s.fallback);
+  if (s.hostName !== null) return null;
+  return cleartext(address(s.host, 53, s.family));
+}

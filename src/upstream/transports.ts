@@ -81,6 +81,10 @@ export class ServerTransports implements Transport {
     (server.transport === 'tls' ? this.carriers.tls : this.carriers.https).exchange(req, done);
   }
 
+  retryEncryption(server: UpstreamServer): void {
+    this.fallen.delete(server);
+  }
+
   /** inClear says whether an opportunistic server is spoken to in the clear now. */
   private inClear(server: UpstreamServer): boolean {
     const f = this.fallen.get(server);

@@ -43,6 +43,8 @@ const PVD_DEFAULTS = {
   captivePortal: null,
   rebindProtection: false,
   encryption: null,
+  designatedResolvers: [],
+  ddr: null,
 };
 
 /** configError parses `text` and returns the ConfigError it must raise. */
@@ -441,6 +443,8 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         captivePortal: null,
         rebindProtection: true,
         encryption: 'strict',
+        designatedResolvers: ['tls://10.8.0.53#dns.corp.example.com'],
+        ddr: false,
       },
       {
         identifier: 'wifi',
@@ -458,6 +462,8 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         captivePortal: 'https://portal.example/api',
         rebindProtection: false,
         encryption: 'opportunistic',
+        designatedResolvers: [],
+        ddr: true,
       },
     ],
   };
