@@ -26,20 +26,21 @@ import { HttpServer, type Readiness } from './http/server.js';
 import { checkTokenFile, loadTokenFile, TokenError } from './http/token.js';
 import { createLogger, type Logger } from './log.js';
 import { CollectedValue, type Sample } from './metrics/collected.js';
-import { describePvd, type Pvd } from './pvd/model.js';
+import { describePvd, effectiveEncryption, type Pvd } from './pvd/model.js';
 import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
 import { PvdInputError } from './pvd/input.js';
 import type { PvdSpec } from './pvd/schema.js';
 import { serverLoops } from './config/own-listener.js';
-import { defaultEncryption, parseServer, type UpstreamServer } from './upstream/server.js';
+import { defaultEncryption, parseServer, type Encryption, type Learned, type UpstreamServer } from './upstream/server.js';
 import type { RunTool } from './pvd/sources/host-tools.js';
 import { PvdDirectory, type DirectoryReport } from './pvd/sources/directory.js';
 import { SourceSet } from './pvd/sources/sources.js';
 import { announceFrom } from './pvd/sources/sync.js';
-import { pvdView, type PvdView } from './pvd/view.js';
+import { pvdView, type PvdView, type ServerView } from './pvd/view.js';
 import { CacheStage } from './resolve/cache-stage.js';
-import { CaptiveStage } from './resolve/captive-stage.js';
+import { CaptiveStage, type CaptiveAction } from './resolve/captive-stage.js';
+import { CaptiveEncryption } from './resolve/captive-encryption.js';
 import { CnameStage } from './resolve/cname-stage.js';
 import { RebindStage } from './resolve/rebind-stage.js';
 import { Coalesce } from './resolve/coalesce.js';
@@ -62,6 +63,7 @@ import { udpBackend } from './native/udp.js';
 import { createUdpListener, type UdpListener } from './server/udp.js';
 import type { Transport } from './upstream/exchange.js';
 import { registerUpstreamMetrics } from './upstream/metrics.js';
+import type { UpstreamPool } from './upstream/pool.js';
 import { TcpTransport } from './upstream/tcp.js';
 import { HttpsTransport } from './upstream/https.js';
 import { TlsTransport } from './upstream/tls.js';
@@ -126,6 +128,10 @@ export class App {
   private readonly dns64: Pref64Tracker;
   /** Whether each PvD is behind a captive portal. */
   private readonly captive: CaptiveTracker;
+  /** What the captive stage did with captive encrypted PvDs' queries, per PvD id (pvdns_captive_queries_total). */
+  private readonly captiveActions = new Map<string, Map<CaptiveAction, number>>();
+  /** Re-validates a PvD's encrypted resolver when its captive portal opens. */
+  private readonly captiveEncryption: CaptiveEncryption;
   /** The API's bearer token (http.token, or the one read from http.tokenFile); null: the API takes no changes. */
   private apiToken: string | null = null;
   /** Who may use the HTTP listener beyond /healthz and /readyz (http.allow, else access.allow). */
@@ -154,7 +160,17 @@ export class App {
           const pvd = this.pvds.get(pool.pvdId);
           // A server that answers again clears the PvD's remembered failures: they were its silence (RFC 9520 §3).
           if (pvd && previous === 'down' && health.usable) this.failures.dropPvd(pvd.tag);
-          if (pvd) this.events.publish('upstream-changed', this.view(pvd));
+          if (!pvd) return;
+          // Designated resolvers all down: the PvD's queries go to its own servers (in the clear unless strict).
+          const at = pool.servers.findIndex((s) => s.label === server);
+          if (health.state === 'down' && at >= 0 && at < (pool.opts.preferred ?? 0) && pool.preferredDown) {
+            const why = `designated resolvers of pvd ${pvd.identifier} are down: queries go to its own servers${this.encryptionNow(pvd) === 'strict' ? '' : ', in the clear'}`;
+            this.captiveEncryption.downgraded(pvd, 'designated-down');
+            this.log.warn({ pvd: pvd.id, server }, why);
+            this.events.publish('upstream-changed', { ...this.view(pvd), change: { kind: 'encryption-downgraded', server, why } });
+          } else {
+            this.events.publish('upstream-changed', { ...this.view(pvd), change: { kind: 'server-state', server, why: `${server}: ${previous} → ${health.state}` } });
+          }
         },
       },
       this.transport,
@@ -164,11 +180,19 @@ export class App {
       (pvd, before, after) => this.pref64Changed(pvd, before, after),
       this.log,
     );
+    // Probes and the portal API's lookups go to a PvD's cleartext servers: a portal rewrites
+    // port 53 and blocks the encrypted resolver, so only they can tell when it opens.
     this.captive = new CaptiveTracker(
-      (pvd, msg) => this.askPvd(pvd, msg),
+      (pvd, msg) => this.askPvd(pvd, msg, true),
       (pvd, state, previous) => this.captiveChanged(pvd, state, previous),
       this.log,
       config.captive,
+    );
+    this.captiveEncryption = new CaptiveEncryption(
+      this.forwarder,
+      (pvd, msg) => this.askIn(pvd, msg),
+      () => undefined,
+      () => this.config.captive.canary.name,
     );
     this.httpClients = new AccessList(config.http.allow ?? config.access.allow);
     this.audit = new AuditLog(this.log);
@@ -205,6 +229,8 @@ export class App {
       this.dns64.untrack(p);
       this.captive.untrack(p);
       this.stats.forget(p.id);
+      this.captiveActions.delete(p.id);
+      this.captiveEncryption.downgrades.delete(p.id);
       this.log.info({ pvd: p.id, reason, cacheEntriesDropped: dropped }, 'pvd withdrawn');
       this.events.publish('pvd-withdrawn', { ...last, reason });
     });
@@ -233,6 +259,28 @@ export class App {
         { labels: { event: 'refused' }, value: gate.refused },
       ],
     ).register(this.metrics);
+    const forwarder = this.forwarder;
+    const downgrades = this.captiveEncryption.downgrades;
+    new CollectedValue(
+      'pvdns_encryption_downgrades_total',
+      "Times a PvD's queries left encryption: its designated resolvers all down (designated-down), captive with opportunistic encryption (captive), an opportunistic server falling back to the clear (fallback).",
+      'counter',
+      function* (): Iterable<Sample> {
+        for (const [pvd, m] of downgrades) for (const [reason, n] of m) yield { labels: { pvd, reason }, value: n };
+        const fallback = new Map<string, number>();
+        for (const p of forwarder.livePools()) for (const st of p.statsOf) if (st.downgrades > 0) fallback.set(p.pvdId, (fallback.get(p.pvdId) ?? 0) + st.downgrades);
+        for (const [pvd, n] of fallback) yield { labels: { pvd, reason: 'fallback' }, value: n };
+      },
+    ).register(this.metrics);
+    const captiveActions = this.captiveActions;
+    new CollectedValue(
+      'pvdns_captive_queries_total',
+      "Queries of a captive PvD with encrypted servers: its portal's names sent in the clear (portal), other names in the clear under opportunistic encryption (cleartext), refused under strict (refused).",
+      'counter',
+      function* (): Iterable<Sample> {
+        for (const [pvd, m] of captiveActions) for (const [action, n] of m) yield { labels: { pvd, action }, value: n };
+      },
+    ).register(this.metrics);
     const blocked = this.rebindBlocked;
     new CollectedValue('pvdns_rebind_blocked_total', 'Answers refused by DNS rebinding protection: a private address for a name the PvD does not own.', 'counter', function* (): Iterable<Sample> {
       for (const [pvd, n] of blocked) yield { labels: { pvd }, value: n };
@@ -253,7 +301,7 @@ export class App {
       return r.zone !== null && r.pvds.includes(p);
     };
     const rebind = new RebindStage(owns, this.rebindBlocked);
-    const captive = new CaptiveStage(this.captive, owns);
+    const captive = new CaptiveStage(this.captive, owns, (p) => this.encryptionNow(p), this.captiveActions);
     // The queries DNS64 asks for itself (A behind a AAAA, in-addr.arpa behind
     // a PTR) enter the same stages from the cache on, in the same PvD.
     let inPvd: Next = this.forwarder.resolve;
@@ -300,37 +348,39 @@ export class App {
 
   /** view is a PvD with its live state: servers, cache size (GET /v1/pvds and the events). */
   view(p: Pvd): PvdView {
-    const pool = this.forwarder.poolIfAny(p);
-    const servers = p.servers.map((s, i) => {
-      const h = pool?.health[i];
-      const st = pool?.statsOf[i];
-      return {
-        address: s.label,
-        state: h?.state ?? 'untested',
-        rttMs: h?.srttMs === null || h === undefined ? null : Math.round(h.srttMs * 1000) / 1000,
-        since: h ? new Date(h.since).toISOString() : null,
-        lastError: h?.lastError ?? null,
-        transport: s.transport,
-        authName: s.authName,
-        encryption: s.transport === 'udp' ? null : (st?.via ?? null),
-        authenticated: st?.authenticated ?? null,
-        encryptionError: st?.encryptionError ?? null,
-        fallback: s.fallback?.label ?? null,
-      };
-    });
-    return pvdView(p, servers, this.captive.view(p), this.dns64.view(p), this.cache.entries(p.tag), this.sources.sourceAddressPresent(p.id));
+    const discovered = this.forwarder.discoveredOf(p);
+    // The pool's order: the network's designated resolvers (DNR), DDR's, then the PvD's own.
+    const servers = [...p.designated, ...discovered, ...p.servers];
+    const learned: Learned[] = [...p.designated.map((): Learned => 'dnr'), ...discovered.map((): Learned => 'ddr'), ...p.learned];
+    const encrypted = this.forwarder.encrypted(p);
+    const mode = effectiveEncryption(p, discovered.length > 0);
+    return pvdView(
+      p,
+      serverViews(servers, this.forwarder.poolIfAny(p), learned),
+      this.captive.view(p),
+      this.dns64.view(p),
+      this.cache.entries(p.tag),
+      this.sources.sourceAddressPresent(p.id),
+      {
+        encryption: mode,
+        cleartextServers: encrypted ? serverViews(p.clearServers, this.forwarder.clearPoolIfAny(p), p.clearServers.map((): Learned => p.source)) : [],
+        captiveCleartext: encrypted && mode === 'opportunistic' && this.captive.isCaptive(p),
+      },
+    );
   }
 
   /**
    * askPvd asks one question of exactly this PvD's servers, past routing and
-   * the cache (Pref64 discovery, captive-portal probes). When every server
+   * the cache (Pref64 discovery, captive-portal probes); with `clear`, of its
+   * cleartext servers (Pvd.clearServers) when it has encrypted ones. When every server
    * refused, the answer says REFUSED rather than a client's SERVFAIL: to
    * discovery that is a definite "not here".
    */
-  private async askPvd(pvd: Pvd, msg: Buffer): Promise<Answer> {
+  private async askPvd(pvd: Pvd, msg: Buffer, clear = false): Promise<Answer> {
     const q = new Query('api', SELF_CLIENT, performance.now());
     parseQuery(msg, q);
     q.pvd = pvd;
+    q.clear = clear;
     const a = await this.forwarder.resolve(q);
     return a.rcode === RCODE.SERVFAIL && q.failedRcode === RCODE.REFUSED ? errorAnswer(RCODE.REFUSED, a.ede) : a;
   }
@@ -370,6 +420,34 @@ export class App {
     }
     this.rebuildRoutes();
     this.events.publish('captive-changed', this.view(pvd));
+    if (state === 'captive' && previous !== 'captive' && this.encryptionNow(pvd) === 'opportunistic') this.captiveEncryption.downgraded(pvd, 'captive');
+    if (previous === 'captive' && state === 'open' && this.forwarder.encrypted(pvd)) {
+      void this.captiveEncryption.opened(pvd, performance.now()).then((r) => {
+        if (this.pvds.get(pvd.id)?.tag !== pvd.tag) return;
+        this.log.info({ pvd: pvd.id, server: r.server, ms: r.ms, ok: r.ok }, r.why);
+        this.events.publish('upstream-changed', { ...this.view(pvd), change: { kind: 'encryption-restored', server: r.server, ok: r.ok, ms: r.ms, why: r.why } });
+      });
+    }
+  }
+
+  /**
+   * encryptionNow is how a PvD's queries are protected now (strict or
+   * opportunistic), null when they go in the clear anyway: what the captive
+   * stage decides by.
+   */
+  private encryptionNow(p: Pvd): Encryption | null {
+    if (!this.forwarder.encrypted(p)) return null;
+    const mode = effectiveEncryption(p, this.forwarder.discoveredOf(p).length > 0);
+    return mode === 'off' ? null : mode;
+  }
+
+  /** askIn asks one question in exactly this PvD, as askPvd, saying which server answered. */
+  private async askIn(pvd: Pvd, msg: Buffer): Promise<{ answer: Answer; server: string | null }> {
+    const q = new Query('api', SELF_CLIENT, performance.now());
+    parseQuery(msg, q);
+    q.pvd = pvd;
+    const answer = await this.forwarder.resolve(q);
+    return { answer, server: q.server };
   }
 
   /**
@@ -735,6 +813,32 @@ export class App {
   routeTable(): RouteTable {
     return this.routes;
   }
+}
+
+/** serverViews is servers with their state in `pool` (none before the pool is first asked). */
+function serverViews(servers: readonly UpstreamServer[], pool: UpstreamPool | undefined, learned: readonly Learned[]): ServerView[] {
+  return servers.map((s, i) => {
+    // By label: a PvD updated with the same servers keeps its pool, whose server objects are the earlier ones.
+    const at = pool === undefined ? -1 : pool.servers.findIndex((x) => x.label === s.label);
+    const h = at < 0 ? undefined : pool!.health[at];
+    const st = at < 0 ? undefined : pool!.statsOf[at];
+    return {
+      address: s.label,
+      state: h?.state ?? 'untested',
+      rttMs: h?.srttMs === null || h === undefined ? null : Math.round(h.srttMs * 1000) / 1000,
+      since: h ? new Date(h.since).toISOString() : null,
+      lastError: h?.lastError ?? null,
+      transport: s.transport,
+      authName: s.authName,
+      encryption: s.transport === 'udp' ? null : (st?.via ?? null),
+      authenticated: st?.authenticated ?? null,
+      encryptionError: st?.encryptionError ?? null,
+      fallback: s.fallback?.label ?? null,
+      learned: learned[i] ?? 'config',
+      // Encrypted and its certificate checked against its name or address (a DDR server: by verified discovery).
+      verified: s.transport === 'udp' ? null : s.authenticate,
+    };
+  });
 }
 
 /** guardFor is the Host and Origin checks of an HTTP listener on `addr`. */

@@ -16,7 +16,7 @@
 import type { Logger } from 'pino';
 import { RR_STRIDE, type Answer } from '../dns/answer.js';
 import { TYPE } from '../dns/constants.js';
-import { encodeName } from '../dns/name.js';
+import { encodeName, wireKey } from '../dns/name.js';
 import { questionMessage } from '../dns/query.js';
 import type { AskPvd, Pvd } from '../pvd/model.js';
 import type { CaptiveView } from '../pvd/view.js';
@@ -174,6 +174,34 @@ export class CaptiveTracker {
     const t = this.byTag.get(pvd.tag);
     if (t?.state !== 'captive') return [];
     return portalHosts(pvd.captivePortal, [t.api?.userPortalUrl, t.api?.venueInfoUrl]);
+  }
+
+  /**
+   * portalName says whether a name (wire key) is the captive PvD's portal's
+   * own: one of `hosts` or a name under it. A PvD with encrypted servers
+   * asks these, and only these, through its cleartext servers while captive.
+   */
+  portalName(pvd: Pvd, nameKey: string): boolean {
+    const t = this.byTag.get(pvd.tag);
+    if (t?.state !== 'captive') return false;
+    for (const h of this.hosts(pvd)) {
+      const k = wireKey(h);
+      if (nameKey === k || (nameKey.length > k.length && nameKey.endsWith(k) && isLabelStart(nameKey, nameKey.length - k.length))) return true;
+    }
+    return false;
+  }
+
+  /**
+   * loginAt says where the user of a captive PvD logs in: the RFC 8908 API's
+   * user-portal-url, else the address its rewritten answers pointed at, else
+   * null.
+   */
+  loginAt(pvd: Pvd): string | null {
+    const t = this.byTag.get(pvd.tag);
+    if (t === undefined) return null;
+    if (t.api?.userPortalUrl) return t.api.userPortalUrl;
+    const first = t.portal.values().next().value;
+    return first === undefined ? null : first.includes(':') ? `http://[${first}]/` : `http://${first}/`;
   }
 
   /** rewrites counts the rewritten answers seen per PvD id, for metrics. */
@@ -448,6 +476,13 @@ function hostOf(uri: string | null | undefined): string | null {
   } catch {
     return null;
   }
+}
+
+/** isLabelStart says whether offset `at` of a wire key begins a label (walking its length octets from the start). */
+function isLabelStart(nameKey: string, at: number): boolean {
+  let off = 0;
+  while (off < at) off += nameKey.charCodeAt(off) + 1;
+  return off === at;
 }
 
 /** lastLabels is the wire key of a name's last `n` labels ("www.example.com", 2 → "example.com"). */

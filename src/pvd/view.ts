@@ -2,6 +2,7 @@
 // (DESIGN's PvD object, with a few fields more).
 
 import type { Pvd } from './model.js';
+import type { Learned } from '../upstream/server.js';
 
 /** A PvD's captive-portal state as the API shows it (src/captive/tracker.ts fills it in). */
 export interface CaptiveView {
@@ -60,10 +61,24 @@ export interface ServerView {
   encryptionError: string | null;
   /** The cleartext address an opportunistic server falls back to; null: never in the clear. */
   fallback: string | null;
+  /** How it was learned: config, api, file, host, ra, ddr (RFC 9462) or dnr (RFC 9463). */
+  learned: Learned;
+  /** Encrypted, with its certificate checked (a DDR server: by verified discovery, RFC 9462 §4.2); false: opportunistic; null: cleartext. */
+  verified: boolean | null;
+}
+
+/** How a PvD's queries are protected, as the API shows it. */
+export interface EncryptionView {
+  /** strict, opportunistic or off: as configured, else opportunistic with designated resolvers, else as its servers say. */
+  encryption: string;
+  /** A PvD with encrypted servers: the cleartext ones its captive portal's names and probes go to; [] otherwise. */
+  cleartextServers: ServerView[];
+  /** Whether names other than the portal's go in the clear now: captive, with opportunistic encryption. */
+  captiveCleartext: boolean;
 }
 
 /** PvdView is DESIGN's PvD object: the PvD, its servers' state, its captive-portal state, its DNS64, its cache size. */
-export interface PvdView extends CaptiveView, Dns64View {
+export interface PvdView extends CaptiveView, Dns64View, EncryptionView {
   identifier: string;
   source: string;
   /** How the source learned it: "resolved (D-Bus)", "resolvectl (polled every 10 s)"; null where the source says it all. */
@@ -78,14 +93,20 @@ export interface PvdView extends CaptiveView, Dns64View {
   /** Whether sourceAddress is on one of the host's links (netlink); null when unknown or unset. */
   sourceAddressPresent: boolean | null;
   interface: string | null;
-  /** strict, opportunistic or off (DESIGN.md "Encrypted DNS"). */
-  encryption: string;
   servers: ServerView[];
   cacheEntries: number;
 }
 
 /** pvdView combines a PvD with its servers' state, its captive-portal state, its DNS64 and its cache size. */
-export function pvdView(p: Pvd, servers: ServerView[], captive: CaptiveView, dns64: Dns64View, cacheEntries: number, sourceAddressPresent: boolean | null = null): PvdView {
+export function pvdView(
+  p: Pvd,
+  servers: ServerView[],
+  captive: CaptiveView,
+  dns64: Dns64View,
+  cacheEntries: number,
+  sourceAddressPresent: boolean | null = null,
+  encryption: EncryptionView = { encryption: p.encryption, cleartextServers: [], captiveCleartext: false },
+): PvdView {
   return {
     identifier: p.identifier,
     source: p.source,
@@ -99,8 +120,8 @@ export function pvdView(p: Pvd, servers: ServerView[], captive: CaptiveView, dns
     sourceAddress: p.sourceAddress,
     sourceAddressPresent,
     interface: p.interface,
-    encryption: p.encryption,
     servers,
+    ...encryption,
     ...captive,
     ...dns64,
     cacheEntries,

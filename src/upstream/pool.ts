@@ -216,6 +216,16 @@ export class UpstreamPool {
     return this.health[this.primary]!.usable ? this.primary : -1;
   }
 
+  /**
+   * preferredDown says whether the pool has preferred servers (designated
+   * resolvers) and none of them may be asked now: its queries go to the
+   * servers after them.
+   */
+  get preferredDown(): boolean {
+    const n = this.opts.preferred ?? 0;
+    return n > 0 && this.health.slice(0, n).every((h) => !h.usable);
+  }
+
   /** allDown says whether no server is asked as a matter of course now (default routing skips such a PvD). */
   get allDown(): boolean {
     return this.health.every((h) => !h.usable);

@@ -24,6 +24,8 @@ export class ServerStats {
   via: 'tls' | 'https' | 'cleartext' | null = null;
   /** Whether the last handshake checked the certificate against the name or address. */
   authenticated: boolean | null = null;
+  /** Times an opportunistic server fell back to the clear because encryption failed. */
+  downgrades = 0;
   /** Why encryption is not in use (opportunistic fallback) or last failed; null when it works. */
   encryptionError: string | null = null;
 

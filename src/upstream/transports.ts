@@ -61,6 +61,7 @@ export class ServerTransports implements Transport {
       // Opportunistic: encryption cannot be had; this try goes in the clear now, and the next ones for a while.
       this.fallen.set(server, { until: this.clock() + RETRY_ENCRYPTION_MS });
       if (req.stats) {
+        req.stats.downgrades++;
         req.stats.via = 'cleartext';
         req.stats.encryptionError = ex.detail;
       }

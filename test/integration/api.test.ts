@@ -96,7 +96,11 @@ describe('control API (/v1)', () => {
         sourceAddressPresent: null,
         interface: null,
         encryption: 'off',
-        servers: [{ address: wifi.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null }],
+        servers: [
+          { address: wifi.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null, learned: 'config', verified: null },
+        ],
+        cleartextServers: [],
+        captiveCleartext: false,
         captive: null,
         captiveState: 'unknown',
         userPortalUrl: null,
@@ -197,7 +201,9 @@ describe('control API (/v1)', () => {
         priority: 100,
         dnsZones: ['corp.example'],
         expires: null,
-        servers: [{ address: corp.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null }],
+        servers: [
+          { address: corp.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null, learned: 'api', verified: null },
+        ],
         cacheEntries: 0,
       });
       expect((await listPvds(base)).map((p) => p.identifier)).toEqual(['wifi', 'lab.example', 'corp.example']);
