@@ -124,7 +124,7 @@ export function port(n: number): number[] {
   return svcParam(3, u16(n));
 }
 
-/** dohpath is the "dohpath" SvcParam (key 7, RFC 9461 §5): a relative URI Template in UTF-8. */
+/** dohpath is the "dohpath" SvcParam (key 7, RFC 9461 §5.1): a relative URI Template in UTF-8. */
 export function dohpath(template: string): number[] {
   return svcParam(7, [...Buffer.from(template, 'utf8')]);
 }

@@ -530,7 +530,7 @@ describe('RaFeed: designated resolvers from Encrypted DNS options (RFC 9463)', (
     expect(announced.at(-1)!.dnsServers).toEqual(['2001:db8::53']);
     expect(lines).toEqual([
       expect.stringMatching(/^doq\.example: alpn doq, h3: pvdns speaks DoT/),
-      expect.stringMatching(/^h2\.example: alpn h2 without a dohpath \(RFC 9461 §5\)/),
+      expect.stringMatching(/^h2\.example: alpn h2 without a dohpath \(RFC 9461 §5\.1\)/),
       expect.stringMatching(/^ll\.example: DoH at the link-local address fe80::2, which a URL cannot scope/),
       expect.stringMatching(/^adn-only\.example: ADN-only mode.*RFC 9463 §3\.1\.6/),
     ]);

@@ -231,6 +231,15 @@ describe('the Encrypted DNS option (RFC 9463 §6.1)', () => {
     expect(o).toMatchObject({ adn: 'doh1.example.com' });
   });
 
+  it('writes the vectors of standards.md §6.9 (DoH with port and dohpath; ADN-only)', () => {
+    const hex = (b: number[]): string => Buffer.from(b).toString('hex');
+    const doh = dnr('doh.example', { priority: 2, lifetime: 1800, addresses: ['2001:db8::53'], params: [alpn('h2'), port(8443), dohpath('/dns-query{?dns}')] });
+    expect(hex(doh)).toBe('900a000200000708000d03646f68076578616d706c6500001020010db80000000000000000000000530021000100030268320003000220fb000700102f646e732d71756572797b3f646e737d00000000');
+    expect(one(doh)).toMatchObject({ priority: 2, adn: 'doh.example', params: { alpn: ['h2'], port: 8443, dohpath: '/dns-query{?dns}' } });
+    const adnOnly = dnr('resolver.example', { priority: 3, lifetime: 600 });
+    expect(hex(adnOnly)).toBe('90040003000002580012087265736f6c766572076578616d706c650000000000');
+  });
+
   it('reads a DoH resolver with alpn, port and dohpath, and several addresses in order', () => {
     const o = one(dnr('DoH.Example.NET.', { priority: 10, lifetime: 0xffffffff, addresses: ['2001:db8::1', 'fe80::1'], params: [alpn('h2', 'h3'), port(8443), dohpath('/q{?dns}')] }));
     expect(o).toEqual({ priority: 10, lifetime: 0xffffffff, adn: 'doh.example.net', addresses: ['2001:db8::1', 'fe80::1'], params: { alpn: ['h2', 'h3'], noDefaultAlpn: false, port: 8443, dohpath: '/q{?dns}', mandatory: [] } });

@@ -22,7 +22,7 @@ export const OPT_PREF64 = 38; // RFC 8781 §4
 export const OPT_PVD = 21; // RFC 8801 §3.1
 export const OPT_ENCRYPTED_DNS = 144; // RFC 9463 §6.1, §9.3
 
-/** SvcParamKeys read here (RFC 9460 §14.3.2; dohpath: RFC 9461 §5). */
+/** SvcParamKeys read here (RFC 9460 §14.3.2; dohpath: RFC 9461 §5.1). */
 export const SVC_MANDATORY = 0;
 export const SVC_ALPN = 1;
 export const SVC_NO_DEFAULT_ALPN = 2;
@@ -90,7 +90,7 @@ export interface SvcParams {
   noDefaultAlpn: boolean;
   /** null: each protocol's default port (RFC 9463 §6.1: 853 for DoT, 443 for DoH). */
   port: number | null;
-  /** The DoH URI Template's relative path, "/dns-query{?dns}" (RFC 9461 §5); null when absent. */
+  /** The DoH URI Template's relative path, "/dns-query{?dns}" (RFC 9461 §5.1); null when absent. */
   dohpath: string | null;
   /** The keys "mandatory" lists (RFC 9460 §8). */
   mandatory: number[];
@@ -367,7 +367,7 @@ const KNOWN_KEYS = new Set([SVC_MANDATORY, SVC_ALPN, SVC_NO_DEFAULT_ALPN, SVC_PO
 /**
  * readSvcParams reads SvcParams in RFC 9460 §2.2's wire form: key, length,
  * value, keys strictly increasing, each value in its key's format (§7, §8;
- * RFC 9461 §5). Keys pvdns does not know are skipped unless "mandatory"
+ * RFC 9461 §5.1). Keys pvdns does not know are skipped unless "mandatory"
  * names them. A problem instead when the option must be discarded.
  */
 export function readSvcParams(b: Uint8Array, from: number, to: number): SvcParams | string {
@@ -419,10 +419,10 @@ export function readSvcParams(b: Uint8Array, from: number, to: number): SvcParam
         try {
           path = new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(v, v + length));
         } catch {
-          return 'whose "dohpath" SvcParam is not UTF-8 (RFC 9461 §5)';
+          return 'whose "dohpath" SvcParam is not UTF-8 (RFC 9461 §5.1)';
         }
-        // RFC 9461 §5: a relative URI Template: it starts with "/" and has the "dns" variable.
-        if (!path.startsWith('/') || !/\{[?&]?(?:[^}]*,)?dns(?:,[^}]*)?\}/.test(path)) return `whose "dohpath" ${JSON.stringify(path)} is not a relative URI Template with a "dns" variable (RFC 9461 §5)`;
+        // RFC 9461 §5.1: a relative URI Template: it starts with "/" and has the "dns" variable.
+        if (!path.startsWith('/') || !/\{[?&]?(?:[^}]*,)?dns(?:,[^}]*)?\}/.test(path)) return `whose "dohpath" ${JSON.stringify(path)} is not a relative URI Template with a "dns" variable (RFC 9461 §5.1)`;
         params.dohpath = path;
         break;
       }

@@ -547,7 +547,7 @@ function merge(router: RouterState, options: RaOptions, ifname: string, now: num
  * designatedForms writes an Encrypted DNS option's resolver as the servers
  * pvdns can use, per address (in their order of preference, RFC 9463
  * §3.1.3) and protocol (in the order of its alpn): "dot" → DoT on `port`
- * or 853, "h2" with a dohpath → DoH on `port` or 443 (RFC 9461 §4, §5: DoH
+ * or 853, "h2" with a dohpath → DoH on `port` or 443 (RFC 9461 §4.1, §5.1: DoH
  * needs the dohpath), each authenticated by the ADN (§3.3). What cannot be
  * used goes to `skipped`.
  */
@@ -560,7 +560,7 @@ export function designatedForms(o: EncryptedDnsOption, ifname: string, skipped: 
   const out: string[] = [];
   const unused = params.alpn.filter((a) => a !== 'dot' && !(a === 'h2' && params.dohpath !== null));
   if (unused.length > 0) {
-    const why = unused.map((a) => (a === 'h2' ? 'h2 without a dohpath (RFC 9461 §5)' : a)).join(', ');
+    const why = unused.map((a) => (a === 'h2' ? 'h2 without a dohpath (RFC 9461 §5.1)' : a)).join(', ');
     skipped.push(`${o.adn}: alpn ${why}: pvdns speaks DoT ("dot") and DoH over HTTP/2 ("h2") only`);
   }
   for (const address of o.addresses) {
