@@ -1,6 +1,7 @@
 // Router Advertisements built octet by octet for the RA tests: the header
 // (RFC 4861 §4.2) and the options pvdns reads — RDNSS, DNSSL (RFC 8106),
-// Prefix Information (RFC 4861 §4.6.2), PREF64 (RFC 8781) and the PvD
+// Prefix Information (RFC 4861 §4.6.2), PREF64 (RFC 8781), the Encrypted
+// DNS option (RFC 9463 §6.1) with its SvcParams (RFC 9460 §2.2) and the PvD
 // option (RFC 8801 §3.1). Each builder writes exactly what its RFC's figure
 // shows, so a test can also break one field on purpose.
 
@@ -106,4 +107,55 @@ export function pvd(id: string, f: PvdFields, ...options: number[][]): number[] 
   const bytes = [...head, ...(f.header ? header(f.header) : []), ...options.flat()];
   bytes[1] = bytes.length / 8;
   return bytes;
+}
+
+/** svcParam writes one SvcParam (RFC 9460 §2.2): key, value length, value. */
+export function svcParam(key: number, value: number[]): number[] {
+  return [...u16(key), ...u16(value.length), ...value];
+}
+
+/** alpn is the "alpn" SvcParam (key 1, RFC 9460 §7.1.1): length-prefixed protocol IDs. */
+export function alpn(...ids: string[]): number[] {
+  return svcParam(1, ids.flatMap((id) => [id.length, ...Buffer.from(id, 'latin1')]));
+}
+
+/** port is the "port" SvcParam (key 3, RFC 9460 §7.2). */
+export function port(n: number): number[] {
+  return svcParam(3, u16(n));
+}
+
+/** dohpath is the "dohpath" SvcParam (key 7, RFC 9461 §5.1): a relative URI Template in UTF-8. */
+export function dohpath(template: string): number[] {
+  return svcParam(7, [...Buffer.from(template, 'utf8')]);
+}
+
+/** mandatory is the "mandatory" SvcParam (key 0, RFC 9460 §8). */
+export function mandatory(...keys: number[]): number[] {
+  return svcParam(0, keys.flatMap(u16));
+}
+
+export interface DnrFields {
+  priority?: number;
+  lifetime?: number;
+  /** The ADN's wire form; wireName(adn) by default. */
+  adnWire?: number[];
+  /** None: ADN-only mode (RFC 9463 §3.1.6), no Addr Length or SvcParams. */
+  addresses?: string[];
+  /** The SvcParams as sent, in the order given (a test may break RFC 9460 §2.2's order). */
+  params?: number[][];
+}
+
+/**
+ * dnr writes RFC 9463 §6.1's Encrypted DNS option (type 144): Service
+ * Priority, Lifetime, ADN Length and ADN, then (unless ADN-only) Addr
+ * Length, the addresses, SvcParams Length and the SvcParams, zero padded.
+ */
+export function dnr(adn: string, f: DnrFields = {}): number[] {
+  const name = f.adnWire ?? wireName(adn);
+  const body = [...u16(f.priority ?? 1), ...u32(f.lifetime ?? 1800), ...u16(name.length), ...name];
+  if (f.addresses !== undefined) {
+    const params = (f.params ?? []).flat();
+    body.push(...u16(f.addresses.length * 16), ...f.addresses.flatMap(v6bytes), ...u16(params.length), ...params);
+  }
+  return option(144, body);
 }

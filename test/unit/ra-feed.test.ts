@@ -1,6 +1,7 @@
 // RaFeed (src/pvd/sources/ra.ts) with a fake receiver, fake timers and a
 // sink that records: what a PvD option announces, what a new sequence
-// number, lifetimes and a router lifetime of 0 do, and how PvD Additional
+// number, lifetimes and a router lifetime of 0 do, the designated resolvers
+// Encrypted DNS options give (RFC 9463 DNR), and how PvD Additional
 // Information is fetched and used (RFC 8801 §4.1).
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -8,7 +9,7 @@ import type { PvdSpec } from '../../src/pvd/schema.js';
 import type { PvdInfo } from '../../src/pvd/sources/pvd-info.js';
 import { RaFeed, type FetchInfo, type InfoRequest, type ReceivedRa } from '../../src/pvd/sources/ra.js';
 import type { SourceSink } from '../../src/pvd/sources/source.js';
-import { dnssl, pio, pref64, pvd, ra, rdnss, type HeaderFields, type PvdFields } from '../helpers/ra-packets.js';
+import { alpn, dnr, dnssl, dohpath, pio, port, pref64, pvd, ra, rdnss, type HeaderFields, type PvdFields } from '../helpers/ra-packets.js';
 
 type Event = ['announce', PvdSpec] | ['withdraw', string];
 
@@ -478,5 +479,103 @@ describe('RaFeed', () => {
       expect(h.take()).toHaveLength(1);
       expect(h.fetches).toEqual([]);
     });
+  });
+});
+
+describe('RaFeed: designated resolvers from Encrypted DNS options (RFC 9463)', () => {
+  let h: Harness;
+  beforeEach(() => {
+    vi.useFakeTimers({ now: Date.parse('2030-01-01T00:00:00Z') });
+  });
+  afterEach(() => {
+    h?.feed.stop();
+    vi.useRealTimers();
+  });
+
+  it('puts DoT and DoH resolvers in designatedResolvers by Service Priority, the RDNSS servers staying the cleartext dnsServers', async () => {
+    h = new Harness({ fetch: false });
+    await h.start();
+    h.send(
+      { routerLifetime: 1800 },
+      dnr('doh.example', { priority: 20, lifetime: 600, addresses: ['2001:db8::443'], params: [alpn('h2', 'h3'), port(8443), dohpath('/dns-query{?dns}')] }),
+      pvdOpt({}, rdnss(600, '2001:db8::53'), dnr('Dot.Example', { priority: 10, lifetime: 600, addresses: ['2001:db8::853', 'fe80::853'], params: [alpn('dot')] })),
+    );
+    const spec = h.last();
+    expect(spec.dnsServers).toEqual(['2001:db8::53']);
+    expect(spec.designatedResolvers).toEqual(['tls://[2001:db8::853]:853#dot.example', 'tls://[fe80::853%eth0]:853#dot.example', 'https://[2001:db8::443]:8443/dns-query#doh.example']);
+    expect(spec.encryption).toBeNull(); // opportunistic by effectiveEncryption: the RDNSS servers are the fallback
+  });
+
+  it('skips what it cannot speak: DoQ, HTTP/3 alone, h2 without a dohpath, DoH at a link-local address, ADN-only mode', async () => {
+    const lines: string[] = [];
+    const log = { debug: (o: { skipped?: string }) => o.skipped && lines.push(o.skipped), info() {}, warn() {} };
+    let onRa: ((r: ReceivedRa) => void) | null = null;
+    const feed = new RaFeed({ receiver: (cb) => ((onRa = cb), { close() {} }), ifname: () => 'eth0', log: log as never });
+    const announced: PvdSpec[] = [];
+    await feed.start({ sync() {}, announce: (s) => announced.push(s), withdraw() {}, hold: () => () => {} });
+    const payload = ra(
+      {},
+      pvdOpt(
+        {},
+        rdnss(600, '2001:db8::53'),
+        dnr('doq.example', { priority: 1, addresses: ['2001:db8::1'], params: [alpn('doq', 'h3'), dohpath('/q{?dns}')] }),
+        dnr('h2.example', { priority: 2, addresses: ['2001:db8::2'], params: [alpn('h2')] }),
+        dnr('ll.example', { priority: 3, addresses: ['fe80::2'], params: [alpn('h2', 'dot'), dohpath('/q{?dns}')] }),
+        dnr('adn-only.example', { priority: 4 }),
+      ),
+    );
+    onRa!({ payload, source: 'fe80::1', ifindex: 2, hopLimit: 255 });
+    feed.stop();
+    expect(announced.at(-1)!.designatedResolvers).toEqual(['tls://[fe80::2%eth0]:853#ll.example']);
+    expect(announced.at(-1)!.dnsServers).toEqual(['2001:db8::53']);
+    expect(lines).toEqual([
+      expect.stringMatching(/^doq\.example: alpn doq, h3: pvdns speaks DoT/),
+      expect.stringMatching(/^h2\.example: alpn h2 without a dohpath \(RFC 9461 §5\.1\)/),
+      expect.stringMatching(/^ll\.example: DoH at the link-local address fe80::2, which a URL cannot scope/),
+      expect.stringMatching(/^adn-only\.example: ADN-only mode.*RFC 9463 §3\.1\.6/),
+    ]);
+  });
+
+  it('a designated resolver expires with its lifetime, an RA with lifetime 0 withdraws it at once, and the RDNSS servers stay', async () => {
+    h = new Harness({ fetch: false });
+    await h.start();
+    const dot = (lifetime: number, a: string, priority = 1): number[] => dnr('dot.example', { priority, lifetime, addresses: [a], params: [alpn('dot')] });
+    h.send({ routerLifetime: 1800 }, pvdOpt({}, rdnss(1200, '2001:db8::53'), dot(60, '2001:db8::1'), dot(600, '2001:db8::2', 2)));
+    expect(h.last().designatedResolvers).toEqual(['tls://[2001:db8::1]:853#dot.example', 'tls://[2001:db8::2]:853#dot.example']);
+    h.take();
+    vi.advanceTimersByTime(59_999);
+    expect(h.take()).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(h.last().designatedResolvers).toEqual(['tls://[2001:db8::2]:853#dot.example']);
+    // §6.1: lifetime 0 — the resolver MUST no longer be used
+    h.send({ routerLifetime: 1800 }, pvdOpt({}, dot(0, '2001:db8::2')));
+    expect(h.last().designatedResolvers).toEqual([]);
+    expect(h.last().dnsServers).toEqual(['2001:db8::53']);
+  });
+
+  it('a new Service Priority for a resolver reorders it; two routers\' resolvers merge, the better priority counting', async () => {
+    h = new Harness({ fetch: false });
+    await h.start();
+    const dot = (adn: string, priority: number): number[] => dnr(adn, { priority, addresses: ['2001:db8::1'], params: [alpn('dot')] });
+    h.sendFrom('fe80::1', 2, {}, pvdOpt({}, dot('a.example', 5), dot('b.example', 7)));
+    expect(h.last().designatedResolvers).toEqual(['tls://[2001:db8::1]:853#a.example', 'tls://[2001:db8::1]:853#b.example']);
+    h.sendFrom('fe80::1', 2, {}, pvdOpt({}, dot('a.example', 9), dot('b.example', 7)));
+    expect(h.last().designatedResolvers).toEqual(['tls://[2001:db8::1]:853#b.example', 'tls://[2001:db8::1]:853#a.example']);
+    h.sendFrom('fe80::2', 2, {}, pvdOpt({}, dot('a.example', 1)));
+    expect(h.last().designatedResolvers).toEqual(['tls://[2001:db8::1]:853#a.example', 'tls://[2001:db8::1]:853#b.example']);
+  });
+
+  it('keeps at most 32 designated resolvers per router, as it does servers, and a malformed option changes nothing', async () => {
+    h = new Harness({ fetch: false });
+    await h.start();
+    const many = Array.from({ length: 36 }, (_, i) => dnr(`r${i}.example`, { priority: 100 - i, addresses: ['2001:db8::1'], params: [alpn('dot')] }));
+    h.send({}, pvdOpt({}, ...many));
+    const list = h.last().designatedResolvers;
+    expect(list).toHaveLength(32); // the first 32 heard (MAX_ITEMS_PER_ROUTER), in Service Priority order
+    expect(list[0]).toBe('tls://[2001:db8::1]:853#r31.example');
+    expect(list.at(-1)).toBe('tls://[2001:db8::1]:853#r0.example');
+    h.take();
+    h.send({}, pvdOpt({}, ...many, dnr('x.example', { addresses: ['2001:db8::1'], params: [port(853), alpn('dot')] })));
+    expect(h.take()).toEqual([]);
   });
 });

@@ -1,8 +1,9 @@
 // Router Advertisements on the wire (RFC 4861 §4.2): the ICMPv6 payload the
 // raw socket hands over, read into the header and the options pvdns uses —
 // RDNSS and DNSSL (RFC 8106 §5), Prefix Information (RFC 4861 §4.6.2),
-// PREF64 (RFC 8781 §4) and the PvD option (RFC 8801 §3.1) with the options
-// nested in it. The RA is checked as RFC 4861 §6.1.2 asks, as far as the
+// PREF64 (RFC 8781 §4), the Encrypted DNS option (RFC 9463 §6.1: DNR, its
+// SvcParams in RFC 9460 §2.2's wire form) and the PvD option (RFC 8801 §3.1)
+// with the options nested in it. The RA is checked as RFC 4861 §6.1.2 asks, as far as the
 // payload and the socket's metadata allow (the kernel checked the ICMPv6
 // checksum). Nothing here throws on what the network sends: a packet that
 // must be dropped is one line saying why, and an option that must be
@@ -19,6 +20,17 @@ export const OPT_RDNSS = 25; // RFC 8106 §5.1
 export const OPT_DNSSL = 31; // RFC 8106 §5.2
 export const OPT_PREF64 = 38; // RFC 8781 §4
 export const OPT_PVD = 21; // RFC 8801 §3.1
+export const OPT_ENCRYPTED_DNS = 144; // RFC 9463 §6.1, §9.3
+
+/** SvcParamKeys read here (RFC 9460 §14.3.2; dohpath: RFC 9461 §5.1). */
+export const SVC_MANDATORY = 0;
+export const SVC_ALPN = 1;
+export const SVC_NO_DEFAULT_ALPN = 2;
+export const SVC_PORT = 3;
+export const SVC_IPV4HINT = 4;
+export const SVC_ECH = 5;
+export const SVC_IPV6HINT = 6;
+export const SVC_DOHPATH = 7;
 
 /** A 32-bit lifetime of all one bits is infinity (RFC 4861 §4.6.2, RFC 8106 §5.1). */
 export const INFINITE_LIFETIME = 0xffffffff;
@@ -70,12 +82,45 @@ export interface Pref64Option {
   length: number;
 }
 
+/** The service parameters of an Encrypted DNS option (RFC 9463 §3.1.5) pvdns reads. */
+export interface SvcParams {
+  /** ALPN protocol IDs as sent ("dot", "h2", "doq", "h3"): never empty (RFC 9463 §3.1.5, §3.1.8). */
+  alpn: string[];
+  /** no-default-alpn (RFC 9460 §7.1.1) was present. */
+  noDefaultAlpn: boolean;
+  /** null: each protocol's default port (RFC 9463 §6.1: 853 for DoT, 443 for DoH). */
+  port: number | null;
+  /** The DoH URI Template's relative path, "/dns-query{?dns}" (RFC 9461 §5.1); null when absent. */
+  dohpath: string | null;
+  /** The keys "mandatory" lists (RFC 9460 §8). */
+  mandatory: number[];
+}
+
+/**
+ * An Encrypted DNS option (RFC 9463 §6.1): one network-designated
+ * resolver, reached at its addresses by the protocols its SvcParams name,
+ * authenticated by its ADN.
+ */
+export interface EncryptedDnsOption {
+  /** Service Priority: smaller is preferred (RFC 9463 §6.2); never 0, which is SVCB's AliasMode. */
+  priority: number;
+  /** Seconds; 0: the resolver MUST no longer be used; INFINITE_LIFETIME: infinity (§6.1). */
+  lifetime: number;
+  /** The Authentication Domain Name, lower case without the trailing dot (§3.1.1). */
+  adn: string;
+  /** The resolver's addresses in order of preference (§3.1.3), multicast and loopback ones left out (§6.2); empty in ADN-only mode. */
+  addresses: string[];
+  /** null in ADN-only mode (§3.1.6): only the ADN was sent, to be resolved by SVCB queries. */
+  params: SvcParams | null;
+}
+
 /** The options of an RA, or of a PvD option, that pvdns reads, each kind in the order sent. */
 export interface RaOptions {
   rdnss: RdnssOption[];
   dnssl: DnsslOption[];
   prefixes: PrefixOption[];
   pref64: Pref64Option[];
+  dnr: EncryptedDnsOption[];
 }
 
 /** A PvD option (RFC 8801 §3.1). */
@@ -152,7 +197,7 @@ function readHeader(b: Uint8Array, at: number): RaHeader {
  * Returns a problem when the options do not tile the space exactly.
  */
 function readOptions(b: Uint8Array, from: number, to: number, ignored: string[], out: { pvd: PvdOption | null }, inPvd: boolean): RaOptions | string {
-  const options: RaOptions = { rdnss: [], dnssl: [], prefixes: [], pref64: [] };
+  const options: RaOptions = { rdnss: [], dnssl: [], prefixes: [], pref64: [], dnr: [] };
   const where = inPvd ? ' inside the PvD option' : '';
   let at = from;
   while (at < to) {
@@ -174,6 +219,9 @@ function readOptions(b: Uint8Array, from: number, to: number, ignored: string[],
         break;
       case OPT_PREF64:
         pushOr(options.pref64, readPref64(b, at, units), ignored);
+        break;
+      case OPT_ENCRYPTED_DNS:
+        pushOr(options.dnr, readEncryptedDns(b, at, end), ignored);
         break;
       case OPT_PVD:
         if (inPvd) ignored.push('a PvD option inside a PvD option (RFC 8801 §3.2)');
@@ -258,6 +306,143 @@ function readPref64(b: Uint8Array, at: number, units: number): Pref64Option | st
   const bytes = new Array<number>(16).fill(0);
   for (let i = 0; i < length / 8; i++) bytes[i] = b[at + 4 + i]!;
   return { lifetime: (word >>> 3) * 8, prefix: `${ipaddr.fromByteArray(bytes).toString()}/${length}`, length };
+}
+
+/**
+ * RFC 9463 §6.1: Service Priority, Lifetime, the ADN (length-prefixed, RFC
+ * 8415 §10's uncompressed wire form), then, unless only the ADN is sent
+ * (ADN-only mode, §3.1.6), the addresses and the SvcParams (each
+ * length-prefixed), then zero padding. An option that fails §3.1.8's checks
+ * (or whose lengths do not add up) is discarded whole, with its reason.
+ */
+function readEncryptedDns(b: Uint8Array, at: number, end: number): EncryptedDnsOption | string {
+  const bad = (why: string): string => `an Encrypted DNS option ${why}`;
+  if (end - at < 16) return bad(`of length ${(end - at) / 8} (RFC 9463 §6.1: at least 2, for the fields up to the ADN)`);
+  const priority = u16(b, at + 2);
+  // §6.1: Service Priority follows RFC 9460 §2.4.1, where 0 is AliasMode: no resolver to use.
+  if (priority === 0) return bad('with Service Priority 0, which is SVCB AliasMode (RFC 9463 §6.1, RFC 9460 §2.4.1)');
+  const lifetime = u32(b, at + 4);
+  const adnLength = u16(b, at + 8);
+  let p = at + 10;
+  if (adnLength === 0) return bad('without an ADN (RFC 9463 §3.1.8: the ADN is present)');
+  if (p + adnLength > end) return bad(`whose ADN Length ${adnLength} runs past the option's end`);
+  const name = readName(b, p, p + adnLength);
+  if (typeof name === 'string') return bad(`whose ADN is not in RFC 8415 §10's wire form: ${name} (RFC 9463 §3.1.8)`);
+  if (name.next !== p + adnLength) return bad(`whose ADN ends ${p + adnLength - name.next} octets before its ADN Length (RFC 9463 §3.1.8)`);
+  const problem = name.name === '' ? 'is the root' : domainProblem(name.name);
+  if (problem !== null) return bad(`whose ADN ${JSON.stringify(name.name)} ${problem} (RFC 9463 §3.1.8)`);
+  const adn = normalizeDomain(name.name);
+  p += adnLength;
+  // ADN-only mode (§3.1.6, §6.1): nothing but padding after the ADN.
+  if (end - p < 8 && zeros(b, p, end)) return { priority, lifetime, adn, addresses: [], params: null };
+  if (p + 2 > end) return bad('cut short after its ADN');
+  const addrLength = u16(b, p);
+  p += 2;
+  if (addrLength === 0 || addrLength % 16 !== 0) return bad(`with Addr Length ${addrLength} (RFC 9463 §6.1: a multiple of 16; §3.1.8: at least one address)`);
+  if (p + addrLength > end) return bad(`whose Addr Length ${addrLength} runs past the option's end`);
+  const addresses: string[] = [];
+  for (let q = p; q < p + addrLength; q += 16) {
+    const a = v6(b, q);
+    const range = ipaddr.IPv6.parse(a).range();
+    // §6.2: multicast and host loopback addresses MUST be silently discarded; :: names no host.
+    if (range !== 'multicast' && range !== 'loopback' && range !== 'unspecified') addresses.push(a);
+  }
+  if (addresses.length === 0) return bad('with no usable address: multicast, loopback or unspecified only (RFC 9463 §6.2, §3.1.8)');
+  p += addrLength;
+  if (p + 2 > end) return bad('cut short after its addresses');
+  const paramsLength = u16(b, p);
+  p += 2;
+  if (p + paramsLength > end) return bad(`whose SvcParams Length ${paramsLength} runs past the option's end`);
+  const params = readSvcParams(b, p, p + paramsLength);
+  if (typeof params === 'string') return bad(params);
+  p += paramsLength;
+  // §6.1: zero padding to a multiple of 8 octets, and nothing else.
+  if (end - p >= 8 || !zeros(b, p, end)) return bad(`with ${end - p} octets after its SvcParams that are not its padding (RFC 9463 §6.1)`);
+  return { priority, lifetime, adn, addresses, params };
+}
+
+/** SvcParamKeys pvdns understands: a "mandatory" list naming another makes the option unusable (RFC 9460 §8). */
+const KNOWN_KEYS = new Set([SVC_MANDATORY, SVC_ALPN, SVC_NO_DEFAULT_ALPN, SVC_PORT, SVC_DOHPATH]);
+
+/**
+ * readSvcParams reads SvcParams in RFC 9460 §2.2's wire form: key, length,
+ * value, keys strictly increasing, each value in its key's format (§7, §8;
+ * RFC 9461 §5.1). Keys pvdns does not know are skipped unless "mandatory"
+ * names them. A problem instead when the option must be discarded.
+ */
+export function readSvcParams(b: Uint8Array, from: number, to: number): SvcParams | string {
+  const params: SvcParams = { alpn: [], noDefaultAlpn: false, port: null, dohpath: null, mandatory: [] };
+  const seen: number[] = [];
+  let p = from;
+  while (p < to) {
+    if (to - p < 4) return `whose SvcParams end in a truncated key (RFC 9460 §2.2)`;
+    const key = u16(b, p);
+    const length = u16(b, p + 2);
+    const v = p + 4;
+    if (v + length > to) return `whose SvcParam key${key} runs past its SvcParams Length (RFC 9460 §2.2)`;
+    if (seen.length > 0 && key <= seen.at(-1)!) return `whose SvcParam key${key} follows key${seen.at(-1)} (RFC 9460 §2.2: keys in strictly increasing order)`;
+    seen.push(key);
+    switch (key) {
+      case SVC_MANDATORY: {
+        if (length === 0 || length % 2 !== 0) return `whose "mandatory" SvcParam has length ${length} (RFC 9460 §8: one or more 2-octet keys)`;
+        for (let q = v; q < v + length; q += 2) {
+          const k = u16(b, q);
+          if (k === SVC_MANDATORY) return 'whose "mandatory" SvcParam lists itself (RFC 9460 §8)';
+          if (params.mandatory.length > 0 && k <= params.mandatory.at(-1)!) return 'whose "mandatory" keys are not in strictly increasing order (RFC 9460 §8)';
+          params.mandatory.push(k);
+        }
+        break;
+      }
+      case SVC_ALPN: {
+        if (length === 0) return 'with an empty "alpn" SvcParam (RFC 9460 §7.1.1)';
+        for (let q = v; q < v + length; ) {
+          const n = b[q]!;
+          if (n === 0 || q + 1 + n > v + length) return 'with a malformed "alpn" SvcParam (RFC 9460 §7.1.1: length-prefixed, non-empty protocol IDs)';
+          params.alpn.push(String.fromCharCode(...b.subarray(q + 1, q + 1 + n)));
+          q += 1 + n;
+        }
+        break;
+      }
+      case SVC_NO_DEFAULT_ALPN:
+        if (length !== 0) return `with a "no-default-alpn" SvcParam of length ${length} (RFC 9460 §7.1.1: empty)`;
+        params.noDefaultAlpn = true;
+        break;
+      case SVC_PORT:
+        if (length !== 2) return `with a "port" SvcParam of length ${length} (RFC 9460 §7.2: 2)`;
+        params.port = u16(b, v);
+        break;
+      case SVC_IPV4HINT:
+      case SVC_IPV6HINT:
+        return `with an "${key === SVC_IPV4HINT ? 'ipv4hint' : 'ipv6hint'}" SvcParam, which its addresses supersede (RFC 9463 §3.1.8)`;
+      case SVC_DOHPATH: {
+        let path: string;
+        try {
+          path = new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(v, v + length));
+        } catch {
+          return 'whose "dohpath" SvcParam is not UTF-8 (RFC 9461 §5.1)';
+        }
+        // RFC 9461 §5.1: a relative URI Template: it starts with "/" and has the "dns" variable.
+        if (!path.startsWith('/') || !/\{[?&]?(?:[^}]*,)?dns(?:,[^}]*)?\}/.test(path)) return `whose "dohpath" ${JSON.stringify(path)} is not a relative URI Template with a "dns" variable (RFC 9461 §5.1)`;
+        params.dohpath = path;
+        break;
+      }
+      default:
+        break; // RFC 9460 §8: keys a client does not know are ignored, unless mandatory
+    }
+    p = v + length;
+  }
+  for (const k of params.mandatory) {
+    if (!seen.includes(k)) return `whose "mandatory" SvcParam lists key${k}, which is absent (RFC 9460 §8)`;
+    if (!KNOWN_KEYS.has(k)) return `whose "mandatory" SvcParam lists key${k}, which pvdns does not support (RFC 9460 §8: such a record is not used)`;
+  }
+  // RFC 9463 §3.1.5, §3.1.8: "alpn" is mandatory.
+  if (params.alpn.length === 0) return 'without the "alpn" SvcParam (RFC 9463 §3.1.5, §3.1.8)';
+  return params;
+}
+
+function zeros(b: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (b[i] !== 0) return false;
+  return true;
 }
 
 /**

@@ -4,9 +4,17 @@
 // configuration, outside the PvD option and nested in it, belongs to the PvD
 // (§3.4). Its RDNSS addresses are the PvD's dnsServers (a link-local one
 // scoped to its link), its PIOs its prefixes, its PREF64 (RFC 8781) its
-// dns64 prefix, so DNS64 needs no ipv4only.arpa query. Each router, server,
+// dns64 prefix, so DNS64 needs no ipv4only.arpa query. Its Encrypted DNS
+// options (RFC 9463 DNR) are its designatedResolvers, in Service Priority
+// order (§6.2), asked before the RDNSS servers, which stay its cleartext
+// ones (§3.2): alpn "dot" as tls://[ADDR]:PORT#ADN, "h2" with a dohpath as
+// https://[ADDR]:PORT/PATH#ADN (the template's "{?dns}" dropped: pvdns uses
+// POST, RFC 8484 §4.1), the certificate checked against the ADN (§3.3).
+// Other protocols (DoQ, HTTP/3 alone), ADN-only options (§3.1.6: the ADN
+// would need resolving first) and DoH at a link-local address (a URL
+// cannot carry its zone) are skipped with a debug line. Each router, server,
 // prefix and NAT64 prefix lives as long as the last RA that carried it says
-// (RFC 4861 §6.3.4, RFC 8106 §5.3.1, RFC 8781 §4.1); an RA whose router
+// (RFC 4861 §6.3.4, RFC 8106 §5.3.1, RFC 8781 §4.1, RFC 9463 §6.2); an RA whose router
 // lifetime is 0 takes its router's part away at once, and a PvD no router
 // advertises any more is withdrawn.
 //
@@ -41,10 +49,11 @@
 import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import { parsePref64 } from '../../dns64/prefix.js';
-import { MAX_DNS_SERVERS, pvdSpecSchema, serverProblem, type PvdSpec } from '../schema.js';
+import { designatedProblem, MAX_DNS_SERVERS, pvdSpecSchema, serverProblem, type PvdSpec } from '../schema.js';
+import { DOH_PORT, DOT_PORT } from '../../upstream/server.js';
 import { interfaceNames } from './ifnames.js';
 import { uncoveredPrefixes, type PvdInfo } from './pvd-info.js';
-import { INFINITE_LIFETIME, parseRouterAdvertisement, type RaOptions } from './ra-wire.js';
+import { INFINITE_LIFETIME, parseRouterAdvertisement, type EncryptedDnsOption, type RaOptions } from './ra-wire.js';
 import type { PvdFeed, SourceSink } from './source.js';
 
 /** One RA as the raw socket delivers it: the ICMPv6 payload and where it came from. */
@@ -114,6 +123,10 @@ interface RouterState {
   servers: Map<string, number>;
   prefixes: Map<string, number>;
   pref64: Map<string, number>;
+  /** Designated resolvers (DNR) as the spec writes them, each with its expiry... */
+  designated: Map<string, number>;
+  /** ...and its Service Priority (RFC 9463 §6.1). */
+  priorities: Map<string, number>;
 }
 
 interface PvdState {
@@ -233,12 +246,15 @@ export class RaFeed implements PvdFeed {
     }
     let router = s.routers.get(key);
     if (router === undefined) {
-      router = { ifname, expiresAt: 0, heardAt: now, servers: new Map(), prefixes: new Map(), pref64: new Map() };
+      router = { ifname, expiresAt: 0, heardAt: now, servers: new Map(), prefixes: new Map(), pref64: new Map(), designated: new Map(), priorities: new Map() };
       s.routers.set(key, router);
     }
     router.expiresAt = now + header.routerLifetime * 1000;
     router.heardAt = now;
-    for (const options of [ra.options, pvd.options]) merge(router, options, ifname, now);
+    for (const options of [ra.options, pvd.options]) {
+      for (const skipped of merge(router, options, ifname, now)) this.opts.log?.debug({ pvd: pvd.id, ifname, source: r.source, skipped }, 'designated resolver not used');
+    }
+    if (ra.ignored.length > 0) this.opts.log?.debug({ pvd: pvd.id, ifname, source: r.source, ignored: ra.ignored }, 'router advertisement options ignored');
     this.followSequence(s, pvd.http, pvd.sequence, pvd.delay, fresh, now);
     // Only a fetch this RA makes due now holds the gate; one deferred (no server yet, the link's limit) will not.
     s.holdNextFetch = s.http && s.fetchAt !== null && s.fetchAt <= now && !s.fetching;
@@ -294,7 +310,10 @@ export class RaFeed implements PvdFeed {
     for (const s of [...this.pvds.values()]) {
       for (const [key, r] of s.routers) {
         if (r.expiresAt <= now) s.routers.delete(key);
-        else for (const items of [r.servers, r.prefixes, r.pref64]) for (const [k, at] of items) if (at <= now) items.delete(k);
+        else {
+          for (const items of [r.servers, r.prefixes, r.pref64, r.designated]) for (const [k, at] of items) if (at <= now) items.delete(k);
+          for (const k of r.priorities.keys()) if (!r.designated.has(k)) r.priorities.delete(k);
+        }
       }
       if (s.routers.size === 0) {
         this.pvds.delete(s.id);
@@ -384,12 +403,14 @@ export class RaFeed implements PvdFeed {
   /** build makes the PvD's spec from its routers and, with `withInfo`, its information where it may be used. */
   private build(s: PvdState, now: number, withInfo: boolean): PvdSpec {
     const servers = new Set<string>();
+    const designated = new Map<string, number>(); // server → its best Service Priority among the routers
     const prefixes = new Set<string>();
     let pref64: string | null = null;
     let expiresAt = 0;
     let latest: RouterState | null = null;
     for (const r of s.routers.values()) {
       for (const a of r.servers.keys()) servers.add(a);
+      for (const [d, priority] of r.priorities) if (r.designated.has(d)) designated.set(d, Math.min(priority, designated.get(d) ?? Infinity));
       for (const p of r.prefixes.keys()) prefixes.add(p);
       pref64 ??= r.pref64.keys().next().value ?? null; // RFC 8781 §5.1 leaves the choice among several to the host
       expiresAt = Math.max(expiresAt, r.expiresAt);
@@ -398,6 +419,8 @@ export class RaFeed implements PvdFeed {
     const base = {
       identifier: s.id,
       dnsServers: [...servers].slice(0, MAX_DNS_SERVERS),
+      // RFC 9463 §6.2: smaller Service Priority first; equal ones in the order heard (sort is stable).
+      designatedResolvers: [...designated].sort((a, b) => a[1] - b[1]).map(([d]) => d).slice(0, MAX_DNS_SERVERS),
       prefixes: [...prefixes],
       interface: latest!.ifname,
       // Whole seconds: the registry withdraws at this time if no RA renews it first.
@@ -449,7 +472,7 @@ export class RaFeed implements PvdFeed {
     for (const s of this.pvds.values()) {
       for (const r of s.routers.values()) {
         next = Math.min(next, r.expiresAt);
-        for (const items of [r.servers, r.prefixes, r.pref64]) for (const at of items.values()) next = Math.min(next, at);
+        for (const items of [r.servers, r.prefixes, r.pref64, r.designated]) for (const at of items.values()) next = Math.min(next, at);
       }
       if (s.info !== null) next = Math.min(next, s.info.expiresAt);
       if (s.fetchAt !== null && !s.fetching) next = Math.min(next, s.fetchAt);
@@ -483,8 +506,12 @@ function releaseHold(s: PvdState): void {
   release?.();
 }
 
-/** merge records an RA's options in its router's state: each item's expiry, a lifetime of 0 removing it. */
-function merge(router: RouterState, options: RaOptions, ifname: string, now: number): void {
+/**
+ * merge records an RA's options in its router's state: each item's expiry,
+ * a lifetime of 0 removing it. Returns why Encrypted DNS options (or some of
+ * their protocols) were not taken, one line each.
+ */
+function merge(router: RouterState, options: RaOptions, ifname: string, now: number): string[] {
   const until = (lifetime: number): number => (lifetime === INFINITE_LIFETIME ? Infinity : now + lifetime * 1000);
   const set = (items: Map<string, number>, key: string, lifetime: number): void => {
     if (lifetime === 0) items.delete(key);
@@ -499,6 +526,61 @@ function merge(router: RouterState, options: RaOptions, ifname: string, now: num
   }
   for (const p of options.prefixes) set(router.prefixes, p.prefix, p.validLifetime);
   for (const p of options.pref64) if (typeof parsePref64(p.prefix) !== 'string') set(router.pref64, p.prefix, p.lifetime);
+  const skipped: string[] = [];
+  for (const o of options.dnr) {
+    const forms = designatedForms(o, ifname, skipped);
+    for (const text of forms) {
+      const problem = designatedProblem(text);
+      if (problem !== null) {
+        skipped.push(`${text}: ${problem}`);
+        continue;
+      }
+      set(router.designated, text, o.lifetime); // RFC 9463 §6.2 → RFC 8106 §5.3.1: as RDNSS servers expire
+      if (router.designated.has(text)) router.priorities.set(text, o.priority);
+      else router.priorities.delete(text);
+    }
+  }
+  return skipped;
+}
+
+/**
+ * designatedForms writes an Encrypted DNS option's resolver as the servers
+ * pvdns can use, per address (in their order of preference, RFC 9463
+ * §3.1.3) and protocol (in the order of its alpn): "dot" → DoT on `port`
+ * or 853, "h2" with a dohpath → DoH on `port` or 443 (RFC 9461 §4.1, §5.1: DoH
+ * needs the dohpath), each authenticated by the ADN (§3.3). What cannot be
+ * used goes to `skipped`.
+ */
+export function designatedForms(o: EncryptedDnsOption, ifname: string, skipped: string[]): string[] {
+  if (o.params === null) {
+    skipped.push(`${o.adn}: ADN-only mode, which needs the ADN resolved through SVCB first (RFC 9463 §3.1.6): not supported`);
+    return [];
+  }
+  const params = o.params;
+  const out: string[] = [];
+  const unused = params.alpn.filter((a) => a !== 'dot' && !(a === 'h2' && params.dohpath !== null));
+  if (unused.length > 0) {
+    const why = unused.map((a) => (a === 'h2' ? 'h2 without a dohpath (RFC 9461 §5.1)' : a)).join(', ');
+    skipped.push(`${o.adn}: alpn ${why}: pvdns speaks DoT ("dot") and DoH over HTTP/2 ("h2") only`);
+  }
+  for (const address of o.addresses) {
+    const linkLocal = /^fe[89ab]/i.test(address);
+    for (const alpn of params.alpn) {
+      if (alpn === 'dot') {
+        out.push(`tls://[${linkLocal ? `${address}%${ifname}` : address}]:${params.port ?? DOT_PORT}#${o.adn}`);
+      } else if (alpn === 'h2' && params.dohpath !== null) {
+        if (linkLocal) {
+          skipped.push(`${o.adn}: DoH at the link-local address ${address}, which a URL cannot scope to its link (${ifname})`);
+          continue;
+        }
+        // The template's variables go: pvdns POSTs the query to the path (RFC 8484 §4.1).
+        const path = params.dohpath.replace(/\{[^}]*\}/g, '');
+        const port = params.port ?? DOH_PORT;
+        out.push(`https://[${address}]${port === DOH_PORT ? '' : `:${port}`}${path}#${o.adn}`);
+      }
+    }
+  }
+  return [...new Set(out)];
 }
 
 /** A link-local server is reachable only through its link (RFC 8106 §5.1): scoped to it. */
