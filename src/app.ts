@@ -17,6 +17,9 @@ import { Pref64Tracker, type Dns64Info } from './dns64/tracker.js';
 import { FailureCache } from './cache/failure-cache.js';
 import { registerCaptiveMetrics } from './captive/metrics.js';
 import { CaptiveTracker, type CaptiveState } from './captive/tracker.js';
+import { registerDdrMetrics } from './ddr/metrics.js';
+import { DdrTracker } from './ddr/tracker.js';
+import { verifyDesignated } from './ddr/verify.js';
 import { registerCacheMetrics } from './cache/metrics.js';
 import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
 import { EventHub } from './http/events.js';
@@ -126,6 +129,8 @@ export class App {
   private readonly dns64: Pref64Tracker;
   /** Whether each PvD is behind a captive portal. */
   private readonly captive: CaptiveTracker;
+  /** Each PvD's designated resolvers found by DDR (RFC 9462). */
+  private readonly ddr: DdrTracker;
   /** The API's bearer token (http.token, or the one read from http.tokenFile); null: the API takes no changes. */
   private apiToken: string | null = null;
   /** Who may use the HTTP listener beyond /healthz and /readyz (http.allow, else access.allow). */
@@ -164,6 +169,22 @@ export class App {
       (pvd, before, after) => this.pref64Changed(pvd, before, after),
       this.log,
     );
+    this.ddr = new DdrTracker({
+      askServer: (pvd, server, msg) => {
+        const q = new Query('api', SELF_CLIENT, performance.now());
+        parseQuery(msg, q);
+        q.pvd = pvd;
+        q.clear = true;
+        return this.forwarder.askServer(pvd, server, q);
+      },
+      verify: (pvd, candidate, unencrypted) => verifyDesignated(candidate, unencrypted, { trust: this.trust, sourceAddress: pvd.sourceAddress }),
+      onChange: (pvd, designated, why) => {
+        // The cache keeps its answers: they are the same network's, only carried differently.
+        this.forwarder.setDiscovered(pvd, designated.map((d) => d.server));
+        this.events.publish('upstream-changed', { ...this.view(pvd), discovery: { kind: 'ddr', why } });
+      },
+      log: this.log,
+    });
     this.captive = new CaptiveTracker(
       (pvd, msg) => this.askPvd(pvd, msg),
       (pvd, state, previous) => this.captiveChanged(pvd, state, previous),
@@ -188,6 +209,7 @@ export class App {
     this.pvds.on('announced', (p) => {
       this.dns64.track(p); // before the routes: a configured Pref64's reverse zone routes to its PvD
       this.captive.track(p); // probes at once
+      this.ddr.track(p);
       this.log.info({ pvd: describePvd(p) }, 'pvd announced');
       this.events.publish('pvd-announced', this.view(p));
     });
@@ -196,6 +218,7 @@ export class App {
       this.events.publish('pvd-updated', this.view(p));
       this.dns64.track(p); // rediscovers at once (RFC 7050 §3 on a change of network)
       this.captive.track(p); // probes again at once
+      this.ddr.track(p); // discovers again at once when its cleartext servers, mode or source address changed
     });
     this.pvds.on('withdrawn', (p, reason) => {
       const last = this.view(p); // as it was, before its cache and pool go
@@ -204,6 +227,7 @@ export class App {
       this.forwarder.drop(p);
       this.dns64.untrack(p);
       this.captive.untrack(p);
+      this.ddr.untrack(p);
       this.stats.forget(p.id);
       this.log.info({ pvd: p.id, reason, cacheEntriesDropped: dropped }, 'pvd withdrawn');
       this.events.publish('pvd-withdrawn', { ...last, reason });
@@ -215,6 +239,7 @@ export class App {
     registerCacheMetrics(this.metrics, () => this.cache, () => this.pvds.list());
     registerPvdMetrics(this.metrics, this.pvds);
     registerCaptiveMetrics(this.metrics, () => this.captive);
+    registerDdrMetrics(this.metrics, () => this.ddr);
     this.events.register(this.metrics, this.log);
     new CollectedValue('pvdns_queries_shed_total', 'Queries answered SERVFAIL at once because upstream.maxInflight upstream queries were in flight.', 'counter', () => [
       { labels: {}, value: this.forwarder.shed },
@@ -301,9 +326,11 @@ export class App {
   /** view is a PvD with its live state: servers, cache size (GET /v1/pvds and the events). */
   view(p: Pvd): PvdView {
     const pool = this.forwarder.poolIfAny(p);
+    // The pool lists designated resolvers (DNR, DDR) before the PvD's own servers.
+    const first = pool === undefined ? 0 : pool.servers.length - p.servers.length;
     const servers = p.servers.map((s, i) => {
-      const h = pool?.health[i];
-      const st = pool?.statsOf[i];
+      const h = pool?.health[first + i];
+      const st = pool?.statsOf[first + i];
       return {
         address: s.label,
         state: h?.state ?? 'untested',
@@ -318,7 +345,7 @@ export class App {
         fallback: s.fallback?.label ?? null,
       };
     });
-    return pvdView(p, servers, this.captive.view(p), this.dns64.view(p), this.cache.entries(p.tag), this.sources.sourceAddressPresent(p.id));
+    return pvdView(p, servers, this.captive.view(p), this.dns64.view(p), this.ddr.view(p), this.cache.entries(p.tag), this.sources.sourceAddressPresent(p.id));
   }
 
   /**
@@ -477,6 +504,7 @@ export class App {
     await this.sources.apply(this.config);
     this.dns64.start();
     this.captive.start();
+    this.ddr.start();
     const bound = this.addresses();
     this.log.info(
       {
@@ -721,6 +749,7 @@ export class App {
     this.sources.stop();
     this.dns64.close();
     this.captive.close();
+    this.ddr.close();
     this.transport.close?.();
     this.pvds.close();
     this.listening = false;
