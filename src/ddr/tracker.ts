@@ -291,9 +291,13 @@ export class DdrTracker {
     }
     // By SvcPriority, then the order of the cleartext servers and of their records; once per server.
     keyed.sort((x, y) => x.priority - y.priority || x.order - y.order);
-    const seen = new Set<string>();
+    // A server the PvD already lists (an opportunistic PvD's own "tls://ADDR:853") is not listed twice: the pool keys servers by label.
+    const seen = new Set<string>(pvd.servers.map((s) => s.label));
     for (const { d } of keyed) {
-      if (seen.has(d.server.label)) continue;
+      if (seen.has(d.server.label)) {
+        if (pvd.servers.some((s) => s.label === d.server.label)) found.rejected.push({ address: d.server.label, reason: "already one of the PvD's own servers" });
+        continue;
+      }
       seen.add(d.server.label);
       found.designated.push(d);
     }

@@ -334,14 +334,22 @@ describe('DdrTracker', () => {
     expect(tracker.view(opp).rejected[0]!.reason).toMatch(/does not cover 127\.0\.30\.1 \(RFC 9462 §4\.2\); 127\.0\.30\.2 differs from 127\.0\.30\.1: opportunistic discovery is not allowed \(RFC 9462 §4\.3\)/);
 
     // Opportunistic, same (loopback) address: used without the IP check, unauthenticated with the cleartext fallback.
-    answers.set('127.0.30.1:53', () => reply([{ ttl: 300, rdata: rdata(1, 'dns.test', [alpn('dot'), ipv4hint('127.0.30.1')]) }]));
-    verdicts.set('tls://127.0.30.1:853#dns.test', 'certificate for dns.test does not cover 127.0.30.1 (RFC 9462 §4.2)');
+    answers.set('127.0.30.1:53', () => reply([{ ttl: 300, rdata: rdata(1, 'dns.test', [alpn('dot'), port(8853), ipv4hint('127.0.30.1')]) }]));
+    verdicts.set('tls://127.0.30.1:8853#dns.test', 'certificate for dns.test does not cover 127.0.30.1 (RFC 9462 §4.2)');
     const local = pvd({ identifier: 'local', encryption: 'opportunistic' });
     tracker.track(local);
     await settle();
-    expect(tracker.view(local)).toMatchObject({ state: 'opportunistic', designated: [{ address: 'tls://127.0.30.1:853', discovery: 'opportunistic', authName: 'dns.test' }] });
+    expect(tracker.view(local)).toMatchObject({ state: 'opportunistic', designated: [{ address: 'tls://127.0.30.1:8853', discovery: 'opportunistic', authName: 'dns.test' }] });
     expect(tracker.designated(local)[0]!.server).toMatchObject({ authenticate: false, fallback: { label: '127.0.30.1:53' } });
     expect(changes.at(-1)!.why).toMatch(/^opportunistic: dns\.test at 127\.0\.30\.1/);
+    // An opportunistic PvD already speaks unauthenticated TLS to its own address on 853: that designation adds nothing.
+    answers.set('127.0.30.1:53', () => reply([{ ttl: 300, rdata: rdata(1, 'dns.test', [alpn('dot'), ipv4hint('127.0.30.1')]) }]));
+    verdicts.set('tls://127.0.30.1:853#dns.test', 'certificate for dns.test does not cover 127.0.30.1 (RFC 9462 §4.2)');
+    const own = pvd({ identifier: 'own', encryption: 'opportunistic' });
+    expect(own.servers.map((s) => s.label)).toEqual(['tls://127.0.30.1:853']);
+    tracker.track(own);
+    await settle();
+    expect(tracker.view(own)).toMatchObject({ state: 'unverified', designated: [], rejected: [{ address: 'tls://127.0.30.1:853', reason: "already one of the PvD's own servers" }] });
   });
 
   it('orders by SvcPriority, then server order; skips malformed records with a reason', async () => {
