@@ -97,6 +97,8 @@ describe('control API (/v1)', () => {
         interface: null,
         encryption: 'off',
         servers: [{ address: wifi.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null }],
+        // A PvD written by hand: no DDR unless it says ddr: true.
+        ddr: { state: 'off', designated: [], rejected: [], lastError: null, checkedAt: null, nextCheckAt: null },
         captive: null,
         captiveState: 'unknown',
         userPortalUrl: null,
