@@ -17,6 +17,9 @@ import { Pref64Tracker, type Dns64Info } from './dns64/tracker.js';
 import { FailureCache } from './cache/failure-cache.js';
 import { registerCaptiveMetrics } from './captive/metrics.js';
 import { CaptiveTracker, type CaptiveState } from './captive/tracker.js';
+import { registerDdrMetrics } from './ddr/metrics.js';
+import { DdrTracker } from './ddr/tracker.js';
+import { verifyDesignated } from './ddr/verify.js';
 import { registerCacheMetrics } from './cache/metrics.js';
 import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
 import { EventHub } from './http/events.js';
@@ -132,6 +135,8 @@ export class App {
   private readonly captiveActions = new Map<string, Map<CaptiveAction, number>>();
   /** Re-validates a PvD's encrypted resolver when its captive portal opens. */
   private readonly captiveEncryption: CaptiveEncryption;
+  /** Each PvD's designated resolvers found by DDR (RFC 9462). */
+  private readonly ddr: DdrTracker;
   /** The API's bearer token (http.token, or the one read from http.tokenFile); null: the API takes no changes. */
   private apiToken: string | null = null;
   /** Who may use the HTTP listener beyond /healthz and /readyz (http.allow, else access.allow). */
@@ -166,6 +171,8 @@ export class App {
           if (health.state === 'down' && at >= 0 && at < (pool.opts.preferred ?? 0) && pool.preferredDown) {
             const why = `designated resolvers of pvd ${pvd.identifier} are down: queries go to its own servers${this.encryptionNow(pvd) === 'strict' ? '' : ', in the clear'}`;
             this.captiveEncryption.downgraded(pvd, 'designated-down');
+            // The network may designate another resolver now (a DDR record that changed).
+            if (pvd.ddr) this.ddr.recheck(pvd, 'its designated resolvers are down');
             this.log.warn({ pvd: pvd.id, server }, why);
             this.events.publish('upstream-changed', { ...this.view(pvd), change: { kind: 'encryption-downgraded', server, why } });
           } else {
@@ -180,6 +187,22 @@ export class App {
       (pvd, before, after) => this.pref64Changed(pvd, before, after),
       this.log,
     );
+    this.ddr = new DdrTracker({
+      askServer: (pvd, server, msg) => {
+        const q = new Query('api', SELF_CLIENT, performance.now());
+        parseQuery(msg, q);
+        q.pvd = pvd;
+        q.clear = true;
+        return this.forwarder.askServer(pvd, server, q);
+      },
+      verify: (pvd, candidate, unencrypted) => verifyDesignated(candidate, unencrypted, { trust: this.trust, sourceAddress: pvd.sourceAddress }),
+      onChange: (pvd, designated, why) => {
+        // The cache keeps its answers: they are the same network's, only carried differently.
+        this.forwarder.setDiscovered(pvd, designated.map((d) => d.server));
+        this.events.publish('upstream-changed', { ...this.view(pvd), change: { kind: 'ddr', server: designated[0]?.server.label ?? null, why } });
+      },
+      log: this.log,
+    });
     // Probes and the portal API's lookups go to a PvD's cleartext servers: a portal rewrites
     // port 53 and blocks the encrypted resolver, so only they can tell when it opens.
     this.captive = new CaptiveTracker(
@@ -191,7 +214,7 @@ export class App {
     this.captiveEncryption = new CaptiveEncryption(
       this.forwarder,
       (pvd, msg) => this.askIn(pvd, msg),
-      () => undefined,
+      (pvd, why) => this.ddr.recheck(pvd, why),
       () => this.config.captive.canary.name,
     );
     this.httpClients = new AccessList(config.http.allow ?? config.access.allow);
@@ -212,6 +235,7 @@ export class App {
     this.pvds.on('announced', (p) => {
       this.dns64.track(p); // before the routes: a configured Pref64's reverse zone routes to its PvD
       this.captive.track(p); // probes at once
+      this.ddr.track(p);
       this.log.info({ pvd: describePvd(p) }, 'pvd announced');
       this.events.publish('pvd-announced', this.view(p));
     });
@@ -220,6 +244,7 @@ export class App {
       this.events.publish('pvd-updated', this.view(p));
       this.dns64.track(p); // rediscovers at once (RFC 7050 §3 on a change of network)
       this.captive.track(p); // probes again at once
+      this.ddr.track(p); // discovers again at once when its cleartext servers, mode or source address changed
     });
     this.pvds.on('withdrawn', (p, reason) => {
       const last = this.view(p); // as it was, before its cache and pool go
@@ -228,6 +253,7 @@ export class App {
       this.forwarder.drop(p);
       this.dns64.untrack(p);
       this.captive.untrack(p);
+      this.ddr.untrack(p);
       this.stats.forget(p.id);
       this.captiveActions.delete(p.id);
       this.captiveEncryption.downgrades.delete(p.id);
@@ -241,6 +267,7 @@ export class App {
     registerCacheMetrics(this.metrics, () => this.cache, () => this.pvds.list());
     registerPvdMetrics(this.metrics, this.pvds);
     registerCaptiveMetrics(this.metrics, () => this.captive);
+    registerDdrMetrics(this.metrics, () => this.ddr);
     this.events.register(this.metrics, this.log);
     new CollectedValue('pvdns_queries_shed_total', 'Queries answered SERVFAIL at once because upstream.maxInflight upstream queries were in flight.', 'counter', () => [
       { labels: {}, value: this.forwarder.shed },
@@ -360,6 +387,7 @@ export class App {
       this.captive.view(p),
       this.dns64.view(p),
       this.cache.entries(p.tag),
+      this.ddr.view(p),
       this.sources.sourceAddressPresent(p.id),
       {
         encryption: mode,
@@ -555,6 +583,7 @@ export class App {
     await this.sources.apply(this.config);
     this.dns64.start();
     this.captive.start();
+    this.ddr.start();
     const bound = this.addresses();
     this.log.info(
       {
@@ -799,6 +828,7 @@ export class App {
     this.sources.stop();
     this.dns64.close();
     this.captive.close();
+    this.ddr.close();
     this.transport.close?.();
     this.pvds.close();
     this.listening = false;

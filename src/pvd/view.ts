@@ -37,6 +37,26 @@ export interface Dns64View {
   pref64Error: string | null;
 }
 
+/** A PvD's Discovery of Designated Resolvers (RFC 9462) as the API shows it (src/ddr/tracker.ts fills it in). */
+export interface DdrView {
+  /**
+   * off (ddr not on for the PvD), checking (first discovery under way),
+   * none (no designation), verified or opportunistic (designated resolvers
+   * in use, at least one verified), unverified (designations found, none
+   * the PvD's mode allows), error (its cleartext servers could not be asked).
+   */
+  state: 'off' | 'checking' | 'none' | 'verified' | 'opportunistic' | 'unverified' | 'error';
+  /** The designated resolvers in use, in the order they are asked. */
+  designated: Array<{ address: string; transport: string; authName: string; discovery: 'verified' | 'opportunistic'; from: string }>;
+  /** Designations passed over, and why (a certificate that does not cover the address, a malformed record). */
+  rejected: Array<{ address: string; reason: string }>;
+  /** Why the last discovery failed, until one succeeds. */
+  lastError: string | null;
+  /** When discovery last ran, and runs next (RFC 3339). */
+  checkedAt: string | null;
+  nextCheckAt: string | null;
+}
+
 export interface ServerView {
   address: string;
   /** untested, operational, suspect or down. */
@@ -94,6 +114,8 @@ export interface PvdView extends CaptiveView, Dns64View, EncryptionView {
   sourceAddressPresent: boolean | null;
   interface: string | null;
   servers: ServerView[];
+  /** Discovery of Designated Resolvers (RFC 9462). */
+  ddr: DdrView;
   cacheEntries: number;
 }
 
@@ -104,6 +126,7 @@ export function pvdView(
   captive: CaptiveView,
   dns64: Dns64View,
   cacheEntries: number,
+  ddr: DdrView,
   sourceAddressPresent: boolean | null = null,
   encryption: EncryptionView = { encryption: p.encryption, cleartextServers: [], captiveCleartext: false },
 ): PvdView {
@@ -122,6 +145,7 @@ export function pvdView(
     interface: p.interface,
     servers,
     ...encryption,
+    ddr,
     ...captive,
     ...dns64,
     cacheEntries,

@@ -101,6 +101,8 @@ describe('control API (/v1)', () => {
         ],
         cleartextServers: [],
         captiveCleartext: false,
+        // A PvD written by hand: no DDR unless it says ddr: true.
+        ddr: { state: 'off', designated: [], rejected: [], lastError: null, checkedAt: null, nextCheckAt: null },
         captive: null,
         captiveState: 'unknown',
         userPortalUrl: null,
