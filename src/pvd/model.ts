@@ -96,8 +96,9 @@ export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag
   const servers = spec.dnsServers.map((s) => parse(s, encryption));
   // Designated resolvers are authenticated by their names (RFC 9463 §7.1: the ADN); falling back is the pool's, to `servers`.
   const designated = spec.designatedResolvers.map((s) => parse(s, 'strict'));
+  // A designated resolver's address need not answer in the clear: its own servers are the PvD's cleartext ones, when it has any.
   const clear = new Map<string, UpstreamServer>();
-  for (const s of [...servers, ...designated]) {
+  for (const s of servers.length > 0 ? servers : designated) {
     const c = cleartextOf(s);
     if (c !== null && !clear.has(c.label)) clear.set(c.label, c);
   }
