@@ -693,6 +693,10 @@ export class App {
       const server = parseServer(s, spec.encryption ?? defaultEncryption(spec.dnsServers)) as UpstreamServer;
       if (serverLoops(server, listeners)) return new PvdInputError(`dnsServers[${i}]`, `${server.fallback?.label ?? server.label} is pvdns's own listener: queries would loop`);
     }
+    for (const [i, s] of spec.designatedResolvers.entries()) {
+      const server = parseServer(s, 'strict') as UpstreamServer;
+      if (serverLoops(server, listeners)) return new PvdInputError(`designatedResolvers[${i}]`, `${server.label} is pvdns's own listener: queries would loop`);
+    }
     return null;
   }
 

@@ -11,7 +11,7 @@ import type { Config } from './config/schema.js';
 import { ClientError, DEFAULT_API, query, status } from './http/client.js';
 import { createLogger } from './log.js';
 import { PVD_KEYS } from './pvd/input.js';
-import { pvdFromSpec, type Pvd } from './pvd/model.js';
+import { effectiveEncryption, pvdFromSpec, type Pvd } from './pvd/model.js';
 import { expiredProblem, formatProblem, readPvdFile, type DirectoryReport } from './pvd/sources/directory.js';
 
 const DEFAULT_CONFIG = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
@@ -190,11 +190,15 @@ function httpLine(config: Config): string {
 
 /** pvdLines is one PvD as check-config prints it. */
 function pvdLines(p: Pvd, source: string): string[] {
-  const out = [`  ${p.identifier} (${source})`, `    servers:  ${p.servers.map((s) => s.label).join(', ') || '(none)'}`];
-  if (p.encryption !== 'off') {
-    const clear = p.servers.filter((s) => s.fallback !== null).map((s) => s.fallback!.label);
-    out.push(`    encryption: ${p.encryption}${p.encryption === 'strict' ? ' (never in the clear)' : clear.length ? ` (falls back to ${clear.join(', ')})` : ''}`);
+  const out = [`  ${p.identifier} (${source})`];
+  if (p.designated.length) out.push(`    designated resolvers (DNR): ${p.designated.map((s) => s.label).join(', ')}`);
+  out.push(`    servers:  ${p.servers.map((s) => s.label).join(', ') || '(none)'}`);
+  const mode = effectiveEncryption(p, false);
+  if (mode !== 'off') {
+    const clear = p.designated.length ? p.servers.filter((s) => s.transport === 'udp').map((s) => s.label) : p.servers.filter((s) => s.fallback !== null).map((s) => s.fallback!.label);
+    out.push(`    encryption: ${mode}${mode === 'strict' ? ' (never in the clear)' : clear.length ? ` (falls back to ${clear.join(', ')})` : ''}`);
   }
+  if (p.ddr) out.push(`    ddr:      on (RFC 9462: asks ${p.ddrServers.map((s) => s.label).join(', ')} for _dns.resolver.arpa once running; verified designations only${p.encryptionConfigured === 'opportunistic' ? ', or opportunistic at the same private address' : ''})`);
   if (p.dnsZones.length) out.push(`    zones:    ${p.dnsZones.join(', ')}`);
   if (p.prefixes.length) out.push(`    prefixes: ${p.prefixes.join(', ')} (${p.reverseZones.length} reverse zones)`);
   out.push(`    default: ${p.isDefault}, priority: ${p.priority}, noInternet: ${p.noInternet}${p.expiresAt ? `, expires: ${new Date(p.expiresAt).toISOString()}` : ''}`);

@@ -33,12 +33,16 @@ import type { Config } from './schema.js';
 export async function checkAgainstHost(config: Config, listen: readonly SocketAddress[], file: string | null, now = Date.now()): Promise<ConfigError[]> {
   const errors: ConfigError[] = [];
   const at = (path: (string | number)[], problem: string): ConfigError => configErrorAt(config, path, problem, file);
-  config.pvds.forEach((p, i) =>
+  config.pvds.forEach((p, i) => {
     p.dnsServers.forEach((s, j) => {
       const server = parseServer(s, p.encryption ?? defaultEncryption(p.dnsServers)) as UpstreamServer;
       if (serverLoops(server, listen)) errors.push(at(['pvds', i, 'dnsServers', j], `${server.fallback?.label ?? server.label} is pvdns's own listener: queries would loop`));
-    }),
-  );
+    });
+    p.designatedResolvers.forEach((s, j) => {
+      const server = parseServer(s, 'strict') as UpstreamServer;
+      if (serverLoops(server, listen)) errors.push(at(['pvds', i, 'designatedResolvers', j], `${server.label} is pvdns's own listener: queries would loop`));
+    });
+  });
   const { directory, host, resolvConf } = config.pvdSources;
   if (directory !== null) {
     const problem = await directoryProblem(directory);

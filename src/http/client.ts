@@ -76,11 +76,19 @@ export async function status(server: string, asJson: boolean): Promise<string> {
     if (p.pref64?.length) lines.push(`  nat64:    ${p.pref64.join(', ')} (synthesized by ${p.dns64 === 'pvdns' ? 'pvdns' : 'the network'})`);
     if (p.servers.length === 0) lines.push('  no DNS servers');
     if (p.encryption && p.encryption !== 'off') lines.push(`  encryption: ${p.encryption}`);
+    if (p.captive) {
+      const where = p.userPortalUrl ? `, log in at ${p.userPortalUrl}` : '';
+      lines.push(`  captive portal${where}${p.captiveCleartext ? ': names go in the clear until then' : p.cleartextServers?.length ? ": only the portal's names go in the clear" : ''}`);
+    }
+    if (p.ddr && p.ddr.state !== 'off') lines.push(`  ddr: ${p.ddr.state}${p.ddr.lastError ? ` (${p.ddr.lastError})` : ''}${p.ddr.rejected.length ? `; rejected: ${p.ddr.rejected.map((r) => `${r.address}: ${r.reason}`).join('; ')}` : ''}`);
     for (const s of p.servers) {
       const rtt = s.rttMs === null ? '' : `  rtt ${s.rttMs.toFixed(1)} ms`;
       const err = s.state === 'suspect' && s.lastError ? `  (${s.lastError})` : '';
-      lines.push(`  server ${s.address.padEnd(28)} ${s.state.padEnd(11)}${rtt}${err}${encryptionNote(s)}`);
+      // Learned other than with the PvD itself: by DDR (RFC 9462) or DNR (RFC 9463).
+      const how = s.learned === 'ddr' || s.learned === 'dnr' ? `  (${s.learned}${s.verified === false ? ', unverified' : ''})` : '';
+      lines.push(`  server ${s.address.padEnd(28)} ${s.state.padEnd(11)}${rtt}${err}${encryptionNote(s)}${how}`);
     }
+    for (const s of p.captive ? (p.cleartextServers ?? []) : []) lines.push(`  cleartext ${s.address.padEnd(25)} ${s.state.padEnd(11)} (the portal's names)`);
   }
   return lines.join('\n');
 }

@@ -1,0 +1,250 @@
+// Designated resolvers and captive portals with encrypted DNS, without a
+// network: what a PvD's servers become (designated first, its cleartext
+// ones), that the pool goes back to a designated resolver when it recovers,
+// which pool a query marked `clear` goes to, and what the captive stage
+// does with a captive encrypted PvD's queries under strict and opportunistic.
+
+import { describe, expect, it } from 'vitest';
+import { errorAnswer, parseResponse, type Answer } from '../../src/dns/answer.js';
+import { EDE, RCODE, TYPE } from '../../src/dns/constants.js';
+import { encodeName, wireKey } from '../../src/dns/name.js';
+import { parseQuery, questionMessage } from '../../src/dns/query.js';
+import type { CaptiveTracker } from '../../src/captive/tracker.js';
+import { effectiveEncryption, pvdFromSpec, type Pvd, type PvdSource } from '../../src/pvd/model.js';
+import { pvdSpecSchema } from '../../src/pvd/schema.js';
+import { CaptiveStage } from '../../src/resolve/captive-stage.js';
+import { Forwarder } from '../../src/resolve/forward.js';
+import { Query } from '../../src/resolve/query.js';
+import type { Exchange, ExchangeDone, ExchangeRequest } from '../../src/upstream/exchange.js';
+import { UpstreamPool } from '../../src/upstream/pool.js';
+import { parseServer, type UpstreamServer } from '../../src/upstream/server.js';
+import { ServerTransports, type Carrier } from '../../src/upstream/transports.js';
+
+/** A carrier that records the servers it was asked and answers as `script` says (null: never). */
+class Scripted implements Carrier {
+  readonly seen: string[] = [];
+  constructor(private readonly script: (req: ExchangeRequest) => Exchange | null) {}
+  exchange(req: ExchangeRequest, done: ExchangeDone): void {
+    this.seen.push(req.server.label);
+    const r = this.script(req);
+    if (r !== null) queueMicrotask(() => done(r));
+  }
+  close(): void {}
+}
+
+/** reply answers `req` as a server would: an A question with one record 192.0.2.7, any other with none (the probes' ". NS"). */
+function reply(req: ExchangeRequest): Exchange {
+  const a = req.expect.qtype === TYPE.A;
+  const m = Buffer.from(req.message);
+  m.writeUInt16BE(0x8180, 2);
+  m.writeUInt16BE(a ? 1 : 0, 6);
+  m.writeUInt16BE(0, 10);
+  const qEnd = 12 + req.message.subarray(12).indexOf(0) + 5;
+  const rr = a ? Buffer.from([0xc0, 0x0c, 0, TYPE.A, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 7]) : Buffer.alloc(0);
+  const r = parseResponse(Buffer.concat([m.subarray(0, qEnd), rr]), req.expect);
+  if (!r.ok) throw new Error(r.reason);
+  return { ok: true, answer: r.answer, truncated: false };
+}
+
+const refused: Exchange = { ok: false, reason: 'unreachable', detail: 'connection refused' };
+
+function pvd(spec: Record<string, unknown>, source: PvdSource = 'config'): Pvd {
+  return pvdFromSpec(pvdSpecSchema.parse({ identifier: 'hotel', ...spec }), source, 0);
+}
+
+function query(p: Pvd, name: string, clear = false): Query {
+  const q = new Query('api', '127.0.0.1', performance.now());
+  parseQuery(questionMessage(encodeName(name), TYPE.A), q);
+  q.pvd = p;
+  q.clear = clear;
+  return q;
+}
+
+const OPTS = { timeoutMs: 100, attempts: 3, queryTimeoutMs: 400, maxInflight: 100, probeIntervalMs: 10_000, probeMaxIntervalMs: 10_000 };
+
+describe('a PvD with designated resolvers', () => {
+  it('lists them apart from its own servers, which stay its cleartext ones; its mode is opportunistic unless it names one', () => {
+    const p = pvd({ dnsServers: ['192.0.2.1'], designatedResolvers: ['tls://192.0.2.53#dns.hotel.example'] }, 'ra');
+    expect(p.designated.map((s) => s.label)).toEqual(['tls://192.0.2.53:853#dns.hotel.example']);
+    expect(p.designated[0]).toMatchObject({ authName: 'dns.hotel.example', authenticate: true, fallback: null });
+    expect(p.servers.map((s) => [s.label, s.transport])).toEqual([['192.0.2.1:53', 'udp']]);
+    expect(p.clearServers.map((s) => s.label)).toEqual(['192.0.2.1:53']);
+    expect(p.learned).toEqual(['ra']);
+    expect(effectiveEncryption(p, false)).toBe('opportunistic');
+    expect(effectiveEncryption(pvd({ dnsServers: ['192.0.2.1'], designatedResolvers: ['tls://192.0.2.53#d.example'], encryption: 'strict' }), false)).toBe('strict');
+    expect(p.ddr).toBe(false); // the network designated its resolver: no DDR on top
+  });
+
+  it('refuses a designated resolver that is not encrypted, and designated resolvers with encryption off', () => {
+    expect(pvdSpecSchema.safeParse({ identifier: 'x', designatedResolvers: ['192.0.2.53'] }).error?.issues[0]?.message).toMatch(/is not an encrypted server/);
+    expect(pvdSpecSchema.safeParse({ identifier: 'x', designatedResolvers: ['tls://192.0.2.53#d.example'], encryption: 'off' }).error?.issues[0]?.message).toMatch(/cannot be used with encryption: off/);
+  });
+
+  it('runs DDR for a network PvD with plain servers, not for one written by hand unless it says so, never with encryption off', () => {
+    expect(pvd({ dnsServers: ['192.0.2.1'] }, 'host').ddr).toBe(true);
+    expect(pvd({ dnsServers: ['192.0.2.1'] }, 'ra').ddr).toBe(true);
+    expect(pvd({ dnsServers: ['192.0.2.1'] }, 'config').ddr).toBe(false);
+    expect(pvd({ dnsServers: ['192.0.2.1'], ddr: true }, 'config').ddrServers.map((s) => s.label)).toEqual(['192.0.2.1:53']);
+    expect(pvd({ dnsServers: ['192.0.2.1'], encryption: 'off' }, 'host').ddr).toBe(false);
+    expect(pvd({ dnsServers: ['tls://192.0.2.53#d.example'] }, 'host').ddr).toBe(false); // nothing written in the clear to ask
+  });
+
+  it('has cleartext servers for its portal: an encrypted server\'s address on port 53, not a DoH host name', () => {
+    const p = pvd({ dnsServers: ['tls://192.0.2.53#d.example', '192.0.2.54#d.example', 'https://doh.example/dns-query', 'https://192.0.2.55/q#d.example'] });
+    expect(p.clearServers.map((s) => s.label)).toEqual(['192.0.2.53:53', '192.0.2.54:53', '192.0.2.55:53']);
+  });
+});
+
+describe('the pool with preferred servers', () => {
+  it('goes back to a designated resolver as soon as it answers again', async () => {
+    let up = false;
+    const tls = new Scripted((req) => (up ? reply(req) : refused));
+    const udp = new Scripted(reply);
+    const none = new Scripted(() => null);
+    const list = [parseServer('tls://192.0.2.53#d.example', 'strict'), parseServer('192.0.2.1', 'off')] as UpstreamServer[];
+    const pool = new UpstreamPool(
+      'hotel',
+      'hotel',
+      list,
+      { timeoutMs: 100, attempts: 3, queryTimeoutMs: 400, sourceAddress: null, probe: { initialMs: 20, maxMs: 20 }, preferred: 1 },
+      new ServerTransports({ udp, tcp: none, tls, https: none }),
+    );
+    const p = pvd({ dnsServers: ['192.0.2.1'] });
+    let q = query(p, 'www.example.com');
+    await pool.resolve(q);
+    expect(q.server).toBe('192.0.2.1:53');
+    expect(pool.preferredDown).toBe(true);
+    up = true;
+    // The down designated resolver is probed in the background; its first answer takes the primary back.
+    for (let i = 0; i < 50 && pool.preferredDown; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(pool.preferredDown).toBe(false);
+    q = query(p, 'www.example.com');
+    await pool.resolve(q);
+    expect(q.server).toBe('tls://192.0.2.53:853#d.example');
+    pool.close();
+  });
+});
+
+describe('the forwarder', () => {
+  function forwarder(tls: Carrier, udp: Carrier): Forwarder {
+    const none = new Scripted(() => null);
+    return new Forwarder({ ...OPTS }, new ServerTransports({ udp, tcp: none, tls, https: none }));
+  }
+
+  it('sends a query marked clear to an encrypted PvD\'s cleartext servers, others to its encrypted ones', async () => {
+    const tls = new Scripted(reply);
+    const udp = new Scripted(reply);
+    const f = forwarder(tls, udp);
+    const p = pvd({ dnsServers: ['tls://192.0.2.53#d.example'] });
+    await f.resolve(query(p, 'www.example.com'));
+    await f.resolve(query(p, 'portal.hotel.example', true));
+    expect(tls.seen).toEqual(['tls://192.0.2.53:853#d.example']);
+    expect(udp.seen).toEqual(['192.0.2.53:53']);
+    expect(f.clearPoolIfAny(p)?.servers.map((s) => s.label)).toEqual(['192.0.2.53:53']);
+  });
+
+  it('has no second pool for a PvD in the clear anyway', async () => {
+    const udp = new Scripted(reply);
+    const f = forwarder(new Scripted(reply), udp);
+    const p = pvd({ dnsServers: ['192.0.2.1'] });
+    await f.resolve(query(p, 'a.example', true));
+    expect(f.encrypted(p)).toBe(false);
+    expect(f.clearPoolIfAny(p)).toBeUndefined();
+    expect(udp.seen).toEqual(['192.0.2.1:53']);
+  });
+
+  it('puts DDR\'s designated resolvers before the PvD\'s own servers, and takes them away again', async () => {
+    const tls = new Scripted(reply);
+    const udp = new Scripted(reply);
+    const f = forwarder(tls, udp);
+    const p = pvd({ dnsServers: ['192.0.2.1'], ddr: true });
+    f.setDiscovered(p, [parseServer('tls://192.0.2.1#dns.hotel.example', 'strict') as UpstreamServer]);
+    expect(f.encrypted(p)).toBe(true);
+    const q = query(p, 'www.example.com');
+    await f.resolve(q);
+    expect(q.server).toBe('tls://192.0.2.1:853#dns.hotel.example');
+    f.setDiscovered(p, []);
+    const q2 = query(p, 'www.example.com');
+    await f.resolve(q2);
+    expect(q2.server).toBe('192.0.2.1:53');
+  });
+
+  it('revalidate makes an opportunistic server try TLS again at once instead of after its minute in the clear', async () => {
+    let tlsWorks = false;
+    const tls = new Scripted((req) => (tlsWorks ? reply(req) : refused));
+    const udp = new Scripted(reply);
+    const f = forwarder(tls, udp);
+    const p = pvd({ dnsServers: ['192.0.2.53#d.example'], encryption: 'opportunistic' });
+    await f.resolve(query(p, 'a.example'));
+    expect(udp.seen).toEqual(['192.0.2.53:53']); // fell back to the clear
+    tlsWorks = true;
+    await f.resolve(query(p, 'b.example'));
+    expect(tls.seen).toHaveLength(1); // still in the clear: RETRY_ENCRYPTION_MS
+    f.revalidate(p);
+    const q = query(p, 'c.example');
+    await f.resolve(q);
+    expect(tls.seen).toHaveLength(2);
+    expect(q.server).toBe('tls://192.0.2.53:853#d.example');
+  });
+});
+
+describe('the captive stage with a captive encrypted PvD', () => {
+  /** A tracker that says the PvD is captive, with its portal at portal.hotel.example. */
+  function tracker(captive: boolean, loginAt: string | null): CaptiveTracker {
+    const portal = wireKey('portal.hotel.example');
+    return {
+      isCaptive: () => captive,
+      epoch: () => 0,
+      watching: () => false,
+      portalName: (_: Pvd, k: string) => captive && (k === portal || k.endsWith(portal)),
+      loginAt: () => loginAt,
+    } as unknown as CaptiveTracker;
+  }
+  const ok = (q: Query): Answer => {
+    const a = errorAnswer(RCODE.NOERROR);
+    (q as Query & { sentClear?: boolean }).sentClear = q.clear;
+    return a;
+  };
+  const p = pvd({ dnsServers: ['tls://192.0.2.53#d.example'] });
+
+  it('strict: the portal\'s names go in the clear, every other name is SERVFAIL with an EDE saying where to log in', () => {
+    const stage = new CaptiveStage(tracker(true, 'https://portal.hotel.example/login'), () => false, () => 'strict');
+    const portal = query(p, 'www.portal.hotel.example');
+    stage.handle(portal, ok);
+    expect(portal.clear).toBe(true);
+    const other = query(p, 'www.example.com');
+    let sent = false;
+    const a = stage.handle(other, () => ((sent = true), errorAnswer(RCODE.NOERROR))) as Answer;
+    expect(sent).toBe(false);
+    expect(a.rcode).toBe(RCODE.SERVFAIL);
+    expect(a.ede).toEqual({ code: EDE.NETWORK_ERROR, text: 'pvd hotel: captive portal, log in at https://portal.hotel.example/login (encryption: strict sends nothing else in the clear)' });
+    expect(stage.actions.get('hotel')).toEqual(new Map([['portal', 1], ['refused', 1]]));
+  });
+
+  it('strict without a login address still says it is a portal', () => {
+    const stage = new CaptiveStage(tracker(true, null), () => false, () => 'strict');
+    const a = stage.handle(query(p, 'www.example.com'), () => errorAnswer(RCODE.NOERROR)) as Answer;
+    expect(a.ede?.text).toBe("pvd hotel: captive portal, log in through the network's portal (encryption: strict sends nothing else in the clear)");
+  });
+
+  it('opportunistic: other names go in the clear too, and are counted', () => {
+    const stage = new CaptiveStage(tracker(true, null), () => false, () => 'opportunistic');
+    const q = query(p, 'www.example.com');
+    stage.handle(q, ok);
+    expect(q.clear).toBe(true);
+    expect(stage.actions.get('hotel')?.get('cleartext')).toBe(1);
+  });
+
+  it('leaves a PvD alone that is not captive, or whose queries are in the clear anyway', () => {
+    for (const [captive, mode] of [
+      [false, 'strict'],
+      [true, null],
+    ] as const) {
+      const stage = new CaptiveStage(tracker(captive, null), () => false, () => mode);
+      const q = query(p, 'www.example.com');
+      const a = stage.handle(q, ok) as Answer;
+      expect(a.rcode).toBe(RCODE.NOERROR);
+      expect(q.clear).toBe(false);
+    }
+  });
+});
