@@ -245,10 +245,15 @@ remote-control:
     expect(announced.pvd!.servers).toEqual([`[${ROUTER_ADDR}]:53`]);
 
     // /v1/pvds: the RDNSS server stays the PvD's cleartext one.
-    const view = (JSON.parse(inHost('curl', '-sf', 'http://127.0.0.1:8053/v1/pvds')) as { pvds: Array<{ identifier: string; servers: Array<{ address: string; transport: string }> }> }).pvds;
+    const view = (JSON.parse(inHost('curl', '-sf', 'http://127.0.0.1:8053/v1/pvds')) as { pvds: Array<{ identifier: string; encryption: string; servers: Array<{ address: string; transport: string }> }> }).pvds;
     const p = view.find((v) => v.identifier === PVD_ID);
     expect(p, JSON.stringify(view)).toBeDefined();
-    expect(p!.servers).toContainEqual(expect.objectContaining({ address: `[${ROUTER_ADDR}]:53`, transport: 'udp' }));
+    // The designated resolver first, learned by DNR; then the RDNSS server, learned from the RA.
+    expect(p!.servers).toEqual([
+      expect.objectContaining({ address: designated, transport: 'tls', authName: ADN, learned: 'dnr', verified: true }),
+      expect.objectContaining({ address: `[${ROUTER_ADDR}]:53`, transport: 'udp', learned: 'ra', verified: null }),
+    ]);
+    expect(p!.encryption).toBe('opportunistic');
 
     // Asked through the designated resolver over DoT; the cleartext server hears nothing of it.
     expect(ask(PROBE)).toEqual([DOT_ANSWER]);
