@@ -203,10 +203,12 @@ export class App {
       },
       log: this.log,
     });
-    // Probes and the portal API's lookups go to a PvD's cleartext servers: a portal rewrites
-    // port 53 and blocks the encrypted resolver, so only they can tell when it opens.
+    // Probes and the portal API's lookups go to a PvD's cleartext servers until it is known to be
+    // open, and whenever its encrypted servers are all down: a portal rewrites port 53 and blocks
+    // the encrypted resolver, so only they can see it, and tell when it opens. An open PvD whose
+    // encrypted resolver works is probed through it.
     this.captive = new CaptiveTracker(
-      (pvd, msg) => this.askPvd(pvd, msg, true),
+      (pvd, msg) => this.askPvd(pvd, msg, this.captive.stateOf(pvd) !== 'open' || this.forwarder.encryptedDown(pvd)),
       (pvd, state, previous) => this.captiveChanged(pvd, state, previous),
       this.log,
       config.captive,
@@ -378,7 +380,8 @@ export class App {
     const discovered = this.forwarder.discoveredOf(p);
     // The pool's order: the network's designated resolvers (DNR), DDR's, then the PvD's own.
     const servers = [...p.designated, ...discovered, ...p.servers];
-    const learned: Learned[] = [...p.designated.map((): Learned => 'dnr'), ...discovered.map((): Learned => 'ddr'), ...p.learned];
+    // A Router Advertisement's designated resolvers are DNR's (RFC 9463); written ones are their source's.
+    const learned: Learned[] = [...p.designated.map((): Learned => (p.source === 'ra' ? 'dnr' : p.source)), ...discovered.map((): Learned => 'ddr'), ...p.learned];
     const encrypted = this.forwarder.encrypted(p);
     const mode = effectiveEncryption(p, discovered.length > 0);
     return pvdView(
@@ -449,12 +452,18 @@ export class App {
     this.rebuildRoutes();
     this.events.publish('captive-changed', this.view(pvd));
     if (state === 'captive' && previous !== 'captive' && this.encryptionNow(pvd) === 'opportunistic') this.captiveEncryption.downgraded(pvd, 'captive');
-    if (previous === 'captive' && state === 'open' && this.forwarder.encrypted(pvd)) {
-      void this.captiveEncryption.opened(pvd, performance.now()).then((r) => {
-        if (this.pvds.get(pvd.id)?.tag !== pvd.tag) return;
-        this.log.info({ pvd: pvd.id, server: r.server, ms: r.ms, ok: r.ok }, r.why);
-        this.events.publish('upstream-changed', { ...this.view(pvd), change: { kind: 'encryption-restored', server: r.server, ok: r.ok, ms: r.ms, why: r.why } });
-      });
+    if (previous === 'captive' && state === 'open') {
+      if (this.forwarder.encrypted(pvd)) {
+        void this.captiveEncryption.opened(pvd, performance.now()).then((r) => {
+          const now = this.pvds.get(pvd.id);
+          if (now?.tag !== pvd.tag) return;
+          this.log.info({ pvd: pvd.id, server: r.server, ms: r.ms, ok: r.ok }, r.why);
+          this.events.publish('upstream-changed', { ...this.view(now), change: { kind: 'encryption-restored', server: r.server, ok: r.ok, ms: r.ms, why: r.why } });
+        });
+      } else if (pvd.ddr) {
+        // Its DDR designation lapsed behind the portal (the portal's DNS has no SVCB): look again now, not after the back-off.
+        this.ddr.recheck(pvd, 'captive portal opened');
+      }
     }
   }
 
@@ -703,7 +712,7 @@ export class App {
   /** readiness: listeners bound and some PvD has a server to ask. */
   readiness(): Readiness {
     if (!this.listening) return { ready: false, reason: 'listeners not bound yet' };
-    if (!this.pvds.list().some((p) => p.servers.length > 0)) return { ready: false, reason: 'no PvD has a DNS server' };
+    if (!this.pvds.list().some((p) => p.servers.length + p.designated.length > 0)) return { ready: false, reason: 'no PvD has a DNS server' };
     return { ready: true };
   }
 
@@ -870,7 +879,7 @@ function serverViews(servers: readonly UpstreamServer[], pool: UpstreamPool | un
       fallback: s.fallback?.label ?? null,
       learned: learned[i] ?? 'config',
       // Encrypted and its certificate checked against its name or address (a DDR server: by verified discovery).
-      verified: s.transport === 'udp' ? null : s.authenticate,
+      verified: s.transport === 'udp' ? null : st?.via === 'cleartext' ? false : s.authenticate,
     };
   });
 }

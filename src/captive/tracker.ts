@@ -149,6 +149,11 @@ export class CaptiveTracker {
     }
   }
 
+  /** stateOf is a PvD's state: unknown, open or captive. */
+  stateOf(pvd: Pvd): CaptiveState {
+    return this.byTag.get(pvd.tag)?.state ?? 'unknown';
+  }
+
   /** isCaptive is what routing and the cache ask on the query path. */
   isCaptive(pvd: Pvd): boolean {
     return this.byTag.get(pvd.tag)?.state === 'captive';
@@ -311,7 +316,7 @@ export class CaptiveTracker {
 
   /** probe runs one round: two names that cannot exist and the canary, in parallel. */
   private async probe(t: Tracked): Promise<void> {
-    if (t.probing || this.byTag.get(t.pvd.tag) !== t || t.pvd.servers.length === 0) return;
+    if (t.probing || this.byTag.get(t.pvd.tag) !== t || t.pvd.servers.length + t.pvd.designated.length === 0) return;
     const generation = t.generation;
     t.probing = true;
     t.lastProbeAt = this.now();

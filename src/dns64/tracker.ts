@@ -93,7 +93,7 @@ export class Pref64Tracker {
   /** start lets discovery send queries (check-config never does). */
   start(): void {
     this.running = true;
-    for (const t of this.byTag.values()) if (t.pvd.dns64 === 'auto' && t.pvd.servers.length > 0) this.discover(t, 0);
+    for (const t of this.byTag.values()) if (t.pvd.dns64 === 'auto' && t.pvd.servers.length + t.pvd.designated.length > 0) this.discover(t, 0);
   }
 
   /** track takes a PvD as announced or updated: a configured prefix now, discovery at once. */
@@ -116,7 +116,7 @@ export class Pref64Tracker {
     } else if (pvd.dns64 !== 'auto') {
       const p = parsePref64(pvd.dns64);
       this.set(t, typeof p === 'string' ? [] : [p], pvd.dns64Synthesize ? 'pvdns' : 'network', 'config');
-    } else if (pvd.servers.length === 0) {
+    } else if (pvd.servers.length + pvd.designated.length === 0) {
       this.set(t, [], 'none', null);
     } else {
       // What discovery found before the update stays until discovery says otherwise.

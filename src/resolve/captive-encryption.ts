@@ -62,10 +62,14 @@ export class CaptiveEncryption {
     this.rediscover(pvd, 'captive portal opened');
     const { answer, server } = await this.ask(pvd, questionMessage(encodeName(this.name()), TYPE.A));
     const ms = Math.round(performance.now() - since);
-    const ok = answer.rcode === RCODE.NOERROR || answer.rcode === RCODE.NXDOMAIN;
+    // Encrypted: answered by a DoT or DoH server of the pool, not an opportunistic one's fallback nor a cleartext server after the designated ones.
+    const pool = this.forwarder.poolIfAny(pvd);
+    const at = pool === undefined || server === null ? -1 : pool.servers.findIndex((s) => s.label === server);
+    const encrypted = at >= 0 && pool!.servers[at]!.transport !== 'udp' && pool!.statsOf[at]!.via !== 'cleartext';
+    const ok = encrypted && (answer.rcode === RCODE.NOERROR || answer.rcode === RCODE.NXDOMAIN);
     const why = ok
       ? `captive portal opened: encrypted resolver ${server} answered again after ${ms} ms`
-      : `captive portal opened, but the encrypted resolver did not answer yet (${answer.ede?.text ?? `rcode ${answer.rcode}`})`;
+      : `captive portal opened, but the encrypted resolver did not answer yet (${server !== null && !encrypted ? `${server} answered in the clear` : (answer.ede?.text ?? `rcode ${answer.rcode}`)})`;
     return { ok, server: ok ? server : null, ms, why };
   }
 }

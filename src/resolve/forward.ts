@@ -7,7 +7,7 @@ import { EDE, RCODE } from '../dns/constants.js';
 import type { Pvd } from '../pvd/model.js';
 import type { Transport } from '../upstream/exchange.js';
 import type { UpstreamServer } from '../upstream/server.js';
-import { UpstreamPool, type PoolOptions } from '../upstream/pool.js';
+import { UpstreamPool, type PoolOptions, type ServerStats } from '../upstream/pool.js';
 import type { Query } from './query.js';
 import type { Result } from './stage.js';
 
@@ -39,6 +39,11 @@ interface PoolEntry {
 export class Forwarder {
   private readonly pools = new Map<number, PoolEntry>();
   private readonly clearPools = new Map<number, { pvd: Pvd; pool: UpstreamPool }>();
+  /**
+   * Each PvD's servers' counters by label, shared by its pools and kept when
+   * they are made anew (a DDR change, a portal opening): metrics never jump back.
+   */
+  private readonly stats = new Map<number, Map<string, ServerStats>>();
   /** DDR's designated resolvers per PvD tag (setDiscovered). */
   private readonly discovered = new Map<number, readonly UpstreamServer[]>();
   /** Upstream queries in flight now. */
@@ -58,8 +63,10 @@ export class Forwarder {
   /** resolve is the pipeline's `last`: it asks the query's PvD. */
   readonly resolve = (q: Query): Result => {
     const pvd = q.pvd!;
-    if (pvd.servers.length === 0) {
-      return errorAnswer(RCODE.SERVFAIL, { code: EDE.NO_REACHABLE_AUTHORITY, text: `pvd ${pvd.identifier}: no DNS servers` });
+    const clear = q.clear && this.encrypted(pvd);
+    if (clear ? pvd.clearServers.length === 0 : pvd.servers.length + pvd.designated.length === 0 && !this.discovered.has(pvd.tag)) {
+      // (A PvD whose servers are all DoH by host name has no address to ask in the clear.)
+      return errorAnswer(RCODE.SERVFAIL, { code: EDE.NO_REACHABLE_AUTHORITY, text: `pvd ${pvd.identifier}: no ${clear ? 'cleartext ' : ''}DNS servers` });
     }
     // A flood of misses must not grow without bound: past maxInflight, answer at once.
     if (this.inflight >= this.opts.maxInflight) {
@@ -67,7 +74,7 @@ export class Forwarder {
       return this.shedAnswer();
     }
     this.inflight++;
-    return (q.clear && this.encrypted(pvd) ? this.clearPoolOf(pvd) : this.poolOf(pvd)).resolve(q).then(this.settled);
+    return (clear ? this.clearPoolOf(pvd) : this.poolOf(pvd)).resolve(q).then(this.settled);
   };
 
   /**
@@ -77,7 +84,8 @@ export class Forwarder {
    * address (RFC 9462 §4.2). Never rejects.
    */
   async askServer(pvd: Pvd, server: UpstreamServer, q: Query): Promise<Answer> {
-    const pool = this.makePool(pvd, [server], 0);
+    // Its own counters and no state events: a throwaway pool's "untested → operational" is news to nobody.
+    const pool = new UpstreamPool(pvd.id, pvd.identifier, [server], { ...this.poolOptions(pvd, 0), onServerState: undefined, stats: undefined }, this.transport);
     try {
       return await pool.resolve(q);
     } finally {
@@ -88,6 +96,17 @@ export class Forwarder {
   /** encrypted says whether a PvD's queries go encrypted as a rule, so its cleartext servers are a pool apart. */
   encrypted(pvd: Pvd): boolean {
     return pvd.encryption !== 'off' || pvd.designated.length > 0 || (this.discovered.get(pvd.tag)?.length ?? 0) > 0;
+  }
+
+  /**
+   * encryptedDown says whether a PvD's encrypted servers are all down now
+   * (its designated resolvers, or every server of an encrypted PvD): a sign
+   * of a captive portal, so its probes go in the clear.
+   */
+  encryptedDown(pvd: Pvd): boolean {
+    if (!this.encrypted(pvd)) return false;
+    const pool = this.poolIfAny(pvd);
+    return pool !== undefined && (pool.preferredDown || pool.allDown);
   }
 
   /** discoveredOf lists DDR's designated resolvers in use for a PvD. */
@@ -142,6 +161,10 @@ export class Forwarder {
     const preferred = [...pvd.designated, ...discovered];
     const pool = this.makePool(pvd, [...preferred, ...pvd.servers], preferred.length);
     this.pools.set(pvd.tag, { pvd, pool, discovered });
+    // Servers the PvD no longer has take their counters with them.
+    const stats = this.stats.get(pvd.tag)!;
+    const kept = new Set([...pool.servers, ...pvd.clearServers].map((s) => s.label));
+    for (const label of stats.keys()) if (!kept.has(label)) stats.delete(label);
     return pool;
   }
 
@@ -159,8 +182,14 @@ export class Forwarder {
   }
 
   private makePool(pvd: Pvd, servers: readonly UpstreamServer[], preferred: number): UpstreamPool {
+    return new UpstreamPool(pvd.id, pvd.identifier, servers, this.poolOptions(pvd, preferred), this.transport);
+  }
+
+  private poolOptions(pvd: Pvd, preferred: number): PoolOptions {
+    let stats = this.stats.get(pvd.tag);
+    if (stats === undefined) this.stats.set(pvd.tag, (stats = new Map()));
     const o = this.opts;
-    const opts: PoolOptions = {
+    return {
       timeoutMs: o.timeoutMs,
       attempts: o.attempts,
       queryTimeoutMs: o.queryTimeoutMs,
@@ -168,8 +197,8 @@ export class Forwarder {
       probe: { initialMs: o.probeIntervalMs, maxMs: o.probeMaxIntervalMs },
       onServerState: o.onServerState,
       preferred,
+      stats,
     };
-    return new UpstreamPool(pvd.id, pvd.identifier, servers, opts, this.transport);
   }
 
   /** poolIfAny is the PvD's pool once it has been asked anything (for its servers' state). */
@@ -199,6 +228,7 @@ export class Forwarder {
     this.clearPools.get(pvd.tag)?.pool.close();
     this.clearPools.delete(pvd.tag);
     this.discovered.delete(pvd.tag);
+    this.stats.delete(pvd.tag);
   }
 
   /** setOptions applies new timeouts to pools made from now on (a reload). */

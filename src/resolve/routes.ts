@@ -108,7 +108,7 @@ export class RouteTable {
       if (bucket) bucket.push(route);
       else this.byHash.set(h, [route]);
     }
-    const defaults = pvds.filter((p) => p.isDefault && !p.noInternet && p.servers.length > 0).sort(byPreference);
+    const defaults = pvds.filter((p) => p.isDefault && !p.noInternet && p.servers.length + p.designated.length > 0).sort(byPreference);
     this.defaultRoute = { zone: null, zoneKey: '', pvds: defaults, local: null };
   }
 

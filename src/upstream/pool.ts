@@ -58,6 +58,8 @@ export interface PoolOptions {
    * again, it takes back the primary from a server after them. 0: none.
    */
   preferred?: number;
+  /** Counters to count into, by server label (shared by a PvD's pools, kept across pools made anew); absent: the pool's own. */
+  stats?: Map<string, ServerStats>;
   /** Told when a server's state changes (the API's upstream-changed event, a log line). */
   onServerState?: (pool: UpstreamPool, server: string, health: ServerHealth, previous: ServerState) => void;
 }
@@ -91,7 +93,8 @@ const NONE: number[] = [];
 const PACING_DIVISOR = 8;
 
 export class UpstreamPool {
-  readonly stats = new Map<string, ServerStats>();
+  /** Each server's counters by label: the forwarder's, shared by a PvD's pools and kept when they are made anew. */
+  readonly stats: Map<string, ServerStats>;
   readonly health: ServerHealth[];
   /** Index of the server queries go to first. */
   private primary = 0;
@@ -114,7 +117,8 @@ export class UpstreamPool {
     readonly transport: Transport,
     readonly clock: () => number = () => performance.now(),
   ) {
-    for (const s of servers) this.stats.set(s.label, new ServerStats());
+    this.stats = opts.stats ?? new Map();
+    for (const s of servers) if (!this.stats.has(s.label)) this.stats.set(s.label, new ServerStats());
     this.health = servers.map(() => new ServerHealth(opts.probe));
     this.probes = servers.map(() => null);
     this.probeSeq = servers.map(() => 0);
@@ -196,7 +200,11 @@ export class UpstreamPool {
     if (this.servers.length === 1) return this.health[0]!.usable ? [0] : [];
     const usable = this.servers.map((_, i) => i).filter((i) => this.health[i]!.usable);
     const rest = usable.filter((i) => i !== this.primary).sort((a, b) => this.compare(a, b, now));
-    return this.health[this.primary]!.usable ? [this.primary, ...rest] : rest;
+    const order = this.health[this.primary]!.usable ? [this.primary, ...rest] : rest;
+    // While the primary is a fallback, a preferred server that may be asked goes first: a
+    // suspect designated resolver is asked until it answers or is down (then it is probed).
+    const n = this.opts.preferred ?? 0;
+    return n === 0 || this.primary < n ? order : [...order.filter((i) => i < n), ...order.filter((i) => i >= n)];
   }
 
   /** downServers lists the down servers, the primary first, then in configured order. */
@@ -208,11 +216,16 @@ export class UpstreamPool {
   private compare(a: number, b: number, now: number): number {
     const ha = this.health[a]!;
     const hb = this.health[b]!;
-    return ha.rank(now) - hb.rank(now) || (ha.srttMs ?? Infinity) - (hb.srttMs ?? Infinity) || a - b;
+    const n = this.opts.preferred ?? 0;
+    return (a < n ? 0 : 1) - (b < n ? 0 : 1) || ha.rank(now) - hb.rank(now) || (ha.srttMs ?? Infinity) - (hb.srttMs ?? Infinity) || a - b;
   }
 
-  /** firstChoice is the server a query tries first: the primary while it may be asked, else -1. */
+  /** firstChoice is the server a query tries first: the primary while it may be asked (a preferred one before a fallback primary), else -1. */
   get firstChoice(): number {
+    const n = this.opts.preferred ?? 0;
+    if (n > 0 && this.primary >= n) {
+      for (let i = 0; i < n; i++) if (this.health[i]!.usable) return i;
+    }
     return this.health[this.primary]!.usable ? this.primary : -1;
   }
 
@@ -326,7 +339,7 @@ export class UpstreamPool {
       if (next !== undefined) this.primary = next;
     } else if (!this.health[this.primary]!.usable && health.usable) {
       this.primary = i;
-    } else if (health.usable && i < (this.opts.preferred ?? 0) && this.primary >= (this.opts.preferred ?? 0)) {
+    } else if (health.usable && health.state !== 'suspect' && i < (this.opts.preferred ?? 0) && this.primary >= (this.opts.preferred ?? 0)) {
       // A designated resolver is back: queries leave the fallback for it at once.
       this.primary = i;
     }

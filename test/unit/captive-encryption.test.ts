@@ -125,6 +125,36 @@ describe('the pool with preferred servers', () => {
   });
 });
 
+describe('the pool with preferred servers, when one times out once', () => {
+  it('asks the suspect designated resolver again before the fallback, and takes the primary back when it answers', async () => {
+    let silent = true;
+    const tls = new Scripted((req) => (silent ? null : reply(req)));
+    const udp = new Scripted(reply);
+    const none = new Scripted(() => null);
+    const list = [parseServer('tls://192.0.2.53#d.example', 'strict'), parseServer('192.0.2.1', 'off')] as UpstreamServer[];
+    const pool = new UpstreamPool(
+      'hotel',
+      'hotel',
+      list,
+      { timeoutMs: 50, attempts: 3, queryTimeoutMs: 400, sourceAddress: null, probe: { initialMs: 10_000, maxMs: 10_000 }, preferred: 1 },
+      new ServerTransports({ udp, tcp: none, tls, https: none }),
+    );
+    const p = pvd({ dnsServers: ['192.0.2.1'] });
+    let q = query(p, 'a.example');
+    await pool.resolve(q);
+    expect(q.server).toBe('192.0.2.1:53'); // the designated resolver was silent: the fallback answered
+    expect(pool.health[0]!.state).toBe('suspect');
+    silent = false;
+    q = query(p, 'b.example');
+    await pool.resolve(q);
+    expect(q.server).toBe('tls://192.0.2.53:853#d.example'); // asked first again, not left behind
+    q = query(p, 'c.example');
+    await pool.resolve(q);
+    expect(q.server).toBe('tls://192.0.2.53:853#d.example');
+    pool.close();
+  });
+});
+
 describe('the forwarder', () => {
   function forwarder(tls: Carrier, udp: Carrier): Forwarder {
     const none = new Scripted(() => null);
@@ -141,6 +171,15 @@ describe('the forwarder', () => {
     expect(tls.seen).toEqual(['tls://192.0.2.53:853#d.example']);
     expect(udp.seen).toEqual(['192.0.2.53:53']);
     expect(f.clearPoolIfAny(p)?.servers.map((s) => s.label)).toEqual(['192.0.2.53:53']);
+  });
+
+  it('answers SERVFAIL for a query marked clear when the PvD has no cleartext address (DoH by host name only)', async () => {
+    const f = forwarder(new Scripted(reply), new Scripted(reply));
+    const p = pvd({ dnsServers: ['https://doh.example/dns-query'] });
+    const a = (await f.resolve(query(p, 'portal.example', true))) as Answer;
+    expect(a.rcode).toBe(RCODE.SERVFAIL);
+    expect(a.ede?.text).toBe('pvd hotel: no cleartext DNS servers');
+    expect(f.clearPoolIfAny(p)).toBeUndefined();
   });
 
   it('has no second pool for a PvD in the clear anyway', async () => {
