@@ -101,11 +101,24 @@ describe.skipIf(missing !== null)(`a captive portal in front of encrypted DNS${m
     return e.event === 'upstream-changed' && d.identifier === id && d.change?.kind === 'encryption-restored';
   };
 
-  /** login lets the user through a network: its resolver becomes a forwarder to the Internet (nsd). */
-  const restartAsForwarder = async (d: Dnsmasq): Promise<Dnsmasq> => {
+  /** restartAsForwarderOf restarts a network's dnsmasq in place with other arguments. */
+  const restartAsForwarderOf = async (d: Dnsmasq, args: string[]): Promise<Dnsmasq> => {
     await d.stop();
-    return startDnsmasq([`--server=${nsd!.host}#${nsd!.port}`], d.host, d.port);
+    return startDnsmasq(args, d.host, d.port);
   };
+  /** restartAsForwarder lets the user through a network: its resolver becomes a forwarder to the Internet (nsd). */
+  const restartAsForwarder = (d: Dnsmasq): Promise<Dnsmasq> => restartAsForwarderOf(d, [`--server=${nsd!.host}#${nsd!.port}`]);
+  /** startUnbound starts the networks' designated resolver: the portal lets it be reached. */
+  const startUnbound = (): Promise<EncryptedUnbound> =>
+    startEncryptedUnbound({
+      hosts: [ENCRYPTED],
+      leaf: pki.leaves.resolver!,
+      localZones: {
+        'where.test': ['where.test. 300 IN TXT "encrypted"'],
+        'canary.test': ['canary.test. 300 IN A 192.0.2.53'],
+        'example.test': ['www.example.test. 300 IN A 192.0.2.81'],
+      },
+    });
 
   beforeAll(async () => {
     requirePrograms('dig', 'unbound', 'unbound-checkconf', 'dnsmasq', 'nsd', 'nsd-checkconf', 'nsd-control', 'openssl');
@@ -129,7 +142,8 @@ http: { listen: "${PVDNS}:0" }
 log: { level: debug }
 pvdSources: { host: false }
 tls: { caFile: "${pki.caFile}" }
-upstream: { timeoutMs: 1000, attempts: 1 }
+# A down server is probed again only after 30 s: only the captive portal's opening can bring it back sooner.
+upstream: { timeoutMs: 1000, attempts: 1, probeIntervalMs: 30000, probeMaxIntervalMs: 30000 }
 captive: { probeIntervalS: ${PROBE_INTERVAL_S}, canary: { name: canary.test, addresses: ["192.0.2.53"] } }
 pvds:
 ${pvdYaml('hotel', `    dnsServers: ["${HOTEL_DNS}"]\n    designatedResolvers: ["tls://${ENCRYPTED}#dns.test"]\n    encryption: strict\n    captivePortal: "${API}"\n    default: true\n    priority: 10\n`)}
@@ -216,15 +230,7 @@ ${pvdYaml('inn', `    dnsServers: ["${CAFE_DNS}"]\n    designatedResolvers: ["ht
   describe('the user logs in', () => {
     it('hotel (strict, RFC 8908 API): the encrypted resolver answers within one API round, with an encryption-restored event', async () => {
       // The network lets the user through: the designated resolver is reachable, the resolver stops rewriting, then the API says so.
-      unbound = await startEncryptedUnbound({
-        hosts: [ENCRYPTED],
-        leaf: pki.leaves.resolver!,
-        localZones: {
-          'where.test': ['where.test. 300 IN TXT "encrypted"'],
-          'canary.test': ['canary.test. 300 IN A 192.0.2.53'],
-          'example.test': ['www.example.test. 300 IN A 192.0.2.81'],
-        },
-      });
+      unbound = await startUnbound();
       hotelDns = await restartAsForwarder(hotelDns!);
       const loginAt = performance.now();
       apiDoc = { captive: false, 'seconds-remaining': 3600 };
@@ -272,6 +278,34 @@ ${pvdYaml('inn', `    dnsServers: ["${CAFE_DNS}"]\n    designatedResolvers: ["ht
       const inn = await resolve('name=where.test&type=TXT&pvd=inn');
       expect(inn).toMatchObject({ pvd: 'inn', rcode: 'NOERROR', server: `https://${ENCRYPTED}/dns-query#dns.test` });
       expect(inn.answers.map((a) => a.data)).toEqual(['"encrypted"']);
+    }, 30_000);
+  });
+
+  describe('the session runs out and the user logs in again', () => {
+    it('cafe: its designated resolver, down behind the portal, is asked again at once after the login (not after its 30 s probe backoff)', async () => {
+      // The portal closes again: the designated resolver is out of reach, the resolver rewrites every name.
+      await unbound!.stop();
+      unbound = undefined;
+      cafeDns = await restartAsForwarderOf(cafeDns!, [`--address=/#/${PORTAL}`]);
+      // Asked before the probes notice: the designated resolver fails, and is down (not probed again for 30 s).
+      expect((await resolve('name=www2.example.test&type=A&pvd=cafe')).ede?.text).toMatch(/tls:\/\/127\.0\.32\.2:853#dns\.test connection refused/);
+      expect(await metric('pvdns_encryption_downgrades_total', { pvd: 'cafe', reason: 'designated-down' })).toBe(1);
+      await eventually('cafe to be captive again', async () => (await pvd('cafe')).captiveState === 'captive');
+      const down = (await pvd('cafe')).servers.find((s) => s.learned === 'dnr');
+      expect(down?.state, JSON.stringify(down)).toBe('down');
+      seen.length = 0;
+      unbound = await startUnbound();
+      cafeDns = await restartAsForwarder(cafeDns!);
+      const loginAt = performance.now();
+      const ev = await nextEvent(restored('cafe'), 10_000);
+      const ms = performance.now() - loginAt;
+      console.log(`captive-encrypted: cafe again (designated resolver down behind the portal): login → encryption restored ${(ms / 1000).toFixed(1)} s`);
+      expect((ev.data as { change: unknown }).change).toMatchObject({ ok: true, server: `tls://${ENCRYPTED}:853#dns.test` });
+      expect(ms).toBeLessThanOrEqual(3 * PROBE_INTERVAL_S * 1000 + 2000);
+      // The portal's answer of before the captive period is gone, and the answer is encrypted.
+      const after = await resolve('name=www.example.test&type=A&pvd=cafe');
+      expect(after).toMatchObject({ pvd: 'cafe', captive: false, cached: false, server: `tls://${ENCRYPTED}:853#dns.test` });
+      expect(after.answers.map((a) => a.data)).toEqual(['192.0.2.81']);
     }, 30_000);
   });
 });
