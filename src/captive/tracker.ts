@@ -1,7 +1,8 @@
 // CaptiveTracker: whether each PvD is behind a captive portal that rewrites
 // DNS. States per PvD: unknown → open or captive. Evidence comes from:
 //
-// - probes, through the PvD's own servers, every captive.probeIntervalS (and
+// - probes, through the PvD's own cleartext servers (Pvd.clearServers: a
+//   portal answers port 53, not its encrypted resolver), every captive.probeIntervalS (and
 //   every 10 s while captive, so a login is noticed soon), at once when the
 //   PvD is announced or updated, and soon after an answer looked suspicious:
 //   names that cannot exist (any address is a rewrite) and the canary name
@@ -311,7 +312,8 @@ export class CaptiveTracker {
 
   /** probe runs one round: two names that cannot exist and the canary, in parallel. */
   private async probe(t: Tracked): Promise<void> {
-    if (t.probing || this.byTag.get(t.pvd.tag) !== t || t.pvd.servers.length === 0) return;
+    // Probes go to the PvD's cleartext servers (a portal answers port 53 only); a PvD with none (DNS over HTTPS by host name) is not probed.
+    if (t.probing || this.byTag.get(t.pvd.tag) !== t || t.pvd.clearServers.length === 0) return;
     const generation = t.generation;
     t.probing = true;
     t.lastProbeAt = this.now();
@@ -403,9 +405,11 @@ export class CaptiveTracker {
     this.readApiSoon(t, next);
   }
 
-  /** lookupIn resolves a host's A and AAAA records through the PvD's own servers. */
+  /** lookupIn resolves a host's A and AAAA records through the PvD's own (cleartext) servers. */
   private lookupIn(pvd: Pvd): PvdLookup {
     return async (host) => {
+      // Asked of the cleartext servers, as the probes are: with none there is nothing to ask.
+      if (pvd.clearServers.length === 0) throw new Error(`${host} cannot be looked up: pvd ${pvd.identifier} has no cleartext DNS server`);
       const name = encodeName(host);
       const [a, aaaa] = await Promise.all([this.ask(pvd, questionMessage(name, TYPE.A)), this.ask(pvd, questionMessage(name, TYPE.AAAA))]);
       return [...addressesOf(a), ...addressesOf(aaaa)];

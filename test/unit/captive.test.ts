@@ -333,4 +333,43 @@ describe('CaptiveTracker', () => {
     expect(tracker.hosts(p)).toEqual(['portal.hotel.example']);
     expect(tracker.hosts(pvd({ captivePortal: 'urn:ietf:params:capport:unrestricted' }))).toEqual([]);
   });
+
+  it("takes the portal's host and names under it as its own while captive, and no look-alike", async () => {
+    const p = pvd({ captivePortal: 'https://portal.hotel.example/api', encryption: 'strict' });
+    tracker.track(p);
+    const own = (name: string): boolean => tracker.portalName(p, wireKey(name));
+    expect(own('portal.hotel.example')).toBe(false); // not captive yet
+    mode = 'portal';
+    tracker.start();
+    await settle();
+    expect(tracker.isCaptive(p)).toBe(true);
+    expect(own('portal.hotel.example')).toBe(true);
+    expect(own('Login.Portal.Hotel.Example.')).toBe(true);
+    expect(own('xportal.hotel.example')).toBe(false);
+    expect(own('hotel.example')).toBe(false);
+    expect(own('portal.hotel.example.evil.test')).toBe(false);
+  });
+
+  it("says where to log in: the portal's address its answers pointed at, without an API", async () => {
+    const p = pvd();
+    tracker.track(p);
+    expect(tracker.loginAt(p)).toBeNull();
+    mode = 'portal';
+    tracker.start();
+    await settle();
+    expect(tracker.loginAt(p)).toBe('http://127.0.0.99/');
+  });
+
+  it('never probes a PvD without a cleartext server (DNS over HTTPS by host name), and says why its API cannot be read', async () => {
+    const p = pvd({ dnsServers: ['https://dns.hotel.example/dns-query'], captivePortal: 'https://portal.hotel.example/api' });
+    expect(p.clearServers).toEqual([]);
+    tracker.track(p);
+    tracker.start();
+    await settle(120_000);
+    expect(asked).toEqual([]);
+    expect(tracker.view(p)).toMatchObject({
+      captiveState: 'unknown',
+      captiveApiError: 'https://portal.hotel.example/api: portal.hotel.example cannot be looked up: pvd hotel has no cleartext DNS server',
+    });
+  });
 });
