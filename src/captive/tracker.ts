@@ -1,7 +1,8 @@
 // CaptiveTracker: whether each PvD is behind a captive portal that rewrites
 // DNS. States per PvD: unknown → open or captive. Evidence comes from:
 //
-// - probes, through the PvD's own servers, every captive.probeIntervalS (and
+// - probes, through the PvD's own cleartext servers (Pvd.clearServers: a
+//   portal answers port 53, not its encrypted resolver), every captive.probeIntervalS (and
 //   every 10 s while captive, so a login is noticed soon), at once when the
 //   PvD is announced or updated, and soon after an answer looked suspicious:
 //   names that cannot exist (any address is a rewrite) and the canary name
@@ -44,7 +45,11 @@ const CAPTIVE_RECHECK_MS = 10_000;
 const SUSPICION_GAP_MS = 15_000;
 /** How often the RFC 8908 API is read when the DNS heuristics are off. */
 const API_INTERVAL_MS = 60_000;
-/** The API is never read more often than this, whatever it or the probe interval says. */
+/**
+ * The API is never read more often than this, whatever it or the probe
+ * interval says; but for one read at once when DNS stops being rewritten
+ * while it says captive (the user has logged in, RFC 8908 §6).
+ */
 const API_MIN_MS = 10_000;
 /** Rewritten probe answers in one round that make a PvD captive: two of three (standards.md §5.5 H1). */
 const REWRITES_TO_CAPTIVE = 2;
@@ -74,6 +79,10 @@ interface Tracked {
   api: CaptiveApiState | null;
   apiError: string | null;
   apiTimer: NodeJS.Timeout | null;
+  /** A read of the API is under way. */
+  apiReading: boolean;
+  /** What the last conclusive probe round saw: rewritten DNS (true) or clean (false); null before one. */
+  dnsRewritten: boolean | null;
   /** H2: address set → the unrelated names it answered lately. */
   sameAddress: Map<string, Set<string>>;
   sameAddressSince: number;
@@ -109,7 +118,7 @@ export class CaptiveTracker {
     if (t === undefined) {
       t = {
         pvd, state: 'unknown', since: this.now(), reason: null, portal: new Set(), rewrites: 0, timer: null, generation: 0, transitions: 0,
-        probing: false, lastProbeAt: -Infinity, api: null, apiError: null, apiTimer: null, sameAddress: new Map(), sameAddressSince: this.now(),
+        probing: false, lastProbeAt: -Infinity, api: null, apiError: null, apiTimer: null, apiReading: false, dnsRewritten: null, sameAddress: new Map(), sameAddressSince: this.now(),
       };
       this.byTag.set(pvd.tag, t);
       if (this.running) this.kick(t);
@@ -124,6 +133,7 @@ export class CaptiveTracker {
     t.generation++;
     t.probing = false;
     t.portal.clear();
+    t.dnsRewritten = null;
     if (apiChanged) {
       t.api = null;
       t.apiError = null;
@@ -316,7 +326,8 @@ export class CaptiveTracker {
 
   /** probe runs one round: two names that cannot exist and the canary, in parallel. */
   private async probe(t: Tracked): Promise<void> {
-    if (t.probing || this.byTag.get(t.pvd.tag) !== t || t.pvd.servers.length + t.pvd.designated.length === 0) return;
+    // Probes go to the PvD's cleartext servers (a portal answers port 53 only); a PvD with none (DNS over HTTPS by host name) is not probed.
+    if (t.probing || this.byTag.get(t.pvd.tag) !== t || t.pvd.clearServers.length === 0) return;
     const generation = t.generation;
     t.probing = true;
     t.lastProbeAt = this.now();
@@ -352,9 +363,18 @@ export class CaptiveTracker {
     if (rewritten.length >= REWRITES_TO_CAPTIVE) {
       for (const v of rewritten) for (const x of v.addresses) if (t.portal.size < MAX_PORTAL_ADDRESSES) t.portal.add(x);
     }
-    if (t.api !== null) return; // RFC 8908: the network's own word decides
+    const clean = rewritten.length === 0 && verdicts.some((v) => v.kind === 'clean');
+    const wasRewritten = t.dnsRewritten;
+    if (rewritten.length >= REWRITES_TO_CAPTIVE) t.dnsRewritten = true;
+    else if (clean) t.dnsRewritten = false;
+    if (t.api !== null) {
+      // RFC 8908: the network's own word decides. DNS that was rewritten and is not any more says the user
+      // has logged in, when the client "SHOULD query the API server again" (§6): now, not at the next round.
+      if (clean && wasRewritten === true && t.state === 'captive' && !t.apiReading && t.pvd.captivePortal !== null) this.readApiSoon(t, 0);
+      return;
+    }
     if (rewritten.length >= REWRITES_TO_CAPTIVE) this.set(t, 'captive', `DNS rewritten: ${rewritten[0]!.why}`);
-    else if (rewritten.length === 0 && verdicts.some((v) => v.kind === 'clean')) this.set(t, 'open', 'probes answered as they should');
+    else if (clean) this.set(t, 'open', 'probes answered as they should');
   }
 
   /** readApiSoon reads the PvD's RFC 8908 API after `delayMs`, when it has one. */
@@ -375,10 +395,13 @@ export class CaptiveTracker {
     if (uri === UNRESTRICTED) {
       doc = { captive: false, userPortalUrl: null, venueInfoUrl: null, secondsRemaining: null, canExtendSession: null };
     } else {
+      t.apiReading = true;
       try {
         doc = await fetchCaptiveApi(uri, this.lookupIn(t.pvd), { localAddress: t.pvd.sourceAddress, timeoutMs: API_TIMEOUT_MS });
       } catch (err) {
         error = (err as Error).message;
+      } finally {
+        t.apiReading = false;
       }
     }
     if (t.generation !== generation || this.byTag.get(t.pvd.tag) !== t) return;
@@ -408,9 +431,11 @@ export class CaptiveTracker {
     this.readApiSoon(t, next);
   }
 
-  /** lookupIn resolves a host's A and AAAA records through the PvD's own servers. */
+  /** lookupIn resolves a host's A and AAAA records through the PvD's own (cleartext) servers. */
   private lookupIn(pvd: Pvd): PvdLookup {
     return async (host) => {
+      // Asked of the cleartext servers, as the probes are: with none there is nothing to ask.
+      if (pvd.clearServers.length === 0) throw new Error(`${host} cannot be looked up: pvd ${pvd.identifier} has no cleartext DNS server`);
       const name = encodeName(host);
       const [a, aaaa] = await Promise.all([this.ask(pvd, questionMessage(name, TYPE.A)), this.ask(pvd, questionMessage(name, TYPE.AAAA))]);
       return [...addressesOf(a), ...addressesOf(aaaa)];

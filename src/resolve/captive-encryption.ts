@@ -62,14 +62,26 @@ export class CaptiveEncryption {
     this.rediscover(pvd, 'captive portal opened');
     const { answer, server } = await this.ask(pvd, questionMessage(encodeName(this.name()), TYPE.A));
     const ms = Math.round(performance.now() - since);
-    // Encrypted: answered by a DoT or DoH server of the pool, not an opportunistic one's fallback nor a cleartext server after the designated ones.
-    const pool = this.forwarder.poolIfAny(pvd);
-    const at = pool === undefined || server === null ? -1 : pool.servers.findIndex((s) => s.label === server);
-    const encrypted = at >= 0 && pool!.servers[at]!.transport !== 'udp' && pool!.statsOf[at]!.via !== 'cleartext';
-    const ok = encrypted && (answer.rcode === RCODE.NOERROR || answer.rcode === RCODE.NXDOMAIN);
+    const answered = answer.rcode === RCODE.NOERROR || answer.rcode === RCODE.NXDOMAIN;
+    // An opportunistic server that answered through its cleartext fallback is named by its encrypted form:
+    // the network still blocks encryption, which is not "restored".
+    const clear = answered && server !== null ? this.inTheClear(pvd, server) : null;
+    const ok = answered && clear === null;
     const why = ok
       ? `captive portal opened: encrypted resolver ${server} answered again after ${ms} ms`
-      : `captive portal opened, but the encrypted resolver did not answer yet (${server !== null && !encrypted ? `${server} answered in the clear` : (answer.ede?.text ?? `rcode ${answer.rcode}`)})`;
+      : clear !== null
+        ? `captive portal opened, but ${server} answered in the clear (${clear})`
+        : `captive portal opened, but the encrypted resolver did not answer yet (${answer.ede?.text ?? `rcode ${answer.rcode}`})`;
     return { ok, server: ok ? server : null, ms, why };
+  }
+
+  /** inTheClear says why the PvD's server `label` last answered in the clear (its fallback), or null when it answered encrypted. */
+  private inTheClear(pvd: Pvd, label: string): string | null {
+    const pool = this.forwarder.poolIfAny(pvd);
+    const at = pool?.servers.findIndex((s) => s.label === label) ?? -1;
+    if (pool === undefined || at < 0) return null;
+    if (pool.servers[at]!.transport === 'udp') return 'a cleartext server';
+    const st = pool.statsOf[at]!;
+    return st.via === 'cleartext' ? `encryption failed: ${st.encryptionError ?? 'unknown error'}` : null;
   }
 }

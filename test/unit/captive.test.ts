@@ -9,12 +9,19 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { errorAnswer, parseResponse, type Answer } from '../../src/dns/answer.js';
 import { RCODE } from '../../src/dns/constants.js';
 import { readName, wireKey } from '../../src/dns/name.js';
-import { parseApiDocument } from '../../src/captive/api.js';
+import * as captiveApi from '../../src/captive/api.js';
+import { fetchCaptiveApi, parseApiDocument, type CaptiveApiState } from '../../src/captive/api.js';
 import { addressesOf, isSpecialAddress, judgeCanary, judgeMissing, probeNames, specialAt } from '../../src/captive/evidence.js';
 import { CaptiveTracker, portalHosts, type CaptiveState } from '../../src/captive/tracker.js';
 import { createLogger } from '../../src/log.js';
 import { pvdFromSpec, type Pvd } from '../../src/pvd/model.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
+
+// The RFC 8908 API client as it is, unless a test scripts it.
+vi.mock('../../src/captive/api.js', async (importOriginal) => {
+  const real = await importOriginal<typeof captiveApi>();
+  return { ...real, fetchCaptiveApi: vi.fn(real.fetchCaptiveApi) };
+});
 
 const T = Packet.TYPE;
 
@@ -332,5 +339,86 @@ describe('CaptiveTracker', () => {
     await settle();
     expect(tracker.hosts(p)).toEqual(['portal.hotel.example']);
     expect(tracker.hosts(pvd({ captivePortal: 'urn:ietf:params:capport:unrestricted' }))).toEqual([]);
+  });
+
+  it("takes the portal's host and names under it as its own while captive, and no look-alike", async () => {
+    const p = pvd({ captivePortal: 'https://portal.hotel.example/api', encryption: 'strict' });
+    tracker.track(p);
+    const own = (name: string): boolean => tracker.portalName(p, wireKey(name));
+    expect(own('portal.hotel.example')).toBe(false); // not captive yet
+    mode = 'portal';
+    tracker.start();
+    await settle();
+    expect(tracker.isCaptive(p)).toBe(true);
+    expect(own('portal.hotel.example')).toBe(true);
+    expect(own('Login.Portal.Hotel.Example.')).toBe(true);
+    expect(own('xportal.hotel.example')).toBe(false);
+    expect(own('hotel.example')).toBe(false);
+    expect(own('portal.hotel.example.evil.test')).toBe(false);
+  });
+
+  it("says where to log in: the portal's address its answers pointed at, without an API", async () => {
+    const p = pvd();
+    tracker.track(p);
+    expect(tracker.loginAt(p)).toBeNull();
+    mode = 'portal';
+    tracker.start();
+    await settle();
+    expect(tracker.loginAt(p)).toBe('http://127.0.0.99/');
+  });
+
+  it('reads the API again at once when DNS stops being rewritten while it says captive (the user logged in, RFC 8908 §6)', async () => {
+    const real = (await vi.importActual<typeof captiveApi>('../../src/captive/api.js')).fetchCaptiveApi;
+    let doc: CaptiveApiState = { captive: true, userPortalUrl: 'https://portal.hotel.example/login', venueInfoUrl: null, secondsRemaining: null, canExtendSession: null };
+    vi.mocked(fetchCaptiveApi).mockImplementation(() => Promise.resolve(doc));
+    const fast = new CaptiveTracker(
+      (_, msg) => {
+        const name = readName(msg, 12)!;
+        asked.push(name);
+        return Promise.resolve(mode === 'portal' ? reply(name, { a: ['127.0.0.99'] }) : name === 'canary.test' ? reply(name, { a: ['192.0.2.53'] }) : reply(name, { rcode: RCODE.NXDOMAIN }));
+      },
+      (_, state, previous) => changes.push([state, previous]),
+      createLogger('silent'),
+      { probeIntervalS: 2, canary: { name: 'canary.test', addresses: ['192.0.2.53'] } },
+    );
+    try {
+      const reads = (): number => vi.mocked(fetchCaptiveApi).mock.calls.length;
+      // A portal that never rewrites DNS: clean probes prove nothing against the API, which is read every 10 s.
+      const quiet = pvd({ identifier: 'quiet', captivePortal: 'https://portal.quiet.example/api' });
+      fast.track(quiet);
+      fast.start();
+      await settle(9_000);
+      expect(fast.view(quiet).captiveState).toBe('captive');
+      expect(reads()).toBe(1);
+      fast.untrack(quiet);
+      // One that rewrites until the login: the first clean round after rewritten ones reads the API at once.
+      mode = 'portal';
+      const p = pvd({ captivePortal: 'https://portal.hotel.example/api' });
+      fast.track(p);
+      await settle(4_100);
+      expect(fast.view(p).captiveState).toBe('captive');
+      expect(reads()).toBe(2);
+      mode = 'normal';
+      doc = { ...doc, captive: false };
+      await settle(2_000);
+      expect(reads()).toBe(3);
+      expect(fast.view(p)).toMatchObject({ captiveState: 'open', captiveReason: 'captive-portal API (RFC 8908) says captive: false' });
+    } finally {
+      fast.close();
+      vi.mocked(fetchCaptiveApi).mockImplementation(real);
+    }
+  });
+
+  it('never probes a PvD without a cleartext server (DNS over HTTPS by host name), and says why its API cannot be read', async () => {
+    const p = pvd({ dnsServers: ['https://dns.hotel.example/dns-query'], captivePortal: 'https://portal.hotel.example/api' });
+    expect(p.clearServers).toEqual([]);
+    tracker.track(p);
+    tracker.start();
+    await settle(120_000);
+    expect(asked).toEqual([]);
+    expect(tracker.view(p)).toMatchObject({
+      captiveState: 'unknown',
+      captiveApiError: 'https://portal.hotel.example/api: portal.hotel.example cannot be looked up: pvd hotel has no cleartext DNS server',
+    });
   });
 });
