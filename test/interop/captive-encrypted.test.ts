@@ -211,7 +211,7 @@ ${pvdYaml('inn', `    dnsServers: ["${CAFE_DNS}"]\n    designatedResolvers: ["ht
       const v = await pvd('hotel');
       expect(v).toMatchObject({ captive: true, captiveState: 'captive', encryption: 'strict', captiveCleartext: false, userPortalUrl: LOGIN, cacheEntries: 0 });
       expect(v.cleartextServers.map((s) => s.address)).toEqual([`${HOTEL_DNS}:53`]);
-      expect(v.servers[0]).toMatchObject({ address: `tls://${ENCRYPTED}:853#dns.test`, learned: 'dnr', verified: true });
+      expect(v.servers[0]).toMatchObject({ address: `tls://${ENCRYPTED}:853#dns.test`, learned: 'config', verified: true }); // written in the config: learned there (an RA's would be dnr)
       expect(await metric('pvdns_captive_queries_total', { pvd: 'hotel', action: 'refused' })).toBeGreaterThanOrEqual(3);
       expect(await metric('pvdns_captive_queries_total', { pvd: 'hotel', action: 'portal' })).toBeGreaterThanOrEqual(3);
       expect(await metric('pvdns_captive_queries_total', { pvd: 'hotel', action: 'cleartext' })).toBe(0);
