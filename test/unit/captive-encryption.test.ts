@@ -95,20 +95,23 @@ describe('a PvD with designated resolvers', () => {
   });
 });
 
+/** A pool of a designated resolver (DoT, answering as `tls` says) before a cleartext server that always answers. */
+function preferredPool(tls: Carrier, timeoutMs: number, probeMs: number): UpstreamPool {
+  const none = new Scripted(() => null);
+  const list = [parseServer('tls://192.0.2.53#d.example', 'strict'), parseServer('192.0.2.1', 'off')] as UpstreamServer[];
+  return new UpstreamPool(
+    'hotel',
+    'hotel',
+    list,
+    { timeoutMs, attempts: 3, queryTimeoutMs: 400, sourceAddress: null, probe: { initialMs: probeMs, maxMs: probeMs }, preferred: 1 },
+    new ServerTransports({ udp: new Scripted(reply), tcp: none, tls, https: none }),
+  );
+}
+
 describe('the pool with preferred servers', () => {
   it('goes back to a designated resolver as soon as it answers again', async () => {
     let up = false;
-    const tls = new Scripted((req) => (up ? reply(req) : refused));
-    const udp = new Scripted(reply);
-    const none = new Scripted(() => null);
-    const list = [parseServer('tls://192.0.2.53#d.example', 'strict'), parseServer('192.0.2.1', 'off')] as UpstreamServer[];
-    const pool = new UpstreamPool(
-      'hotel',
-      'hotel',
-      list,
-      { timeoutMs: 100, attempts: 3, queryTimeoutMs: 400, sourceAddress: null, probe: { initialMs: 20, maxMs: 20 }, preferred: 1 },
-      new ServerTransports({ udp, tcp: none, tls, https: none }),
-    );
+    const pool = preferredPool(new Scripted((req) => (up ? reply(req) : refused)), 100, 20);
     const p = pvd({ dnsServers: ['192.0.2.1'] });
     let q = query(p, 'www.example.com');
     await pool.resolve(q);
@@ -128,17 +131,7 @@ describe('the pool with preferred servers', () => {
 describe('the pool with preferred servers, when one times out once', () => {
   it('asks the suspect designated resolver again before the fallback, and takes the primary back when it answers', async () => {
     let silent = true;
-    const tls = new Scripted((req) => (silent ? null : reply(req)));
-    const udp = new Scripted(reply);
-    const none = new Scripted(() => null);
-    const list = [parseServer('tls://192.0.2.53#d.example', 'strict'), parseServer('192.0.2.1', 'off')] as UpstreamServer[];
-    const pool = new UpstreamPool(
-      'hotel',
-      'hotel',
-      list,
-      { timeoutMs: 50, attempts: 3, queryTimeoutMs: 400, sourceAddress: null, probe: { initialMs: 10_000, maxMs: 10_000 }, preferred: 1 },
-      new ServerTransports({ udp, tcp: none, tls, https: none }),
-    );
+    const pool = preferredPool(new Scripted((req) => (silent ? null : reply(req))), 50, 10_000);
     const p = pvd({ dnsServers: ['192.0.2.1'] });
     let q = query(p, 'a.example');
     await pool.resolve(q);
