@@ -166,6 +166,8 @@ export class App {
           // A server that answers again clears the PvD's remembered failures: they were its silence (RFC 9520 §3).
           if (pvd && previous === 'down' && health.usable) this.failures.dropPvd(pvd.tag);
           if (!pvd) return;
+          // Its encrypted servers all down: perhaps a portal that blocks them. Probe (in the clear) soon.
+          if (health.state === 'down' && this.forwarder.encryptedDown(pvd)) this.captive.evidence(pvd);
           // Designated resolvers all down: the PvD's queries go to its own servers (in the clear unless strict).
           const at = pool.servers.findIndex((s) => s.label === server);
           if (health.state === 'down' && at >= 0 && at < (pool.opts.preferred ?? 0) && pool.preferredDown) {
@@ -203,12 +205,8 @@ export class App {
       },
       log: this.log,
     });
-    // Probes and the portal API's lookups go to a PvD's cleartext servers until it is known to be
-    // open, and whenever its encrypted servers are all down: a portal rewrites port 53 and blocks
-    // the encrypted resolver, so only they can see it, and tell when it opens. An open PvD whose
-    // encrypted resolver works is probed through it.
     this.captive = new CaptiveTracker(
-      (pvd, msg) => this.askPvd(pvd, msg, this.captive.stateOf(pvd) !== 'open' || this.forwarder.encryptedDown(pvd)),
+      (pvd, msg) => this.askPvd(pvd, msg, this.probeInClear(pvd)),
       (pvd, state, previous) => this.captiveChanged(pvd, state, previous),
       this.log,
       config.captive,
@@ -476,6 +474,19 @@ export class App {
     if (!this.forwarder.encrypted(p)) return null;
     const mode = effectiveEncryption(p, this.forwarder.discoveredOf(p).length > 0);
     return mode === 'off' ? null : mode;
+  }
+
+  /**
+   * probeInClear says whether a PvD's captive-portal probes and API lookups
+   * go to its cleartext servers: a portal rewrites port 53 and blocks the
+   * encrypted resolver, so only they can see it and tell when it opens.
+   * They do while the PvD is captive or its encrypted servers are all down
+   * (the evidence of a portal), and, unless it is strict, until it is known
+   * to be open; otherwise through its encrypted resolver.
+   */
+  private probeInClear(pvd: Pvd): boolean {
+    if (this.captive.isCaptive(pvd) || this.forwarder.encryptedDown(pvd)) return true;
+    return this.captive.stateOf(pvd) !== 'open' && this.encryptionNow(pvd) !== 'strict';
   }
 
   /** askIn asks one question in exactly this PvD, as askPvd, saying which server answered. */

@@ -74,6 +74,8 @@ interface Tracked {
   /** Bumped on every change of state: an answer whose query left before a change is not trusted after it. */
   transitions: number;
   probing: boolean;
+  /** Evidence of a portal came while a round was out (its encrypted servers failing it): one more round at once. */
+  again: boolean;
   lastProbeAt: number;
   /** The last valid RFC 8908 document, and the last error reading it. */
   api: CaptiveApiState | null;
@@ -118,7 +120,7 @@ export class CaptiveTracker {
     if (t === undefined) {
       t = {
         pvd, state: 'unknown', since: this.now(), reason: null, portal: new Set(), rewrites: 0, timer: null, generation: 0, transitions: 0,
-        probing: false, lastProbeAt: -Infinity, api: null, apiError: null, apiTimer: null, apiReading: false, dnsRewritten: null, sameAddress: new Map(), sameAddressSince: this.now(),
+        probing: false, again: false, lastProbeAt: -Infinity, api: null, apiError: null, apiTimer: null, apiReading: false, dnsRewritten: null, sameAddress: new Map(), sameAddressSince: this.now(),
       };
       this.byTag.set(pvd.tag, t);
       if (this.running) this.kick(t);
@@ -294,6 +296,19 @@ export class CaptiveTracker {
     }
   }
 
+  /**
+   * evidence probes the PvD soon (not within SUSPICION_GAP_MS of the last
+   * round): something besides an answer suggests a portal, such as its
+   * encrypted servers all failing at once.
+   */
+  evidence(pvd: Pvd): void {
+    const t = this.byTag.get(pvd.tag);
+    if (t === undefined || t.state === 'captive') return;
+    // A round out now is the one that failed: the next goes at once (in the clear, see App.probeInClear).
+    if (t.probing) t.again = true;
+    else this.suspect(t);
+  }
+
   /** suspect probes soon: an answer looked rewritten. */
   private suspect(t: Tracked): void {
     if (!this.running || this.opts.probeIntervalS === 0 || t.probing) return;
@@ -346,8 +361,10 @@ export class CaptiveTracker {
     if (t.generation !== generation || this.byTag.get(t.pvd.tag) !== t) return;
     t.probing = false;
     this.conclude(t, verdicts);
+    const again = t.again && t.state !== 'captive';
+    t.again = false;
     if (this.running && this.opts.probeIntervalS > 0) {
-      this.schedule(t, t.state === 'captive' ? Math.min(this.intervalMs, CAPTIVE_RECHECK_MS) : this.intervalMs);
+      this.schedule(t, again ? 0 : t.state === 'captive' ? Math.min(this.intervalMs, CAPTIVE_RECHECK_MS) : this.intervalMs);
     }
   }
 
@@ -455,6 +472,9 @@ export class CaptiveTracker {
     if (state === 'open') t.portal.clear(); // a portal gone: its addresses may be anyone's now
     this.log.info({ pvd: t.pvd.id, captiveState: state, previous, reason, portalAddresses: [...t.portal] }, 'captive state changed');
     this.onChange(t.pvd, state, previous);
+    // Found captive by its DNS while its API has not been read (its host may not have resolved
+    // before the probes went in the clear): read it now, for where to log in.
+    if (state === 'captive' && t.api === null && this.running) this.readApiSoon(t, 0);
   }
 
   /** fault logs a failure inside pvdns itself and keeps the PvD's rounds going. */

@@ -190,6 +190,36 @@ describe('CaptiveTracker', () => {
     expect([...tracker.counts()][0]!.rewrites).toBe(3);
   });
 
+  it('probes again at once when evidence of a portal came during a round that saw nothing (encrypted servers failing it)', async () => {
+    const p = pvd();
+    const seen: string[] = [];
+    let round = 0;
+    const t = new CaptiveTracker(
+      (_, msg) => {
+        const name = readName(msg, 12)!;
+        seen.push(name);
+        if (seen.length % 3 === 1) round++;
+        // Round 1: the encrypted servers fail it, and say so while it is out; round 2 sees the portal.
+        if (round === 1) {
+          t.evidence(p);
+          return Promise.resolve(errorAnswer(RCODE.SERVFAIL));
+        }
+        return Promise.resolve(reply(name, { a: ['127.0.0.99'] }));
+      },
+      () => undefined,
+      createLogger('silent'),
+      { probeIntervalS: 60, canary: { name: 'canary.test', addresses: ['192.0.2.53'] } },
+    );
+    t.start();
+    t.track(p);
+    await settle();
+    expect(seen).toHaveLength(3);
+    await settle(1); // the second round comes at once, not after 60 s
+    expect(seen).toHaveLength(6);
+    expect(t.isCaptive(p)).toBe(true);
+    t.close();
+  });
+
   it('marks an NXDOMAIN-rewriting PvD captive too, though its canary is right', async () => {
     mode = 'nxrewrite';
     tracker.start();
