@@ -11,24 +11,18 @@ import type { Answer } from '../dns/answer.js';
 import { TYPE } from '../dns/constants.js';
 import { readName } from '../dns/name.js';
 import { answerSections } from '../dns/records.js';
-import { READ_KEYS, readSvcParams } from '../dns/svcparams.js';
+import { READ_KEYS, readSvcParams, type SvcParams } from '../dns/svcparams.js';
 import { DOH_PORT, DOT_PORT, parseServer, type UpstreamServer } from '../upstream/server.js';
 
-/** Svcb is one ServiceMode SVCB record, its SvcParams read. */
-export interface Svcb {
+/**
+ * Svcb is one ServiceMode SVCB record, its SvcParams read (port null: each
+ * protocol's own, 853 for DoT, 443 for DoH; dohpath relative to the target).
+ */
+export interface Svcb extends Pick<SvcParams, 'alpn' | 'noDefaultAlpn' | 'port' | 'ipv4hint' | 'ipv6hint' | 'dohpath'> {
   /** SvcPriority: 1 and up (0, AliasMode, is never returned: it designates nothing). */
   priority: number;
   /** TargetName in presentation form, lower case, no trailing dot. */
   target: string;
-  /** ALPN IDs in the record's order ("dot", "h2", "h3", "doq"). */
-  alpn: string[];
-  noDefaultAlpn: boolean;
-  /** The port, or null: each protocol's own (853 for DoT, 443 for DoH). */
-  port: number | null;
-  ipv4hint: string[];
-  ipv6hint: string[];
-  /** The DoH URI template relative to the target ("/dns-query{?dns}"), or null. */
-  dohpath: string | null;
   /** The record's TTL in seconds. */
   ttl: number;
 }
