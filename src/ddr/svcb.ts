@@ -3,41 +3,26 @@
 // and the encrypted servers one record designates (RFC 9461 §4, §5).
 //
 // Read off the hot path, once per discovery: the answer is decoded whole
-// (records.ts) and a record that breaks a rule of RFC 9460 §2.2 is skipped
-// with a reason, never thrown.
+// (records.ts), its SvcParams by src/dns/svcparams.ts (as DNR's are), and a
+// record that breaks a rule of RFC 9460 §2.2 is skipped with a reason, never
+// thrown.
 
-import ipaddr from 'ipaddr.js';
 import type { Answer } from '../dns/answer.js';
 import { TYPE } from '../dns/constants.js';
 import { readName } from '../dns/name.js';
 import { answerSections } from '../dns/records.js';
+import { READ_KEYS, readSvcParams, type SvcParams } from '../dns/svcparams.js';
 import { DOH_PORT, DOT_PORT, parseServer, type UpstreamServer } from '../upstream/server.js';
 
-/** SvcParamKeys pvdns reads (RFC 9460 §14.3.2; dohpath: RFC 9461 §5, "key7" in Unbound 1.17's syntax). */
-export const SVC_KEY = { mandatory: 0, alpn: 1, noDefaultAlpn: 2, port: 3, ipv4hint: 4, ech: 5, ipv6hint: 6, dohpath: 7 } as const;
-
 /**
- * The keys a record may list as mandatory and still be used: those pvdns
- * understands. ech (5) is not among them: pvdns does no Encrypted Client
- * Hello, so a record that makes it mandatory is unusable (RFC 9460 §8).
+ * Svcb is one ServiceMode SVCB record, its SvcParams read (port null: each
+ * protocol's own, 853 for DoT, 443 for DoH; dohpath relative to the target).
  */
-const UNDERSTOOD = new Set<number>([SVC_KEY.alpn, SVC_KEY.noDefaultAlpn, SVC_KEY.port, SVC_KEY.ipv4hint, SVC_KEY.ipv6hint, SVC_KEY.dohpath]);
-
-/** Svcb is one ServiceMode SVCB record, its SvcParams read. */
-export interface Svcb {
+export interface Svcb extends Pick<SvcParams, 'alpn' | 'noDefaultAlpn' | 'port' | 'ipv4hint' | 'ipv6hint' | 'dohpath'> {
   /** SvcPriority: 1 and up (0, AliasMode, is never returned: it designates nothing). */
   priority: number;
   /** TargetName in presentation form, lower case, no trailing dot. */
   target: string;
-  /** ALPN IDs in the record's order ("dot", "h2", "h3", "doq"). */
-  alpn: string[];
-  noDefaultAlpn: boolean;
-  /** The port, or null: each protocol's own (853 for DoT, 443 for DoH). */
-  port: number | null;
-  ipv4hint: string[];
-  ipv6hint: string[];
-  /** The DoH URI template relative to the target ("/dns-query{?dns}"), or null. */
-  dohpath: string | null;
   /** The record's TTL in seconds. */
   ttl: number;
 }
@@ -89,88 +74,11 @@ export function parseSvcbRdata(rdata: Buffer, ttl: number): Svcb | string {
   if (priority === 0) return `SVCB record for ${target || '.'} is AliasMode (priority 0): not a designated resolver`;
   // RFC 9460 §2.5.2: "." in ServiceMode is the owner name, _dns.resolver.arpa, which no certificate can be for.
   if (target === '') return 'SVCB TargetName "." names no resolver (RFC 9462 §4)';
-  const out: Svcb = { priority, target, alpn: [], noDefaultAlpn: false, port: null, ipv4hint: [], ipv6hint: [], dohpath: null, ttl };
-  let mandatory: number[] = [];
-  const seen = new Set<number>();
-  let last = -1;
-  while (off < rdata.length) {
-    if (off + 4 > rdata.length) return `SVCB record for ${target}: SvcParam header runs past the record (RFC 9460 §2.2)`;
-    const key = rdata.readUInt16BE(off);
-    const len = rdata.readUInt16BE(off + 2);
-    const start = off + 4;
-    const end = start + len;
-    if (end > rdata.length) return `SVCB record for ${target}: key${key}'s value runs past the record (RFC 9460 §2.2)`;
-    // RFC 9460 §2.2: "SvcParamKeys SHALL appear in increasing numeric order"; a record that breaks it is malformed.
-    if (key <= last) return `SVCB record for ${target}: keys out of order (key${key} after key${last}; RFC 9460 §2.2)`;
-    last = key;
-    seen.add(key);
-    const value = rdata.subarray(start, end);
-    const problem = readParam(out, key, value, (keys) => (mandatory = keys));
-    if (problem !== null) return `SVCB record for ${target}: ${problem}`;
-    off = end;
-  }
-  // RFC 9460 §8: a client that does not understand a mandatory key must pass the record over.
-  for (const k of mandatory) {
-    if (!UNDERSTOOD.has(k)) return `SVCB record for ${target}: mandatory key${k} is not supported (RFC 9460 §8)`;
-    if (!seen.has(k)) return `SVCB record for ${target}: mandatory key${k} is missing (RFC 9460 §8)`;
-  }
-  return out;
-}
-
-/** readParam stores one SvcParam's value; a reason when its wire format is wrong. */
-function readParam(out: Svcb, key: number, v: Buffer, setMandatory: (keys: number[]) => void): string | null {
-  switch (key) {
-    case SVC_KEY.mandatory: {
-      // RFC 9460 §8: a non-empty list of keys, increasing, never "mandatory" itself.
-      if (v.length === 0 || v.length % 2 !== 0) return 'mandatory has a bad length';
-      const keys: number[] = [];
-      for (let i = 0; i < v.length; i += 2) {
-        const k = v.readUInt16BE(i);
-        if (k === SVC_KEY.mandatory) return 'mandatory lists itself (RFC 9460 §8)';
-        if (keys.length > 0 && k <= keys[keys.length - 1]!) return 'mandatory keys out of order (RFC 9460 §8)';
-        keys.push(k);
-      }
-      setMandatory(keys);
-      return null;
-    }
-    case SVC_KEY.alpn: {
-      // RFC 9460 §7.1.1: a non-empty sequence of non-empty length-prefixed IDs.
-      if (v.length === 0) return 'alpn is empty';
-      for (let i = 0; i < v.length; ) {
-        const n = v[i]!;
-        if (n === 0 || i + 1 + n > v.length) return 'alpn is malformed';
-        out.alpn.push(v.toString('latin1', i + 1, i + 1 + n));
-        i += 1 + n;
-      }
-      return null;
-    }
-    case SVC_KEY.noDefaultAlpn:
-      if (v.length !== 0) return 'no-default-alpn has a value';
-      out.noDefaultAlpn = true;
-      return null;
-    case SVC_KEY.port:
-      if (v.length !== 2) return 'port is not two octets';
-      out.port = v.readUInt16BE(0);
-      return null;
-    case SVC_KEY.ipv4hint:
-      if (v.length === 0 || v.length % 4 !== 0) return 'ipv4hint has a bad length';
-      for (let i = 0; i < v.length; i += 4) out.ipv4hint.push(ipaddr.fromByteArray([...v.subarray(i, i + 4)]).toString());
-      return null;
-    case SVC_KEY.ipv6hint:
-      if (v.length === 0 || v.length % 16 !== 0) return 'ipv6hint has a bad length';
-      for (let i = 0; i < v.length; i += 16) out.ipv6hint.push(ipaddr.fromByteArray([...v.subarray(i, i + 16)]).toString());
-      return null;
-    case SVC_KEY.dohpath: {
-      // RFC 9461 §5: UTF-8 text, a relative URI template.
-      const text = v.toString('utf8');
-      if (Buffer.byteLength(text) !== v.length) return 'dohpath is not UTF-8';
-      out.dohpath = text;
-      return null;
-    }
-    default:
-      // RFC 9460 §2.2 and §8: keys a client does not know are ignored unless mandatory.
-      return null;
-  }
+  // RFC 9460 §2.2, §7, §8 (key order, each value's format, "mandatory"): the rules every SvcParams list follows.
+  // DDR uses every key the reader reads, hints included (RFC 9462 §4: they spare resolving the TargetName).
+  const p = readSvcParams(rdata, off, rdata.length, READ_KEYS);
+  if (typeof p === 'string') return `SVCB record for ${target}: ${p}`;
+  return { priority, target, alpn: p.alpn, noDefaultAlpn: p.noDefaultAlpn, port: p.port, ipv4hint: p.ipv4hint, ipv6hint: p.ipv6hint, dohpath: p.dohpath, ttl };
 }
 
 /** Candidate is one encrypted server a record designates, as the transports take it. */

@@ -2,14 +2,16 @@
 // raw socket hands over, read into the header and the options pvdns uses —
 // RDNSS and DNSSL (RFC 8106 §5), Prefix Information (RFC 4861 §4.6.2),
 // PREF64 (RFC 8781 §4), the Encrypted DNS option (RFC 9463 §6.1: DNR, its
-// SvcParams in RFC 9460 §2.2's wire form) and the PvD option (RFC 8801 §3.1)
-// with the options nested in it. The RA is checked as RFC 4861 §6.1.2 asks, as far as the
-// payload and the socket's metadata allow (the kernel checked the ICMPv6
-// checksum). Nothing here throws on what the network sends: a packet that
-// must be dropped is one line saying why, and an option that must be
-// ignored is left out with a line in `ignored`.
+// SvcParams in RFC 9460 §2.2's wire form, read by src/dns/svcparams.ts) and
+// the PvD option (RFC 8801 §3.1) with the options nested in it. The RA is
+// checked as RFC 4861 §6.1.2 asks, as far as the payload and the socket's
+// metadata allow (the kernel checked the ICMPv6 checksum). Nothing here
+// throws on what the network sends: a packet that must be dropped is one
+// line saying why, and an option that must be ignored is left out with a
+// line in `ignored`.
 
 import ipaddr from 'ipaddr.js';
+import { SVC_KEY, readSvcParams } from '../../dns/svcparams.js';
 import { domainProblem, normalizeDomain } from '../schema.js';
 
 /** ICMPv6 type of a Router Advertisement (RFC 4861 §4.2). */
@@ -21,16 +23,6 @@ export const OPT_DNSSL = 31; // RFC 8106 §5.2
 export const OPT_PREF64 = 38; // RFC 8781 §4
 export const OPT_PVD = 21; // RFC 8801 §3.1
 export const OPT_ENCRYPTED_DNS = 144; // RFC 9463 §6.1, §9.3
-
-/** SvcParamKeys read here (RFC 9460 §14.3.2; dohpath: RFC 9461 §5.1). */
-export const SVC_MANDATORY = 0;
-export const SVC_ALPN = 1;
-export const SVC_NO_DEFAULT_ALPN = 2;
-export const SVC_PORT = 3;
-export const SVC_IPV4HINT = 4;
-export const SVC_ECH = 5;
-export const SVC_IPV6HINT = 6;
-export const SVC_DOHPATH = 7;
 
 /** A 32-bit lifetime of all one bits is infinity (RFC 4861 §4.6.2, RFC 8106 §5.1). */
 export const INFINITE_LIFETIME = 0xffffffff;
@@ -83,7 +75,7 @@ export interface Pref64Option {
 }
 
 /** The service parameters of an Encrypted DNS option (RFC 9463 §3.1.5) pvdns reads. */
-export interface SvcParams {
+export interface DnrParams {
   /** ALPN protocol IDs as sent ("dot", "h2", "doq", "h3"): never empty (RFC 9463 §3.1.5, §3.1.8). */
   alpn: string[];
   /** no-default-alpn (RFC 9460 §7.1.1) was present. */
@@ -111,7 +103,7 @@ export interface EncryptedDnsOption {
   /** The resolver's addresses in order of preference (§3.1.3), multicast and loopback ones left out (§6.2); empty in ADN-only mode. */
   addresses: string[];
   /** null in ADN-only mode (§3.1.6): only the ADN was sent, to be resolved by SVCB queries. */
-  params: SvcParams | null;
+  params: DnrParams | null;
 }
 
 /** The options of an RA, or of a PvD option, that pvdns reads, each kind in the order sent. */
@@ -353,7 +345,7 @@ function readEncryptedDns(b: Uint8Array, at: number, end: number): EncryptedDnsO
   const paramsLength = u16(b, p);
   p += 2;
   if (p + paramsLength > end) return bad(`whose SvcParams Length ${paramsLength} runs past the option's end`);
-  const params = readSvcParams(b, p, p + paramsLength);
+  const params = readDnrParams(b, p, p + paramsLength);
   if (typeof params === 'string') return bad(params);
   p += paramsLength;
   // §6.1: zero padding to a multiple of 8 octets, and nothing else.
@@ -361,83 +353,33 @@ function readEncryptedDns(b: Uint8Array, at: number, end: number): EncryptedDnsO
   return { priority, lifetime, adn, addresses, params };
 }
 
-/** SvcParamKeys pvdns understands: a "mandatory" list naming another makes the option unusable (RFC 9460 §8). */
-const KNOWN_KEYS = new Set([SVC_MANDATORY, SVC_ALPN, SVC_NO_DEFAULT_ALPN, SVC_PORT, SVC_DOHPATH]);
+/**
+ * The keys a DNR option's "mandatory" may list and the option still be
+ * used: the hints are not among them, as §3.1.8 forbids them outright.
+ */
+const DNR_KEYS: ReadonlySet<number> = new Set([SVC_KEY.alpn, SVC_KEY.noDefaultAlpn, SVC_KEY.port, SVC_KEY.dohpath]);
 
 /**
- * readSvcParams reads SvcParams in RFC 9460 §2.2's wire form: key, length,
- * value, keys strictly increasing, each value in its key's format (§7, §8;
- * RFC 9461 §5.1). Keys pvdns does not know are skipped unless "mandatory"
- * names them. A problem instead when the option must be discarded.
+ * readDnrParams reads an Encrypted DNS option's SvcParams (RFC 9463 §6.1)
+ * with the reader every SvcParams list goes through (src/dns/svcparams.ts:
+ * RFC 9460 §2.2's order and lengths, each value's format, "mandatory"),
+ * then applies DNR's own rules (§3.1.5, §3.1.8). A problem, phrased to
+ * follow "an Encrypted DNS option", when the option must be discarded.
  */
-export function readSvcParams(b: Uint8Array, from: number, to: number): SvcParams | string {
-  const params: SvcParams = { alpn: [], noDefaultAlpn: false, port: null, dohpath: null, mandatory: [] };
-  const seen: number[] = [];
-  let p = from;
-  while (p < to) {
-    if (to - p < 4) return `whose SvcParams end in a truncated key (RFC 9460 §2.2)`;
-    const key = u16(b, p);
-    const length = u16(b, p + 2);
-    const v = p + 4;
-    if (v + length > to) return `whose SvcParam key${key} runs past its SvcParams Length (RFC 9460 §2.2)`;
-    if (seen.length > 0 && key <= seen.at(-1)!) return `whose SvcParam key${key} follows key${seen.at(-1)} (RFC 9460 §2.2: keys in strictly increasing order)`;
-    seen.push(key);
-    switch (key) {
-      case SVC_MANDATORY: {
-        if (length === 0 || length % 2 !== 0) return `whose "mandatory" SvcParam has length ${length} (RFC 9460 §8: one or more 2-octet keys)`;
-        for (let q = v; q < v + length; q += 2) {
-          const k = u16(b, q);
-          if (k === SVC_MANDATORY) return 'whose "mandatory" SvcParam lists itself (RFC 9460 §8)';
-          if (params.mandatory.length > 0 && k <= params.mandatory.at(-1)!) return 'whose "mandatory" keys are not in strictly increasing order (RFC 9460 §8)';
-          params.mandatory.push(k);
-        }
-        break;
-      }
-      case SVC_ALPN: {
-        if (length === 0) return 'with an empty "alpn" SvcParam (RFC 9460 §7.1.1)';
-        for (let q = v; q < v + length; ) {
-          const n = b[q]!;
-          if (n === 0 || q + 1 + n > v + length) return 'with a malformed "alpn" SvcParam (RFC 9460 §7.1.1: length-prefixed, non-empty protocol IDs)';
-          params.alpn.push(String.fromCharCode(...b.subarray(q + 1, q + 1 + n)));
-          q += 1 + n;
-        }
-        break;
-      }
-      case SVC_NO_DEFAULT_ALPN:
-        if (length !== 0) return `with a "no-default-alpn" SvcParam of length ${length} (RFC 9460 §7.1.1: empty)`;
-        params.noDefaultAlpn = true;
-        break;
-      case SVC_PORT:
-        if (length !== 2) return `with a "port" SvcParam of length ${length} (RFC 9460 §7.2: 2)`;
-        params.port = u16(b, v);
-        break;
-      case SVC_IPV4HINT:
-      case SVC_IPV6HINT:
-        return `with an "${key === SVC_IPV4HINT ? 'ipv4hint' : 'ipv6hint'}" SvcParam, which its addresses supersede (RFC 9463 §3.1.8)`;
-      case SVC_DOHPATH: {
-        let path: string;
-        try {
-          path = new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(v, v + length));
-        } catch {
-          return 'whose "dohpath" SvcParam is not UTF-8 (RFC 9461 §5.1)';
-        }
-        // RFC 9461 §5.1: a relative URI Template: it starts with "/" and has the "dns" variable.
-        if (!path.startsWith('/') || !/\{[?&]?(?:[^}]*,)?dns(?:,[^}]*)?\}/.test(path)) return `whose "dohpath" ${JSON.stringify(path)} is not a relative URI Template with a "dns" variable (RFC 9461 §5.1)`;
-        params.dohpath = path;
-        break;
-      }
-      default:
-        break; // RFC 9460 §8: keys a client does not know are ignored, unless mandatory
-    }
-    p = v + length;
+function readDnrParams(b: Uint8Array, from: number, to: number): DnrParams | string {
+  const p = readSvcParams(b, from, to, DNR_KEYS);
+  if (typeof p === 'string') return `whose SvcParams cannot be used: ${p}`;
+  // §3.1.8: the option's own addresses supersede any hint.
+  for (const [key, name] of [[SVC_KEY.ipv4hint, 'ipv4hint'], [SVC_KEY.ipv6hint, 'ipv6hint']] as const) {
+    if (p.keys.includes(key)) return `with an "${name}" SvcParam, which its addresses supersede (RFC 9463 §3.1.8)`;
   }
-  for (const k of params.mandatory) {
-    if (!seen.includes(k)) return `whose "mandatory" SvcParam lists key${k}, which is absent (RFC 9460 §8)`;
-    if (!KNOWN_KEYS.has(k)) return `whose "mandatory" SvcParam lists key${k}, which pvdns does not support (RFC 9460 §8: such a record is not used)`;
+  // §3.1.5, §3.1.8: "alpn" is mandatory.
+  if (p.alpn.length === 0) return 'without the "alpn" SvcParam (RFC 9463 §3.1.5, §3.1.8)';
+  // RFC 9461 §5.1: a relative URI Template: it starts with "/" and has the "dns" variable.
+  if (p.dohpath !== null && (!p.dohpath.startsWith('/') || !/\{[?&]?(?:[^}]*,)?dns(?:,[^}]*)?\}/.test(p.dohpath))) {
+    return `whose "dohpath" ${JSON.stringify(p.dohpath)} is not a relative URI Template with a "dns" variable (RFC 9461 §5.1)`;
   }
-  // RFC 9463 §3.1.5, §3.1.8: "alpn" is mandatory.
-  if (params.alpn.length === 0) return 'without the "alpn" SvcParam (RFC 9463 §3.1.5, §3.1.8)';
-  return params;
+  return { alpn: p.alpn, noDefaultAlpn: p.noDefaultAlpn, port: p.port, dohpath: p.dohpath, mandatory: p.mandatory };
 }
 
 function zeros(b: Uint8Array, from: number, to: number): boolean {
