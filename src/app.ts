@@ -588,7 +588,9 @@ export class App {
 
   /** check runs checkAgainstHost and logs its warnings, one line each. */
   private async check(config: Config, listenAddrs: SocketAddress[]): Promise<string[]> {
-    const warnings = (await checkAgainstHost(config, listenAddrs, this.opts.configFile)).map((w) => w.message);
+    // A server at one of the PvDs' own listeners would loop as one at `listen` would.
+    const pvdListen = config.pvds.flatMap((p) => p.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress));
+    const warnings = (await checkAgainstHost(config, [...listenAddrs, ...pvdListen], this.opts.configFile)).map((w) => w.message);
     for (const w of warnings) this.log.warn({ warning: w }, 'configuration warning');
     return warnings;
   }

@@ -102,6 +102,12 @@ describe('a listener per PvD', () => {
     expect(r.error!.issues[0]).toMatchObject({ path: ['pvds', 0, 'listen', 0], message: '127.0.0.1:5300 is already listen[0]' });
   });
 
+  it('refuses a server that is a PvD listener: queries would loop', async () => {
+    await expect(startPvdns({ pvds: [{ identifier: 'a', dnsServers: ['127.0.0.187:5353'], listen: ['127.0.0.187:5353'] }] })).rejects.toThrow(
+      /pvds\[0\]\.dnsServers\[0\]: 127\.0\.0\.187:5353 is pvdns's own listener: queries would loop/,
+    );
+  });
+
   it('fails start-up when a configured PvD listener cannot be bound, naming its key', async () => {
     const taken = (await getPvd(pvdns.http, 'vpn')).body.listen[0]!.bound!;
     await expect(
