@@ -89,6 +89,10 @@ describe('control API (/v1)', () => {
         default: true,
         priority: 10,
         noInternet: false,
+        // Every key a PvD is configured with shows, defaults included (issue 18).
+        rebindProtection: false,
+        captivePortal: null,
+        dns64Synthesize: false,
         dnsZones: [],
         prefixes: [],
         expires: null,
@@ -591,6 +595,18 @@ describe('control API (/v1)', () => {
         ['AAAA', '2001:0:0:1::1'], // the longest run of zeros
         ['AAAA', 'fe80::'],
       ]);
+    });
+
+    it('refuses zone transfers as over DNS (REFUSED, EDE 21), with pvd= too, asking no PvD', async () => {
+      for (const query of ['name=corp.example&type=AXFR', 'name=corp.example&type=ixfr', 'name=corp.example&type=252&pvd=corp.example', 'name=example.com&type=AXFR&pvd=wifi']) {
+        const r = await resolve(base, query);
+        // 200 as for every DNS answer: the request was understood, and DNS's word is REFUSED.
+        expect(r.status, query).toBe(200);
+        expect(r.body, query).toMatchObject({ pvd: null, rcode: 'REFUSED', answers: [], cached: false, server: null });
+        expect(r.body.ede, query).toEqual({ code: 21, text: 'zone transfers are not served by a resolver' });
+      }
+      // Never forwarded, nor failed over to another PvD.
+      expect([...wifi.seen, ...corp.seen, ...dead.seen]).toHaveLength(0);
     });
 
     it('refuses bad questions with a 400 JSON error and an unknown PvD with 404', async () => {
