@@ -720,11 +720,11 @@ export class App {
     return null;
   }
 
-  /** readiness: listeners bound and some PvD has a server to ask. */
+  /** readiness: listeners bound and some PvD has a server that may be asked (not all down). */
   readiness(): Readiness {
     if (!this.listening) return { ready: false, reason: 'listeners not bound yet' };
-    if (!this.pvds.list().some((p) => p.servers.length + p.designated.length > 0)) return { ready: false, reason: 'no PvD has a DNS server' };
-    return { ready: true };
+    const why = this.forwarder.noneUsable(this.pvds.list());
+    return why === null ? { ready: true } : { ready: false, reason: why };
   }
 
   /**

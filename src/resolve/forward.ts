@@ -221,6 +221,24 @@ export class Forwarder {
     return !(this.poolIfAny(pvd)?.allDown ?? false);
   }
 
+  /**
+   * noneUsable says why no PvD of `pvds` has a server that may be asked now
+   * (/readyz's reason): none has a server, or every one's servers are down,
+   * named with their last errors; null when one may be asked. A server not
+   * asked yet may be (a fresh pvdns is ready): down takes failures seen.
+   */
+  noneUsable(pvds: readonly Pvd[]): string | null {
+    const withServers = pvds.filter((p) => p.servers.length + p.designated.length > 0);
+    if (withServers.length === 0) return 'no PvD has a DNS server';
+    if (withServers.some((p) => this.usable(p))) return null;
+    const down = withServers.map((p) => {
+      const pool = this.poolIfAny(p)!;
+      return `${p.id}: ${pool.servers.map((s, i) => `${s.label}${pool.health[i]!.lastError ? ` (${pool.health[i]!.lastError})` : ''}`).join(', ')}`;
+    });
+    // One line, bounded: a host may have many PvDs.
+    return `every DNS server is down: ${down.join('; ')}`.slice(0, 400);
+  }
+
   /** drop forgets a withdrawn PvD's pool. */
   drop(pvd: Pvd): void {
     this.pools.get(pvd.tag)?.pool.close();
