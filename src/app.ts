@@ -50,6 +50,7 @@ import { Coalesce } from './resolve/coalesce.js';
 import { Dns64Stage } from './resolve/dns64-stage.js';
 import { RouteGate } from './resolve/gate.js';
 import { Forwarder } from './resolve/forward.js';
+import type { ProbeKind } from './resolve/probes.js';
 import { LocalNames } from './resolve/local.js';
 import { Query } from './resolve/query.js';
 import { Router } from './resolve/router.js';
@@ -185,7 +186,7 @@ export class App {
       this.transport,
     );
     this.dns64 = new Pref64Tracker(
-      (pvd, msg) => this.askPvd(pvd, msg),
+      (pvd, msg) => this.askPvd(pvd, msg, 'dns64'),
       (pvd, before, after) => this.pref64Changed(pvd, before, after),
       this.log,
     );
@@ -206,7 +207,7 @@ export class App {
       log: this.log,
     });
     this.captive = new CaptiveTracker(
-      (pvd, msg) => this.askPvd(pvd, msg, this.probeInClear(pvd)),
+      (pvd, msg) => this.askPvd(pvd, msg, 'captive', this.probeInClear(pvd)),
       (pvd, state, previous) => this.captiveChanged(pvd, state, previous),
       this.log,
       config.captive,
@@ -268,6 +269,7 @@ export class App {
     registerPvdMetrics(this.metrics, this.pvds);
     registerCaptiveMetrics(this.metrics, () => this.captive);
     registerDdrMetrics(this.metrics, () => this.ddr);
+    this.forwarder.probes.register(this.metrics);
     this.events.register(this.metrics, this.log);
     new CollectedValue('pvdns_queries_shed_total', 'Queries answered SERVFAIL at once because upstream.maxInflight upstream queries were in flight.', 'counter', () => [
       { labels: {}, value: this.forwarder.shed },
@@ -401,16 +403,17 @@ export class App {
   /**
    * askPvd asks one question of exactly this PvD's servers, past routing and
    * the cache (Pref64 discovery, captive-portal probes); with `clear`, of its
-   * cleartext servers (Pvd.clearServers) when it has encrypted ones. When every server
-   * refused, the answer says REFUSED rather than a client's SERVFAIL: to
-   * discovery that is a definite "not here".
+   * cleartext servers (Pvd.clearServers) when it has encrypted ones. It is a
+   * background probe of `kind`: counted in pvdns_probes_total, never in the
+   * servers' errors. When every server refused, the answer says REFUSED
+   * rather than a client's SERVFAIL: to discovery that is a definite "not here".
    */
-  private async askPvd(pvd: Pvd, msg: Buffer, clear = false): Promise<Answer> {
+  private async askPvd(pvd: Pvd, msg: Buffer, kind: ProbeKind, clear = false): Promise<Answer> {
     const q = new Query('api', SELF_CLIENT, performance.now());
     parseQuery(msg, q);
     q.pvd = pvd;
     q.clear = clear;
-    const a = await this.forwarder.resolve(q);
+    const a = await this.forwarder.probe(q, kind);
     return a.rcode === RCODE.SERVFAIL && q.failedRcode === RCODE.REFUSED ? errorAnswer(RCODE.REFUSED, a.ede) : a;
   }
 
@@ -489,12 +492,12 @@ export class App {
     return this.captive.stateOf(pvd) !== 'open' && this.encryptionNow(pvd) !== 'strict';
   }
 
-  /** askIn asks one question in exactly this PvD, as askPvd, saying which server answered. */
+  /** askIn asks one question in exactly this PvD, as askPvd, saying which server answered (a captive probe: re-validation after a portal). */
   private async askIn(pvd: Pvd, msg: Buffer): Promise<{ answer: Answer; server: string | null }> {
     const q = new Query('api', SELF_CLIENT, performance.now());
     parseQuery(msg, q);
     q.pvd = pvd;
-    const answer = await this.forwarder.resolve(q);
+    const answer = await this.forwarder.probe(q, 'captive');
     return { answer, server: q.server };
   }
 
