@@ -97,7 +97,7 @@ pvds:
   - identifier: lobby
     dnsServers: ["${lobby.host}:${lobby.port}"]
     dnsZones: [lobby.test]
-    noInternet: true
+    default: false
     dns64: "off"
     captivePortal: "https://portal.lobby.test:8443/api"
 `,
