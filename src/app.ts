@@ -29,7 +29,7 @@ import { HttpServer, type Readiness } from './http/server.js';
 import { checkTokenFile, loadTokenFile, TokenError } from './http/token.js';
 import { createLogger, type Logger } from './log.js';
 import { CollectedValue, type Sample } from './metrics/collected.js';
-import { describePvd, effectiveEncryption, type Pvd } from './pvd/model.js';
+import { changedKeys, describePvd, effectiveEncryption, type Pvd } from './pvd/model.js';
 import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
 import { PvdInputError } from './pvd/input.js';
@@ -240,9 +240,10 @@ export class App {
       this.log.info({ pvd: describePvd(p) }, 'pvd announced');
       this.events.publish('pvd-announced', this.view(p));
     });
-    this.pvds.on('updated', (p) => {
-      this.log.info({ pvd: describePvd(p) }, 'pvd updated');
-      this.events.publish('pvd-updated', this.view(p));
+    this.pvds.on('updated', (p, previous) => {
+      const changed = changedKeys(previous, p);
+      this.log.info({ pvd: describePvd(p), changed }, 'pvd updated');
+      this.events.publish('pvd-updated', { ...this.view(p), changed });
       this.dns64.track(p); // rediscovers at once (RFC 7050 §3 on a change of network)
       this.captive.track(p); // probes again at once
       this.ddr.track(p); // discovers again at once when its cleartext servers, mode or source address changed

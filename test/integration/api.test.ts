@@ -747,15 +747,19 @@ describe('GET /v1/events', () => {
 
     const upd = await s.next();
     expect(upd.event).toBe('pvd-updated');
-    expect(upd.data).toMatchObject({ identifier: 'api.example', source: 'api', priority: 7 });
+    // It says what changed, by the keys the PvD is written with.
+    expect(upd.data).toMatchObject({ identifier: 'api.example', source: 'api', priority: 7, changed: ['priority'] });
 
+    // Each names the server that changed, and how.
     const up = await s.next();
     expect(up.event).toBe('upstream-changed');
     expect(up.data).toMatchObject({ identifier: 'wifi', servers: [{ address: wifi.address, state: 'operational' }] });
+    expect(up.data).toMatchObject({ change: { kind: 'server-state', server: wifi.address, why: `${wifi.address}: untested → operational` } });
 
     const down = await s.next();
     expect(down.event).toBe('upstream-changed');
     expect(down.data).toMatchObject({ identifier: 'vpn.example', servers: [{ address: dead.address, state: 'suspect' }] });
+    expect(down.data).toMatchObject({ change: { kind: 'server-state', server: dead.address, why: `${dead.address}: untested → suspect` } });
 
     const withdrawn = await s.next();
     expect(withdrawn.event).toBe('pvd-withdrawn');
