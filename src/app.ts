@@ -31,7 +31,7 @@ import { HttpServer, type Readiness } from './http/server.js';
 import { checkTokenFile, loadTokenFile, TokenError } from './http/token.js';
 import { createLogger, type Logger } from './log.js';
 import { CollectedValue, type Sample } from './metrics/collected.js';
-import { describePvd, effectiveEncryption, type Pvd } from './pvd/model.js';
+import { changedKeys, describePvd, effectiveEncryption, type Pvd } from './pvd/model.js';
 import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
 import { PvdInputError } from './pvd/input.js';
@@ -52,6 +52,7 @@ import { Coalesce } from './resolve/coalesce.js';
 import { Dns64Stage } from './resolve/dns64-stage.js';
 import { RouteGate } from './resolve/gate.js';
 import { Forwarder } from './resolve/forward.js';
+import type { ProbeKind } from './resolve/probes.js';
 import { LocalNames } from './resolve/local.js';
 import { Query } from './resolve/query.js';
 import { Router } from './resolve/router.js';
@@ -191,7 +192,7 @@ export class App {
       this.transport,
     );
     this.dns64 = new Pref64Tracker(
-      (pvd, msg) => this.askPvd(pvd, msg),
+      (pvd, msg) => this.askPvd(pvd, msg, 'dns64'),
       (pvd, before, after) => this.pref64Changed(pvd, before, after),
       this.log,
     );
@@ -212,7 +213,7 @@ export class App {
       log: this.log,
     });
     this.captive = new CaptiveTracker(
-      (pvd, msg) => this.askPvd(pvd, msg, this.probeInClear(pvd)),
+      (pvd, msg) => this.askPvd(pvd, msg, 'captive', this.probeInClear(pvd)),
       (pvd, state, previous) => this.captiveChanged(pvd, state, previous),
       this.log,
       config.captive,
@@ -257,9 +258,10 @@ export class App {
       this.log.info({ pvd: describePvd(p) }, 'pvd announced');
       this.events.publish('pvd-announced', this.view(p));
     });
-    this.pvds.on('updated', (p) => {
-      this.log.info({ pvd: describePvd(p) }, 'pvd updated');
-      this.events.publish('pvd-updated', this.view(p));
+    this.pvds.on('updated', (p, previous) => {
+      const changed = changedKeys(previous, p);
+      this.log.info({ pvd: describePvd(p), changed }, 'pvd updated');
+      this.events.publish('pvd-updated', { ...this.view(p), changed });
       this.dns64.track(p); // rediscovers at once (RFC 7050 §3 on a change of network)
       this.captive.track(p); // probes again at once
       this.ddr.track(p); // discovers again at once when its cleartext servers, mode or source address changed
@@ -286,6 +288,7 @@ export class App {
     registerPvdMetrics(this.metrics, this.pvds);
     registerCaptiveMetrics(this.metrics, () => this.captive);
     registerDdrMetrics(this.metrics, () => this.ddr);
+    this.forwarder.probes.register(this.metrics);
     this.events.register(this.metrics, this.log);
     new CollectedValue('pvdns_queries_shed_total', 'Queries answered SERVFAIL at once because upstream.maxInflight upstream queries were in flight.', 'counter', () => [
       { labels: {}, value: this.forwarder.shed },
@@ -420,16 +423,17 @@ export class App {
   /**
    * askPvd asks one question of exactly this PvD's servers, past routing and
    * the cache (Pref64 discovery, captive-portal probes); with `clear`, of its
-   * cleartext servers (Pvd.clearServers) when it has encrypted ones. When every server
-   * refused, the answer says REFUSED rather than a client's SERVFAIL: to
-   * discovery that is a definite "not here".
+   * cleartext servers (Pvd.clearServers) when it has encrypted ones. It is a
+   * background probe of `kind`: counted in pvdns_probes_total, never in the
+   * servers' errors. When every server refused, the answer says REFUSED
+   * rather than a client's SERVFAIL: to discovery that is a definite "not here".
    */
-  private async askPvd(pvd: Pvd, msg: Buffer, clear = false): Promise<Answer> {
+  private async askPvd(pvd: Pvd, msg: Buffer, kind: ProbeKind, clear = false): Promise<Answer> {
     const q = new Query('api', SELF_CLIENT, performance.now());
     parseQuery(msg, q);
     q.pvd = pvd;
     q.clear = clear;
-    const a = await this.forwarder.resolve(q);
+    const a = await this.forwarder.probe(q, kind);
     return a.rcode === RCODE.SERVFAIL && q.failedRcode === RCODE.REFUSED ? errorAnswer(RCODE.REFUSED, a.ede) : a;
   }
 
@@ -508,12 +512,12 @@ export class App {
     return this.captive.stateOf(pvd) !== 'open' && this.encryptionNow(pvd) !== 'strict';
   }
 
-  /** askIn asks one question in exactly this PvD, as askPvd, saying which server answered. */
+  /** askIn asks one question in exactly this PvD, as askPvd, saying which server answered (a captive probe: re-validation after a portal). */
   private async askIn(pvd: Pvd, msg: Buffer): Promise<{ answer: Answer; server: string | null }> {
     const q = new Query('api', SELF_CLIENT, performance.now());
     parseQuery(msg, q);
     q.pvd = pvd;
-    const answer = await this.forwarder.resolve(q);
+    const answer = await this.forwarder.probe(q, 'captive');
     return { answer, server: q.server };
   }
 
@@ -734,11 +738,11 @@ export class App {
     return i < 0 ? null : configErrorAt(this.config, ['pvds', i, 'listen', index], problem, this.opts.configFile);
   }
 
-  /** readiness: listeners bound and some PvD has a server to ask. */
+  /** readiness: listeners bound and some PvD has a server that may be asked (not all down). */
   readiness(): Readiness {
     if (!this.listening) return { ready: false, reason: 'listeners not bound yet' };
-    if (!this.pvds.list().some((p) => p.servers.length + p.designated.length > 0)) return { ready: false, reason: 'no PvD has a DNS server' };
-    return { ready: true };
+    const why = this.forwarder.noneUsable(this.pvds.list());
+    return why === null ? { ready: true } : { ready: false, reason: why };
   }
 
   /**

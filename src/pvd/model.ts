@@ -165,6 +165,34 @@ export function describePvd(p: Pvd): Record<string, unknown> {
 }
 
 /**
+ * changedKeys names what an update changed, by the keys a PvD is written
+ * with (the pvd-updated event's `changed`): dnsServers, dnsZones, priority…
+ */
+export function changedKeys(before: Pvd, after: Pvd): string[] {
+  const labels = (servers: readonly UpstreamServer[]): string => servers.map((s) => s.label).join();
+  const keys: Array<[string, unknown, unknown]> = [
+    ['dnsServers', labels(before.servers), labels(after.servers)],
+    ['designatedResolvers', labels(before.designated), labels(after.designated)],
+    ['dnsZones', before.dnsZones.join(), after.dnsZones.join()],
+    ['prefixes', before.prefixes.join(), after.prefixes.join()],
+    ['noInternet', before.noInternet, after.noInternet],
+    ['default', before.isDefault, after.isDefault],
+    ['priority', before.priority, after.priority],
+    ['expires', before.expiresAt, after.expiresAt],
+    ['sourceAddress', before.sourceAddress, after.sourceAddress],
+    ['interface', before.interface, after.interface],
+    ['dns64', before.dns64, after.dns64],
+    ['dns64Synthesize', before.dns64Synthesize, after.dns64Synthesize],
+    ['captivePortal', before.captivePortal, after.captivePortal],
+    ['rebindProtection', before.rebindProtection, after.rebindProtection],
+    ['encryption', before.encryptionConfigured, after.encryptionConfigured],
+    ['ddr', before.ddr, after.ddr],
+    ['origin', before.origin, after.origin],
+  ];
+  return keys.filter(([, a, b]) => a !== b).map(([k]) => k);
+}
+
+/**
  * effectiveEncryption is how a PvD's queries are protected once designated
  * resolvers (DNR, or DDR's `discovered`) are known: as configured when the
  * PvD names a mode; else, with designated resolvers, opportunistic — they

@@ -116,6 +116,12 @@ export interface PvdView extends CaptiveView, Dns64View, EncryptionView {
   default: boolean;
   priority: number;
   noInternet: boolean;
+  /** Whether private addresses from its servers are refused for names it does not own (DNS rebinding protection). */
+  rebindProtection: boolean;
+  /** The RFC 8908 captive-portal API URI the PvD names (RFC 8910), or null. */
+  captivePortal: string | null;
+  /** Whether pvdns makes AAAA records from A records for this PvD (dns64Synthesize) rather than its resolver. */
+  dns64Synthesize: boolean;
   dnsZones: readonly string[];
   prefixes: readonly string[];
   expires: string | null;
@@ -150,6 +156,9 @@ export function pvdView(
     default: p.isDefault,
     priority: p.priority,
     noInternet: p.noInternet,
+    rebindProtection: p.rebindProtection,
+    captivePortal: p.captivePortal,
+    dns64Synthesize: p.dns64Synthesize,
     dnsZones: p.dnsZones,
     prefixes: p.prefixes,
     expires: p.expiresAt === null ? null : new Date(p.expiresAt).toISOString(),
