@@ -6,7 +6,8 @@
 // pvdns job with its target rewritten to loopback, scrapes a live pvdns
 // (dist/cli.js serve), which loses its only DNS server and then goes away
 // itself: Prometheus's own API shows PvdnsUpstreamDown, then PvdnsDown, go
-// pending and then firing.
+// pending and then firing. The same Prometheus runs every query of the
+// Grafana dashboard, its variables replaced as Grafana replaces them.
 //
 // The live Prometheus scrapes and evaluates every second, and loads a copy of
 // alerts.yml whose `for:` durations (1–5 minutes) are cut to FOR_IN_TEST: the
@@ -98,6 +99,8 @@ describe('a real Prometheus with docker/prometheus.yml\'s job, scraping a live p
   let prometheus: Daemon | null = null;
   let api = '';
   let server = '';
+  /** pvdns's HTTP address, the scrape target. */
+  let target = '';
 
   /** alerts is Prometheus's GET /api/v1/alerts: the alerts pending or firing now. */
   async function alerts(): Promise<ActiveAlert[]> {
@@ -147,7 +150,7 @@ pvds:
     default: true
     dns64: "off"
 `);
-    const target = new URL(pvdns.http!).host;
+    target = new URL(pvdns.http!).host;
 
     // docker/prometheus.yml, its one job's target rewritten to this pvdns, every second.
     const config = parseYaml(readFileSync(join(DOCKER, 'prometheus.yml'), 'utf8')) as {
@@ -179,6 +182,15 @@ pvds:
       if (ready) break;
       await sleep(100);
     }
+    // A query answered, and scraped with the server up.
+    const ok = await ask({ host: pvdns.host, port: pvdns.port }, 'www.example.com', 'A');
+    expect(ok.packet.header.rcode).toBe(0);
+    let up: Array<{ metric: Record<string, string>; value: number }> = [];
+    while (up.length === 0 && Date.now() < deadline + 10_000) {
+      up = await query(`pvdns_upstream_up{job="pvdns", server="${server}"}`);
+      if (up.length === 0) await sleep(200);
+    }
+    expect(up.map((s) => [s.metric.pvd, s.value]), `Prometheus never scraped pvdns_upstream_up${prometheus.logTails()}`).toEqual([['lab', 1]]);
   }, 60_000);
 
   afterAll(async () => {
@@ -187,17 +199,29 @@ pvds:
     await upstream.stop();
   });
 
+  it('runs every query of the Grafana dashboard, its instance variable listing this pvdns', async () => {
+    const dash = JSON.parse(readFileSync(join(DOCKER, 'grafana', 'dashboards', 'pvdns.json'), 'utf8')) as {
+      panels: Array<{ title: string; targets: Array<{ expr: string }> }>;
+      templating: { list: Array<{ name: string; query: string }> };
+    };
+    // label_values(pvdns_pvds, instance), as Grafana asks Prometheus for it.
+    const variable = /^label_values\((\w+), (\w+)\)$/.exec(dash.templating.list.find((v) => v.name === 'instance')!.query)!;
+    const values = (await (await fetch(`${api}/api/v1/label/${variable[2]}/values?match[]=${variable[1]}`)).json()) as { data: string[] };
+    expect(values.data).toEqual([target]);
+    for (const p of dash.panels) {
+      for (const t of p.targets) {
+        // What Grafana sends: its variables replaced (a regex of the chosen instance, a rate window of 4 scrapes).
+        const expr = t.expr.replaceAll('$instance', target.replaceAll('.', '\\\\.')).replaceAll('$__rate_interval', '4s');
+        const r = (await (await fetch(`${api}/api/v1/query?query=${encodeURIComponent(expr)}`)).json()) as { status: string; error?: string };
+        expect(r, `${p.title}: ${expr}`).toMatchObject({ status: 'success' });
+      }
+    }
+    expect((await query(`pvdns_pvds{instance=~"${target.replaceAll('.', '\\\\.')}"}`)).map((s) => s.value)).toEqual([1]);
+  });
+
   it('sees the upstream server go down (PvdnsUpstreamDown) and then pvdns go away (PvdnsDown): pending, then firing', async () => {
     const started = Date.now();
-    // Healthy: a query answered, scraped with the server up, and a few evaluations with no alert.
-    const ok = await ask({ host: pvdns!.host, port: pvdns!.port }, 'www.example.com', 'A');
-    expect(ok.packet.header.rcode).toBe(0);
-    let up: Array<{ metric: Record<string, string>; value: number }> = [];
-    while (up.length === 0 && Date.now() - started < 15_000) {
-      up = await query(`pvdns_upstream_up{job="pvdns", server="${server}"}`);
-      if (up.length === 0) await sleep(200);
-    }
-    expect(up.map((s) => [s.metric.pvd, s.value]), `Prometheus never scraped pvdns_upstream_up${prometheus!.logTails()}`).toEqual([['lab', 1]]);
+    // Healthy: scraped with the server up (beforeAll), and a few evaluations with no alert.
     await sleep(2500);
     expect((await alerts()).map((al) => al.labels.alertname)).toEqual([]);
 
@@ -213,7 +237,7 @@ pvds:
 
     // pvdns stops: its scrapes fail and `up` says so.
     await pvdns!.stop();
-    const gone = await watch('PvdnsDown', { job: 'pvdns', instance: new URL(pvdns!.http!).host }, 15_000);
+    const gone = await watch('PvdnsDown', { job: 'pvdns', instance: target }, 15_000);
     expect(gone.states).toEqual(['pending', 'firing']);
     expect(gone.firing.labels.severity).toBe('critical');
     expect(Date.now() - started).toBeLessThan(60_000);
