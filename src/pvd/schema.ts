@@ -28,9 +28,10 @@ function zoneProblem(v: string): string | null {
   const problem = domainProblem(v);
   if (problem) return `${JSON.stringify(v)} ${problem}`;
   const n = normalizeDomain(v);
-  // RFC 6761 §6.3, §6.4: these names never leave the host, whoever claims them.
-  for (const pinned of ['localhost', 'invalid']) {
-    if (n === pinned || n.endsWith(`.${pinned}`)) return `${JSON.stringify(v)} is always answered locally (RFC 6761) and cannot be claimed by a PvD`;
+  // RFC 6761 §6.3, §6.4: these names never leave the host, whoever claims them; nor does
+  // resolver.arpa, whose answers are about the resolver asked (RFC 9462 §6.1, §6.4).
+  for (const [pinned, rfc] of [['localhost', 'RFC 6761'], ['invalid', 'RFC 6761'], ['resolver.arpa', 'RFC 9462']]) {
+    if (n === pinned || n.endsWith(`.${pinned}`)) return `${JSON.stringify(v)} is always answered locally (${rfc}) and cannot be claimed by a PvD`;
   }
   return null;
 }
@@ -183,6 +184,9 @@ export const pvdSpecSchema = z
     // Discovery of Designated Resolvers (RFC 9462) through the PvD's cleartext servers; null: on for a
     // network's PvDs (host, RA), off for PvDs written by hand (config, API, files).
     ddr: z.boolean().nullable().default(null),
+    // Whether the PvD is the network this host sits on (a LAN, a Wi-Fi), where home.arpa names
+    // are asked (RFC 8375); null: judged by its interface (src/pvd/model.ts localNetworkOf).
+    localNetwork: z.boolean().nullable().default(null),
   })
   .superRefine((p, ctx) => {
     if (p.encryption === 'off') {

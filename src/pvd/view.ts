@@ -113,6 +113,8 @@ export interface PvdView extends CaptiveView, Dns64View, EncryptionView {
   /** Whether sourceAddress is on one of the host's links (netlink); null when unknown or unset. */
   sourceAddressPresent: boolean | null;
   interface: string | null;
+  /** Whether home.arpa (RFC 8375) is asked here: as configured, else judged by interface and noInternet. */
+  localNetwork: boolean;
   servers: ServerView[];
   /** Discovery of Designated Resolvers (RFC 9462). */
   ddr: DdrView;
@@ -143,6 +145,7 @@ export function pvdView(
     sourceAddress: p.sourceAddress,
     sourceAddressPresent,
     interface: p.interface,
+    localNetwork: p.localNetwork,
     servers,
     ...encryption,
     ddr,

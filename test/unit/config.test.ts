@@ -26,6 +26,7 @@ const DEFAULTS = {
   captive: { probeIntervalS: 60, canary: { name: 'example.com', addresses: [] } },
   pvdSources: { directory: null, host: true, hostBackend: 'auto', hostPollIntervalS: 10, resolvConf: '/etc/resolv.conf', routerAdvertisements: false },
   tls: { caFile: null },
+  forwardTestNames: false,
   pvds: [],
 };
 
@@ -45,6 +46,7 @@ const PVD_DEFAULTS = {
   encryption: null,
   designatedResolvers: [],
   ddr: null,
+  localNetwork: null,
 };
 
 /** configError parses `text` and returns the ConfigError it must raise. */
@@ -445,6 +447,7 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         encryption: 'strict',
         designatedResolvers: ['tls://10.8.0.53#dns.corp.example.com'],
         ddr: false,
+        localNetwork: false,
       },
       {
         identifier: 'wifi',
@@ -464,8 +467,10 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         encryption: 'opportunistic',
         designatedResolvers: [],
         ddr: true,
+        localNetwork: true,
       },
     ],
+    forwardTestNames: true,
   };
 
   /** Every object in the fixture, as key paths. */
