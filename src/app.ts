@@ -8,6 +8,8 @@ import { parseSocketAddress, type SocketAddress } from './config/address.js';
 import { checkAgainstHost, directoryProblem } from './config/check.js';
 import { ConfigError, configErrorAt } from './config/load.js';
 import { bind } from './server/bind.js';
+import { bindPair, type ListenerPair } from './server/listener-pair.js';
+import { forcedPipeline, PvdListeners } from './server/pvd-listeners.js';
 import type { Config } from './config/schema.js';
 import { AnswerCache, keyType } from './cache/answer-cache.js';
 import { ANSWER_SYNTHESIZED, errorAnswer, type Answer } from './dns/answer.js';
@@ -33,7 +35,7 @@ import { describePvd, effectiveEncryption, type Pvd } from './pvd/model.js';
 import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
 import { PvdInputError } from './pvd/input.js';
-import type { PvdSpec } from './pvd/schema.js';
+import { normalizeDomain, type PvdSpec } from './pvd/schema.js';
 import { serverLoops } from './config/own-listener.js';
 import { defaultEncryption, parseServer, type Encryption, type Learned, type UpstreamServer } from './upstream/server.js';
 import type { RunTool } from './pvd/sources/host-tools.js';
@@ -60,10 +62,8 @@ import { AccessList } from './server/access.js';
 import { QueryHandler, SELF_CLIENT } from './server/handler.js';
 import { QueryStats } from './server/metrics.js';
 import { RateLimiter } from './server/ratelimit.js';
-import { TcpListener } from './server/tcp.js';
 import { raReceiverProblem } from './native/icmp6.js';
 import { udpBackend } from './native/udp.js';
-import { createUdpListener, type UdpListener } from './server/udp.js';
 import type { Transport } from './upstream/exchange.js';
 import { registerUpstreamMetrics } from './upstream/metrics.js';
 import type { UpstreamPool } from './upstream/pool.js';
@@ -117,8 +117,14 @@ export class App {
   /** The authorities encrypted upstreams are verified with: the system's and tls.caFile's. */
   private readonly trust = new Trust();
   private readonly handler: QueryHandler;
+  /** Each PvD's own DNS listener (pvds[].listen): queries there are resolved in that PvD only. */
+  private readonly pvdListeners: PvdListeners;
+  /** The pipeline every listener runs (made anew on reload). */
+  private pipelineNext: Next;
+  private accessList: AccessList;
+  private limiter: RateLimiter;
   /** The DNS listeners, UDP and TCP per configured address (label as configured). */
-  private dns: Array<{ label: string; udp: UdpListener; tcp: TcpListener }> = [];
+  private dns: ListenerPair[] = [];
   private http: HttpServer | null = null;
   /** Where PvDs come from besides the API: the config, the host, files, Router Advertisements. */
   private readonly sources: SourceSet;
@@ -223,12 +229,24 @@ export class App {
       registry: this.pvds,
       log: this.log,
       hold: () => this.gate.hold(),
-      ownListeners: () => [...this.listenAddresses(), ...this.addresses().dns],
+      ownListeners: () => [...this.listenAddresses(), ...this.addresses().dns, ...this.pvdListeners.addresses()],
       runTool: opts.runTool,
       loopProblem: (spec) => this.loopProblem(spec),
       resolveIn: (pvdId, name) => this.resolveIn(pvdId, name),
     });
-    this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log, new RateLimiter(config.access.rateLimit));
+    this.accessList = new AccessList(config.access.allow);
+    this.limiter = new RateLimiter(config.access.rateLimit);
+    this.pipelineNext = this.pipeline();
+    this.handler = new QueryHandler(this.pipelineNext, this.accessList, this.stats, this.log, this.limiter);
+    this.pvdListeners = new PvdListeners({
+      handler: (id) => new QueryHandler(forcedPipeline(id, () => this.pvds.get(id), () => this.pipelineNext), this.accessList, this.stats, this.log, this.limiter),
+      tcp: () => this.config.tcp,
+      log: this.log,
+    });
+    // A PvD's own listener follows it; a failure here is logged and shown in its view (start binds the configuration's strictly).
+    this.pvds.on('changed', () => {
+      if (this.listening) this.pvdListeners.sync(this.pvds.list()).catch((err: unknown) => this.log.error({ err }, 'pvd listeners not synced'));
+    });
 
     // Routes first: by the time anyone hears of a change, names already route by it.
     this.pvds.on('changed', () => this.rebuildRoutes());
@@ -395,6 +413,7 @@ export class App {
         cleartextServers: encrypted ? serverViews(p.clearServers, this.forwarder.clearPoolIfAny(p), p.clearServers.map((): Learned => p.source)) : [],
         captiveCleartext: encrypted && mode === 'opportunistic' && this.captive.isCaptive(p),
       },
+      this.pvdListeners.view(p),
     );
   }
 
@@ -571,7 +590,9 @@ export class App {
 
   /** check runs checkAgainstHost and logs its warnings, one line each. */
   private async check(config: Config, listenAddrs: SocketAddress[]): Promise<string[]> {
-    const warnings = (await checkAgainstHost(config, listenAddrs, this.opts.configFile)).map((w) => w.message);
+    // A server at one of the PvDs' own listeners would loop as one at `listen` would.
+    const pvdListen = config.pvds.flatMap((p) => p.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress));
+    const warnings = (await checkAgainstHost(config, [...listenAddrs, ...pvdListen], this.opts.configFile)).map((w) => w.message);
     for (const w of warnings) this.log.warn({ warning: w }, 'configuration warning');
     return warnings;
   }
@@ -603,6 +624,13 @@ export class App {
     }
     this.listening = true;
     await this.sources.apply(this.config);
+    try {
+      // The configuration's PvDs' own listeners bind as `listen` does: a failure names its key.
+      await this.pvdListeners.sync(this.pvds.list(), (pvd, index, problem) => this.configPvdError(pvd, index, problem));
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
     this.dns64.start();
     this.captive.start();
     this.ddr.start();
@@ -635,7 +663,7 @@ export class App {
         const existing = kept.get(addr.label);
         if (existing) out.push(existing);
         else {
-          const d = await this.bindDns(addr, (problem) => configErrorAt(config, ['listen', i], problem, this.opts.configFile));
+          const d = await bindPair(addr, this.handler, this.config.tcp, this.log, (problem) => configErrorAt(config, ['listen', i], problem, this.opts.configFile));
           opened.push(d);
           out.push(d);
         }
@@ -645,27 +673,6 @@ export class App {
       throw err;
     }
     return out;
-  }
-
-  /**
-   * bindDns binds UDP and TCP on one address. With port 0 the kernel picks
-   * the UDP port and TCP takes the same one, retrying if it is taken.
-   */
-  private async bindDns(addr: SocketAddress, error: (problem: string) => ConfigError): Promise<App['dns'][number]> {
-    for (let tries = 0; ; tries++) {
-      const udp = createUdpListener(addr, this.handler, this.log);
-      await bind(error, `${addr.label} (UDP)`, () => udp.start());
-      const tcpAddr = addr.port === 0 ? { ...addr, port: udp.address.port } : addr;
-      const tcp = new TcpListener(tcpAddr, this.handler, { ...this.config.tcp }, this.log);
-      try {
-        await tcp.start();
-      } catch (err) {
-        await udp.stop();
-        if (addr.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
-        await bind(error, `${tcpAddr.label} (TCP)`, () => Promise.reject(err));
-      }
-      return { label: addr.label, udp, tcp };
-    }
   }
 
   /** startHttp starts the HTTP listener on `listen` (`config`'s http.listen), or nothing when it is null. */
@@ -710,7 +717,7 @@ export class App {
 
   /** loopProblem says which server of a PvD from the API or a file is pvdns itself, if one is. */
   private loopProblem(spec: PvdSpec): PvdInputError | null {
-    const listeners = [...this.listenAddresses(), ...this.addresses().dns];
+    const listeners = [...this.listenAddresses(), ...this.addresses().dns, ...this.pvdListeners.addresses()];
     for (const [i, s] of spec.dnsServers.entries()) {
       const server = parseServer(s, spec.encryption ?? defaultEncryption(spec.dnsServers)) as UpstreamServer;
       if (serverLoops(server, listeners)) return new PvdInputError(`dnsServers[${i}]`, `${server.fallback?.label ?? server.label} is pvdns's own listener: queries would loop`);
@@ -720,6 +727,13 @@ export class App {
       if (serverLoops(server, listeners)) return new PvdInputError(`designatedResolvers[${i}]`, `${server.label} is pvdns's own listener: queries would loop`);
     }
     return null;
+  }
+
+  /** configPvdError is the ConfigError of a configuration PvD's listen[index] that cannot be bound; null for other PvDs. */
+  private configPvdError(pvd: Pvd, index: number, problem: string): ConfigError | null {
+    if (pvd.source !== 'config') return null;
+    const i = this.config.pvds.findIndex((s) => normalizeDomain(s.identifier) === pvd.id);
+    return i < 0 ? null : configErrorAt(this.config, ['pvds', i, 'listen', index], problem, this.opts.configFile);
   }
 
   /** readiness: listeners bound and some PvD has a server to ask. */
@@ -792,7 +806,10 @@ export class App {
     await this.sources.apply(next, { once: !this.listening });
     if (this.listening) await this.applyFileSources(next);
     if (!unchanged('forwardTestNames')) this.rebuildRoutes();
-    this.handler.reconfigure(this.pipeline(), new AccessList(next.access.allow), unchanged('access') ? undefined : new RateLimiter(next.access.rateLimit));
+    this.accessList = new AccessList(next.access.allow);
+    if (!unchanged('access')) this.limiter = new RateLimiter(next.access.rateLimit);
+    this.pipelineNext = this.pipeline();
+    for (const h of [this.handler, ...this.pvdListeners.handlers.values()]) h.reconfigure(this.pipelineNext, this.accessList, this.limiter);
     this.log.info({ pvds: this.pvds.list().map((p) => p.id), config: this.opts.configFile }, 'configuration reloaded');
   }
 
@@ -842,13 +859,15 @@ export class App {
 
   /** stop takes no new queries, lets queries in flight finish (at most 2 s), then closes everything. */
   async stop(): Promise<void> {
-    const listeners = this.dns.flatMap((d) => [d.udp, d.tcp]);
+    const listeners = [...this.dns, ...this.pvdListeners.pairs()].flatMap((d) => [d.udp, d.tcp]);
     for (const l of listeners) l.pause();
     const limitMs = Math.min(2000, this.config.upstream.queryTimeoutMs + 500);
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.handler.drained(), new Promise<void>((r) => (timer = setTimeout(r, limitMs)))]);
+    const drained = Promise.all([this.handler, ...this.pvdListeners.handlers.values()].map((h) => h.drained()));
+    await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, limitMs)))]);
     clearTimeout(timer);
     await Promise.all(listeners.map((l) => l.stop()));
+    await this.pvdListeners.stop();
     this.dns = [];
     await this.http?.stop();
     this.events.close();

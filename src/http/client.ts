@@ -73,6 +73,7 @@ export async function status(server: string, asJson: boolean): Promise<string> {
     lines.push(`${p.identifier} (${traits.join(', ')})`);
     if (p.dnsZones.length) lines.push(`  zones:    ${p.dnsZones.join(', ')}`);
     if (p.prefixes.length) lines.push(`  prefixes: ${p.prefixes.join(', ')}`);
+    if (p.listen?.length) lines.push(`  listen:   ${p.listen.map((l) => (l.bound ?? `${l.address} (not bound: ${l.error ?? 'not yet'})`)).join(', ')} (this PvD only)`);
     if (p.pref64?.length) lines.push(`  nat64:    ${p.pref64.join(', ')} (synthesized by ${p.dns64 === 'pvdns' ? 'pvdns' : 'the network'})`);
     if (p.servers.length === 0) lines.push('  no DNS servers');
     if (p.encryption && p.encryption !== 'off') lines.push(`  encryption: ${p.encryption}`);

@@ -1,7 +1,7 @@
 // Pvd: one provisioning domain as pvdns works with it — its servers parsed,
 // its zones normalized, the reverse zones of its prefixes derived.
 
-import { parsePrefix } from '../config/address.js';
+import { parsePrefix, parseSocketAddress, type SocketAddress } from '../config/address.js';
 import { cleartextOf, defaultEncryption, isEncryptedForm, parseServer, type Encryption, type Learned, type UpstreamServer } from '../upstream/server.js';
 import type { Answer } from '../dns/answer.js';
 import { reverseZones } from './reverse.js';
@@ -67,6 +67,8 @@ export interface Pvd {
   readonly dns64Synthesize: boolean;
   readonly captivePortal: string | null;
   readonly rebindProtection: boolean;
+  /** Where its own DNS listener binds (`listen`): every query there is resolved in this PvD only. */
+  readonly listen: readonly SocketAddress[];
   /** Whether home.arpa (RFC 8375) is asked here: `localNetwork`, else localNetworkOf. */
   readonly localNetwork: boolean;
   /** `localNetwork` as written; null when the PvD named none. */
@@ -164,6 +166,7 @@ export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag
     dns64Synthesize: spec.dns64Synthesize,
     captivePortal: spec.captivePortal,
     rebindProtection: spec.rebindProtection,
+    listen: Object.freeze(spec.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress)),
     localNetwork: spec.localNetwork ?? localNetworkOf(spec),
     localNetworkConfigured: spec.localNetwork,
     order,
@@ -178,6 +181,7 @@ export function describePvd(p: Pvd): Record<string, unknown> {
     servers: p.servers.map((s) => s.label),
     ...(p.designated.length > 0 ? { designatedResolvers: p.designated.map((s) => s.label) } : {}),
     ...(p.ddr ? { ddr: true } : {}),
+    ...(p.listen.length > 0 ? { listen: p.listen.map((a) => a.label) } : {}),
     dnsZones: p.dnsZones,
     prefixes: p.prefixes,
     default: p.isDefault,

@@ -87,6 +87,16 @@ export interface ServerView {
   verified: boolean | null;
 }
 
+/** One address of a PvD's own DNS listener (`listen`) as the API shows it. */
+export interface ListenView {
+  /** As configured. */
+  address: string;
+  /** Where it is bound (the real port when configured as 0); null while not bound. */
+  bound: string | null;
+  /** Why it could not be bound, until it is. */
+  error: string | null;
+}
+
 /** How a PvD's queries are protected, as the API shows it. */
 export interface EncryptionView {
   /** strict, opportunistic or off: as configured, else opportunistic with designated resolvers, else as its servers say. */
@@ -116,6 +126,8 @@ export interface PvdView extends CaptiveView, Dns64View, EncryptionView {
   /** Whether home.arpa (RFC 8375) is asked here: as configured, else judged by interface and noInternet. */
   localNetwork: boolean;
   servers: ServerView[];
+  /** Its own DNS listener: every query there is resolved in this PvD only. */
+  listen: ListenView[];
   /** Discovery of Designated Resolvers (RFC 9462). */
   ddr: DdrView;
   cacheEntries: number;
@@ -131,6 +143,7 @@ export function pvdView(
   ddr: DdrView,
   sourceAddressPresent: boolean | null = null,
   encryption: EncryptionView = { encryption: p.encryption, cleartextServers: [], captiveCleartext: false },
+  listen: ListenView[] = p.listen.map((a) => ({ address: a.label, bound: null, error: null })),
 ): PvdView {
   return {
     identifier: p.identifier,
@@ -147,6 +160,7 @@ export function pvdView(
     interface: p.interface,
     localNetwork: p.localNetwork,
     servers,
+    listen,
     ...encryption,
     ddr,
     ...captive,

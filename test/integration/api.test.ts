@@ -100,6 +100,7 @@ describe('control API (/v1)', () => {
         servers: [
           { address: wifi.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null, learned: 'config', verified: null },
         ],
+        listen: [],
         cleartextServers: [],
         captiveCleartext: false,
         // A PvD written by hand: no DDR unless it says ddr: true.

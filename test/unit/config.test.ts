@@ -46,6 +46,7 @@ const PVD_DEFAULTS = {
   encryption: null,
   designatedResolvers: [],
   ddr: null,
+  listen: [],
   localNetwork: null,
 };
 
@@ -447,6 +448,7 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         encryption: 'strict',
         designatedResolvers: ['tls://10.8.0.53#dns.corp.example.com'],
         ddr: false,
+        listen: ['127.0.1.53:53'],
         localNetwork: false,
       },
       {
@@ -467,6 +469,7 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         encryption: 'opportunistic',
         designatedResolvers: [],
         ddr: true,
+        listen: [],
         localNetwork: true,
       },
     ],
