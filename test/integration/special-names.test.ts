@@ -13,7 +13,7 @@ import { configSchema } from '../../src/config/schema.js';
 import { EDE } from '../../src/dns/constants.js';
 import { ask, ede, Packet } from '../helpers/client.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
-import { resolve } from '../helpers/http.js';
+import { getPvd, resolve } from '../helpers/http.js';
 import { startPvdns, TEST_TOKEN, type Running } from '../helpers/pvdns.js';
 
 const SVCB = 64;
@@ -31,7 +31,7 @@ describe('special-use names', () => {
     forwardTestNames,
     pvds: [
       { identifier: 'lan', interface: 'eth0', dnsServers: [lan.address], priority: 20 },
-      { identifier: 'vpn', interface: 'tun0', dnsServers: [vpn.address], priority: 10 },
+      { identifier: 'vpn', interface: 'tun0', dnsServers: [vpn.address], priority: 10, listen: ['127.0.40.6:0'] },
       { identifier: 'printers', dnsServers: [printers.address], dnsZones: ['printers.local'], default: false },
       { identifier: 'lab', dnsServers: [lab.address], dnsZones: ['lab.test'], default: false },
     ],
@@ -107,6 +107,16 @@ describe('special-use names', () => {
     expect((await resolve(pvdns.http, 'name=nas.local&type=A&pvd=lan')).body).toMatchObject({ rcode: 'NXDOMAIN', ede: { code: EDE.NOT_SUPPORTED } });
     expect((await resolve(pvdns.http, 'name=tv.home.arpa&type=A&pvd=lan')).body).toMatchObject({ rcode: 'NOERROR', pvd: 'lan' });
     expect(seen()).toEqual([['tv.home.arpa'], [], [], []]);
+  });
+
+  it("the VPN's own listener (pvds[].listen) gets no .local, home.arpa or test. name to its servers", async () => {
+    const bound = (await getPvd(pvdns.http, 'vpn')).body.listen[0]!.bound!;
+    const listener = { host: '127.0.40.6', port: Number(bound.split(':').at(-1)) };
+    for (const name of ['nas.local', 'nas.home.arpa', 'www.example.test']) {
+      expect((await ask(listener, name, 'A')).packet.header.rcode).toBe(NXDOMAIN);
+    }
+    expect((await ask(listener, 'pinned.example.org', 'A')).packet.header.rcode).toBe(0);
+    expect(seen()).toEqual([[], ['pinned.example.org'], [], []]);
   });
 
   it('the API view shows which PvDs are the local network', async () => {
