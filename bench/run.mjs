@@ -711,6 +711,7 @@ log: { level: warn }
 access: { allow: ["127.0.0.0/8"] }
 cache: { maxEntries: ${cacheEntries} }
 pvdSources: { host: false }
+forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 pvds:
   - identifier: bench
     dnsServers: ["${UPSTREAM.host}:${UPSTREAM.port}"]
@@ -1092,6 +1093,7 @@ access: { allow: ["127.0.0.0/8"] }
 cache: { maxEntries: ${PVDNS_CACHE_ENTRIES} }
 tls: { caFile: "${certs.ca}" }
 pvdSources: { host: false }
+forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 pvds:
   - identifier: bench
     dnsServers: ["tls://${DOT_UPSTREAM.host}:${DOT_UPSTREAM.port}#${DOT_NAME}"]

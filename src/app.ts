@@ -530,7 +530,9 @@ export class App {
     const pvds = this.pvds.list();
     const claimedElsewhere = (p: Pvd, host: string): boolean =>
       pvds.some((o) => o !== p && o.dnsZones.some((z) => host === z || host.endsWith(`.${z}`)));
-    this.routes = new RouteTable(pvds, (p) => [...this.dns64.info(p).reverseZones, ...this.captive.hosts(p).filter((h) => !claimedElsewhere(p, h))]);
+    this.routes = new RouteTable(pvds, (p) => [...this.dns64.info(p).reverseZones, ...this.captive.hosts(p).filter((h) => !claimedElsewhere(p, h))], {
+      forwardTestNames: this.config.forwardTestNames,
+    });
   }
 
   /** apiDeps is what the control API may do with this pvdns. */
@@ -807,6 +809,7 @@ export class App {
     for (const d of this.dns) d.tcp.setOptions({ ...next.tcp });
     await this.sources.apply(next, { once: !this.listening });
     if (this.listening) await this.applyFileSources(next);
+    if (!unchanged('forwardTestNames')) this.rebuildRoutes();
     this.accessList = new AccessList(next.access.allow);
     if (!unchanged('access')) this.limiter = new RateLimiter(next.access.rateLimit);
     this.pipelineNext = this.pipeline();

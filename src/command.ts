@@ -10,6 +10,7 @@ import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { ClientError, DEFAULT_API, query, status } from './http/client.js';
 import { createLogger } from './log.js';
+import { wireKey } from './dns/name.js';
 import { PVD_KEYS } from './pvd/input.js';
 import { effectiveEncryption, pvdFromSpec, type Pvd } from './pvd/model.js';
 import { expiredProblem, formatProblem, readPvdFile, type DirectoryReport } from './pvd/sources/directory.js';
@@ -176,6 +177,10 @@ async function checkConfig(file: string, strict: boolean): Promise<void> {
   for (const p of app.pvds.list()) out.push(...pvdLines(p, p.source === 'file' ? `file ${fileOf.get(p.id)}` : p.source));
   const defaults = app.routeTable().defaultRoute.pvds.map((p) => p.id);
   out.push(`names nobody claims go to: ${defaults.join(' → ') || '(no default PvD: SERVFAIL)'}`);
+  // Special-use names whose route depends on the PvDs and the configuration (README "Local and special-use names").
+  const home = app.routeTable().match(wireKey('home.arpa')).pvds.map((p) => p.id);
+  out.push(`home.arpa goes to: ${home.join(' → ') || '(no PvD of a local network: NXDOMAIN)'}`);
+  out.push(`test. goes to: ${config.forwardTestNames ? 'the PvDs that claim it, else the default PvDs' : 'the PvDs that claim it, else NXDOMAIN (forwardTestNames: false)'}`);
   process.stdout.write(out.join('\n') + '\n');
   process.stderr.write(problems.map((p) => `pvdns: warning: ${oneLine(formatProblem(p))}\n`).join(''));
   if (strict && (problems.length > 0 || warnings.length > 0)) process.exitCode = 1;

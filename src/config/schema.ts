@@ -169,6 +169,9 @@ export const configSchema = z
         caFile: z.string().min(1).nullable().default(null),
       })
       .prefault({}),
+    // RFC 6761 §6.2 item 4: names under test. are answered NXDOMAIN unless a PvD claims them; true
+    // sends those no PvD claims to the default PvDs as any other name (a network that serves test.).
+    forwardTestNames: z.boolean().default(false),
     pvds: z.array(pvdSpecSchema).default([]),
   })
   .superRefine((c, ctx) => {

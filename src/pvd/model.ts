@@ -69,6 +69,10 @@ export interface Pvd {
   readonly rebindProtection: boolean;
   /** Where its own DNS listener binds (`listen`): every query there is resolved in this PvD only. */
   readonly listen: readonly SocketAddress[];
+  /** Whether home.arpa (RFC 8375) is asked here: `localNetwork`, else localNetworkOf. */
+  readonly localNetwork: boolean;
+  /** `localNetwork` as written; null when the PvD named none. */
+  readonly localNetworkConfigured: boolean | null;
   /** Declaration order: breaks ties of priority. */
   readonly order: number;
 }
@@ -81,6 +85,28 @@ export interface Pvd {
 export type AskPvd = (pvd: Pvd, msg: Buffer) => Promise<Answer>;
 
 let nextTag = 1;
+
+/**
+ * Interface names of tunnels (VPNs: tun, tap, wg, ppp, ipsec, vti, GRE and
+ * SIT, Tailscale, ZeroTier) and of cellular modems (ww is systemd's
+ * predictable prefix for WWAN, as wwan0 and wwp0s20u4; rmnet and ccmni are
+ * Qualcomm's and MediaTek's): none is the network the host sits on.
+ */
+const NOT_LOCAL_INTERFACE = /^(?:tun|tap|wg|ppp|ipsec|vti|ip6tnl|ip6gre|gre|gretap|sit|tailscale|zt|utun|ww|rmnet|ccmni)/i;
+
+/**
+ * localNetworkOf says whether a PvD is, by default, one of the local
+ * network's, where home.arpa names are asked (RFC 8375 §3: "resolved using
+ * local resolvers on the homenet", never "forwarded to servers outside the
+ * logical boundaries of the homenet"): a PvD on a known interface that is
+ * neither a tunnel nor a cellular modem, and not noInternet (a split-DNS VPN
+ * or walled network). A PvD on no interface (one written by hand without
+ * `interface`, the host's global servers) could be anywhere: not local
+ * unless it says `localNetwork: true`.
+ */
+export function localNetworkOf(spec: Pick<PvdSpec, 'interface' | 'noInternet'>): boolean {
+  return spec.interface !== null && !spec.noInternet && !NOT_LOCAL_INTERFACE.test(spec.interface);
+}
 
 /** newTag hands out the next PvD tag. */
 export function newTag(): number {
@@ -141,6 +167,8 @@ export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag
     captivePortal: spec.captivePortal,
     rebindProtection: spec.rebindProtection,
     listen: Object.freeze(spec.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress)),
+    localNetwork: spec.localNetwork ?? localNetworkOf(spec),
+    localNetworkConfigured: spec.localNetwork,
     order,
   });
 }
@@ -161,6 +189,7 @@ export function describePvd(p: Pvd): Record<string, unknown> {
     noInternet: p.noInternet,
     expires: p.expiresAt === null ? null : new Date(p.expiresAt).toISOString(),
     dns64: p.dns64Synthesize ? `${p.dns64}, synthesized by pvdns` : p.dns64,
+    localNetwork: p.localNetwork,
   };
 }
 

@@ -23,14 +23,24 @@ const domain = z.string().superRefine((v, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} ${problem}` });
 });
 
+/**
+ * Names that never leave the host, whoever claims them, with the RFC that
+ * says so: RFC 6761 §6.3, §6.4; resolver.arpa, whose answers are about the
+ * resolver asked (RFC 9462 §6.1, §6.4).
+ */
+const PINNED_ZONES: ReadonlyArray<readonly [zone: string, dotted: string, rfc: string]> = [
+  ['localhost', '.localhost', 'RFC 6761'],
+  ['invalid', '.invalid', 'RFC 6761'],
+  ['resolver.arpa', '.resolver.arpa', 'RFC 9462'],
+];
+
 /** zoneProblem says why a name cannot be one of a PvD's dnsZones, or null. */
 function zoneProblem(v: string): string | null {
   const problem = domainProblem(v);
   if (problem) return `${JSON.stringify(v)} ${problem}`;
   const n = normalizeDomain(v);
-  // RFC 6761 §6.3, §6.4: these names never leave the host, whoever claims them.
-  for (const pinned of ['localhost', 'invalid']) {
-    if (n === pinned || n.endsWith(`.${pinned}`)) return `${JSON.stringify(v)} is always answered locally (RFC 6761) and cannot be claimed by a PvD`;
+  for (const [zone, dotted, rfc] of PINNED_ZONES) {
+    if (n === zone || n.endsWith(dotted)) return `${JSON.stringify(v)} is always answered locally (${rfc}) and cannot be claimed by a PvD`;
   }
   return null;
 }
@@ -200,6 +210,9 @@ export const pvdSpecSchema = z
     // Addresses of the PvD's own DNS listener: every query there is resolved in this PvD only
     // (no routing, no fallback), for a container or namespace pinned to one network.
     listen: listOf(MAX_PVD_LISTEN, listenProblem).default([]),
+    // Whether the PvD is the network this host sits on (a LAN, a Wi-Fi), where home.arpa names
+    // are asked (RFC 8375); null: judged by its interface (src/pvd/model.ts localNetworkOf).
+    localNetwork: z.boolean().nullable().default(null),
   })
   .superRefine((p, ctx) => {
     if (p.encryption === 'off') {

@@ -129,6 +129,8 @@ export interface PvdView extends CaptiveView, Dns64View, EncryptionView {
   /** Whether sourceAddress is on one of the host's links (netlink); null when unknown or unset. */
   sourceAddressPresent: boolean | null;
   interface: string | null;
+  /** Whether home.arpa (RFC 8375) is asked here: as configured, else judged by interface and noInternet. */
+  localNetwork: boolean;
   servers: ServerView[];
   /** Its own DNS listener: every query there is resolved in this PvD only. */
   listen: ListenView[];
@@ -165,6 +167,7 @@ export function pvdView(
     sourceAddress: p.sourceAddress,
     sourceAddressPresent,
     interface: p.interface,
+    localNetwork: p.localNetwork,
     servers,
     listen,
     ...encryption,

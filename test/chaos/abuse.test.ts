@@ -47,6 +47,7 @@ listen: ["127.0.0.191:0"]
 http: { listen: "127.0.0.191:0", token: "${TEST_TOKEN}" }
 log: { level: info }
 pvdSources: { host: false }
+forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 captive: { probeIntervalS: 0 }
 pvds:
   - identifier: lan

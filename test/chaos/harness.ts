@@ -194,6 +194,7 @@ function pvdnsConfig(up: FaultyUpstream): string {
   return `listen: ["${HOSTS.pvdns.fw}:0"]
 http: { listen: "${HOSTS.pvdns.fw}:0" }
 pvdSources: { host: false }
+forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 pvds:
   - identifier: up
     dnsServers: ["${up.address}"]

@@ -23,6 +23,9 @@ export interface Running {
  * probes are off unless a test says otherwise, so fake upstreams see only
  * the queries a test sends: by default each PvD would also ask its servers
  * for ipv4only.arpa (RFC 7050) and for random names (captive probes).
+ * Names under test. (RFC 6761 §6.2) go upstream like any other
+ * (forwardTestNames: true), since tests name their fake zones so; a test of
+ * pvdns's own answer sets forwardTestNames: false.
  */
 export async function startPvdns(config: Record<string, unknown>, opts: { clock?: () => number; host?: string; log?: Logger } = {}): Promise<Running> {
   if (Array.isArray(config.pvds)) config = { ...config, pvds: config.pvds.map((p: Record<string, unknown>) => ({ dns64: 'off', ...p })) };
@@ -35,6 +38,7 @@ export async function startPvdns(config: Record<string, unknown>, opts: { clock?
     log: { level: 'silent' },
     pvdSources: { host: false },
     captive: { probeIntervalS: 0 },
+    forwardTestNames: true,
     ...config,
     upstream,
   });

@@ -219,6 +219,7 @@ remote-control:
           cache: { maxTtl: 0 },
           tls: { caFile: join(dir, 'ca.pem') },
           pvdSources: { host: false, routerAdvertisements: true },
+          forwardTestNames: true, // its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
         }),
       );
       spawnIn(NS_HOST, node, [join(ROOT, 'dist/cli.js'), 'serve', '--config', config], (line) => {

@@ -50,6 +50,7 @@ describe('pvdns beside a systemd-resolved with global DNS over TLS only (resolve
         captive: { probeIntervalS: 0 },
         cache: { maxTtl: 0 },
         pvdSources: { host: true, hostBackend: 'resolved', resolvConf: join(r.dir, 'resolv.conf') },
+        forwardTestNames: true, // its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
       }),
     );
     pvdns = r.spawn(process.execPath, [join(ROOT, 'dist/cli.js'), 'serve', '--config', config], { cwd: r.dir });

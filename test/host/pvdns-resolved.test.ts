@@ -93,6 +93,7 @@ describe(`pvdns beside a real systemd-resolved (${USER ?? 'root'}, ${BACKEND})`,
         // A tunnel PvD bound to an address of wifi0's: pvdns notices when the address goes.
         pvds: [{ identifier: 'tunnel', dnsServers: ['127.0.0.30'], noInternet: true, dns64: 'off', sourceAddress: '10.9.0.2' }],
         pvdSources: { host: true, hostBackend: BACKEND, hostPollIntervalS: 10, resolvConf: join(r.dir, 'resolv.conf') },
+        forwardTestNames: true, // its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
       }),
     );
     writeFileSync(join(r.dir, 'resolv.conf'), '# none\n');

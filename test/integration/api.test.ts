@@ -99,6 +99,7 @@ describe('control API (/v1)', () => {
         sourceAddress: null,
         sourceAddressPresent: null,
         interface: null,
+        localNetwork: false,
         encryption: 'off',
         servers: [
           { address: wifi.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null, learned: 'config', verified: null },

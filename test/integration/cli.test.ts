@@ -67,6 +67,9 @@ describe('pvdns --help, --version, check-config', () => {
     expect(r.stdout).toContain('corp.example.com (config)');
     expect(r.stdout).toContain('servers:  192.168.1.1:53, [fd00::1]:5353');
     expect(r.stdout).toContain('names nobody claims go to: wifi');
+    // wifi is on no interface it names: it could be anywhere, so not the local network (RFC 8375).
+    expect(r.stdout).toContain('home.arpa goes to: (no PvD of a local network: NXDOMAIN)');
+    expect(r.stdout).toContain('test. goes to: the PvDs that claim it, else NXDOMAIN (forwardTestNames: false)');
     expect(r.stdout).toContain('    dns64:    auto (RFC 7050 discovery once running)');
   });
 

@@ -147,6 +147,7 @@ listen: ["${PVDNS}:0"]
 http: { listen: "${PVDNS}:0" }
 log: { level: debug }
 pvdSources: { host: false }
+forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 tls: { caFile: "${pki.caFile}" }
 # A down server is probed again only after 30 s: only the captive portal's opening can bring it back sooner.
 upstream: { timeoutMs: 1000, attempts: 2, probeIntervalMs: 30000, probeMaxIntervalMs: 30000 }

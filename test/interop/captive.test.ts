@@ -76,6 +76,7 @@ listen: ["127.0.0.94:0"]
 http: { listen: "127.0.0.94:0" }
 log: { level: debug }
 pvdSources: { host: false }
+forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 upstream: { timeoutMs: 1000, attempts: 1 }
 captive: { probeIntervalS: 1, canary: { name: canary.test, addresses: ["192.0.2.53"] } }
 pvds:

@@ -98,6 +98,7 @@ listen: ["${PVDNS}:0"]
 http: { listen: "${PVDNS}:0", token: "${TEST_TOKEN}" }
 log: { level: debug }
 pvdSources: { host: false }
+forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 captive: { probeIntervalS: 0 }
 cache: { maxEntries: 0 }
 tls: { caFile: "${pki.caFile}" }

@@ -67,6 +67,7 @@ listen: ["127.0.0.84:0"]
 http: { listen: null }
 log: { level: debug }          # a line per query, shown when a test fails
 pvdSources: { host: false }    # no PvD from /etc/resolv.conf
+forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 upstream: { timeoutMs: 1000, attempts: 1 }
 # dns64 off: the servers' query logs and counters then show only the tests'
 # queries (dns64.test.ts covers RFC 7050 discovery against these programs).

@@ -61,6 +61,7 @@ listen: ["127.0.0.89:0"]
 http: { listen: "127.0.0.89:0", token: "${TEST_TOKEN}" }
 log: { level: debug }
 pvdSources: { host: false }
+forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 upstream: { timeoutMs: 1000, attempts: 1 }
 pvds:
   - identifier: wifi

@@ -41,6 +41,7 @@ listen: ["127.0.0.95:0"]
 http: { listen: "127.0.0.95:0" }
 log: { level: info }
 pvdSources: { host: false }
+forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 captive: { probeIntervalS: 0 }
 cache: { maxEntries: ${MAX_ENTRIES} }
 upstream: { timeoutMs: 1500, attempts: 1, maxInflight: ${MAX_INFLIGHT} }

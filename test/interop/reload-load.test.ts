@@ -24,6 +24,7 @@ listen: ["127.0.0.98:0"]
 http: { listen: null }
 log: { level: info }
 pvdSources: { host: false }
+forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 captive: { probeIntervalS: 0 }
 cache: { maxTtl: 3600 }
 upstream: { timeoutMs: 1000, attempts: 1 }

@@ -26,6 +26,7 @@ const DEFAULTS = {
   captive: { probeIntervalS: 60, canary: { name: 'example.com', addresses: [] } },
   pvdSources: { directory: null, host: true, hostBackend: 'auto', hostPollIntervalS: 10, resolvConf: '/etc/resolv.conf', routerAdvertisements: false },
   tls: { caFile: null },
+  forwardTestNames: false,
   pvds: [],
 };
 
@@ -46,6 +47,7 @@ const PVD_DEFAULTS = {
   designatedResolvers: [],
   ddr: null,
   listen: [],
+  localNetwork: null,
 };
 
 /** configError parses `text` and returns the ConfigError it must raise. */
@@ -447,6 +449,7 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         designatedResolvers: ['tls://10.8.0.53#dns.corp.example.com'],
         ddr: false,
         listen: ['127.0.1.53:53'],
+        localNetwork: false,
       },
       {
         identifier: 'wifi',
@@ -467,8 +470,10 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         designatedResolvers: [],
         ddr: true,
         listen: [],
+        localNetwork: true,
       },
     ],
+    forwardTestNames: true,
   };
 
   /** Every object in the fixture, as key paths. */

@@ -146,7 +146,6 @@ describe('RouteTable', () => {
       ['1.0.64.100.in-addr.arpa', '64.100.in-addr.arpa'], // RFC 7793: 100.64.0.0/10
       ['1.0.127.100.in-addr.arpa', '127.100.in-addr.arpa'],
       ['1.0.0.127.in-addr.arpa', '127.in-addr.arpa'],
-      ['1.0.254.169.in-addr.arpa', '254.169.in-addr.arpa'],
       ['1.2.0.192.in-addr.arpa', '2.0.192.in-addr.arpa'],
       ['1.100.51.198.in-addr.arpa', '100.51.198.in-addr.arpa'],
       ['1.113.0.203.in-addr.arpa', '113.0.203.in-addr.arpa'],
@@ -155,8 +154,6 @@ describe('RouteTable', () => {
       [`1.${'0.'.repeat(31)}ip6.arpa`, `1.${'0.'.repeat(31)}ip6.arpa`],
       [`${'0.'.repeat(32)}ip6.arpa`, `${'0.'.repeat(32)}ip6.arpa`],
       ['1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa', 'd.f.ip6.arpa'],
-      ['1.0.0.0.8.e.f.ip6.arpa', '8.e.f.ip6.arpa'],
-      ['1.0.0.0.b.e.f.ip6.arpa', 'b.e.f.ip6.arpa'],
       ['1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa', '8.b.d.0.1.0.0.2.ip6.arpa'],
     ])('%s is answered locally from %s', (name, zone) => {
       const r = route(table, name);
@@ -210,6 +207,11 @@ describe('RouteTable', () => {
       expect(r.pvds).toEqual(pvds);
       expect(r.local).toBe(local);
     });
+  });
+
+  it('the link-local reverse zones are not RFC 6303 empty zones but multicast DNS names (RFC 6762 §4)', () => {
+    const table = new RouteTable([pvd({ identifier: 'wifi', default: true })]);
+    for (const name of ['1.0.254.169.in-addr.arpa', '1.0.0.0.8.e.f.ip6.arpa', '1.0.0.0.b.e.f.ip6.arpa']) expect(route(table, name).local).toBe('mdns');
   });
 
   it('claims() lists the zones PvDs own', () => {
