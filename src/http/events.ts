@@ -97,13 +97,20 @@ export class EventHub {
     if (sub === undefined) return false;
     res.write(text);
     if (res.writableLength <= MAX_BUFFERED) return true;
+    this.cut(res);
+    return false;
+  }
+
+  /** cut drops a subscriber that does not read what it is sent, and counts it. */
+  cut(res: http.ServerResponse): void {
+    const sub = this.clients.get(res);
+    if (sub === undefined) return;
     this.droppedBy[sub.stream]++;
     this.log?.info({ client: res.socket?.remoteAddress, stream: sub.stream, buffered: res.writableLength }, `${sub.stream === 'events' ? 'event' : 'monitor'} subscriber dropped: it does not read its ${sub.stream === 'events' ? 'events' : 'records'}`);
     this.remove(res);
     // A reset: the kernel drops what is queued for it too, instead of trying to deliver it.
     res.socket?.resetAndDestroy();
     res.destroy();
-    return false;
   }
 
   /** closeWhere ends the streams of subscribers whose address `refused` says may no longer listen. */

@@ -10,9 +10,12 @@
 // then its `rate` of records per second); records are built and written
 // on the next turn of the event loop (setImmediate), after the replies of
 // this turn have gone out, each record serialized once for every subscriber.
-// A subscriber over its rate loses records, and is told so once a second
-// ("dropped"); one that does not read is cut off by the hub (events.ts,
-// MAX_BUFFERED), so pvdns never holds more than that for it.
+// A subscriber over its rate loses records, and so does one that has fallen
+// behind (half the hub's MAX_BUFFERED waiting for it): it is told how many
+// once a second ("dropped"). One of which nothing more has gone out for
+// STALL_MS while records wait does not read at all: it is cut off (and
+// counted, as the hub counts every subscriber it drops). pvdns never holds
+// more than MAX_BUFFERED for any.
 
 import type http from 'node:http';
 import type { Registry } from 'prom-client';
@@ -23,7 +26,7 @@ import type { Pvd } from '../pvd/model.js';
 import type { CacheVerdict, Query, Transport } from '../resolve/query.js';
 import type { LocalKind } from '../resolve/routes.js';
 import { CollectedValue } from '../metrics/collected.js';
-import type { EventHub } from './events.js';
+import { MAX_BUFFERED, type EventHub } from './events.js';
 
 /** Why a default PvD is passed over for names nobody claims (the router's `eligible`). */
 export type SkipReason = 'down' | 'captive';
@@ -33,6 +36,14 @@ export const DEFAULT_RATE = 1000;
 export const MAX_RATE = 100_000;
 /** How often a subscriber that lost records is told how many. */
 const DROPPED_NOTICE_MS = 1000;
+/**
+ * Octets waiting for a subscriber beyond which its records are dropped
+ * rather than queued: a reader slower than the queries (a busy terminal, a
+ * loaded host) loses records, and is told so, before the hub's bound cuts it.
+ */
+const BEHIND = MAX_BUFFERED / 2;
+/** How long records may wait for a subscriber with none going out before it is taken for one that does not read, and cut off. */
+export const STALL_MS = 5000;
 /** Queries waiting for their records within one turn of the event loop, at most. */
 const MAX_PENDING = 20_000;
 /** Fields per pending query in the flat queue: query, rcode, ede, seconds, subscriber mask. */
@@ -93,6 +104,12 @@ class Subscriber {
   dropped = 0;
   /** Records built for it in the current batch. */
   out = '';
+  /** What the current batch may add, in characters (BEHIND less what waits already). */
+  room = 0;
+  /** Octets of its stream the kernel had taken at the last notify. */
+  delivered = 0;
+  /** Since when (performance.now()) records have waited for it and none went out; 0 when some did. */
+  stalledSince = 0;
   private readonly burst: number;
 
   constructor(
@@ -194,10 +211,16 @@ export class QueryMonitor {
     if (p.length === 0) return;
     this.pending = [];
     const subs = this.subs;
+    for (const s of subs) s.room = BEHIND - s.res.writableLength;
     for (let i = 0; i < p.length; i += STRIDE) {
       const text = this.hub.frame('query', this.record(p[i] as Query, p[i + 1] as number, p[i + 2] as Ede | null, p[i + 3] as number));
       const mask = p[i + 4] as number;
-      for (let j = 0; j < subs.length; j++) if (mask & (1 << j)) subs[j]!.out += text;
+      for (let j = 0; j < subs.length; j++) {
+        if ((mask & (1 << j)) === 0) continue;
+        const s = subs[j]!;
+        if (s.out.length + text.length <= s.room) s.out += text;
+        else s.dropped++;
+      }
     }
     for (const s of subs) {
       if (s.out === '') continue;
@@ -207,9 +230,24 @@ export class QueryMonitor {
     }
   }
 
-  /** notify tells each subscriber that lost records how many, once a second at most. */
+  /**
+   * notify runs once a second: it cuts off a subscriber that has taken
+   * nothing for STALL_MS while records wait for it, and tells each other
+   * that lost records how many.
+   */
   private notify(): void {
+    const now = performance.now();
     for (const s of this.subs) {
+      // What the kernel has taken from us for it so far (bytesWritten counts what waits too).
+      const socket = s.res.socket;
+      const delivered = socket ? socket.bytesWritten - socket.writableLength : 0;
+      if (s.res.writableLength === 0 || delivered !== s.delivered) s.stalledSince = 0;
+      else if (s.stalledSince === 0) s.stalledSince = now;
+      else if (now - s.stalledSince >= STALL_MS) {
+        this.hub.cut(s.res);
+        continue;
+      }
+      s.delivered = delivered;
       if (s.dropped === 0) continue;
       const n = s.dropped;
       this.recordsDropped += n;
