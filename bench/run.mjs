@@ -997,8 +997,13 @@ async function benchmarkServer(name, tmp, hitsFile, opts, round) {
     // --monitor: one subscriber watches every timed run (after the warm-up, which is not measured).
     if (name === 'pvdns' && opts.monitor !== null) monitor = await attachMonitor(server.host, opts.monitor);
     if (runs.has('hits')) {
+      // The server's own CPU time per answer: what a change costs, less swayed than qps by what
+      // else the machine runs at the time.
+      const cpuBefore = cpuSeconds(proc.child.pid);
       const hits = await dnsperf(`${name} hits`, server, hitsFile, { ...opts, maxRuns: null });
-      results.push({ server: name, workload: 'hits', round, ...hits });
+      const cpuAfter = cpuSeconds(proc.child.pid);
+      const cpuUsPerAnswer = cpuBefore !== null && cpuAfter !== null && hits.completed ? ((cpuAfter - cpuBefore) * 1e6) / hits.completed : null;
+      results.push({ server: name, workload: 'hits', round, ...hits, cpuUsPerAnswer });
     }
     if (runs.has('latency')) {
       const latency = await latencyRun(`${name} hit latency`, server, hitsFile, opts);
@@ -1736,6 +1741,8 @@ function renderReport(report) {
           `${r.qpsRounds.map((q) => fmt(q, 0)).join(' / ')} |`);
       }
     }
+    const cpu = results.filter((x) => x.workload === 'hits' && x.cpuUsPerAnswer != null);
+    if (cpu.length) lines.push('', `hits, each server's CPU time per answer (utime + stime): ${cpu.map((r) => `${r.server} ${fmt(r.cpuUsPerAnswer, 1)} µs`).join(', ')}`);
     const latency = results.filter((x) => x.workload === 'latency');
     if (latency.length) {
       lines.push('', `Cache-hit latency at a fixed ${options.latencyQps} qps (dnsperf -Q, each answer's latency from -v; ` +

@@ -213,8 +213,15 @@ export class QueryMonitor {
     const subs = this.subs;
     for (const s of subs) s.room = BEHIND - s.res.writableLength;
     for (let i = 0; i < p.length; i += STRIDE) {
+      let mask = p[i + 4] as number;
+      // Not built at all for subscribers whose share of this batch is full already.
+      for (let j = 0; j < subs.length; j++) {
+        if ((mask & (1 << j)) === 0 || subs[j]!.out.length < subs[j]!.room) continue;
+        subs[j]!.dropped++;
+        mask &= ~(1 << j);
+      }
+      if (mask === 0) continue;
       const text = this.hub.frame('query', this.record(p[i] as Query, p[i + 1] as number, p[i + 2] as Ede | null, p[i + 3] as number));
-      const mask = p[i + 4] as number;
       for (let j = 0; j < subs.length; j++) {
         if ((mask & (1 << j)) === 0) continue;
         const s = subs[j]!;
