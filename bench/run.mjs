@@ -10,6 +10,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
+import http from 'node:http';
 import {
   closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync,
   readSync, rmSync, statSync, writeFileSync, writeSync,
@@ -98,6 +99,10 @@ function parseOptions(argv) {
       'soak-cache': { type: 'string', default: '100000' },
       interval: { type: 'string', default: '10' },
       'keep-tmp': { type: 'boolean', default: false },
+      workloads: { type: 'string', default: 'hits,latency,misses,footprint' },
+      monitor: { type: 'boolean', default: false },
+      'monitor-query': { type: 'string', default: '' },
+      subnet: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -124,6 +129,14 @@ function parseOptions(argv) {
       '  --soak-qps     the soak\'s UDP rate (default 10000; TCP adds 500)\n' +
       '  --soak-cache   pvdns\'s cache.maxEntries in the soak (default 100000, its default)\n' +
       '  --interval     seconds between soak reports (default 10)\n' +
+      '  --workloads    comma-separated workloads of the cleartext servers (default\n' +
+      '                 hits,latency,misses,footprint; footprint is pvdns\'s start-up and memory)\n' +
+      '  --monitor      attach one subscriber to pvdns\'s GET /v1/monitor (the query monitor)\n' +
+      '                 for its timed runs, reading everything it is sent: the cost of watching\n' +
+      '  --monitor-query  the subscriber\'s query string, e.g. "rate=100000" (default: none,\n' +
+      '                 pvdns\'s default of 1000 records/s)\n' +
+      '  --subnet A.B.C move nsd and the cleartext servers from 127.0.0.x to A.B.C.x (same last\n' +
+      '                 octets), so the bench does not meet others on the default addresses\n' +
       '  --keep-tmp     keep the temp dir (configs, logs) for debugging\n');
     process.exit(0);
   }
@@ -138,6 +151,11 @@ function parseOptions(argv) {
     if (!SERVERS[name] && name !== 'dot') throw new BenchError(`--only: unknown server "${name}" (known: ${Object.keys(SERVERS).join(', ')}, dot)`);
   }
   if (only.length === 0) throw new BenchError('--only: no server selected');
+  const workloads = values.workloads.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const w of workloads) {
+    if (!['hits', 'latency', 'misses', 'footprint'].includes(w)) throw new BenchError(`--workloads: unknown workload "${w}" (known: hits, latency, misses, footprint)`);
+  }
+  if (values.subnet !== undefined && !/^127\.\d{1,3}\.\d{1,3}$/.test(values.subnet)) throw new BenchError(`--subnet must be the first three octets of a loopback /24, such as 127.0.44 (got "${values.subnet}")`);
   const dotFronts = values['dot-fronts'].split(',').map((s) => s.trim()).filter(Boolean);
   for (const name of dotFronts) {
     if (!DOT_FRONTS[name]) throw new BenchError(`--dot-fronts: unknown forwarder "${name}" (known: ${Object.keys(DOT_FRONTS).join(', ')})`);
@@ -161,6 +179,9 @@ function parseOptions(argv) {
     soakCache: positiveInt('soak-cache', values['soak-cache']),
     interval: positiveInt('interval', values.interval),
     keepTmp: values['keep-tmp'],
+    workloads,
+    monitor: values.monitor ? values['monitor-query'] : null,
+    subnet: values.subnet ?? null,
   };
 }
 
@@ -917,33 +938,96 @@ function sanityWarnings(result, missNames, cacheEntries) {
 
 // ---------------------------------------------------------------- one server
 
+/**
+ * attachMonitor subscribes to pvdns's GET /v1/monitor (its HTTP listener,
+ * :8053 on the server's address, no token: the bench's client is loopback)
+ * and reads everything it is sent, counting records, octets and the records
+ * pvdns says it dropped. It resolves once the stream has started; close()
+ * ends it and returns the counts.
+ */
+function attachMonitor(host, query) {
+  // cutOff: pvdns ended the stream (it cuts off a subscriber that falls 256 KiB behind).
+  const counts = { query, records: 0, dropped: 0, bytes: 0, cutOff: false };
+  let closing = false;
+  return new Promise((resolveAttach, rejectAttach) => {
+    const req = http.get(`http://${host}:8053/v1/monitor${query ? `?${query}` : ''}`, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        rejectAttach(new BenchError(`pvdns: GET /v1/monitor answered ${res.statusCode}`));
+        return;
+      }
+      res.setEncoding('utf8');
+      let tail = '';
+      res.on('data', (chunk) => {
+        counts.bytes += Buffer.byteLength(chunk);
+        const text = tail + chunk;
+        counts.records += text.split('\nevent: query\n').length - 1;
+        for (const m of text.matchAll(/\nevent: dropped\ndata: \{"dropped":(\d+)/g)) counts.dropped += Number(m[1]);
+        // An event split across chunks is counted once: the next chunk starts after what was counted.
+        const cut = text.lastIndexOf('\n\n');
+        tail = cut < 0 ? text : text.slice(cut + 1);
+        if (tail.length > 4096) tail = tail.slice(-4096);
+        resolveAttach({ close: () => ((closing = true), req.destroy(), counts) });
+      });
+      res.on('error', () => undefined);
+      res.on('close', () => {
+        if (!closing) counts.cutOff = true;
+      });
+    });
+    req.on('error', (err) => rejectAttach(new BenchError(`pvdns: GET /v1/monitor: ${err.message}`)));
+  });
+}
+
 async function benchmarkServer(name, tmp, hitsFile, opts, round) {
   const server = { ...SERVERS[name], missPrefix: `${SERVERS[name].missPrefix}${round}-` };
   say(`${name}: starting on ${server.host}:${server.port}`);
   const proc = await server.start(tmp, server);
   const results = [];
   let missesFile = null;
+  let monitor = null;
   try {
     await waitUntilAnswering(proc, server.host, server.port, hitName(1), name === 'pvdns' ? 20_000 : 10_000);
     await checkAnswer(proc, server.host, server.port, hitName(1), hitAddress(1));
     await checkAnswer(proc, server.host, server.port, `probe-${server.missPrefix}.miss.${ZONE}`, MISS_ADDRESS);
 
-    say(`${name}: warming ${HIT_NAMES} names, then hits for ${opts.duration} s`);
-    await warmCache(name, server, hitsFile, opts);
-    const hits = await dnsperf(`${name} hits`, server, hitsFile, { ...opts, maxRuns: null });
-    results.push({ server: name, workload: 'hits', round, ...hits });
-    const latency = await latencyRun(`${name} hit latency`, server, hitsFile, opts);
-    results.push({ server: name, workload: 'latency', round, ...latency });
+    const runs = new Set(opts.workloads);
+    if (runs.has('hits') || runs.has('latency')) {
+      say(`${name}: warming ${HIT_NAMES} names, then hits for ${opts.duration} s`);
+      await warmCache(name, server, hitsFile, opts);
+    }
+    // --monitor: one subscriber watches every timed run (after the warm-up, which is not measured).
+    if (name === 'pvdns' && opts.monitor !== null) monitor = await attachMonitor(server.host, opts.monitor);
+    if (runs.has('hits')) {
+      // The server's own CPU time per answer: what a change costs, less swayed than qps by what
+      // else the machine runs at the time.
+      const cpuBefore = cpuSeconds(proc.child.pid);
+      const hits = await dnsperf(`${name} hits`, server, hitsFile, { ...opts, maxRuns: null });
+      const cpuAfter = cpuSeconds(proc.child.pid);
+      const cpuUsPerAnswer = cpuBefore !== null && cpuAfter !== null && hits.completed ? ((cpuAfter - cpuBefore) * 1e6) / hits.completed : null;
+      results.push({ server: name, workload: 'hits', round, ...hits, cpuUsPerAnswer });
+    }
+    if (runs.has('latency')) {
+      const latency = await latencyRun(`${name} hit latency`, server, hitsFile, opts);
+      results.push({ server: name, workload: 'latency', round, ...latency });
+    }
 
-    say(`${name}: writing ${opts.missNames.toLocaleString('en')} unique names, then misses for ${opts.duration} s`);
-    missesFile = writeMissesFile(tmp, server.missPrefix, opts.missNames);
-    // -n 1: each name is asked once, so every query is a cache miss.
-    const misses = await dnsperf(`${name} misses`, server, missesFile, { ...opts, maxRuns: 1 });
-    results.push({ server: name, workload: 'misses', round, ...misses });
+    if (runs.has('misses')) {
+      say(`${name}: writing ${opts.missNames.toLocaleString('en')} unique names, then misses for ${opts.duration} s`);
+      missesFile = writeMissesFile(tmp, server.missPrefix, opts.missNames);
+      // -n 1: each name is asked once, so every query is a cache miss.
+      const misses = await dnsperf(`${name} misses`, server, missesFile, { ...opts, maxRuns: 1 });
+      results.push({ server: name, workload: 'misses', round, ...misses });
+    }
+    if (monitor !== null) {
+      const watched = monitor.close();
+      say(`pvdns: the monitor received ${watched.records} records (${watched.bytes} octets), told of ${watched.dropped} dropped${watched.cutOff ? '; pvdns cut it off for falling behind' : ''}`);
+      for (const r of results) r.monitor = watched;
+    }
 
     // A server that died under load would otherwise just show up as "lost".
     if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during the run`);
   } finally {
+    monitor?.close();
     await stop(proc);
     if (missesFile) rmSync(missesFile, { force: true });
   }
@@ -1659,6 +1743,8 @@ function renderReport(report) {
           `${r.qpsRounds.map((q) => fmt(q, 0)).join(' / ')} |`);
       }
     }
+    const cpu = results.filter((x) => x.workload === 'hits' && x.cpuUsPerAnswer != null);
+    if (cpu.length) lines.push('', `hits, each server's CPU time per answer (utime + stime): ${cpu.map((r) => `${r.server} ${fmt(r.cpuUsPerAnswer, 1)} µs`).join(', ')}`);
     const latency = results.filter((x) => x.workload === 'latency');
     if (latency.length) {
       lines.push('', `Cache-hit latency at a fixed ${options.latencyQps} qps (dnsperf -Q, each answer's latency from -v; ` +
@@ -1678,6 +1764,12 @@ function renderReport(report) {
     lines.push('');
     lines.push(`(reference) hits: unbound/dnsmasq = ${fmt(ratios.hits['unbound/dnsmasq'])}; ` +
       `misses: unbound/dnsmasq = ${fmt(ratios.misses['unbound/dnsmasq'])}`);
+  }
+  const watched = results.find((r) => r.server === 'pvdns' && r.monitor)?.monitor;
+  if (watched) {
+    lines.push('', `pvdns ran with one GET /v1/monitor subscriber attached${watched.query ? ` (?${watched.query})` : ''} for its timed runs ` +
+      `(median round): ${watched.records.toLocaleString('en')} records, ${watched.bytes.toLocaleString('en')} octets, ${watched.dropped.toLocaleString('en')} dropped over its rate` +
+      `${watched.cutOff ? '; pvdns cut the subscriber off for falling 256 KiB behind' : ''}`);
   }
   if (report.footprint) {
     const f = report.footprint;
@@ -1711,6 +1803,11 @@ function hostInfo() {
 async function main() {
   const opts = parseOptions(process.argv.slice(2));
   keepTmp = opts.keepTmp;
+  if (opts.subnet !== null) {
+    const move = (address) => `${opts.subnet}.${address.split('.')[3]}`;
+    UPSTREAM.host = move(UPSTREAM.host);
+    for (const s of Object.values(SERVERS)) s.host = move(s.host);
+  }
   if (opts.only.includes('pvdns') || opts.dotFronts.includes('pvdns')) checkPvdnsBuilt();
   ensureTools();
   // dnsdist is optional: the DoT workload compares it when it is installed.
@@ -1763,7 +1860,7 @@ async function main() {
     }
   }
   let fp = null;
-  if (opts.only.includes('pvdns')) {
+  if (opts.only.includes('pvdns') && opts.workloads.includes('footprint')) {
     say('pvdns: start-up time and memory per cached answer');
     fp = await footprint(tmpDir, opts);
   }

@@ -25,6 +25,7 @@ import { verifyDesignated } from './ddr/verify.js';
 import { registerCacheMetrics } from './cache/metrics.js';
 import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
 import { EventHub } from './http/events.js';
+import { QueryMonitor } from './http/monitor.js';
 import { AuditLog } from './http/audit.js';
 import { RequestGuard } from './http/guard.js';
 import { HttpServer, type Readiness } from './http/server.js';
@@ -134,6 +135,8 @@ export class App {
   private listening = false;
   /** Server-Sent Events of GET /v1/events. */
   readonly events = new EventHub();
+  /** GET /v1/monitor: the live query stream; a default PvD is passed over when down or captive (the router's rule). */
+  readonly monitor = new QueryMonitor(this.events, (p) => (!this.forwarder.usable(p) ? 'down' : this.captive.isCaptive(p) ? 'captive' : null));
   /** Each PvD's NAT64 prefixes (DNS64). */
   private readonly dns64: Pref64Tracker;
   /** Whether each PvD is behind a captive portal. */
@@ -290,6 +293,8 @@ export class App {
     registerDdrMetrics(this.metrics, () => this.ddr);
     this.forwarder.probes.register(this.metrics);
     this.events.register(this.metrics, this.log);
+    this.monitor.register(this.metrics);
+    this.handler.observer = this.monitor;
     new CollectedValue('pvdns_queries_shed_total', 'Queries answered SERVFAIL at once because upstream.maxInflight upstream queries were in flight.', 'counter', () => [
       { labels: {}, value: this.forwarder.shed },
     ]).register(this.metrics);
@@ -571,6 +576,7 @@ export class App {
         return n;
       },
       events: this.events,
+      monitor: this.monitor,
       sources: () => this.sources.views(),
       token: () => this.apiToken,
       audit: this.audit,

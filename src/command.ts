@@ -8,7 +8,7 @@ import { App } from './app.js';
 import { ListenError } from './server/bind.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { ClientError, DEFAULT_API, query, status } from './http/client.js';
+import { apiToken, ClientError, DEFAULT_API, monitor, query, status, type MonitorRequest } from './http/client.js';
 import { createLogger } from './log.js';
 import { wireKey } from './dns/name.js';
 import { PVD_KEYS } from './pvd/input.js';
@@ -30,11 +30,19 @@ Usage:
   pvdns status                    the running pvdns's PvDs, servers and their state
   pvdns query NAME [TYPE] [--pvd ID]
                                   resolve NAME (in exactly PvD ID if given) and say which PvD answered
+  pvdns monitor [--sample R] [--rate N]
+                                  every query as pvdns answers it, one line each until Ctrl-C: time,
+                                  client, name, type, → PvD (zone, or default order and who was passed
+                                  over: down, captive, servfail), cache, server, rcode, ms. --sample R:
+                                  see that share of queries (0 < R ≤ 1); --rate N: N lines/s at most
+                                  (default 1000), beyond which pvdns drops them and says how many
   pvdns --help | --version
 
-Options of status and query:
+Options of status, query and monitor:
   --server URL                    the pvdns HTTP API (default ${DEFAULT_API})
-  --json                          print the API's JSON
+  --json                          print the API's JSON (monitor: one object per line)
+The monitor needs the API's token when pvdns has one: $PVDNS_TOKEN, else the file $PVDNS_TOKEN_FILE
+(default /run/pvdns/token).
 
 Signals (serve): SIGHUP reloads FILE, SIGTERM and SIGINT drain queries in flight and exit 0.
 Configuration keys: see config/example.yaml and the README.
@@ -240,6 +248,31 @@ async function api(run: () => Promise<string>): Promise<void> {
   }
 }
 
+/**
+ * watch runs `pvdns monitor` until Ctrl-C (or SIGTERM, or a closed pipe)
+ * ends it with exit 0; a refusal or a lost stream is one line and exit 1.
+ */
+async function watch(server: string, r: MonitorRequest): Promise<void> {
+  let session;
+  try {
+    session = monitor(server, r, (line) => void process.stdout.write(`${line}\n`));
+  } catch (err) {
+    if (err instanceof ClientError) fail(err.message);
+    throw err;
+  }
+  const stop = session.stop;
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  // `pvdns monitor | head`: the reader went away, which ends the monitor as Ctrl-C does.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? stop() : unexpected(err)));
+  try {
+    await session.done;
+  } catch (err) {
+    if (err instanceof ClientError) fail(err.message);
+    throw err;
+  }
+}
+
 async function main(): Promise<void> {
   let parsed;
   try {
@@ -251,6 +284,8 @@ async function main(): Promise<void> {
         json: { type: 'boolean', default: false },
         pvd: { type: 'string' },
         strict: { type: 'boolean', default: false },
+        sample: { type: 'string' },
+        rate: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -282,6 +317,14 @@ async function main(): Promise<void> {
       const [name, type = 'A', ...extra] = rest;
       if (!name || extra.length) fail('usage: pvdns query NAME [TYPE] [--pvd ID] [--json] [--server URL]', 2);
       return api(() => query(values.server, name, type, values.pvd ?? null, values.json));
+    }
+    case 'monitor': {
+      if (rest.length) fail(`monitor takes no arguments (got ${rest.join(' ')})`, 2);
+      const sample = values.sample === undefined ? null : Number(values.sample);
+      if (sample !== null && (values.sample!.trim() === '' || !(sample > 0 && sample <= 1))) fail(`--sample must be a number above 0 and at most 1 (got "${values.sample}")`, 2);
+      const rate = values.rate === undefined ? null : Number(values.rate);
+      if (rate !== null && !(Number.isInteger(rate) && rate >= 1)) fail(`--rate must be a whole number of lines per second, at least 1 (got "${values.rate}")`, 2);
+      return watch(values.server, { json: values.json, sample, rate, token: apiToken() });
     }
     default:
       usage(`unknown command "${command}"`);

@@ -16,6 +16,8 @@ import { normalizeDomain } from '../pvd/schema.js';
 import type { PvdView } from '../pvd/view.js';
 import { TranslateInputError, type TranslateResult } from '../resolve/translate.js';
 import type { EventHub, EventName } from './events.js';
+import { monitorOptions, type MonitorOptions, type QueryMonitor } from './monitor.js';
+import ipaddr from 'ipaddr.js';
 import { json } from './server.js';
 
 /** The most a request body may carry: a PvD object is a few hundred octets. */
@@ -36,6 +38,8 @@ export interface ApiDeps {
   translate(name: string, type: string, pvd: Pvd | null, client: string): Promise<TranslateResult>;
   flush(pvd: Pvd | null): number;
   events: EventHub;
+  /** The live query stream of GET /v1/monitor. */
+  monitor: QueryMonitor;
   /** The PvD sources in use and how each learns its PvDs ("host" via "resolved (D-Bus)"). */
   sources(): Array<{ source: string; via: string }>;
   token(): string | null;
@@ -149,7 +153,32 @@ export class Api {
       if (!this.deps.events.subscribe(req, res, initial)) throw new ApiError(503, 'too many event subscribers');
       return;
     }
+    if (path === '/v1/monitor') {
+      allow(method, ['GET']);
+      return this.monitor(req, res, url, audit);
+    }
     throw new ApiError(404, `no such endpoint: ${path}`);
+  }
+
+  /**
+   * monitor attaches a client to the live query stream. It shows every
+   * client's names, so it needs the token whenever one is configured (as a
+   * change does), and without one it is for loopback clients only.
+   */
+  private monitor(req: http.IncomingMessage, res: http.ServerResponse, url: URL, audit: Audit): void {
+    let opts: MonitorOptions;
+    try {
+      opts = monitorOptions(url.searchParams);
+    } catch (err) {
+      throw new ApiError(400, (err as Error).message);
+    }
+    if (this.deps.token() !== null) this.authorize(req, audit);
+    else if (!isLoopback(req.socket.remoteAddress ?? '')) {
+      throw new ApiError(403, 'the query monitor shows every client\'s names: with no http.token or http.tokenFile set it is for loopback clients only');
+    }
+    if (!this.deps.monitor.subscribe(req, res, opts)) throw new ApiError(503, 'too many monitor subscribers');
+    // Who watches every client's names is worth a line, as a change is.
+    this.deps.audit.note({ client: req.socket.remoteAddress ?? null, auth: audit.authorized === true ? 'token' : 'loopback', path: url.pathname + url.search, ...opts }, 'query monitor attached');
   }
 
   private pvd(id: string): Pvd {
@@ -215,6 +244,13 @@ function allow(method: string, methods: string[]): void {
     const list = methods.includes('GET') ? [...methods, 'HEAD'] : methods;
     throw new ApiError(405, `method not allowed; use ${methods.join(' or ')}`, { allow: list.join(', ') });
   }
+}
+
+/** isLoopback: 127.0.0.0/8, ::1, or 127.x as an IPv4-mapped IPv6 address. */
+function isLoopback(address: string): boolean {
+  if (!ipaddr.isValid(address)) return false;
+  const ip = ipaddr.process(address);
+  return ip.range() === 'loopback';
 }
 
 /** sameSecret compares in constant time: hashing first makes the lengths equal too. */

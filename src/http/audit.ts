@@ -24,6 +24,11 @@ export class AuditLog {
     this.log.info({ audit: true, ...fields }, 'api change');
   }
 
+  /** note logs something worth auditing that changes nothing (a client attaching to the query monitor). */
+  note(fields: Record<string, unknown>, msg: string): void {
+    this.log.info({ audit: true, ...fields }, msg);
+  }
+
   /** refused logs a refused request, unless this second's share is spent. */
   refused(fields: Record<string, unknown>, msg: string): void {
     const t = this.now();

@@ -1,7 +1,10 @@
-// The command line's view of a running pvdns: `pvdns status` and
-// `pvdns query`, in the spirit of resolvectl, over the HTTP API.
+// The command line's view of a running pvdns: `pvdns status`, `pvdns query`
+// and `pvdns monitor`, in the spirit of resolvectl, over the HTTP API.
 
+import { readFileSync } from 'node:fs';
+import type nodeHttp from 'node:http';
 import { http } from '../node-http.js';
+import type { MonitorRecord } from './monitor.js';
 import type { PvdView } from '../pvd/view.js';
 import type { TranslateResult } from '../resolve/translate.js';
 
@@ -115,4 +118,162 @@ export async function query(server: string, name: string, type: string, pvd: str
   if (r.ede) lines.push(`  extended error ${r.ede.code}: ${r.ede.text}`);
   for (const a of r.answers) lines.push(`  ${a.name}.\t${a.ttl}\t${a.type}\t${a.data}`);
   return lines.join('\n');
+}
+
+/** Where the systemd recipe and the image keep the API's token (http.tokenFile). */
+export const DEFAULT_TOKEN_FILE = '/run/pvdns/token';
+
+/**
+ * apiToken is the token the CLI shows the API, as the VPN hooks find it:
+ * $PVDNS_TOKEN, else the first line of $PVDNS_TOKEN_FILE (default
+ * /run/pvdns/token) when this user can read it; null when there is none.
+ */
+export function apiToken(env: NodeJS.ProcessEnv = process.env): string | null {
+  const given = env.PVDNS_TOKEN?.trim();
+  if (given) return given;
+  try {
+    const text = readFileSync(env.PVDNS_TOKEN_FILE || DEFAULT_TOKEN_FILE, 'utf8').trim();
+    return text === '' ? null : text;
+  } catch {
+    return null; // no file, or not ours to read: the API says whether a token was needed
+  }
+}
+
+/** What `pvdns monitor` asks for. */
+export interface MonitorRequest {
+  json: boolean;
+  /** The share of queries to see (0 < R ≤ 1), null for all. */
+  sample: number | null;
+  /** Records per second at most, null for the API's default. */
+  rate: number | null;
+  token: string | null;
+}
+
+/** A running `pvdns monitor`: `done` settles when the stream ends; `stop()` ends it. */
+export interface MonitorSession {
+  done: Promise<void>;
+  stop(): void;
+}
+
+/**
+ * monitor follows GET /v1/monitor, handing `write` one line per query
+ * (monitorLine, or the record's JSON with --json) and one per "dropped"
+ * notice. `done` rejects with a ClientError on a refusal (401: no or a
+ * wrong token, said with where the CLI looks for one) or a lost stream, and
+ * resolves when stop() ends it.
+ */
+export function monitor(server: string, r: MonitorRequest, write: (line: string) => void): MonitorSession {
+  const params = new URLSearchParams();
+  if (r.sample !== null) params.set('sample', String(r.sample));
+  if (r.rate !== null) params.set('rate', String(r.rate));
+  const url = new URL(`v1/monitor${params.size ? `?${params}` : ''}`, apiUrl(server));
+  let stopped = false;
+  let req: nodeHttp.ClientRequest | null = null;
+  const done = new Promise<void>((resolve, reject) => {
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (r.token !== null) headers.authorization = `Bearer ${r.token}`;
+    req = http.get(url, { headers }, (res) => {
+      const status = res.statusCode ?? 0;
+      if (status !== 200) {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          let error = `${status} ${res.statusMessage ?? ''}`.trim();
+          try {
+            error = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error?: string }).error ?? error;
+          } catch {
+            // not JSON: the status says it
+          }
+          if (status === 401) error += r.token === null ? ' — no token found: set PVDNS_TOKEN, or PVDNS_TOKEN_FILE (default /run/pvdns/token) to a file you can read' : ' — the token from PVDNS_TOKEN or PVDNS_TOKEN_FILE was not accepted';
+          reject(new ClientError(error));
+        });
+        return;
+      }
+      res.setEncoding('utf8');
+      let buf = '';
+      res.on('data', (chunk: string) => {
+        buf += chunk.replace(/\r\n?/g, '\n');
+        let end: number;
+        while ((end = buf.indexOf('\n\n')) >= 0) {
+          const event = sseEvent(buf.slice(0, end));
+          buf = buf.slice(end + 2);
+          if (event === null) continue;
+          if (event.event === 'query') write(r.json ? JSON.stringify(event.data) : monitorLine(event.data as MonitorRecord));
+          else if (event.event === 'dropped') {
+            const d = event.data as { dropped: number; rate: number };
+            write(r.json ? JSON.stringify(d) : `-- dropped ${d.dropped} queries: over ${d.rate} records/s (--rate, --sample)`);
+          }
+        }
+      });
+      // The first of these settles `done`: an error says what, a close without one that the server ended it.
+      res.on('error', (err) => (stopped ? resolve() : reject(new ClientError(`the monitor stream from ${server} broke: ${err.message} (pvdns stopped, or cut this monitor off for not reading fast enough)`))));
+      res.on('close', () => (stopped ? resolve() : reject(new ClientError(`${server} ended the monitor stream (pvdns stopped, or cut this monitor off for not reading fast enough)`))));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (stopped) return resolve();
+      reject(new ClientError(`cannot reach the pvdns API at ${server}: ${err.code ?? err.message} (is pvdns running with http.listen there?)`));
+    });
+  });
+  return {
+    done,
+    stop: () => {
+      stopped = true;
+      (req as nodeHttp.ClientRequest | null)?.destroy();
+    },
+  };
+}
+
+/** sseEvent reads one text/event-stream block: its event name and JSON data; null for comments and blocks without data. */
+function sseEvent(block: string): { event: string; data: unknown } | null {
+  let event = 'message';
+  const data: string[] = [];
+  for (const line of block.split('\n')) {
+    if (line === '' || line.startsWith(':')) continue;
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? '' : line.slice(colon + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'event') event = value;
+    else if (field === 'data') data.push(value);
+  }
+  if (data.length === 0) return null;
+  try {
+    return { event, data: JSON.parse(data.join('\n')) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * monitorLine is one query as `pvdns monitor` prints it, in the manner of
+ * `resolvectl monitor`: local time, client, name, type, → the PvD and why,
+ * cache verdict, server, RCODE (and its extended error), milliseconds.
+ *   21:52:53.123 127.0.0.1 www.corp.example A → corp (zone corp.example) miss 10.8.0.1:53 NOERROR 1.84 ms
+ */
+export function monitorLine(r: MonitorRecord): string {
+  const t = new Date(r.time);
+  const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
+  const time = `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}.${pad(t.getMilliseconds(), 3)}`;
+  const client = r.transport === 'udp' ? r.client : `${r.client} (${r.transport})`;
+  const rcode = r.ede ? `${r.rcode} (EDE ${r.ede.code}${r.ede.text ? `: ${r.ede.text}` : ''})` : r.upstreamRcode && r.upstreamRcode !== r.rcode ? `${r.rcode} (upstream ${r.upstreamRcode})` : r.rcode;
+  return `${time} ${client} ${r.name} ${r.type} → ${routeText(r)} ${r.cache === 'none' ? '-' : r.cache} ${r.server ?? '-'} ${rcode} ${r.ms} ms`;
+}
+
+/** routeText is where a query went and why: "corp (zone corp.example)", "wifi (default; vpn down)". */
+function routeText(r: MonitorRecord): string {
+  const route = r.route;
+  switch (route.kind) {
+    case 'none':
+      return '(refused before routing)';
+    case 'local':
+      return `pvdns (${route.local === 'empty' ? 'locally served empty zone' : 'special-use name'} ${route.zone})`;
+    case 'forced':
+      return `${r.pvd} (chosen by the client)`;
+    case 'zone':
+    case 'default': {
+      const why = [route.kind === 'zone' ? `zone ${route.zone}` : route.order.length ? `default ${route.order.join(' → ')}` : 'default: no default PvD'];
+      for (const s of route.skipped) why.push(`${s.pvd} ${s.why}`);
+      return `${r.pvd ?? '(none)'} (${why.join('; ')})`;
+    }
+  }
 }

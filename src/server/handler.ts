@@ -4,7 +4,7 @@
 // happens inside, the client gets an answer and the process lives on.
 
 import type { Logger } from 'pino';
-import { ANSWER_SYNTHESIZED, errorAnswer, type Answer } from '../dns/answer.js';
+import { ANSWER_SYNTHESIZED, errorAnswer, type Answer, type Ede } from '../dns/answer.js';
 import { CLASS_IN, EDE, RCODE, TYPE, rcodeName, typeName } from '../dns/constants.js';
 import { keyToName } from '../dns/name.js';
 import { PARSE_DROP, PARSE_OK, parseQuery } from '../dns/query.js';
@@ -34,6 +34,20 @@ export interface ReplySink {
   reply(out: Buffer, client: string, port: number): void;
 }
 
+/**
+ * QueryObserver sees every query answered (the query monitor,
+ * src/http/monitor.ts). The handler reads `active` once per query and calls
+ * nothing, builds nothing, while it is false; `observe` is called before the
+ * reply is sent, so it must only take note, and do its work later.
+ */
+export interface QueryObserver {
+  readonly active: boolean;
+  observe(q: Query, rcode: number, ede: Ede | null, seconds: number): void;
+}
+
+/** The observer of a handler nobody watches. */
+const UNWATCHED: QueryObserver = { active: false, observe: () => undefined };
+
 /** What handle() did with a message: nothing to answer, answered at once, or answer to follow. */
 export const DROPPED = 0;
 export const ANSWERED = 1;
@@ -43,6 +57,8 @@ export class QueryHandler {
   private inflight = 0;
   private idle: Array<() => void> = [];
   private debug: boolean;
+  /** Who watches the queries answered: the query monitor, when it is wired in. */
+  observer: QueryObserver = UNWATCHED;
 
   constructor(
     private pipeline: Next,
@@ -148,6 +164,7 @@ export class QueryHandler {
     const label = q.pvd !== null ? q.pvd.id : q.route?.local ? LOCAL_LABEL : NONE_LABEL;
     const seconds = (performance.now() - q.startedAt) / 1000;
     this.stats.record(label, q.qtype, q.transport, a.rcode, q.cache, seconds, (a.flags & ANSWER_SYNTHESIZED) !== 0);
+    if (this.observer.active) this.observer.observe(q, a.rcode, a.ede, seconds);
     if (this.debug) {
       this.log.debug(
         {
@@ -170,7 +187,9 @@ export class QueryHandler {
 
   private refuse(q: Query, rcode: number, ede: { code: number; text: string } | null): Buffer {
     const out = encodeError(q, rcode, ede);
-    this.stats.record(NONE_LABEL, q.qtype, q.transport, rcode, 'none', (performance.now() - q.startedAt) / 1000);
+    const seconds = (performance.now() - q.startedAt) / 1000;
+    this.stats.record(NONE_LABEL, q.qtype, q.transport, rcode, 'none', seconds);
+    if (this.observer.active) this.observer.observe(q, rcode, ede, seconds);
     if (this.debug) this.log.debug({ client: q.client, transport: q.transport, rcode: rcodeName(rcode), ede }, 'query refused');
     return out;
   }

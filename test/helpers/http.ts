@@ -80,9 +80,10 @@ export class EventStream {
     private readonly ctl: AbortController,
   ) {}
 
-  static async open(base: string, headers: Record<string, string> = {}): Promise<EventStream> {
+  /** open reads GET `path` (default /v1/events; /v1/monitor is read the same way). */
+  static async open(base: string, headers: Record<string, string> = {}, path = '/v1/events'): Promise<EventStream> {
     const ctl = new AbortController();
-    const res = await fetch(`${base}/v1/events`, { headers, signal: ctl.signal });
+    const res = await fetch(`${base}${path}`, { headers, signal: ctl.signal });
     const s = new EventStream(res, ctl);
     // A refusal's body is JSON, left for the caller to read.
     if (res.status === 200) void s.pump();
