@@ -243,7 +243,11 @@ export class App {
     this.pipelineNext = this.pipeline();
     this.handler = new QueryHandler(this.pipelineNext, this.accessList, this.stats, this.log, this.limiter);
     this.pvdListeners = new PvdListeners({
-      handler: (id) => new QueryHandler(forcedPipeline(id, () => this.pvds.get(id), () => this.pipelineNext), this.accessList, this.stats, this.log, this.limiter),
+      handler: (id) => {
+        const h = new QueryHandler(forcedPipeline(id, () => this.pvds.get(id), () => this.pipelineNext), this.accessList, this.stats, this.log, this.limiter);
+        h.observer = this.monitor; // pvdns monitor sees the PvD listeners' queries too
+        return h;
+      },
       tcp: () => this.config.tcp,
       log: this.log,
     });
