@@ -67,6 +67,13 @@ const MAX_TTL_S = 86_400;
 /** After NXDOMAIN, NODATA or a failure: the next try comes after this, doubling up to the cap. */
 const RETRY_FIRST_MS = 30_000;
 const RETRY_MAX_MS = 3_600_000;
+/**
+ * A PvD just announced or changed is asked this long after: its first
+ * moments belong to what routes its names (an RFC 8801 PvD's Additional
+ * Information is fetched through it, its routing gate held meanwhile), and
+ * a designation a second later costs nothing.
+ */
+const ANNOUNCE_DELAY_MS = 1_000;
 /** recheck runs at once, but not within this long of the last check's start. */
 const RECHECK_GAP_MS = 5_000;
 /** Distinct failures remembered per PvD so each is warned of once. */
@@ -139,7 +146,7 @@ export class DdrTracker {
         cause: 'start', checking: false, pending: null, retryMs: RETRY_FIRST_MS, generation: 0, warned: new Set(), results: zeroResults(),
       };
       this.byTag.set(pvd.tag, t);
-      if (pvd.ddr && this.running) this.schedule(t, 0, 'start');
+      if (pvd.ddr && this.running) this.schedule(t, ANNOUNCE_DELAY_MS, 'start');
       return;
     }
     const before = t.pvd;
@@ -154,7 +161,7 @@ export class DdrTracker {
     }
     t.state = 'checking';
     this.set(t, NO_DESIGNATED, "the PvD's cleartext servers, encryption or source address changed: discovering again");
-    if (this.running) this.schedule(t, 0, 'start');
+    if (this.running) this.schedule(t, ANNOUNCE_DELAY_MS, 'start');
   }
 
   /** untrack forgets a withdrawn PvD (its forwarder entries go with it). */

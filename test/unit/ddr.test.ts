@@ -323,12 +323,14 @@ describe('DdrTracker', () => {
     verdicts.set('https://127.0.30.2/dns-query#dns.test', 'certificate for dns.test does not cover 127.0.30.1 (RFC 9462 §4.2)');
     const strict = pvd({ identifier: 'strict', encryption: 'strict' });
     tracker.track(strict);
+    await settle(1_000); // a PvD announced while running is asked a second later
     await settle();
     expect(tracker.view(strict)).toMatchObject({ state: 'unverified', designated: [] });
 
     // Opportunistic, but the designated resolver is at another address: rejected, with §4.3's reason.
     const opp = pvd({ identifier: 'opp', encryption: 'opportunistic' });
     tracker.track(opp);
+    await settle(1_000); // a PvD announced while running is asked a second later
     await settle();
     expect(tracker.view(opp).state).toBe('unverified');
     expect(tracker.view(opp).rejected[0]!.reason).toMatch(/does not cover 127\.0\.30\.1 \(RFC 9462 §4\.2\); 127\.0\.30\.2 differs from 127\.0\.30\.1: opportunistic discovery is not allowed \(RFC 9462 §4\.3\)/);
@@ -338,6 +340,7 @@ describe('DdrTracker', () => {
     verdicts.set('tls://127.0.30.1:8853#dns.test', 'certificate for dns.test does not cover 127.0.30.1 (RFC 9462 §4.2)');
     const local = pvd({ identifier: 'local', encryption: 'opportunistic' });
     tracker.track(local);
+    await settle(1_000); // a PvD announced while running is asked a second later
     await settle();
     expect(tracker.view(local)).toMatchObject({ state: 'opportunistic', designated: [{ address: 'tls://127.0.30.1:8853', discovery: 'opportunistic', authName: 'dns.test' }] });
     expect(tracker.designated(local)[0]!.server).toMatchObject({ authenticate: false, fallback: { label: '127.0.30.1:53' } });
@@ -348,6 +351,7 @@ describe('DdrTracker', () => {
     const own = pvd({ identifier: 'own', encryption: 'opportunistic' });
     expect(own.servers.map((s) => s.label)).toEqual(['tls://127.0.30.1:853']);
     tracker.track(own);
+    await settle(1_000);
     await settle();
     expect(tracker.view(own)).toMatchObject({ state: 'unverified', designated: [], rejected: [{ address: 'tls://127.0.30.1:853', reason: "already one of the PvD's own servers" }] });
   });
@@ -371,7 +375,7 @@ describe('DdrTracker', () => {
     expect(tracker.view(home).rejected).toEqual([{ address: '127.0.30.1:53', reason: expect.stringMatching(/bad\.test: keys out of order/) }]);
   });
 
-  it('starts over at once when the cleartext servers change, and not for other updates', async () => {
+  it('starts over a second after the cleartext servers change, and not for other updates', async () => {
     const home = pvd({}, 900);
     tracker.track(home);
     tracker.start();
@@ -384,7 +388,9 @@ describe('DdrTracker', () => {
     const moved = pvd({ dnsServers: ['127.0.30.4'] }, 900);
     tracker.track(moved);
     expect(changes.at(-1)).toEqual({ designated: [], why: "the PvD's cleartext servers, encryption or source address changed: discovering again" });
-    await settle();
+    await settle(999);
+    expect(asked).toEqual(['127.0.30.1:53']); // not within the first second of the change
+    await settle(1);
     expect(asked).toEqual(['127.0.30.1:53', '127.0.30.4:53']);
     expect(tracker.view(moved).state).toBe('none');
     tracker.track(pvd({ dnsServers: ['127.0.30.4'], ddr: false }, 900));
