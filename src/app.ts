@@ -22,6 +22,7 @@ import { DdrTracker } from './ddr/tracker.js';
 import { verifyDesignated } from './ddr/verify.js';
 import { registerCacheMetrics } from './cache/metrics.js';
 import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
+import { reloadFile } from './http/reload.js';
 import { EventHub } from './http/events.js';
 import { AuditLog } from './http/audit.js';
 import { RequestGuard } from './http/guard.js';
@@ -545,6 +546,8 @@ export class App {
         this.failures.clear();
         return n;
       },
+      // POST /v1/reload: what SIGHUP does (command.ts), answering what changed.
+      reload: () => reloadFile(this.opts.configFile, () => ({ config: this.config, pvds: this.pvds.list() }), (next) => this.reload(next)),
       events: this.events,
       sources: () => this.sources.views(),
       token: () => this.apiToken,

@@ -16,6 +16,7 @@ import { normalizeDomain } from '../pvd/schema.js';
 import type { PvdView } from '../pvd/view.js';
 import { TranslateInputError, type TranslateResult } from '../resolve/translate.js';
 import type { EventHub, EventName } from './events.js';
+import type { ReloadOutcome } from './reload.js';
 import { json } from './server.js';
 
 /** The most a request body may carry: a PvD object is a few hundred octets. */
@@ -35,6 +36,8 @@ export interface ApiDeps {
   /** translate resolves a name; throws TranslateInputError for a bad name or type. */
   translate(name: string, type: string, pvd: Pvd | null, client: string): Promise<TranslateResult>;
   flush(pvd: Pvd | null): number;
+  /** reload reads the configuration file again and applies it, as SIGHUP does (src/http/reload.ts). */
+  reload(): Promise<ReloadOutcome>;
   events: EventHub;
   /** The PvD sources in use and how each learns its PvDs ("host" via "resolved (D-Bus)"). */
   sources(): Array<{ source: string; via: string }>;
@@ -142,6 +145,19 @@ export class Api {
       audit.flushed = flushed;
       audit.pvd = pvd?.id ?? null;
       return json(res, 200, { flushed, pvd: pvd?.id ?? null });
+    }
+    if (path === '/v1/reload') {
+      allow(method, ['POST']);
+      this.authorize(req, audit);
+      const r = await this.deps.reload();
+      if (!r.ok) {
+        audit.error = r.error;
+        return json(res, r.status, { error: r.error, ...(r.errors ? { errors: r.errors } : {}) });
+      }
+      audit.config = r.changes.config;
+      audit.settings = r.changes.settings;
+      audit.pvds = r.changes.pvds;
+      return json(res, 200, r.changes);
     }
     if (path === '/v1/events') {
       allow(method, ['GET']);
