@@ -191,7 +191,7 @@ ${Object.values(COMMANDS)
   pvdns --help | --version
 
 Commands that talk to a running pvdns (status, query, flush, reload, announce, withdraw):
-  --server URL                    the pvdns HTTP API (default $PVDNS_API, else ${DEFAULT_API})
+  --server URL                    the pvdns HTTP API (default: $PVDNS_API or ${DEFAULT_API})
   --json                          print the API's JSON
 Those that change it (flush, reload, announce, withdraw) send its API token: from
 --token-file FILE, $PVDNS_TOKEN, $PVDNS_TOKEN_FILE, --config FILE (its http.token or

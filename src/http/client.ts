@@ -138,16 +138,17 @@ export async function status(server: string, asJson: boolean): Promise<string> {
 /**
  * defaultRouting is the line saying where names no PvD claims go, as the
  * router decides (src/resolve/routes.ts, router.ts): the default PvDs with
- * DNS servers, not noInternet, by priority then declaration order; of those,
- * one whose servers are all down or that is captive is passed over while
- * another can serve.
+ * DNS servers, by priority then declaration order; of those, one whose
+ * servers are all down or that is captive is passed over while another can
+ * serve. noInternet PvDs are named as skipped (they never are default).
  */
 export function defaultRouting(pvds: readonly PvdView[]): string {
   const skipped: string[] = [];
   const route: PvdView[] = [];
   for (const p of pvds) {
-    if (!p.default) continue;
+    // A noInternet PvD is never a default one: named, as that is why a VPN gets no other names.
     if (p.noInternet) skipped.push(`${p.identifier} (noInternet)`);
+    else if (!p.default) continue;
     else if (p.servers.length === 0) skipped.push(`${p.identifier} (no DNS servers)`);
     else route.push(p);
   }
