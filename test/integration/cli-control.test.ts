@@ -293,6 +293,8 @@ describe('pvdns reload and the process title, with pvdns serve', () => {
     file('serve.yaml', [`listen: ["${host}:${port}"]`, `http: { listen: "${host}:${port + 1}", token: "${TEST_TOKEN}" }`, 'pvdSources: { host: false }', 'captive: { probeIntervalS: 0 }', ...lines, ''].join('\n'));
   const lan = (): string[] => ['pvds:', '  - identifier: lan', `    dnsServers: ["${up.address}"]`, '    dns64: "off"', '    default: true'];
   let cfg = '';
+  /** The audit lines of POST /v1/reload in pvdns's log. */
+  const reloadLines = (): string[] => out.split('\n').filter((l) => l.includes('"path":"/v1/reload"'));
 
   beforeAll(async () => {
     await up.start('127.0.41.21');
@@ -322,6 +324,12 @@ describe('pvdns reload and the process title, with pvdns serve', () => {
     const json = await cli(['reload', '--config', cfg, '--json']);
     expect(JSON.parse(json.stdout)).toEqual({ config: cfg, settings: [], pvds: { added: [], removed: [], changed: [] } });
     expect(out).toMatch(/"msg":"configuration reloaded"/);
+    // Each API reload is a change with its audit line: who, with the token, and what changed.
+    // Logged once the answer is sent: waited for.
+    for (let i = 0; i < 100 && reloadLines().length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    const audit = reloadLines().map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(audit).toHaveLength(3);
+    expect(audit[1]).toMatchObject({ audit: true, msg: 'api change', auth: 'token', method: 'POST', status: 200, config: cfg, settings: ['cache'], pvds: { added: ['lab'], removed: [], changed: ['lan'] } });
   });
 
   it('refuses a bad file with its first problem, exits 1, and pvdns keeps serving', async () => {
@@ -330,6 +338,9 @@ describe('pvdns reload and the process title, with pvdns serve', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(new RegExp(`^pvdns: reload refused, pvdns keeps its running configuration: ${cfg}:\\d+: cache\\.maxTtl: [^\\n]+ \\(and 1 more: pvdns check-config FILE lists them\\)\\n$`));
+    for (let i = 0; i < 100 && reloadLines().length < 4; i++) await new Promise((r) => setTimeout(r, 20));
+    const refused = reloadLines().at(-1)!;
+    expect(JSON.parse(refused)).toMatchObject({ status: 422, error: expect.stringMatching(/cache\.maxTtl/) });
     const q = await cli(['query', 'lab.lab.example', '--server', `http://${host}:${port + 1}`]);
     expect(q.code).toBe(0);
     expect(q.stdout.split('\n')[0]).toMatch(/from pvd lab /);
