@@ -8,6 +8,8 @@ import { parseSocketAddress, type SocketAddress } from './config/address.js';
 import { checkAgainstHost, directoryProblem } from './config/check.js';
 import { ConfigError, configErrorAt } from './config/load.js';
 import { bind } from './server/bind.js';
+import { bindPair, type ListenerPair } from './server/listener-pair.js';
+import { forcedPipeline, PvdListeners } from './server/pvd-listeners.js';
 import type { Config } from './config/schema.js';
 import { AnswerCache, keyType } from './cache/answer-cache.js';
 import { ANSWER_SYNTHESIZED, errorAnswer, type Answer } from './dns/answer.js';
@@ -30,11 +32,11 @@ import { HttpServer, type Readiness } from './http/server.js';
 import { checkTokenFile, loadTokenFile, TokenError } from './http/token.js';
 import { createLogger, type Logger } from './log.js';
 import { CollectedValue, type Sample } from './metrics/collected.js';
-import { describePvd, effectiveEncryption, type Pvd } from './pvd/model.js';
+import { changedKeys, describePvd, effectiveEncryption, type Pvd } from './pvd/model.js';
 import { registerPvdMetrics } from './pvd/metrics.js';
 import { PvdRegistry } from './pvd/registry.js';
 import { PvdInputError } from './pvd/input.js';
-import type { PvdSpec } from './pvd/schema.js';
+import { normalizeDomain, type PvdSpec } from './pvd/schema.js';
 import { serverLoops } from './config/own-listener.js';
 import { defaultEncryption, parseServer, type Encryption, type Learned, type UpstreamServer } from './upstream/server.js';
 import type { RunTool } from './pvd/sources/host-tools.js';
@@ -51,6 +53,7 @@ import { Coalesce } from './resolve/coalesce.js';
 import { Dns64Stage } from './resolve/dns64-stage.js';
 import { RouteGate } from './resolve/gate.js';
 import { Forwarder } from './resolve/forward.js';
+import type { ProbeKind } from './resolve/probes.js';
 import { LocalNames } from './resolve/local.js';
 import { Query } from './resolve/query.js';
 import { Router } from './resolve/router.js';
@@ -61,10 +64,8 @@ import { AccessList } from './server/access.js';
 import { QueryHandler, SELF_CLIENT } from './server/handler.js';
 import { QueryStats } from './server/metrics.js';
 import { RateLimiter } from './server/ratelimit.js';
-import { TcpListener } from './server/tcp.js';
 import { raReceiverProblem } from './native/icmp6.js';
 import { udpBackend } from './native/udp.js';
-import { createUdpListener, type UdpListener } from './server/udp.js';
 import type { Transport } from './upstream/exchange.js';
 import { registerUpstreamMetrics } from './upstream/metrics.js';
 import type { UpstreamPool } from './upstream/pool.js';
@@ -118,8 +119,14 @@ export class App {
   /** The authorities encrypted upstreams are verified with: the system's and tls.caFile's. */
   private readonly trust = new Trust();
   private readonly handler: QueryHandler;
+  /** Each PvD's own DNS listener (pvds[].listen): queries there are resolved in that PvD only. */
+  private readonly pvdListeners: PvdListeners;
+  /** The pipeline every listener runs (made anew on reload). */
+  private pipelineNext: Next;
+  private accessList: AccessList;
+  private limiter: RateLimiter;
   /** The DNS listeners, UDP and TCP per configured address (label as configured). */
-  private dns: Array<{ label: string; udp: UdpListener; tcp: TcpListener }> = [];
+  private dns: ListenerPair[] = [];
   private http: HttpServer | null = null;
   /** Where PvDs come from besides the API: the config, the host, files, Router Advertisements. */
   private readonly sources: SourceSet;
@@ -186,7 +193,7 @@ export class App {
       this.transport,
     );
     this.dns64 = new Pref64Tracker(
-      (pvd, msg) => this.askPvd(pvd, msg),
+      (pvd, msg) => this.askPvd(pvd, msg, 'dns64'),
       (pvd, before, after) => this.pref64Changed(pvd, before, after),
       this.log,
     );
@@ -207,7 +214,7 @@ export class App {
       log: this.log,
     });
     this.captive = new CaptiveTracker(
-      (pvd, msg) => this.askPvd(pvd, msg, this.probeInClear(pvd)),
+      (pvd, msg) => this.askPvd(pvd, msg, 'captive', this.probeInClear(pvd)),
       (pvd, state, previous) => this.captiveChanged(pvd, state, previous),
       this.log,
       config.captive,
@@ -224,12 +231,24 @@ export class App {
       registry: this.pvds,
       log: this.log,
       hold: () => this.gate.hold(),
-      ownListeners: () => [...this.listenAddresses(), ...this.addresses().dns],
+      ownListeners: () => [...this.listenAddresses(), ...this.addresses().dns, ...this.pvdListeners.addresses()],
       runTool: opts.runTool,
       loopProblem: (spec) => this.loopProblem(spec),
       resolveIn: (pvdId, name) => this.resolveIn(pvdId, name),
     });
-    this.handler = new QueryHandler(this.pipeline(), new AccessList(config.access.allow), this.stats, this.log, new RateLimiter(config.access.rateLimit));
+    this.accessList = new AccessList(config.access.allow);
+    this.limiter = new RateLimiter(config.access.rateLimit);
+    this.pipelineNext = this.pipeline();
+    this.handler = new QueryHandler(this.pipelineNext, this.accessList, this.stats, this.log, this.limiter);
+    this.pvdListeners = new PvdListeners({
+      handler: (id) => new QueryHandler(forcedPipeline(id, () => this.pvds.get(id), () => this.pipelineNext), this.accessList, this.stats, this.log, this.limiter),
+      tcp: () => this.config.tcp,
+      log: this.log,
+    });
+    // A PvD's own listener follows it; a failure here is logged and shown in its view (start binds the configuration's strictly).
+    this.pvds.on('changed', () => {
+      if (this.listening) this.pvdListeners.sync(this.pvds.list()).catch((err: unknown) => this.log.error({ err }, 'pvd listeners not synced'));
+    });
 
     // Routes first: by the time anyone hears of a change, names already route by it.
     this.pvds.on('changed', () => this.rebuildRoutes());
@@ -240,9 +259,10 @@ export class App {
       this.log.info({ pvd: describePvd(p) }, 'pvd announced');
       this.events.publish('pvd-announced', this.view(p));
     });
-    this.pvds.on('updated', (p) => {
-      this.log.info({ pvd: describePvd(p) }, 'pvd updated');
-      this.events.publish('pvd-updated', this.view(p));
+    this.pvds.on('updated', (p, previous) => {
+      const changed = changedKeys(previous, p);
+      this.log.info({ pvd: describePvd(p), changed }, 'pvd updated');
+      this.events.publish('pvd-updated', { ...this.view(p), changed });
       this.dns64.track(p); // rediscovers at once (RFC 7050 §3 on a change of network)
       this.captive.track(p); // probes again at once
       this.ddr.track(p); // discovers again at once when its cleartext servers, mode or source address changed
@@ -269,6 +289,7 @@ export class App {
     registerPvdMetrics(this.metrics, this.pvds);
     registerCaptiveMetrics(this.metrics, () => this.captive);
     registerDdrMetrics(this.metrics, () => this.ddr);
+    this.forwarder.probes.register(this.metrics);
     this.events.register(this.metrics, this.log);
     new CollectedValue('pvdns_queries_shed_total', 'Queries answered SERVFAIL at once because upstream.maxInflight upstream queries were in flight.', 'counter', () => [
       { labels: {}, value: this.forwarder.shed },
@@ -396,22 +417,24 @@ export class App {
         cleartextServers: encrypted ? serverViews(p.clearServers, this.forwarder.clearPoolIfAny(p), p.clearServers.map((): Learned => p.source)) : [],
         captiveCleartext: encrypted && mode === 'opportunistic' && this.captive.isCaptive(p),
       },
+      this.pvdListeners.view(p),
     );
   }
 
   /**
    * askPvd asks one question of exactly this PvD's servers, past routing and
    * the cache (Pref64 discovery, captive-portal probes); with `clear`, of its
-   * cleartext servers (Pvd.clearServers) when it has encrypted ones. When every server
-   * refused, the answer says REFUSED rather than a client's SERVFAIL: to
-   * discovery that is a definite "not here".
+   * cleartext servers (Pvd.clearServers) when it has encrypted ones. It is a
+   * background probe of `kind`: counted in pvdns_probes_total, never in the
+   * servers' errors. When every server refused, the answer says REFUSED
+   * rather than a client's SERVFAIL: to discovery that is a definite "not here".
    */
-  private async askPvd(pvd: Pvd, msg: Buffer, clear = false): Promise<Answer> {
+  private async askPvd(pvd: Pvd, msg: Buffer, kind: ProbeKind, clear = false): Promise<Answer> {
     const q = new Query('api', SELF_CLIENT, performance.now());
     parseQuery(msg, q);
     q.pvd = pvd;
     q.clear = clear;
-    const a = await this.forwarder.resolve(q);
+    const a = await this.forwarder.probe(q, kind);
     return a.rcode === RCODE.SERVFAIL && q.failedRcode === RCODE.REFUSED ? errorAnswer(RCODE.REFUSED, a.ede) : a;
   }
 
@@ -490,12 +513,12 @@ export class App {
     return this.captive.stateOf(pvd) !== 'open' && this.encryptionNow(pvd) !== 'strict';
   }
 
-  /** askIn asks one question in exactly this PvD, as askPvd, saying which server answered. */
+  /** askIn asks one question in exactly this PvD, as askPvd, saying which server answered (a captive probe: re-validation after a portal). */
   private async askIn(pvd: Pvd, msg: Buffer): Promise<{ answer: Answer; server: string | null }> {
     const q = new Query('api', SELF_CLIENT, performance.now());
     parseQuery(msg, q);
     q.pvd = pvd;
-    const answer = await this.forwarder.resolve(q);
+    const answer = await this.forwarder.probe(q, 'captive');
     return { answer, server: q.server };
   }
 
@@ -572,7 +595,9 @@ export class App {
 
   /** check runs checkAgainstHost and logs its warnings, one line each. */
   private async check(config: Config, listenAddrs: SocketAddress[]): Promise<string[]> {
-    const warnings = (await checkAgainstHost(config, listenAddrs, this.opts.configFile)).map((w) => w.message);
+    // A server at one of the PvDs' own listeners would loop as one at `listen` would.
+    const pvdListen = config.pvds.flatMap((p) => p.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress));
+    const warnings = (await checkAgainstHost(config, [...listenAddrs, ...pvdListen], this.opts.configFile)).map((w) => w.message);
     for (const w of warnings) this.log.warn({ warning: w }, 'configuration warning');
     return warnings;
   }
@@ -604,6 +629,13 @@ export class App {
     }
     this.listening = true;
     await this.sources.apply(this.config);
+    try {
+      // The configuration's PvDs' own listeners bind as `listen` does: a failure names its key.
+      await this.pvdListeners.sync(this.pvds.list(), (pvd, index, problem) => this.configPvdError(pvd, index, problem));
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
     this.dns64.start();
     this.captive.start();
     this.ddr.start();
@@ -636,7 +668,7 @@ export class App {
         const existing = kept.get(addr.label);
         if (existing) out.push(existing);
         else {
-          const d = await this.bindDns(addr, (problem) => configErrorAt(config, ['listen', i], problem, this.opts.configFile));
+          const d = await bindPair(addr, this.handler, this.config.tcp, this.log, (problem) => configErrorAt(config, ['listen', i], problem, this.opts.configFile));
           opened.push(d);
           out.push(d);
         }
@@ -646,27 +678,6 @@ export class App {
       throw err;
     }
     return out;
-  }
-
-  /**
-   * bindDns binds UDP and TCP on one address. With port 0 the kernel picks
-   * the UDP port and TCP takes the same one, retrying if it is taken.
-   */
-  private async bindDns(addr: SocketAddress, error: (problem: string) => ConfigError): Promise<App['dns'][number]> {
-    for (let tries = 0; ; tries++) {
-      const udp = createUdpListener(addr, this.handler, this.log);
-      await bind(error, `${addr.label} (UDP)`, () => udp.start());
-      const tcpAddr = addr.port === 0 ? { ...addr, port: udp.address.port } : addr;
-      const tcp = new TcpListener(tcpAddr, this.handler, { ...this.config.tcp }, this.log);
-      try {
-        await tcp.start();
-      } catch (err) {
-        await udp.stop();
-        if (addr.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
-        await bind(error, `${tcpAddr.label} (TCP)`, () => Promise.reject(err));
-      }
-      return { label: addr.label, udp, tcp };
-    }
   }
 
   /** startHttp starts the HTTP listener on `listen` (`config`'s http.listen), or nothing when it is null. */
@@ -711,7 +722,7 @@ export class App {
 
   /** loopProblem says which server of a PvD from the API or a file is pvdns itself, if one is. */
   private loopProblem(spec: PvdSpec): PvdInputError | null {
-    const listeners = [...this.listenAddresses(), ...this.addresses().dns];
+    const listeners = [...this.listenAddresses(), ...this.addresses().dns, ...this.pvdListeners.addresses()];
     for (const [i, s] of spec.dnsServers.entries()) {
       const server = parseServer(s, spec.encryption ?? defaultEncryption(spec.dnsServers)) as UpstreamServer;
       if (serverLoops(server, listeners)) return new PvdInputError(`dnsServers[${i}]`, `${server.fallback?.label ?? server.label} is pvdns's own listener: queries would loop`);
@@ -723,11 +734,18 @@ export class App {
     return null;
   }
 
-  /** readiness: listeners bound and some PvD has a server to ask. */
+  /** configPvdError is the ConfigError of a configuration PvD's listen[index] that cannot be bound; null for other PvDs. */
+  private configPvdError(pvd: Pvd, index: number, problem: string): ConfigError | null {
+    if (pvd.source !== 'config') return null;
+    const i = this.config.pvds.findIndex((s) => normalizeDomain(s.identifier) === pvd.id);
+    return i < 0 ? null : configErrorAt(this.config, ['pvds', i, 'listen', index], problem, this.opts.configFile);
+  }
+
+  /** readiness: listeners bound and some PvD has a server that may be asked (not all down). */
   readiness(): Readiness {
     if (!this.listening) return { ready: false, reason: 'listeners not bound yet' };
-    if (!this.pvds.list().some((p) => p.servers.length + p.designated.length > 0)) return { ready: false, reason: 'no PvD has a DNS server' };
-    return { ready: true };
+    const why = this.forwarder.noneUsable(this.pvds.list());
+    return why === null ? { ready: true } : { ready: false, reason: why };
   }
 
   /**
@@ -792,7 +810,10 @@ export class App {
     for (const d of this.dns) d.tcp.setOptions({ ...next.tcp });
     await this.sources.apply(next, { once: !this.listening });
     if (this.listening) await this.applyFileSources(next);
-    this.handler.reconfigure(this.pipeline(), new AccessList(next.access.allow), unchanged('access') ? undefined : new RateLimiter(next.access.rateLimit));
+    this.accessList = new AccessList(next.access.allow);
+    if (!unchanged('access')) this.limiter = new RateLimiter(next.access.rateLimit);
+    this.pipelineNext = this.pipeline();
+    for (const h of [this.handler, ...this.pvdListeners.handlers.values()]) h.reconfigure(this.pipelineNext, this.accessList, this.limiter);
     this.log.info({ pvds: this.pvds.list().map((p) => p.id), config: this.opts.configFile }, 'configuration reloaded');
   }
 
@@ -842,13 +863,15 @@ export class App {
 
   /** stop takes no new queries, lets queries in flight finish (at most 2 s), then closes everything. */
   async stop(): Promise<void> {
-    const listeners = this.dns.flatMap((d) => [d.udp, d.tcp]);
+    const listeners = [...this.dns, ...this.pvdListeners.pairs()].flatMap((d) => [d.udp, d.tcp]);
     for (const l of listeners) l.pause();
     const limitMs = Math.min(2000, this.config.upstream.queryTimeoutMs + 500);
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.handler.drained(), new Promise<void>((r) => (timer = setTimeout(r, limitMs)))]);
+    const drained = Promise.all([this.handler, ...this.pvdListeners.handlers.values()].map((h) => h.drained()));
+    await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, limitMs)))]);
     clearTimeout(timer);
     await Promise.all(listeners.map((l) => l.stop()));
+    await this.pvdListeners.stop();
     this.dns = [];
     await this.http?.stop();
     this.events.close();

@@ -372,6 +372,7 @@ function pvdLines(p: Pvd, source: string): string[] {
   if (p.ddr) out.push(`    ddr:      on (RFC 9462: asks ${p.ddrServers.map((s) => s.label).join(', ')} for _dns.resolver.arpa once running; verified designations only${p.encryptionConfigured === 'opportunistic' ? ', or opportunistic at the same private address' : ''})`);
   if (p.dnsZones.length) out.push(`    zones:    ${p.dnsZones.join(', ')}`);
   if (p.prefixes.length) out.push(`    prefixes: ${p.prefixes.join(', ')} (${p.reverseZones.length} reverse zones)`);
+  if (p.listen.length) out.push(`    listen:   ${p.listen.map((a) => a.label).join(', ')} (every query there is resolved in this PvD only)`);
   out.push(`    default: ${p.isDefault}, priority: ${p.priority}, noInternet: ${p.noInternet}${p.expiresAt ? `, expires: ${new Date(p.expiresAt).toISOString()}` : ''}`);
   out.push(`    dns64:    ${p.dns64 === 'auto' ? 'auto (RFC 7050 discovery once running)' : p.dns64}${p.dns64Synthesize ? ', synthesized by pvdns' : ''}`);
   return out;

@@ -13,6 +13,11 @@
 // - the RFC 8908 API of a PvD with a captivePortal URI, whose `captive`
 //   overrides the heuristics while it answers validly (RFC 8952 §2.1: the
 //   network's explicit word beats guessing).
+//
+// A PvD with noInternet (RFC 8801 §3.4.4) is never probed: a portal holds
+// back the Internet, which such a PvD does not offer, and its servers (a
+// split-DNS VPN's) may refuse every name but their own, the probes' included.
+// Its RFC 8908 API, when it names one, is still read.
 
 import type { Logger } from 'pino';
 import { RR_STRIDE, type Answer } from '../dns/answer.js';
@@ -59,6 +64,8 @@ const SAME_ADDRESS_NAMES = 3;
 const SAME_ADDRESS_WINDOW_MS = 60_000;
 /** Portal addresses remembered per PvD. */
 const MAX_PORTAL_ADDRESSES = 64;
+/** The captiveReason of a PvD not probed for its noInternet. */
+const NOT_PROBED = 'not probed: the PvD has noInternet, and a captive portal holds back the Internet';
 
 interface Tracked {
   pvd: Pvd;
@@ -131,7 +138,8 @@ export class CaptiveTracker {
     // Only a change of network starts over; a new priority or expiry changes nothing here.
     const servers = (p: Pvd): string => p.servers.map((x) => x.label).join();
     const apiChanged = before.captivePortal !== pvd.captivePortal;
-    if (servers(before) === servers(pvd) && before.sourceAddress === pvd.sourceAddress && !apiChanged) return;
+    const reach = before.noInternet !== pvd.noInternet;
+    if (servers(before) === servers(pvd) && before.sourceAddress === pvd.sourceAddress && !apiChanged && !reach) return;
     t.generation++;
     t.probing = false;
     t.portal.clear();
@@ -142,6 +150,8 @@ export class CaptiveTracker {
       // Without probes nothing else can decide: the API's verdict goes with it.
       if (this.opts.probeIntervalS === 0) this.set(t, 'unknown', 'captive-portal API removed');
     }
+    // Now noInternet: what the probes found no longer holds (the API's word does).
+    if (pvd.noInternet && t.api === null && t.state !== 'unknown') this.set(t, 'unknown', NOT_PROBED);
     if (this.running) this.kick(t);
   }
 
@@ -311,14 +321,20 @@ export class CaptiveTracker {
 
   /** suspect probes soon: an answer looked rewritten. */
   private suspect(t: Tracked): void {
-    if (!this.running || this.opts.probeIntervalS === 0 || t.probing) return;
+    if (!this.running || this.opts.probeIntervalS === 0 || t.probing || t.pvd.noInternet) return;
     if (this.now() - t.lastProbeAt < SUSPICION_GAP_MS) return;
     this.schedule(t, 0);
   }
 
   /** kick probes and reads the API now, and arranges the next rounds. */
   private kick(t: Tracked): void {
-    if (this.opts.probeIntervalS > 0) this.schedule(t, 0);
+    // Said in the view, so a PvD left unknown is not taken for one whose probes failed.
+    if (t.state === 'unknown') {
+      const skipped = this.opts.probeIntervalS > 0 && t.pvd.noInternet;
+      if (skipped && t.reason === null) t.reason = NOT_PROBED;
+      else if (!skipped && t.reason === NOT_PROBED) t.reason = null;
+    }
+    if (this.opts.probeIntervalS > 0 && !t.pvd.noInternet) this.schedule(t, 0);
     else if (t.timer !== null) {
       clearTimeout(t.timer);
       t.timer = null;
@@ -342,7 +358,7 @@ export class CaptiveTracker {
   /** probe runs one round: two names that cannot exist and the canary, in parallel. */
   private async probe(t: Tracked): Promise<void> {
     // Probes go to the PvD's cleartext servers (a portal answers port 53 only); a PvD with none (DNS over HTTPS by host name) is not probed.
-    if (t.probing || this.byTag.get(t.pvd.tag) !== t || t.pvd.clearServers.length === 0) return;
+    if (t.probing || this.byTag.get(t.pvd.tag) !== t || t.pvd.clearServers.length === 0 || t.pvd.noInternet) return;
     const generation = t.generation;
     t.probing = true;
     t.lastProbeAt = this.now();

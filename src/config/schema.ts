@@ -202,9 +202,15 @@ export const configSchema = z
  * port, and http.listen where a DNS listener takes TCP (see sharesPort).
  * Linear in the number of listeners: they are grouped by family and port.
  */
-function listenerClashes(c: { listen: string[]; http: { listen: string | null } }, ctx: z.RefinementCtx): void {
+function listenerClashes(c: { listen: string[]; http: { listen: string | null }; pvds?: Array<{ listen?: string[] }> }, ctx: z.RefinementCtx): void {
   const groups = new Map<string, { wildcard: number | null; any: number | null; hosts: Map<string, number> }>();
-  const addrs = c.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress);
+  // The DNS listeners: `listen`, then each PvD's own (pvds[i].listen[j]).
+  const entries: Array<{ addr: SocketAddress; path: (string | number)[] }> = [
+    ...c.listen.map((l, i) => ({ addr: parseSocketAddress(l, 53) as SocketAddress, path: ['listen', i] })),
+    ...(c.pvds ?? []).flatMap((p, i) => (p.listen ?? []).map((l, j) => ({ addr: parseSocketAddress(l, 53) as SocketAddress, path: ['pvds', i, 'listen', j] }))),
+  ];
+  const addrs = entries.map((e) => e.addr);
+  const name = (j: number): string => entries[j]!.path.map((k, n) => (typeof k === 'number' ? `[${k}]` : n === 0 ? k : `.${k}`)).join('');
   const groupOf = (a: SocketAddress) => `${a.family}/${a.port}`;
   /** The listener `a` would clash with, if any. */
   const clash = (a: SocketAddress): number | null => {
@@ -218,9 +224,9 @@ function listenerClashes(c: { listen: string[]; http: { listen: string | null } 
       const other = addrs[j]!;
       const message =
         other.host === a.host
-          ? `${a.label} is already listen[${j}]`
-          : `${a.label} and listen[${j}] (${other.label}) cannot both listen: a wildcard address takes its port on every address of its family`;
-      ctx.addIssue({ code: 'custom', path: ['listen', i], message });
+          ? `${a.label} is already ${name(j)}`
+          : `${a.label} and ${name(j)} (${other.label}) cannot both listen: a wildcard address takes its port on every address of its family`;
+      ctx.addIssue({ code: 'custom', path: entries[i]!.path, message });
       return;
     }
     const key = groupOf(a);
@@ -234,7 +240,7 @@ function listenerClashes(c: { listen: string[]; http: { listen: string | null } 
   const http = parseSocketAddress(c.http.listen, 8053) as SocketAddress;
   const j = clash(http);
   if (j !== null) {
-    ctx.addIssue({ code: 'custom', path: ['http', 'listen'], message: `${http.label} is on a DNS port: listen[${j}] (${addrs[j]!.label}) takes TCP there` });
+    ctx.addIssue({ code: 'custom', path: ['http', 'listen'], message: `${http.label} is on a DNS port: ${name(j)} (${addrs[j]!.label}) takes TCP there` });
   }
 }
 

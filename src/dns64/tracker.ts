@@ -5,6 +5,12 @@
 // and when its servers change; a configured prefix (as from an RA PREF64
 // option, RFC 8781 §5.1: scoped to its PvD) is used as given. A change is
 // reported, so the cache can drop what was synthesized with the old one.
+//
+// A PvD with noInternet (RFC 8801 §3.4.4) is not asked: NAT64 is a way to the
+// IPv4 Internet, which such a PvD does not offer, and its servers (a
+// split-DNS VPN's) may refuse every name but their own, ipv4only.arpa
+// included. It has no DNS64 unless its prefix is configured (or pvdns
+// synthesizes with the Well-Known Prefix, dns64Synthesize).
 
 import type { Logger } from 'pino';
 import { RR_STRIDE, type Answer } from '../dns/answer.js';
@@ -93,7 +99,7 @@ export class Pref64Tracker {
   /** start lets discovery send queries (check-config never does). */
   start(): void {
     this.running = true;
-    for (const t of this.byTag.values()) if (t.pvd.dns64 === 'auto' && t.pvd.servers.length + t.pvd.designated.length > 0) this.discover(t, 0);
+    for (const t of this.byTag.values()) if (discovers(t.pvd)) this.discover(t, 0);
   }
 
   /** track takes a PvD as announced or updated: a configured prefix now, discovery at once. */
@@ -118,6 +124,10 @@ export class Pref64Tracker {
       this.set(t, typeof p === 'string' ? [] : [p], pvd.dns64Synthesize ? 'pvdns' : 'network', 'config');
     } else if (pvd.servers.length + pvd.designated.length === 0) {
       this.set(t, [], 'none', null);
+    } else if (pvd.noInternet) {
+      // Not asked (see the top); pvdns's own synthesis uses the Well-Known Prefix (RFC 6147 §5.2).
+      if (pvd.dns64Synthesize) this.set(t, [WELL_KNOWN_PREFIX], 'pvdns', 'default');
+      else this.set(t, [], 'none', null);
     } else {
       // What discovery found before the update stays until discovery says otherwise.
       if (t.source === 'discovery') this.set(t, t.info.prefixes, this.roleFor(pvd, 'network'), 'discovery');
@@ -247,6 +257,11 @@ export class Pref64Tracker {
     t.timer = null;
     t.nextAt = null;
   }
+}
+
+/** discovers says whether a PvD learns its prefixes by asking (RFC 7050): dns64 auto, servers, and the Internet. */
+function discovers(p: Pvd): boolean {
+  return p.dns64 === 'auto' && p.servers.length + p.designated.length > 0 && !p.noInternet;
 }
 
 function clampS(s: number, lo: number, hi: number): number {

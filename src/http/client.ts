@@ -109,16 +109,21 @@ export async function status(server: string, asJson: boolean): Promise<string> {
     lines.push(`${p.identifier} (${traits.join(', ')})`);
     if (p.dnsZones.length) lines.push(`  zones:    ${p.dnsZones.join(', ')}`);
     if (p.prefixes.length) lines.push(`  prefixes: ${p.prefixes.join(', ')}`);
+    if (p.listen?.length) lines.push(`  listen:   ${p.listen.map((l) => (l.bound ?? `${l.address} (not bound: ${l.error ?? 'not yet'})`)).join(', ')} (this PvD only)`);
     if (p.pref64?.length) lines.push(`  nat64:    ${p.pref64.join(', ')} (synthesized by ${p.dns64 === 'pvdns' ? 'pvdns' : 'the network'}${p.pref64Source ? `, from ${p.pref64Source}` : ''})`);
     else if (p.dns64 === 'discovering' || p.pref64Error) lines.push(`  nat64:    ${p.dns64 === 'discovering' ? 'discovering (RFC 7050)' : 'none found'}${p.pref64Error ? ` (${p.pref64Error})` : ''}`);
     if (p.servers.length === 0) lines.push('  no DNS servers');
     if (p.encryption && p.encryption !== 'off') lines.push(`  encryption: ${p.encryption}`);
+    // The RFC 8908 API the PvD names (RFC 8910), where the portal's state and login page are read.
+    const api = p.captivePortal ? `; RFC 8908 API ${p.captivePortal}` : '';
     if (p.captive) {
       const where = p.userPortalUrl ? `, log in at ${p.userPortalUrl}` : '';
       lines.push(`  captive portal${where}${p.captiveCleartext ? ': names go in the clear until then' : p.cleartextServers?.length ? ": only the portal's names go in the clear" : ''}`);
-      if (p.captiveSince || p.captiveReason) lines.push(`  captive:  since ${p.captiveSince ?? '?'}${p.captiveReason ? ` (${p.captiveReason})` : ''}`);
+      if (p.captiveSince || p.captiveReason) lines.push(`  captive:  since ${p.captiveSince ?? '?'}${p.captiveReason ? ` (${p.captiveReason})` : ''}${api}`);
     } else {
-      lines.push(`  captive:  ${p.captive === false ? 'no (open)' : 'unknown (not probed yet)'}${p.userPortalUrl ? `, portal ${p.userPortalUrl}` : ''}`);
+      // Unknown says why: not probed yet, or never (a noInternet PvD is not probed).
+      const state = p.captive === false ? 'no (open)' : `unknown (${p.captiveReason ?? 'not probed yet'})`;
+      lines.push(`  captive:  ${state}${p.userPortalUrl ? `, portal ${p.userPortalUrl}` : ''}${api}`);
     }
     if (p.captiveApiError) lines.push(`  captive API (RFC 8908): ${p.captiveApiError}`);
     if (p.ddr && p.ddr.state !== 'off') lines.push(`  ddr: ${p.ddr.state}${p.ddr.lastError ? ` (${p.ddr.lastError})` : ''}${p.ddr.rejected.length ? `; rejected: ${p.ddr.rejected.map((r) => `${r.address}: ${r.reason}`).join('; ')}` : ''}`);

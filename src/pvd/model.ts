@@ -1,7 +1,7 @@
 // Pvd: one provisioning domain as pvdns works with it — its servers parsed,
 // its zones normalized, the reverse zones of its prefixes derived.
 
-import { parsePrefix } from '../config/address.js';
+import { parsePrefix, parseSocketAddress, type SocketAddress } from '../config/address.js';
 import { cleartextOf, defaultEncryption, isEncryptedForm, parseServer, type Encryption, type Learned, type UpstreamServer } from '../upstream/server.js';
 import type { Answer } from '../dns/answer.js';
 import { reverseZones } from './reverse.js';
@@ -67,6 +67,8 @@ export interface Pvd {
   readonly dns64Synthesize: boolean;
   readonly captivePortal: string | null;
   readonly rebindProtection: boolean;
+  /** Where its own DNS listener binds (`listen`): every query there is resolved in this PvD only. */
+  readonly listen: readonly SocketAddress[];
   /** Declaration order: breaks ties of priority. */
   readonly order: number;
 }
@@ -138,6 +140,7 @@ export function pvdFromSpec(spec: PvdSpec, source: PvdSource, order: number, tag
     dns64Synthesize: spec.dns64Synthesize,
     captivePortal: spec.captivePortal,
     rebindProtection: spec.rebindProtection,
+    listen: Object.freeze(spec.listen.map((l) => parseSocketAddress(l, 53) as SocketAddress)),
     order,
   });
 }
@@ -150,6 +153,7 @@ export function describePvd(p: Pvd): Record<string, unknown> {
     servers: p.servers.map((s) => s.label),
     ...(p.designated.length > 0 ? { designatedResolvers: p.designated.map((s) => s.label) } : {}),
     ...(p.ddr ? { ddr: true } : {}),
+    ...(p.listen.length > 0 ? { listen: p.listen.map((a) => a.label) } : {}),
     dnsZones: p.dnsZones,
     prefixes: p.prefixes,
     default: p.isDefault,
@@ -158,6 +162,34 @@ export function describePvd(p: Pvd): Record<string, unknown> {
     expires: p.expiresAt === null ? null : new Date(p.expiresAt).toISOString(),
     dns64: p.dns64Synthesize ? `${p.dns64}, synthesized by pvdns` : p.dns64,
   };
+}
+
+/**
+ * changedKeys names what an update changed, by the keys a PvD is written
+ * with (the pvd-updated event's `changed`): dnsServers, dnsZones, priority…
+ */
+export function changedKeys(before: Pvd, after: Pvd): string[] {
+  const labels = (servers: readonly UpstreamServer[]): string => servers.map((s) => s.label).join();
+  const keys: Array<[string, unknown, unknown]> = [
+    ['dnsServers', labels(before.servers), labels(after.servers)],
+    ['designatedResolvers', labels(before.designated), labels(after.designated)],
+    ['dnsZones', before.dnsZones.join(), after.dnsZones.join()],
+    ['prefixes', before.prefixes.join(), after.prefixes.join()],
+    ['noInternet', before.noInternet, after.noInternet],
+    ['default', before.isDefault, after.isDefault],
+    ['priority', before.priority, after.priority],
+    ['expires', before.expiresAt, after.expiresAt],
+    ['sourceAddress', before.sourceAddress, after.sourceAddress],
+    ['interface', before.interface, after.interface],
+    ['dns64', before.dns64, after.dns64],
+    ['dns64Synthesize', before.dns64Synthesize, after.dns64Synthesize],
+    ['captivePortal', before.captivePortal, after.captivePortal],
+    ['rebindProtection', before.rebindProtection, after.rebindProtection],
+    ['encryption', before.encryptionConfigured, after.encryptionConfigured],
+    ['ddr', before.ddr, after.ddr],
+    ['origin', before.origin, after.origin],
+  ];
+  return keys.filter(([, a, b]) => a !== b).map(([k]) => k);
 }
 
 /**

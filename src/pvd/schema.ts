@@ -86,6 +86,20 @@ export function designatedProblem(text: string): string | null {
   return serverProblem(text);
 }
 
+/** The most addresses one PvD may listen on. */
+export const MAX_PVD_LISTEN = 16;
+
+/**
+ * listenProblem says what is wrong with an address a PvD's own listener
+ * binds (`listen`: UDP and TCP, port 53 unless given), or null.
+ */
+export function listenProblem(text: string): string | null {
+  const r = parseSocketAddress(text, 53);
+  if (typeof r === 'string') return r;
+  if (r.family === 6 && /^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/i.test(r.host.split('%')[0]!)) return `"${text}" is an IPv4-mapped address, which cannot be bound: write the IPv4 address`;
+  return null;
+}
+
 /** prefixProblem says why a text is not an address prefix, or null. */
 function prefixProblem(v: string): string | null {
   const r = parsePrefix(v);
@@ -183,6 +197,9 @@ export const pvdSpecSchema = z
     // Discovery of Designated Resolvers (RFC 9462) through the PvD's cleartext servers; null: on for a
     // network's PvDs (host, RA), off for PvDs written by hand (config, API, files).
     ddr: z.boolean().nullable().default(null),
+    // Addresses of the PvD's own DNS listener: every query there is resolved in this PvD only
+    // (no routing, no fallback), for a container or namespace pinned to one network.
+    listen: listOf(MAX_PVD_LISTEN, listenProblem).default([]),
   })
   .superRefine((p, ctx) => {
     if (p.encryption === 'off') {

@@ -87,6 +87,16 @@ export interface ServerView {
   verified: boolean | null;
 }
 
+/** One address of a PvD's own DNS listener (`listen`) as the API shows it. */
+export interface ListenView {
+  /** As configured. */
+  address: string;
+  /** Where it is bound (the real port when configured as 0); null while not bound. */
+  bound: string | null;
+  /** Why it could not be bound, until it is. */
+  error: string | null;
+}
+
 /** How a PvD's queries are protected, as the API shows it. */
 export interface EncryptionView {
   /** strict, opportunistic or off: as configured, else opportunistic with designated resolvers, else as its servers say. */
@@ -106,6 +116,12 @@ export interface PvdView extends CaptiveView, Dns64View, EncryptionView {
   default: boolean;
   priority: number;
   noInternet: boolean;
+  /** Whether private addresses from its servers are refused for names it does not own (DNS rebinding protection). */
+  rebindProtection: boolean;
+  /** The RFC 8908 captive-portal API URI the PvD names (RFC 8910), or null. */
+  captivePortal: string | null;
+  /** Whether pvdns makes AAAA records from A records for this PvD (dns64Synthesize) rather than its resolver. */
+  dns64Synthesize: boolean;
   dnsZones: readonly string[];
   prefixes: readonly string[];
   expires: string | null;
@@ -114,6 +130,8 @@ export interface PvdView extends CaptiveView, Dns64View, EncryptionView {
   sourceAddressPresent: boolean | null;
   interface: string | null;
   servers: ServerView[];
+  /** Its own DNS listener: every query there is resolved in this PvD only. */
+  listen: ListenView[];
   /** Discovery of Designated Resolvers (RFC 9462). */
   ddr: DdrView;
   cacheEntries: number;
@@ -129,6 +147,7 @@ export function pvdView(
   ddr: DdrView,
   sourceAddressPresent: boolean | null = null,
   encryption: EncryptionView = { encryption: p.encryption, cleartextServers: [], captiveCleartext: false },
+  listen: ListenView[] = p.listen.map((a) => ({ address: a.label, bound: null, error: null })),
 ): PvdView {
   return {
     identifier: p.identifier,
@@ -137,6 +156,9 @@ export function pvdView(
     default: p.isDefault,
     priority: p.priority,
     noInternet: p.noInternet,
+    rebindProtection: p.rebindProtection,
+    captivePortal: p.captivePortal,
+    dns64Synthesize: p.dns64Synthesize,
     dnsZones: p.dnsZones,
     prefixes: p.prefixes,
     expires: p.expiresAt === null ? null : new Date(p.expiresAt).toISOString(),
@@ -144,6 +166,7 @@ export function pvdView(
     sourceAddressPresent,
     interface: p.interface,
     servers,
+    listen,
     ...encryption,
     ddr,
     ...captive,

@@ -8,8 +8,9 @@ import type { Pvd } from '../pvd/model.js';
 import type { Transport } from '../upstream/exchange.js';
 import type { UpstreamServer } from '../upstream/server.js';
 import { UpstreamPool, type PoolOptions, type ServerStats } from '../upstream/pool.js';
+import { probeResult, ProbeCounts, type ProbeKind } from './probes.js';
 import type { Query } from './query.js';
-import type { Result } from './stage.js';
+import { isPromise, type Result } from './stage.js';
 
 export interface ForwardOptions {
   timeoutMs: number;
@@ -50,6 +51,8 @@ export class Forwarder {
   private inflight = 0;
   /** Queries answered SERVFAIL because maxInflight were in flight (pvdns_queries_shed_total). */
   shed = 0;
+  /** How background probes ended, per PvD (pvdns_probes_total). */
+  readonly probes = new ProbeCounts();
   private readonly settled = (a: Answer): Answer => {
     this.inflight--;
     return a;
@@ -76,6 +79,21 @@ export class Forwarder {
     this.inflight++;
     return (clear ? this.clearPoolOf(pvd) : this.poolOf(pvd)).resolve(q).then(this.settled);
   };
+
+  /**
+   * probe asks a question pvdns asks for itself in the background (a
+   * captive-portal probe, Pref64 discovery) of the query's PvD, as resolve
+   * does but marked background: its servers' error counters leave it out,
+   * and how it ended is counted in `probes` instead. Never rejects.
+   */
+  async probe(q: Query, kind: ProbeKind): Promise<Answer> {
+    q.background = true;
+    const r = this.resolve(q);
+    const a = await r;
+    // A PvD withdrawn while its probe was out (its counters gone) is not counted again.
+    if (!isPromise(r) || this.stats.has(q.pvd!.tag)) this.probes.count(q.pvd!.id, kind, probeResult(q, a, !isPromise(r)));
+    return a;
+  }
 
   /**
    * askServer asks one server of a PvD, outside its pools (their health is
@@ -221,6 +239,24 @@ export class Forwarder {
     return !(this.poolIfAny(pvd)?.allDown ?? false);
   }
 
+  /**
+   * noneUsable says why no PvD of `pvds` has a server that may be asked now
+   * (/readyz's reason): none has a server, or every one's servers are down,
+   * named with their last errors; null when one may be asked. A server not
+   * asked yet may be (a fresh pvdns is ready): down takes failures seen.
+   */
+  noneUsable(pvds: readonly Pvd[]): string | null {
+    const withServers = pvds.filter((p) => p.servers.length + p.designated.length > 0);
+    if (withServers.length === 0) return 'no PvD has a DNS server';
+    if (withServers.some((p) => this.usable(p))) return null;
+    const down = withServers.map((p) => {
+      const pool = this.poolIfAny(p)!;
+      return `${p.id}: ${pool.servers.map((s, i) => `${s.label}${pool.health[i]!.lastError ? ` (${pool.health[i]!.lastError})` : ''}`).join(', ')}`;
+    });
+    // One line, bounded: a host may have many PvDs.
+    return `every DNS server is down: ${down.join('; ')}`.slice(0, 400);
+  }
+
   /** drop forgets a withdrawn PvD's pool. */
   drop(pvd: Pvd): void {
     this.pools.get(pvd.tag)?.pool.close();
@@ -229,6 +265,7 @@ export class Forwarder {
     this.clearPools.delete(pvd.tag);
     this.discovered.delete(pvd.tag);
     this.stats.delete(pvd.tag);
+    this.probes.forget(pvd.id);
   }
 
   /** setOptions applies new timeouts to pools made from now on (a reload). */

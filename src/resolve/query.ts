@@ -44,6 +44,12 @@ export class Query implements WireQuery {
   clear = false;
   /** How many times the CNAME stage restarted this lookup at a target another PvD claims (0 for a client's query). */
   cnameDepth = 0;
+  /**
+   * Set on a question pvdns asks for itself in the background (captive-portal
+   * probes, Pref64 discovery): the pool counts its failures in no server's
+   * errors (see UpstreamQuery.background); pvdns_probes_total counts them.
+   */
+  background = false;
 
   constructor(
     readonly transport: Transport,

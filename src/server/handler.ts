@@ -117,7 +117,8 @@ export class QueryHandler {
    * translate answers a query for the HTTP API (the MIF API's Translate
    * Name): in exactly `forced` when given, otherwise routed as a DNS client's
    * would be. It is counted and logged like any query; access control
-   * applies, but to SELF_CLIENT. `msg` is a query pvdns built itself.
+   * applies, but not to SELF_CLIENT, and zone transfers are refused as over
+   * DNS. `msg` is a query pvdns built itself.
    */
   async translate(msg: Buffer, client: string, forced: Pvd | null): Promise<{ query: Query; answer: Answer; reply: Buffer }> {
     const q = new Query('api', client, performance.now());
@@ -125,6 +126,8 @@ export class QueryHandler {
     q.forced = forced;
     let a: Answer;
     if (client !== SELF_CLIENT && !this.access.allows(client)) a = errorAnswer(RCODE.REFUSED, NOT_ALLOWED);
+    // As over DNS (handle): a zone transfer is refused here, never forwarded nor tried in another PvD.
+    else if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) a = errorAnswer(RCODE.REFUSED, ZONE_TRANSFER);
     else {
       try {
         a = await this.pipeline(q);

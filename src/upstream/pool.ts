@@ -78,6 +78,14 @@ export interface UpstreamQuery {
   server: string | null;
   /** Set by the pool to the RCODE of the last server that answered but could not resolve (REFUSED, SERVFAIL…). */
   failedRcode: number;
+  /**
+   * A question pvdns asks for itself in the background (a captive-portal
+   * probe, Pref64 discovery): what its servers say moves their health like
+   * any answer, and counts in their requests and RTTs (it is traffic to
+   * them), but its failures are not counted as errors: they are no client's
+   * (pvdns_probes_total counts them).
+   */
+  readonly background?: boolean;
 }
 
 /** RCODEs that say "this server could not answer": the next server is asked. */
@@ -288,13 +296,19 @@ export class UpstreamPool {
 
   // ---------------------------------------------------------- evidence
 
-  /** answered records an answer from server `i` (rttMs null: no RTT sample, as over TCP). */
-  answered(i: number, ex: Exchange & { ok: true }, rttMs: number | null): void {
+  /**
+   * answered records an answer from server `i` (rttMs null: no RTT sample,
+   * as over TCP); `counted` false: a background question's, whose failures
+   * are no client's errors (UpstreamQuery.background).
+   */
+  answered(i: number, ex: Exchange & { ok: true }, rttMs: number | null, counted = true): void {
     const stats = this.statsOf[i]!;
-    if (ex.ignored) stats.count('mismatch', ex.ignored);
     if (rttMs !== null) stats.rtt.observe(rttMs / 1000);
-    if (ex.truncated) stats.count('truncated');
-    if (SERVER_FAILURES.has(ex.answer.rcode)) stats.count(rcodeName(ex.answer.rcode).toLowerCase());
+    if (counted) {
+      if (ex.ignored) stats.count('mismatch', ex.ignored);
+      if (ex.truncated) stats.count('truncated');
+      if (SERVER_FAILURES.has(ex.answer.rcode)) stats.count(rcodeName(ex.answer.rcode).toLowerCase());
+    }
     const health = this.health[i]!;
     const previous = health.state;
     // Any answer, SERVFAIL included, says the server is there (positive feedback).
@@ -305,26 +319,29 @@ export class UpstreamPool {
    * unanswered records a try of server `i` that got no answer within its
    * RTO; the query was first sent to it at `firstSentAt`.
    */
-  unanswered(i: number, firstSentAt: number, firstForQuery: boolean): void {
-    this.stats.get(this.servers[i]!.label)!.count('timeout');
+  unanswered(i: number, firstSentAt: number, firstForQuery: boolean, counted = true): void {
+    if (counted) this.statsOf[i]!.count('timeout');
     const health = this.health[i]!;
     const previous = health.state;
     this.changed(i, previous, health.unansweredTry(firstSentAt, this.clock(), firstForQuery));
   }
 
   /** failedHard records an exchange with server `i` that could not be made (ICMP unreachable, a socket error). */
-  failedHard(i: number, ex: Exchange & { ok: false }): void {
-    const stats = this.stats.get(this.servers[i]!.label)!;
-    if (ex.ignored) stats.count('mismatch', ex.ignored);
-    stats.count(ex.reason);
+  failedHard(i: number, ex: Exchange & { ok: false }, counted = true): void {
+    const stats = this.statsOf[i]!;
+    if (counted) {
+      if (ex.ignored) stats.count('mismatch', ex.ignored);
+      stats.count(ex.reason);
+    }
     const health = this.health[i]!;
     const previous = health.state;
     this.changed(i, previous, health.unreachable(ex.detail, this.clock()));
   }
 
   /** failedTcp counts a failed TCP exchange; it says nothing of the server's UDP health. */
-  failedTcp(i: number, ex: Exchange & { ok: false }): void {
-    const stats = this.stats.get(this.servers[i]!.label)!;
+  failedTcp(i: number, ex: Exchange & { ok: false }, counted = true): void {
+    if (!counted) return;
+    const stats = this.statsOf[i]!;
     if (ex.ignored) stats.count('mismatch', ex.ignored);
     stats.count(ex.reason);
   }
@@ -597,7 +614,7 @@ class Attempt {
     const first = !this.silentAt.includes(server);
     if (first) this.silentAt = [...this.silentAt, server];
     // A stream's one try is one unanswered query, however many RTOs it waits (it is not sent again).
-    if (first || !this.pool.isStream(this.pool.servers[server]!)) this.pool.unanswered(server, this.askedAt[this.asked.indexOf(server)]!, first);
+    if (first || !this.pool.isStream(this.pool.servers[server]!)) this.pool.unanswered(server, this.askedAt[this.asked.indexOf(server)]!, first, this.q.background !== true);
     this.failed({ server: this.pool.servers[server]!.label, kind: 'timeout', detail: 'timeout' });
     if (this.pool.clock() >= this.deadline) return this.fail();
     this.giveUpTurn();
@@ -615,7 +632,7 @@ class Attempt {
   private exchanged(server: number, sentAt: number, req: ExchangeRequest, ex: Exchange): void {
     const pool = this.pool;
     if (ex.ok) {
-      pool.answered(server, ex, pool.clock() - sentAt);
+      pool.answered(server, ex, pool.clock() - sentAt, this.q.background !== true);
       if (this.settled) return;
       if (!ex.truncated) return this.answered(server, ex.answer);
       if (this.viaTcp) return;
@@ -629,7 +646,7 @@ class Attempt {
     }
     // The transport gives up on a try only when a whole budget has passed: this query's own timer has decided by then.
     if (ex.reason === 'timeout') return;
-    pool.failedHard(server, ex);
+    pool.failedHard(server, ex, this.q.background !== true);
     if (this.settled) return;
     this.exclude(server, { server: pool.servers[server]!.label, kind: 'unreachable', detail: ex.detail });
     if (server === this.current && !this.viaTcp) this.next();
@@ -637,8 +654,8 @@ class Attempt {
 
   private exchangedTcp(server: number, ex: Exchange): void {
     const pool = this.pool;
-    if (ex.ok) pool.answered(server, ex, null);
-    else pool.failedTcp(server, ex);
+    if (ex.ok) pool.answered(server, ex, null, this.q.background !== true);
+    else pool.failedTcp(server, ex, this.q.background !== true);
     if (this.settled) return;
     this.viaTcp = false;
     if (ex.ok && !ex.truncated) return this.answered(server, ex.answer);

@@ -38,6 +38,12 @@ export class FakeUpstream {
    */
   readonly discoveries: Seen[] = [];
   dns64Answer: { addresses: string[]; ttl: number } | null = null;
+  /**
+   * Set to make a split-DNS server (a VPN's): a question for a name outside
+   * these zones, ipv4only.arpa and captive probes included, is answered
+   * REFUSED (and recorded as any other) before `respond` sees it.
+   */
+  owns: string[] | null = null;
   private udp: dgram.Socket | null = null;
   private tcp: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
@@ -101,6 +107,11 @@ export class FakeUpstream {
     }
     const q = packet.questions[0];
     const seen: Seen = { name: q?.name ?? '', type: q?.type ?? 0, transport, id: packet.header.id, packet, raw, from, port };
+    const lower = seen.name.toLowerCase();
+    if (this.owns !== null && !this.owns.some((z) => lower === z || lower.endsWith(`.${z}`))) {
+      (q?.type === Packet.TYPE.AAAA && lower === 'ipv4only.arpa' ? this.discoveries : this.seen).push(seen);
+      return answer(packet, [], { rcode: 5 }).toBuffer();
+    }
     if (q?.type === Packet.TYPE.AAAA && q.name.toLowerCase() === 'ipv4only.arpa') {
       this.discoveries.push(seen);
       const d = this.dns64Answer;

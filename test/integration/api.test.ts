@@ -89,6 +89,10 @@ describe('control API (/v1)', () => {
         default: true,
         priority: 10,
         noInternet: false,
+        // Every key a PvD is configured with shows, defaults included (issue 18).
+        rebindProtection: false,
+        captivePortal: null,
+        dns64Synthesize: false,
         dnsZones: [],
         prefixes: [],
         expires: null,
@@ -99,6 +103,7 @@ describe('control API (/v1)', () => {
         servers: [
           { address: wifi.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null, learned: 'config', verified: null },
         ],
+        listen: [],
         cleartextServers: [],
         captiveCleartext: false,
         // A PvD written by hand: no DDR unless it says ddr: true.
@@ -593,6 +598,18 @@ describe('control API (/v1)', () => {
       ]);
     });
 
+    it('refuses zone transfers as over DNS (REFUSED, EDE 21), with pvd= too, asking no PvD', async () => {
+      for (const query of ['name=corp.example&type=AXFR', 'name=corp.example&type=ixfr', 'name=corp.example&type=252&pvd=corp.example', 'name=example.com&type=AXFR&pvd=wifi']) {
+        const r = await resolve(base, query);
+        // 200 as for every DNS answer: the request was understood, and DNS's word is REFUSED.
+        expect(r.status, query).toBe(200);
+        expect(r.body, query).toMatchObject({ pvd: null, rcode: 'REFUSED', answers: [], cached: false, server: null });
+        expect(r.body.ede, query).toEqual({ code: 21, text: 'zone transfers are not served by a resolver' });
+      }
+      // Never forwarded, nor failed over to another PvD.
+      expect([...wifi.seen, ...corp.seen, ...dead.seen]).toHaveLength(0);
+    });
+
     it('refuses bad questions with a 400 JSON error and an unknown PvD with 404', async () => {
       const cases: Array<[string, number, RegExp]> = [
         ['name=www.example.com&type=BOGUS', 400, /type/],
@@ -731,15 +748,19 @@ describe('GET /v1/events', () => {
 
     const upd = await s.next();
     expect(upd.event).toBe('pvd-updated');
-    expect(upd.data).toMatchObject({ identifier: 'api.example', source: 'api', priority: 7 });
+    // It says what changed, by the keys the PvD is written with.
+    expect(upd.data).toMatchObject({ identifier: 'api.example', source: 'api', priority: 7, changed: ['priority'] });
 
+    // Each names the server that changed, and how.
     const up = await s.next();
     expect(up.event).toBe('upstream-changed');
     expect(up.data).toMatchObject({ identifier: 'wifi', servers: [{ address: wifi.address, state: 'operational' }] });
+    expect(up.data).toMatchObject({ change: { kind: 'server-state', server: wifi.address, why: `${wifi.address}: untested → operational` } });
 
     const down = await s.next();
     expect(down.event).toBe('upstream-changed');
     expect(down.data).toMatchObject({ identifier: 'vpn.example', servers: [{ address: dead.address, state: 'suspect' }] });
+    expect(down.data).toMatchObject({ change: { kind: 'server-state', server: dead.address, why: `${dead.address}: untested → suspect` } });
 
     const withdrawn = await s.next();
     expect(withdrawn.event).toBe('pvd-withdrawn');

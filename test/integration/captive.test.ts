@@ -2,8 +2,10 @@
 //
 //   hotel (default, priority 10, zone hotel.example) ─▶ a portal's resolver: every name → 10.9.9.9 (until login)
 //   cell  (default, priority 20, from the API)       ─▶ a normal resolver
-//   corp  (zone corp.example, noInternet)            ─▶ a VPN's resolver: private addresses for its own names
-//   isp   (zone isp.example, noInternet)             ─▶ an NXDOMAIN rewriter (search-ads style)
+//   corp  (zone corp.example, not a default)         ─▶ a VPN's resolver: private addresses for its own names
+//   isp   (zone isp.example, not a default)          ─▶ an NXDOMAIN rewriter (search-ads style)
+//
+// (Not noInternet: a noInternet PvD is never probed, test/integration/probes.test.ts.)
 //
 // Detection by probes, demotion from default routing, answers never cached
 // while captive, the cache flushed and routing restored when the portal
@@ -62,8 +64,8 @@ describe('captive portals per PvD', () => {
       captive: { probeIntervalS: 1, canary: { name: 'canary.test', addresses: ['192.0.2.53'] } },
       pvds: [
         { identifier: 'hotel', dnsServers: [hotel.address], dnsZones: ['hotel.example'], default: true, priority: 10 },
-        { identifier: 'corp', dnsServers: [corp.address], dnsZones: ['corp.example'], prefixes: ['10.2.0.0/16'], noInternet: true },
-        { identifier: 'isp', dnsServers: [isp.address], dnsZones: ['isp.example'], noInternet: true },
+        { identifier: 'corp', dnsServers: [corp.address], dnsZones: ['corp.example'], prefixes: ['10.2.0.0/16'], default: false },
+        { identifier: 'isp', dnsServers: [isp.address], dnsZones: ['isp.example'], default: false },
       ],
     });
     expect((await put(pvdns.http, 'cell', cellSpec)).status).toBe(201);

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ask } from '../helpers/client.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { eventually } from '../helpers/http.js';
 import { startPvdns, type Running } from '../helpers/pvdns.js';
 
 describe('http', () => {
@@ -35,6 +36,32 @@ describe('http', () => {
       expect(await r.json()).toEqual({ status: 'not ready', reason: 'no PvD has a DNS server' });
     } finally {
       await empty.stop();
+    }
+  });
+
+  it('is not ready while every server is down, saying which and why, and ready again once one answers', async () => {
+    // A port nobody listens on: the first query gets ICMP port unreachable, which makes the server down at once.
+    const gone = await new FakeUpstream().start('127.0.42.30');
+    const { host, port } = gone;
+    await gone.stop();
+    const lone = await startPvdns({ upstream: { timeoutMs: 200, attempts: 1, probeIntervalMs: 50, probeMaxIntervalMs: 100 }, pvds: [{ identifier: 'wifi', dnsServers: [`${host}:${port}`] }] });
+    const back = new FakeUpstream();
+    try {
+      // Fresh, its server untested: ready (nothing says it cannot be asked).
+      expect((await fetch(`${lone.http}/readyz`)).status).toBe(200);
+      expect((await ask(lone.dns, 'down.example', 'A')).packet.header.rcode).toBe(2);
+      const r = await fetch(`${lone.http}/readyz`);
+      expect(r.status).toBe(503);
+      const body = (await r.json()) as { status: string; reason: string };
+      expect(body.status).toBe('not ready');
+      expect(body.reason).toMatch(new RegExp(`^every DNS server is down: wifi: ${host.replaceAll('.', '\\.')}:${port} \\(.+\\)$`));
+      // Liveness is another matter: the process is alive.
+      expect((await fetch(`${lone.http}/healthz`)).status).toBe(200);
+      await back.start(host, port);
+      await eventually('readyz to say ready again', async () => (await fetch(`${lone.http}/readyz`)).status === 200);
+    } finally {
+      await lone.stop();
+      await back.stop();
     }
   });
 

@@ -3,7 +3,8 @@
 //   dig ─▶ pvdns 127.0.0.94 ─┬─ PvD hotel (default, priority 10) ─▶ dnsmasq 127.0.0.92: --address=/#/127.0.0.95 (every name → the portal),
 //        (and its HTTP API)  │                                      later restarted as a plain forwarder to nsd (the user logged in)
 //                            ├─ PvD cell  (default, priority 20) ─▶ nsd 127.0.0.91 (the root zone: canary.test, www.example.test)
-//                            ├─ PvD isp   (zone isp.test)        ─▶ an NXDOMAIN rewriter (search ads) on 127.0.0.93
+//                            ├─ PvD isp   (zone isp.test)        ─▶ an NXDOMAIN rewriter (search ads) on 127.0.0.93 (not a default;
+//                            │                                      not noInternet, which is never probed)
 //                            └─ PvD lobby (zone lobby.test, captivePortal https://portal.lobby.test:8443/api)
 //                                                                ─▶ dnsmasq 127.0.0.96: every name → 127.0.0.95, where an
 //                                                                   HTTPS server (a throwaway CA) serves the RFC 8908 API
@@ -91,12 +92,12 @@ pvds:
   - identifier: isp
     dnsServers: ["${isp.address}"]
     dnsZones: [isp.test]
-    noInternet: true
+    default: false
     dns64: "off"
   - identifier: lobby
     dnsServers: ["${lobby.host}:${lobby.port}"]
     dnsZones: [lobby.test]
-    noInternet: true
+    default: false
     dns64: "off"
     captivePortal: "https://portal.lobby.test:8443/api"
 `,

@@ -298,6 +298,29 @@ describe('CaptiveTracker', () => {
     expect(tracker.view(lan).captiveState).toBe('open'); // the probes decide, not the heuristic
   });
 
+  it('never probes a noInternet PvD (a split-DNS VPN), says so, and probes it once it offers the Internet', async () => {
+    tracker.start();
+    const vpn = pvd({ identifier: 'vpn', dnsZones: ['corp.example'], noInternet: true });
+    tracker.track(vpn);
+    await settle(600_000);
+    expect(asked).toEqual([]);
+    expect(tracker.view(vpn)).toMatchObject({ captive: null, captiveState: 'unknown', captiveReason: expect.stringMatching(/^not probed: the PvD has noInternet/) });
+    // A private answer for a name it does not own is no suspicion worth a probe either.
+    tracker.noteAnswer(vpn, wireKey('www.example.com'), reply('www.example.com', { a: ['10.0.0.1'] }), false);
+    await settle(20_000);
+    expect(asked).toEqual([]);
+    const open = pvd({ identifier: 'vpn', dnsZones: ['corp.example'], noInternet: false });
+    tracker.track({ ...open, tag: vpn.tag });
+    await settle();
+    expect(asked).toHaveLength(3);
+    expect(tracker.view(vpn)).toMatchObject({ captiveState: 'open', captiveReason: 'probes answered as they should' });
+    // Back to noInternet: what the probes found no longer holds, and none go out.
+    tracker.track({ ...vpn, tag: vpn.tag });
+    await settle(600_000);
+    expect(asked).toHaveLength(3);
+    expect(tracker.view(vpn)).toMatchObject({ captiveState: 'unknown', captiveReason: expect.stringMatching(/^not probed/) });
+  });
+
   it('sends no probes with probeIntervalS 0', async () => {
     const quiet = new CaptiveTracker(() => Promise.reject(new Error('no')), () => undefined, createLogger('silent'), { probeIntervalS: 0, canary: { name: 'c', addresses: [] } });
     quiet.start();

@@ -45,6 +45,7 @@ const PVD_DEFAULTS = {
   encryption: null,
   designatedResolvers: [],
   ddr: null,
+  listen: [],
 };
 
 /** configError parses `text` and returns the ConfigError it must raise. */
@@ -445,6 +446,7 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         encryption: 'strict',
         designatedResolvers: ['tls://10.8.0.53#dns.corp.example.com'],
         ddr: false,
+        listen: ['127.0.1.53:53'],
       },
       {
         identifier: 'wifi',
@@ -464,6 +466,7 @@ describe('every object refuses a key it does not know (the Hickory test)', () =>
         encryption: 'opportunistic',
         designatedResolvers: [],
         ddr: true,
+        listen: [],
       },
     ],
   };

@@ -182,6 +182,26 @@ describe('Pref64Tracker', () => {
     expect(changes).toEqual([]); // a new PvD's first state is part of its announcement
   });
 
+  it('asks nothing of a noInternet PvD (a split-DNS VPN): no DNS64, or the Well-Known Prefix for pvdns synthesis; it asks once it offers the Internet', async () => {
+    tracker.start();
+    const vpn = pvd({ identifier: 'vpn', dnsZones: ['corp.example'], noInternet: true });
+    const synth = pvd({ identifier: 'lab', dnsZones: ['lab.example'], noInternet: true, dns64Synthesize: true });
+    tracker.track(vpn);
+    tracker.track(synth);
+    await settle(600_000);
+    expect(asked).toEqual([]);
+    expect(tracker.view(vpn)).toMatchObject({ pref64: [], dns64: 'none', pref64Source: null, pref64Error: null });
+    expect(tracker.view(synth)).toMatchObject({ pref64: ['64:ff9b::/96'], dns64: 'pvdns', pref64Source: 'default' });
+    // A configured prefix still applies.
+    const nat = pvd({ identifier: 'nat', noInternet: true, dns64: '2001:db8:64::/96' });
+    tracker.track(nat);
+    expect(tracker.view(nat)).toMatchObject({ pref64: ['2001:db8:64::/96'], dns64: 'network', pref64Source: 'config' });
+    tracker.track(pvdFromSpec(pvdSpecSchema.parse({ identifier: 'vpn', dnsServers: ['127.0.0.1'], dnsZones: ['corp.example'] }), 'api', 0, vpn.tag));
+    await settle();
+    expect(asked).toEqual(['vpn']);
+    expect(tracker.view(vpn)).toMatchObject({ pref64: ['64:ff9b::/96'], dns64: 'network', pref64Source: 'discovery' });
+  });
+
   it('falls back to the Well-Known Prefix for pvdns synthesis when discovery finds none (RFC 6147 §5.2)', async () => {
     reply = () => aaaaAnswer([], 0, { soaTtl: 300 });
     tracker.start();

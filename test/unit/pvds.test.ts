@@ -10,7 +10,7 @@ import { App } from '../../src/app.js';
 import { ConfigError } from '../../src/config/load.js';
 import { configSchema } from '../../src/config/schema.js';
 import { createLogger } from '../../src/log.js';
-import { pvdFromSpec } from '../../src/pvd/model.js';
+import { changedKeys, pvdFromSpec } from '../../src/pvd/model.js';
 import { PvdRegistry } from '../../src/pvd/registry.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
 import { syncSource } from '../../src/pvd/sources/sync.js';
@@ -150,5 +150,17 @@ describe('syncSource', () => {
     registry.announce(pvdFromSpec(spec('wifi'), 'api', 0));
     expect(heard).toEqual(['announced wifi', 'changed']);
     registry.close();
+  });
+});
+
+describe('changedKeys (the pvd-updated event)', () => {
+  const make = (spec: Record<string, unknown>) => pvdFromSpec(pvdSpecSchema.parse({ identifier: 'vpn', dnsServers: ['10.8.0.1'], dnsZones: ['corp.example'], ...spec }), 'api', 0);
+
+  it('names each key an update changed, by the keys a PvD is written with, and nothing for the same PvD', () => {
+    expect(changedKeys(make({}), make({}))).toEqual([]);
+    expect(changedKeys(make({}), make({ dnsServers: ['10.8.0.2'], priority: 5 }))).toEqual(['dnsServers', 'priority']);
+    expect(changedKeys(make({}), make({ noInternet: true }))).toEqual(['noInternet', 'default']);
+    expect(changedKeys(make({}), make({ rebindProtection: true, captivePortal: 'https://portal.example/api', dns64Synthesize: true }))).toEqual(['dns64Synthesize', 'captivePortal', 'rebindProtection']);
+    expect(changedKeys(make({}), make({ dnsZones: ['corp.example', 'corp.example.net'], expires: '2099-01-01T00:00:00Z' }))).toEqual(['dnsZones', 'expires']);
   });
 });
