@@ -24,6 +24,7 @@ import { DdrTracker } from './ddr/tracker.js';
 import { verifyDesignated } from './ddr/verify.js';
 import { registerCacheMetrics } from './cache/metrics.js';
 import { Api, type AnnounceOutcome, type ApiDeps } from './http/api.js';
+import { reloadFile } from './http/reload.js';
 import { EventHub } from './http/events.js';
 import { QueryMonitor } from './http/monitor.js';
 import { AuditLog } from './http/audit.js';
@@ -579,6 +580,8 @@ export class App {
         this.failures.clear();
         return n;
       },
+      // POST /v1/reload: what SIGHUP does (command.ts), answering what changed.
+      reload: () => reloadFile(this.opts.configFile, () => ({ config: this.config, pvds: this.pvds.list() }), (next) => this.reload(next)),
       events: this.events,
       monitor: this.monitor,
       sources: () => this.sources.views(),

@@ -19,6 +19,10 @@
 import module from 'node:module';
 import { statSync } from 'node:fs';
 
+// What ps, top, pidof and /proc/PID/comm show, for every command (serve included), rather than
+// "node" and the path of this file: pidof pvdns and pkill -x pvdns find it (libuv sets the
+// command line and the kernel's task name).
+process.title = 'pvdns';
 module.enableCompileCache?.();
 
 /**

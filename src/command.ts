@@ -1,14 +1,18 @@
 // pvdns command line: `serve` runs the resolver, `check-config` validates a
-// configuration and prints the PvDs it would start with. Run through cli.ts.
+// configuration and prints the PvDs it would start with; the others talk to
+// a running pvdns over its API (src/http/client.ts), as resolvectl does to
+// resolved, `monitor` following its queries as `resolvectl monitor` does.
+// Each command takes only its own options. Run through cli.ts.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { App } from './app.js';
+import { parseSocketAddress } from './config/address.js';
 import { ListenError } from './server/bind.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { apiToken, ClientError, DEFAULT_API, monitor, query, status, type MonitorRequest } from './http/client.js';
+import { announce, ClientError, DEFAULT_API, DEFAULT_TOKEN_FILE, flush, monitor, query, readToken, reload, status, withdraw, type Credentials, type MonitorRequest, type Outcome } from './http/client.js';
 import { createLogger } from './log.js';
 import { wireKey } from './dns/name.js';
 import { PVD_KEYS } from './pvd/input.js';
@@ -17,36 +21,223 @@ import { expiredProblem, formatProblem, readPvdFile, type DirectoryReport } from
 
 const DEFAULT_CONFIG = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
 
+/** One command of the command line: how it is called, what it does, its options, and how it runs. */
+interface Command {
+  /** The synopsis after "pvdns ". */
+  synopsis: string;
+  /** What it does, for the overview (lines, aligned under the synopsis). */
+  summary: string[];
+  /** Lines of the overview after the summary (another form of the command). */
+  also?: string[];
+  /** Its options: each one's spelling and meaning, for `pvdns help COMMAND`. */
+  help: Array<[option: string, meaning: string]>;
+  options: ParseArgsOptionsConfig;
+  run(values: Values, args: string[]): Promise<void>;
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+/** The options of every command that talks to a running pvdns. */
+const API_OPTIONS: ParseArgsOptionsConfig = {
+  server: { type: 'string' },
+  json: { type: 'boolean', default: false },
+};
+const API_HELP: Array<[string, string]> = [
+  ['--server URL', `the pvdns HTTP API (default $PVDNS_API, else ${DEFAULT_API})`],
+  ['--json', "print the API's JSON"],
+];
+/** The options of the commands that change a running pvdns: they need its API token. */
+const CHANGE_OPTIONS: ParseArgsOptionsConfig = {
+  ...API_OPTIONS,
+  'token-file': { type: 'string' },
+  config: { type: 'string', short: 'c' },
+};
+const CHANGE_HELP: Array<[string, string]> = [
+  ['--server URL', `the pvdns HTTP API (default $PVDNS_API, else --config's http.listen, else ${DEFAULT_API})`],
+  API_HELP[1]!,
+  ['--token-file FILE', `the API token, from this file (else $PVDNS_TOKEN, $PVDNS_TOKEN_FILE, --config's, or ${DEFAULT_TOKEN_FILE})`],
+  ['--config FILE', "pvdns's configuration: its http.token or http.tokenFile, and http.listen unless --server"],
+];
+
+const COMMANDS: Record<string, Command> = {
+  serve: {
+    synopsis: 'serve [--config FILE]',
+    summary: ['run the resolver (default: the embedded config/default.yaml)'],
+    help: [['--config FILE, -c FILE', 'the configuration (YAML or JSON); SIGHUP or pvdns reload reads it again']],
+    options: { config: { type: 'string', short: 'c' } },
+    run: async (v, args) => {
+      if (args.length) usageOf('serve', `serve takes no arguments besides --config (got ${args.join(' ')})`);
+      return serve(str(v.config) ?? DEFAULT_CONFIG);
+    },
+  },
+  'check-config': {
+    synopsis: 'check-config [--strict] FILE',
+    summary: [
+      'validate FILE and the PvD files of its pvdSources.directory, and',
+      'print the PvDs and routes they give (exit 1 on an error in FILE;',
+      'a bad PvD file is a warning, as serve ignores it; --strict: exit 1',
+      'on warnings too)',
+    ],
+    also: ['  pvdns check-config --pvd FILE   validate one PvD file as pvdSources.directory would read it'],
+    help: [
+      ['--strict', 'exit 1 on warnings too'],
+      ['--pvd FILE', 'validate one PvD file as pvdSources.directory would read it (pvdns check-config --pvd FILE)'],
+      ['--config FILE, -c FILE', 'the same as FILE'],
+    ],
+    options: { strict: { type: 'boolean', default: false }, pvd: { type: 'string' }, config: { type: 'string', short: 'c' } },
+    run: async (v, args) => {
+      if (v.pvd !== undefined) {
+        if (args.length || v.config || v.strict) usageOf('check-config', 'usage: pvdns check-config --pvd FILE (one PvD file, without a configuration)');
+        return checkPvdFile(str(v.pvd)!);
+      }
+      if (args.length > 1 || (args.length === 1 && v.config !== undefined)) usageOf('check-config', `check-config takes one FILE (got ${[...args, ...(v.config ? [str(v.config)] : [])].join(' ')})`);
+      const file = args[0] ?? str(v.config);
+      if (!file) usageOf('check-config', 'check-config needs a FILE');
+      return checkConfig(file, v.strict === true);
+    },
+  },
+  status: {
+    synopsis: 'status',
+    summary: ["the running pvdns's PvDs, servers and their state, and where", 'names no PvD claims go'],
+    help: API_HELP,
+    options: API_OPTIONS,
+    run: async (v, args) => {
+      if (args.length) usageOf('status', `status takes no arguments (got ${args.join(' ')})`);
+      return api(() => status(server(v), v.json === true));
+    },
+  },
+  query: {
+    synopsis: 'query NAME [TYPE] [--pvd ID]',
+    summary: [
+      'resolve NAME (in exactly PvD ID if given) and say which PvD',
+      'answered; an address with no TYPE or PTR is looked up by its',
+      'reverse name (in-addr.arpa, ip6.arpa); exit 3 on NXDOMAIN, 4 on',
+      'no record of TYPE, 5 on SERVFAIL or another error code',
+    ],
+    help: [['--pvd ID', 'resolve in this PvD only (no routing, no fallback)'], ...API_HELP],
+    options: { ...API_OPTIONS, pvd: { type: 'string' } },
+    run: async (v, args) => {
+      const [name, type = null, ...extra] = args;
+      if (!name || extra.length) usageOf('query', 'usage: pvdns query NAME [TYPE] [--pvd ID] [--json] [--server URL]');
+      return api(() => query(server(v), name, type, str(v.pvd) ?? null, v.json === true));
+    },
+  },
+  monitor: {
+    synopsis: 'monitor [--sample R] [--rate N]',
+    summary: [
+      'every query as pvdns answers it, one line each until Ctrl-C',
+      '(exit 0): time, client, name, type, → PvD (zone, or default',
+      'order and who was passed over: down, captive, servfail), cache,',
+      'server, rcode, ms. --sample R: see that share of queries',
+      '(0 < R ≤ 1); --rate N: N lines/s at most (default 1000), beyond',
+      'which pvdns drops them and says how many',
+    ],
+    help: [
+      ['--sample R', 'see this share of the queries (0 < R ≤ 1; default all)'],
+      ['--rate N', 'N lines a second at most (default 1000): pvdns drops the rest and says how many'],
+      ...CHANGE_HELP.map(([o, m]): [string, string] => (o === '--json' ? [o, "print the API's JSON, one object per line"] : [o, m])),
+    ],
+    options: { ...CHANGE_OPTIONS, sample: { type: 'string' }, rate: { type: 'string' } },
+    run: async (v, args) => {
+      if (args.length) usageOf('monitor', `monitor takes no arguments (got ${args.join(' ')})`);
+      const given = { sample: str(v.sample), rate: str(v.rate) };
+      const sample = given.sample === undefined ? null : Number(given.sample);
+      if (sample !== null && (given.sample!.trim() === '' || !(sample > 0 && sample <= 1))) usageOf('monitor', `--sample must be a number above 0 and at most 1 (got "${given.sample}")`);
+      const rate = given.rate === undefined ? null : Number(given.rate);
+      if (rate !== null && !(Number.isInteger(rate) && rate >= 1)) usageOf('monitor', `--rate must be a whole number of lines per second, at least 1 (got "${given.rate}")`);
+      return watch(v, { json: v.json === true, sample, rate });
+    },
+  },
+  flush: {
+    synopsis: 'flush [--pvd ID]',
+    summary: ['empty the cache of every PvD, or of PvD ID'],
+    help: [['--pvd ID', 'only this PvD\'s cached answers'], ...CHANGE_HELP],
+    options: { ...CHANGE_OPTIONS, pvd: { type: 'string' } },
+    run: async (v, args) => {
+      if (args.length) usageOf('flush', `flush takes no arguments besides --pvd ID (got ${args.join(' ')})`);
+      return change(v, (url, creds) => flush(url, creds, str(v.pvd) ?? null, v.json === true));
+    },
+  },
+  reload: {
+    synopsis: 'reload',
+    summary: ['read the configuration file again, as SIGHUP does, and say', 'what changed (a bad file changes nothing: exit 1 with its first', 'problem)'],
+    help: CHANGE_HELP,
+    options: CHANGE_OPTIONS,
+    run: async (v, args) => {
+      if (args.length) usageOf('reload', `reload takes no arguments (got ${args.join(' ')}): pvdns reads the file it was started with`);
+      return change(v, (url, creds) => reload(url, creds, v.json === true));
+    },
+  },
+  announce: {
+    synopsis: 'announce FILE',
+    summary: ['announce (or update) the PvD of a PvD file (JSON, read as', 'pvdSources.directory reads one) through the API'],
+    help: CHANGE_HELP,
+    options: CHANGE_OPTIONS,
+    run: async (v, args) => {
+      if (args.length !== 1) usageOf('announce', 'usage: pvdns announce FILE (one PvD file, JSON as in pvdSources.directory)');
+      const pvd = readAnnounced(args[0]!);
+      return change(v, (url, creds) => announce(url, creds, pvd, v.json === true));
+    },
+  },
+  withdraw: {
+    synopsis: 'withdraw ID',
+    summary: ['withdraw PvD ID, one announced through the API (pvdns announce,', 'a VPN hook)'],
+    help: CHANGE_HELP,
+    options: CHANGE_OPTIONS,
+    run: async (v, args) => {
+      if (args.length !== 1) usageOf('withdraw', 'usage: pvdns withdraw ID');
+      return change(v, (url, creds) => withdraw(url, creds, args[0]!, v.json === true));
+    },
+  },
+  help: {
+    synopsis: 'help [COMMAND]',
+    summary: ['this text, or what COMMAND does and its options'],
+    help: [],
+    options: {},
+    run: async (_v, args) => {
+      if (args.length > 1) usageOf('help', 'usage: pvdns help [COMMAND]');
+      if (args[0] === undefined) return void process.stdout.write(HELP + '\n');
+      if (!Object.hasOwn(COMMANDS, args[0])) usage(`unknown command "${args[0]}"`);
+      process.stdout.write(commandHelp(args[0]) + '\n');
+    },
+  },
+};
+
+/** The overview: every command, aligned as the README's "Commands" shows it. */
 const HELP = `pvdns — a DNS resolver that keeps DNS per provisioning domain (PvD)
 
 Usage:
-  pvdns serve [--config FILE]     run the resolver (default: the embedded config/default.yaml)
-  pvdns check-config [--strict] FILE
-                                  validate FILE and the PvD files of its pvdSources.directory, and
-                                  print the PvDs and routes they give (exit 1 on an error in FILE;
-                                  a bad PvD file is a warning, as serve ignores it; --strict: exit 1
-                                  on warnings too)
-  pvdns check-config --pvd FILE   validate one PvD file as pvdSources.directory would read it
-  pvdns status                    the running pvdns's PvDs, servers and their state
-  pvdns query NAME [TYPE] [--pvd ID]
-                                  resolve NAME (in exactly PvD ID if given) and say which PvD answered
-  pvdns monitor [--sample R] [--rate N]
-                                  every query as pvdns answers it, one line each until Ctrl-C: time,
-                                  client, name, type, → PvD (zone, or default order and who was passed
-                                  over: down, captive, servfail), cache, server, rcode, ms. --sample R:
-                                  see that share of queries (0 < R ≤ 1); --rate N: N lines/s at most
-                                  (default 1000), beyond which pvdns drops them and says how many
+${Object.values(COMMANDS)
+  .flatMap((c) => {
+    const head = `  pvdns ${c.synopsis}`;
+    const [first, ...more] = c.summary;
+    const pad = ' '.repeat(34);
+    const lines = head.length < 33 ? [`${head.padEnd(34)}${first}`, ...more.map((l) => pad + l)] : [head, ...c.summary.map((l) => pad + l)];
+    return [...lines, ...(c.also ?? [])];
+  })
+  .join('\n')}
   pvdns --help | --version
 
-Options of status, query and monitor:
-  --server URL                    the pvdns HTTP API (default ${DEFAULT_API})
+Commands that talk to a running pvdns (status, query, monitor, flush, reload, announce,
+withdraw):
+  --server URL                    the pvdns HTTP API (default: $PVDNS_API or ${DEFAULT_API})
   --json                          print the API's JSON (monitor: one object per line)
-The monitor needs the API's token when pvdns has one: $PVDNS_TOKEN, else the file $PVDNS_TOKEN_FILE
-(default /run/pvdns/token).
+Those that change it (flush, reload, announce, withdraw) and monitor send its API token:
+from --token-file FILE, $PVDNS_TOKEN, $PVDNS_TOKEN_FILE, --config FILE (its http.token or
+http.tokenFile), else ${DEFAULT_TOKEN_FILE}. pvdns help COMMAND says more.
 
+Exit codes: 0 done, 1 failed (one line on stderr says why), 2 usage error; query also
+3 NXDOMAIN, 4 no record of the type asked, 5 SERVFAIL or another error code.
 Signals (serve): SIGHUP reloads FILE, SIGTERM and SIGINT drain queries in flight and exit 0.
 Configuration keys: see config/example.yaml and the README.
 Errors are one line each; PVDNS_DEBUG=1 adds the stack trace of an unexpected one.`;
+
+/** commandHelp is `pvdns help COMMAND`: its synopsis, what it does, its options. */
+function commandHelp(name: string): string {
+  const c = COMMANDS[name]!;
+  const opts = c.help.map(([o, m]) => `  ${o.padEnd(24)} ${m}`);
+  return [`Usage: pvdns ${c.synopsis}`, '', ...c.summary.map((l) => `  ${l}`), ...(opts.length ? ['', 'Options:', ...opts] : [])].join('\n');
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -238,24 +429,78 @@ async function checkPvdFile(path: string): Promise<void> {
   process.stdout.write(out.join('\n') + '\n');
 }
 
-/** api runs an API client command: its output on stdout, or one line on stderr and exit 1. */
-async function api(run: () => Promise<string>): Promise<void> {
+/** api runs an API client command: its output on stdout (and its exit code), or one line on stderr and exit 1. */
+async function api(run: () => Promise<string | Outcome>): Promise<void> {
   try {
-    process.stdout.write(`${await run()}\n`);
+    const out = await run();
+    const { text, exit } = typeof out === 'string' ? { text: out, exit: 0 } : out;
+    process.stdout.write(`${text}\n`);
+    process.exitCode = exit;
   } catch (err) {
     if (err instanceof ClientError) fail(err.message);
     throw err;
   }
 }
 
+function str(v: string | boolean | undefined): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** server is the API's URL: --server, else $PVDNS_API (as the VPN hooks read it), else the default. */
+function server(v: Values): string {
+  return str(v.server) ?? (process.env.PVDNS_API || DEFAULT_API);
+}
+
+/**
+ * change runs a command that changes pvdns, with the API token and server
+ * that target() finds.
+ */
+async function change(v: Values, run: (server: string, creds: Credentials) => Promise<string>): Promise<void> {
+  await api(async () => {
+    const { url, creds } = await target(v);
+    return run(url, creds);
+  });
+}
+
+/**
+ * target is the one lookup of the API and its token for the commands that
+ * send it (change, monitor): the token found (in this order) in
+ * --token-file, $PVDNS_TOKEN, $PVDNS_TOKEN_FILE, the configuration of
+ * --config (whose http.listen is also the server unless --server or
+ * $PVDNS_API says otherwise), or DEFAULT_TOKEN_FILE when it exists; none is
+ * no token (the API says whether one was needed). A token file named but
+ * unreadable is a ClientError. No --token TOKEN: a command line is readable
+ * by every local user in /proc.
+ */
+async function target(v: Values): Promise<{ url: string; creds: Credentials }> {
+  let url = str(v.server) ?? (process.env.PVDNS_API || null);
+  const configFile = str(v.config);
+  const config = configFile !== undefined ? await load(configFile) : null;
+  if (config !== null && url === null) {
+    if (config.http.listen === null) fail(`${configFile} has http.listen: null: that pvdns has no API to talk to`);
+    url = apiOf(config.http.listen);
+  }
+  let creds: Credentials = { token: null, from: '' };
+  const tokenFile = str(v['token-file']);
+  if (tokenFile !== undefined) creds = { token: await readToken(tokenFile), from: `--token-file ${tokenFile}` };
+  else if (process.env.PVDNS_TOKEN) creds = { token: process.env.PVDNS_TOKEN, from: 'PVDNS_TOKEN' };
+  else if (process.env.PVDNS_TOKEN_FILE) creds = { token: await readToken(process.env.PVDNS_TOKEN_FILE), from: `PVDNS_TOKEN_FILE ${process.env.PVDNS_TOKEN_FILE}` };
+  else if (config?.http.token) creds = { token: config.http.token, from: `http.token of ${configFile}` };
+  else if (config?.http.tokenFile) creds = { token: await readToken(config.http.tokenFile), from: `http.tokenFile ${config.http.tokenFile} of ${configFile}` };
+  else if (existsSync(DEFAULT_TOKEN_FILE)) creds = { token: await readToken(DEFAULT_TOKEN_FILE), from: DEFAULT_TOKEN_FILE };
+  return { url: url || DEFAULT_API, creds };
+}
+
 /**
  * watch runs `pvdns monitor` until Ctrl-C (or SIGTERM, or a closed pipe)
- * ends it with exit 0; a refusal or a lost stream is one line and exit 1.
+ * ends it with exit 0; a refusal (401, 403) or a lost stream is one line
+ * and exit 1.
  */
-async function watch(server: string, r: MonitorRequest): Promise<void> {
+async function watch(v: Values, r: Omit<MonitorRequest, 'creds'>): Promise<void> {
   let session;
   try {
-    session = monitor(server, r, (line) => void process.stdout.write(`${line}\n`));
+    const { url, creds } = await target(v);
+    session = monitor(url, { ...r, creds }, (line) => void process.stdout.write(`${line}\n`));
   } catch (err) {
     if (err instanceof ClientError) fail(err.message);
     throw err;
@@ -273,62 +518,70 @@ async function watch(server: string, r: MonitorRequest): Promise<void> {
   }
 }
 
-async function main(): Promise<void> {
-  let parsed;
+/** apiOf is the URL of an http.listen address: a wildcard one is reached on loopback. */
+function apiOf(listen: string): string {
+  const a = parseSocketAddress(listen, 8053);
+  if (typeof a === 'string') fail(`http.listen: ${a}`);
+  const host = a.host === '0.0.0.0' ? '127.0.0.1' : a.host === '::' ? '::1' : a.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${a.port}`;
+}
+
+/**
+ * readAnnounced reads the PvD file `pvdns announce` sends, as
+ * pvdSources.directory reads one (readPvdFile: strict JSON, the PvD checked,
+ * each problem FILE:LINE: key: problem), and returns its object as written:
+ * pvdns then says which keys it ignored, as it does for a hook's PUT.
+ */
+function readAnnounced(file: string): Record<string, unknown> & { identifier: string } {
+  const r = readPvdFile(file);
+  if (!r.ok) {
+    process.stderr.write(r.problems.map((p) => `pvdns: ${formatProblem(p)}\n`).join(''));
+    process.exit(1);
+  }
+  // readPvdFile read and judged this text a moment ago; the object as written is what is sent.
+  const obj = JSON.parse(readFileSync(file, 'utf8').replace(/^\uFEFF/, '')) as Record<string, unknown>;
+  return { ...obj, identifier: typeof obj.identifier === 'string' ? obj.identifier : r.spec.identifier };
+}
+
+/** usageOf prints a mistake on a command's line, then that command's usage, and exits 2. */
+function usageOf(command: string, message: string): never {
+  process.stderr.write(`pvdns: ${oneLine(message)}\n\n${commandHelp(command)}\n`);
+  process.exit(2);
+}
+
+/**
+ * parse reads a command's options: each command takes only its own, and an
+ * unknown one is a usage error naming it.
+ */
+function parse(command: string, args: string[]): { values: Values; positionals: string[] } {
   try {
-    parsed = parseArgs({
-      allowPositionals: true,
-      options: {
-        config: { type: 'string', short: 'c' },
-        server: { type: 'string', default: DEFAULT_API },
-        json: { type: 'boolean', default: false },
-        pvd: { type: 'string' },
-        strict: { type: 'boolean', default: false },
-        sample: { type: 'string' },
-        rate: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'V' },
-      },
-    });
+    const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...COMMANDS[command]!.options, help: { type: 'boolean', short: 'h' } } });
+    if (values.help) {
+      process.stdout.write(commandHelp(command) + '\n');
+      process.exit(0);
+    }
+    return { values: values as Values, positionals };
   } catch (err) {
-    usage((err as Error).message);
+    const e = err as NodeJS.ErrnoException;
+    const unknown = /Unknown option '([^']+)'/.exec(e.message);
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown) usageOf(command, `${command}: unknown option ${unknown[1]}`);
+    usageOf(command, `${command}: ${e.message.replace(/\. To specify .*$/s, '')}`);
   }
-  const { values, positionals } = parsed;
-  if (values.help) return void process.stdout.write(HELP + '\n');
-  if (values.version) return void process.stdout.write(`pvdns ${version()}\n`);
-  const [command = 'serve', ...rest] = positionals;
-  switch (command) {
-    case 'serve':
-      if (rest.length) fail(`serve takes no arguments besides --config (got ${rest.join(' ')})`, 2);
-      return serve(values.config ?? DEFAULT_CONFIG);
-    case 'check-config': {
-      if (values.pvd !== undefined) {
-        if (rest.length || values.config) fail('usage: pvdns check-config --pvd FILE (one PvD file, without a configuration)', 2);
-        return checkPvdFile(values.pvd);
-      }
-      const file = rest[0] ?? values.config;
-      if (!file) fail('check-config needs a FILE', 2);
-      return checkConfig(file, values.strict);
-    }
-    case 'status':
-      if (rest.length) fail(`status takes no arguments (got ${rest.join(' ')})`, 2);
-      return api(() => status(values.server, values.json));
-    case 'query': {
-      const [name, type = 'A', ...extra] = rest;
-      if (!name || extra.length) fail('usage: pvdns query NAME [TYPE] [--pvd ID] [--json] [--server URL]', 2);
-      return api(() => query(values.server, name, type, values.pvd ?? null, values.json));
-    }
-    case 'monitor': {
-      if (rest.length) fail(`monitor takes no arguments (got ${rest.join(' ')})`, 2);
-      const sample = values.sample === undefined ? null : Number(values.sample);
-      if (sample !== null && (values.sample!.trim() === '' || !(sample > 0 && sample <= 1))) fail(`--sample must be a number above 0 and at most 1 (got "${values.sample}")`, 2);
-      const rate = values.rate === undefined ? null : Number(values.rate);
-      if (rate !== null && !(Number.isInteger(rate) && rate >= 1)) fail(`--rate must be a whole number of lines per second, at least 1 (got "${values.rate}")`, 2);
-      return watch(values.server, { json: values.json, sample, rate, token: apiToken() });
-    }
-    default:
-      usage(`unknown command "${command}"`);
+}
+
+async function main(): Promise<void> {
+  const [first, ...rest] = process.argv.slice(2);
+  // Bare pvdns says how to use it rather than start a resolver nobody asked for: serve is explicit.
+  if (first === undefined) usage('a command is needed (pvdns serve runs the resolver)');
+  if (first === '--help' || first === '-h') return void process.stdout.write(HELP + '\n');
+  if (first === '--version' || first === '-V') {
+    if (rest.length) usage(`${first} takes no arguments`);
+    return void process.stdout.write(`pvdns ${version()}\n`);
   }
+  if (first.startsWith('-')) usage(`the command comes first: pvdns COMMAND [OPTIONS] (got ${first}${Object.hasOwn(COMMANDS, rest[0] ?? '') ? ` before ${rest[0]}` : ''})`);
+  if (!Object.hasOwn(COMMANDS, first)) usage(`unknown command "${first}"`);
+  const { values, positionals } = parse(first, rest);
+  return COMMANDS[first]!.run(values, positionals);
 }
 
 main().catch(unexpected);

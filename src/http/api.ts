@@ -18,6 +18,7 @@ import { TranslateInputError, type TranslateResult } from '../resolve/translate.
 import type { EventHub, EventName } from './events.js';
 import { monitorOptions, type MonitorOptions, type QueryMonitor } from './monitor.js';
 import ipaddr from 'ipaddr.js';
+import type { ReloadOutcome } from './reload.js';
 import { json } from './server.js';
 
 /** The most a request body may carry: a PvD object is a few hundred octets. */
@@ -37,6 +38,8 @@ export interface ApiDeps {
   /** translate resolves a name; throws TranslateInputError for a bad name or type. */
   translate(name: string, type: string, pvd: Pvd | null, client: string): Promise<TranslateResult>;
   flush(pvd: Pvd | null): number;
+  /** reload reads the configuration file again and applies it, as SIGHUP does (src/http/reload.ts). */
+  reload(): Promise<ReloadOutcome>;
   events: EventHub;
   /** The live query stream of GET /v1/monitor. */
   monitor: QueryMonitor;
@@ -146,6 +149,19 @@ export class Api {
       audit.flushed = flushed;
       audit.pvd = pvd?.id ?? null;
       return json(res, 200, { flushed, pvd: pvd?.id ?? null });
+    }
+    if (path === '/v1/reload') {
+      allow(method, ['POST']);
+      this.authorize(req, audit);
+      const r = await this.deps.reload();
+      if (!r.ok) {
+        audit.error = r.error;
+        return json(res, r.status, { error: r.error, ...(r.errors ? { errors: r.errors } : {}) });
+      }
+      audit.config = r.changes.config;
+      audit.settings = r.changes.settings;
+      audit.pvds = r.changes.pvds;
+      return json(res, 200, r.changes);
     }
     if (path === '/v1/events') {
       allow(method, ['GET']);

@@ -83,12 +83,14 @@ describe('pvdns status and pvdns query', () => {
     it('lists every PvD with its source, routing traits, zones and servers with their state', async () => {
       // Give the servers a state: wifi answers, lab's server does not, corp is not asked.
       expect((await cli('query', 'status-probe.example', '--server', server)).code).toBe(0);
-      expect((await cli('query', 'x.lab.example', '--server', server)).code).toBe(0);
+      expect((await cli('query', 'x.lab.example', '--server', server)).code).toBe(5); // SERVFAIL
 
       const r = await cli('status', '--server', server);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
-      const lines = r.stdout.trimEnd().split('\n');
+      // First where names no PvD claims go (wifi alone: the others are noInternet), then the PvDs.
+      const [routing, blank, ...lines] = r.stdout.trimEnd().split('\n');
+      expect([routing, blank]).toEqual(['default route: wifi; skipped: corp.example.com (noInternet), lab (noInternet), bare (noInternet)', '']);
       const block = (id: string): string[] => {
         const at = lines.findIndex((l) => l.startsWith(`${id} (`));
         expect(at, `a block for ${id} in:\n${r.stdout}`).toBeGreaterThanOrEqual(0);
@@ -102,7 +104,7 @@ describe('pvdns status and pvdns query', () => {
       expect(c[0]).toBe('corp.example.com (config, not default, noInternet, 0 cached)');
       expect(c).toContain('  zones:    corp.example.com');
       expect(c).toContain('  prefixes: 10.8.0.0/16');
-      expect(c).toContain('  nat64:    2001:db8:64::/96 (synthesized by pvdns)');
+      expect(c).toContain('  nat64:    2001:db8:64::/96 (synthesized by pvdns, from config)');
       expect(block('wifi').some((x) => x.includes('nat64'))).toBe(false); // dns64 off: no line
       expect(c.find((l) => l.includes(corp.address))).toMatch(new RegExp(`^  server ${corp.address}\\s+untested\\s*$`));
 
@@ -129,7 +131,7 @@ describe('pvdns status and pvdns query', () => {
     it('accepts the server URL with a trailing slash', async () => {
       const r = await cli('status', '--server', `${server}/`);
       expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(/^corp\.example\.com \(/);
+      expect(r.stdout).toMatch(/^default route: wifi; skipped: [^\n]+\n\ncorp\.example\.com \(/);
     });
   });
 
@@ -171,7 +173,7 @@ describe('pvdns status and pvdns query', () => {
 
     it('prints the extended error of a SERVFAIL', async () => {
       const r = await cli('query', 'host.bare.example', 'A', '--server', server);
-      expect(r.code).toBe(0);
+      expect(r.code).toBe(5);
       expect(r.stdout).toBe('host.bare.example A: SERVFAIL from pvd bare\n  extended error 22: pvd bare: no DNS servers\n');
     });
 
@@ -249,7 +251,7 @@ describe('pvdns status and pvdns query', () => {
         const r = await cli('status', '--server', other!.http);
         expect(r.stderr).toBe('');
         expect(r.code).toBe(0);
-        expect(r.stdout).toMatch(/^wifi \(config, default/);
+        expect(r.stdout).toMatch(/^default route: wifi\n\nwifi \(config, default/);
       } finally {
         await other!.stop();
       }
@@ -260,7 +262,7 @@ describe('pvdns status and pvdns query', () => {
         [['query'], /usage: pvdns query NAME \[TYPE\]/],
         [['query', 'a.example', 'A', 'extra'], /usage: pvdns query NAME \[TYPE\]/],
         [['status', 'extra'], /status takes no arguments/],
-        [['status', '--frobnicate'], /Unknown option '--frobnicate'/],
+        [['status', '--frobnicate'], /^pvdns: status: unknown option --frobnicate\n/],
         [['query', 'a.example', '--pvd'], /--pvd/],
       ];
       for (const [args, message] of cases) {
