@@ -216,6 +216,8 @@ export function changedKeys(before: Pvd, after: Pvd): string[] {
     ['rebindProtection', before.rebindProtection, after.rebindProtection],
     ['encryption', before.encryptionConfigured, after.encryptionConfigured],
     ['ddr', before.ddr, after.ddr],
+    ['listen', before.listen.map((a) => a.label).join(), after.listen.map((a) => a.label).join()],
+    ['localNetwork', before.localNetwork, after.localNetwork],
     ['origin', before.origin, after.origin],
   ];
   return keys.filter(([, a, b]) => a !== b).map(([k]) => k);
