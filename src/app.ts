@@ -202,11 +202,7 @@ export class App {
     );
     this.ddr = new DdrTracker({
       askServer: (pvd, server, msg) => {
-        const q = new Query('api', SELF_CLIENT, performance.now());
-        parseQuery(msg, q);
-        q.pvd = pvd;
-        q.clear = true;
-        return this.forwarder.askServer(pvd, server, q);
+        return this.forwarder.askServer(pvd, server, selfQuery(pvd, msg, true));
       },
       verify: (pvd, candidate, unencrypted) => verifyDesignated(candidate, unencrypted, { trust: this.trust, sourceAddress: pvd.sourceAddress }),
       onChange: (pvd, designated, why) => {
@@ -439,10 +435,7 @@ export class App {
    * rather than a client's SERVFAIL: to discovery that is a definite "not here".
    */
   private async askPvd(pvd: Pvd, msg: Buffer, kind: ProbeKind, clear = false): Promise<Answer> {
-    const q = new Query('api', SELF_CLIENT, performance.now());
-    parseQuery(msg, q);
-    q.pvd = pvd;
-    q.clear = clear;
+    const q = selfQuery(pvd, msg, clear);
     const a = await this.forwarder.probe(q, kind);
     return a.rcode === RCODE.SERVFAIL && q.failedRcode === RCODE.REFUSED ? errorAnswer(RCODE.REFUSED, a.ede) : a;
   }
@@ -524,9 +517,7 @@ export class App {
 
   /** askIn asks one question in exactly this PvD, as askPvd, saying which server answered (a captive probe: re-validation after a portal). */
   private async askIn(pvd: Pvd, msg: Buffer): Promise<{ answer: Answer; server: string | null }> {
-    const q = new Query('api', SELF_CLIENT, performance.now());
-    parseQuery(msg, q);
-    q.pvd = pvd;
+    const q = selfQuery(pvd, msg, false);
     const answer = await this.forwarder.probe(q, 'captive');
     return { answer, server: q.server };
   }
@@ -906,6 +897,19 @@ export class App {
   routeTable(): RouteTable {
     return this.routes;
   }
+}
+
+/**
+ * selfQuery is a question pvdns asks for itself in exactly one PvD, past
+ * routing and the cache (probes, DDR, Pref64 discovery); with `clear`, of
+ * its cleartext servers when it has encrypted ones.
+ */
+function selfQuery(pvd: Pvd, msg: Buffer, clear: boolean): Query {
+  const q = new Query('api', SELF_CLIENT, performance.now());
+  parseQuery(msg, q);
+  q.pvd = pvd;
+  q.clear = clear;
+  return q;
 }
 
 /** serverViews is servers with their state in `pool` (none before the pool is first asked). */
