@@ -3,7 +3,8 @@
 // each position; start, reload and stop live here too.
 
 import { readFile } from 'node:fs/promises';
-import { collectDefaultMetrics, Registry } from './metrics/prom-client.js';
+import { Registry } from './metrics/prom-client.js';
+import { registerProcessMetrics, type LoopDelay } from './metrics/process.js';
 import { parseSocketAddress, type SocketAddress } from './config/address.js';
 import { checkAgainstHost, directoryProblem } from './config/check.js';
 import { ConfigError, configErrorAt } from './config/load.js';
@@ -112,6 +113,8 @@ export class App {
   readonly pvds = new PvdRegistry();
   readonly metrics = new Registry();
   private readonly stats = new QueryStats();
+  /** The event loop's delay histogram behind the nodejs_eventloop_lag_* series: runs only while scrapes see queries. */
+  private readonly loopDelay: LoopDelay;
   private routes: RouteTable;
   private cache: AnswerCache;
   private failures: FailureCache;
@@ -285,7 +288,7 @@ export class App {
       this.events.publish('pvd-withdrawn', { ...last, reason });
     });
 
-    collectDefaultMetrics({ register: this.metrics });
+    this.loopDelay = registerProcessMetrics(this.metrics, () => this.stats.answered());
     this.stats.register(this.metrics);
     registerUpstreamMetrics(this.metrics, () => this.forwarder.livePools());
     registerCacheMetrics(this.metrics, () => this.cache, () => this.pvds.list());
@@ -883,6 +886,7 @@ export class App {
     this.dns64.close();
     this.captive.close();
     this.ddr.close();
+    this.loopDelay.stop();
     this.transport.close?.();
     this.pvds.close();
     this.listening = false;

@@ -63,6 +63,13 @@ export class QueryStats {
     this.durations[t]![cache === 'hit' ? 0 : cache === 'miss' ? 1 : 2]!.observe(seconds);
   }
 
+  /** answered is how many queries were answered since start (grows with every one; read at scrapes). */
+  answered(): number {
+    let n = 0;
+    for (const byVerdict of this.durations) for (const b of byVerdict) n += b.count;
+    return n;
+  }
+
   /** forget drops a withdrawn PvD's series. */
   forget(pvd: string): void {
     this.byPvd.delete(pvd);
