@@ -6,7 +6,8 @@
 // last check for a resolver on a private or local address.
 
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { loadTls } from '../node-http.js';
 import ipaddr from 'ipaddr.js';
 import { checkIdentity, tlsFailure } from '../upstream/tls-failure.js';
 import type { Trust } from '../upstream/trust.js';
@@ -53,7 +54,7 @@ export function verifyDesignated(candidate: UpstreamServer, unencrypted: Upstrea
       checkServerIdentity: (_host, cert) => checkIdentity(target, cert),
     };
     if (opts.sourceAddress) options.localAddress = opts.sourceAddress;
-    const socket = tls.connect(options);
+    const socket = loadTls().connect(options);
     const timer = setTimeout(() => finish(`${candidate.label}: no TLS handshake within ${opts.timeoutMs ?? VERIFY_TIMEOUT_MS} ms`), opts.timeoutMs ?? VERIFY_TIMEOUT_MS);
     timer.unref();
     socket.once('secureConnect', () => {

@@ -20,10 +20,10 @@
 // server cannot be used as configured (reason 'http'). HTTP cache headers are
 // ignored: the answer's TTLs rule, as for any answer.
 
-import { STATUS_CODES } from 'node:http';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { http, loadHttp2, loadTls } from '../node-http.js';
 import { errorAnswer, parseResponse, type Expected } from '../dns/answer.js';
 import { EDE, RCODE } from '../dns/constants.js';
 import { padQuery } from '../dns/padding.js';
@@ -128,7 +128,7 @@ class Session {
     // A ticket is offered only under the trust it was verified with: a resumed session skips the
     // certificate, so a CA taken out of tls.caFile must not live on in a ticket.
     if (ch.tlsSession !== null && ch.tlsSession.context === this.context) options.session = ch.tlsSession.session;
-    this.socket = tls.connect(options);
+    this.socket = loadTls().connect(options);
     this.socket.once('connect', () => (this.tcpUp = true));
     this.socket.on('session', (s: Buffer) => (ch.tlsSession = { session: s, context: this.context }));
     this.socket.once('secureConnect', () => this.secured());
@@ -163,7 +163,7 @@ class Session {
   /** forget drops a settled query; its stream is cancelled unless its answer came whole. */
   forget(p: Pending): void {
     this.queue.delete(p);
-    if (this.streams.delete(p) && !p.complete && p.stream && !p.stream.closed) p.stream.close(http2.constants.NGHTTP2_CANCEL);
+    if (this.streams.delete(p) && !p.complete && p.stream && !p.stream.closed) p.stream.close(loadHttp2().constants.NGHTTP2_CANCEL);
     this.checkIdle();
   }
 
@@ -186,7 +186,7 @@ class Session {
       stats.handshake(this.socket.isSessionReused() ? 'resumed' : 'ok');
       stats.authenticated = this.ch.server.authenticate;
     }
-    const h2 = http2.connect(`https://${this.ch.authority}`, { createConnection: () => this.socket });
+    const h2 = loadHttp2().connect(`https://${this.ch.authority}`, { createConnection: () => this.socket });
     this.h2 = h2;
     h2.on('error', () => {}); // the streams and 'close' carry the loss
     h2.on('goaway', () => this.retire());
@@ -261,7 +261,7 @@ class Session {
         return this.ch.settle(p, { ok: true, truncated: false, answer: errorAnswer(RCODE.SERVFAIL, { code: EDE.NETWORK_ERROR, text: `https status ${status}` }) });
       }
       if (status !== 200) {
-        const text = STATUS_CODES[status];
+        const text = http.STATUS_CODES[status];
         return this.ch.settle(p, { ok: false, reason: 'http', detail: `https status ${status}${text ? ` ${text}` : ''}` });
       }
       const type = String(headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
@@ -297,7 +297,7 @@ class Session {
         this.usable = false;
         this.ch.retired(this);
         this.ch.orphan(p);
-      } else if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) this.ch.orphan(p);
+      } else if (stream.rstCode === loadHttp2().constants.NGHTTP2_REFUSED_STREAM) this.ch.orphan(p);
       else this.ch.settle(p, { ok: false, reason: 'network', detail: `https stream reset by the server (code ${stream.rstCode})` });
       this.checkIdle();
     });

@@ -2,7 +2,8 @@
 // the DoT (tls.ts) and DoH (https.ts) carriers, so both say the same thing
 // about the same certificate (RFC 8310 §8: strict authentication).
 
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { loadTls } from '../node-http.js';
 import type { Exchange } from './exchange.js';
 
 /** Node's certificate verification codes that mean the chain does not lead to a root pvdns trusts. */
@@ -58,5 +59,5 @@ export function checkIdentity(expected: string, cert: tls.PeerCertificate): Erro
     err.cert = cert;
     return err;
   }
-  return tls.checkServerIdentity(expected, cert);
+  return loadTls().checkServerIdentity(expected, cert);
 }

@@ -26,7 +26,8 @@
 //   message held from the server (a 16-bit length prefix bounds it at 64 KiB).
 
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { loadTls } from '../node-http.js';
 import { parseResponse } from '../dns/answer.js';
 import { Channels } from './channels.js';
 import { checkIdentity, tlsFailure } from './tls-failure.js';
@@ -159,7 +160,7 @@ class Connection {
       ALPNProtocols: alpn ? ALPN : undefined,
       session: saved !== null && saved.context === context ? saved.session : undefined,
     };
-    this.socket = tls.connect(options);
+    this.socket = loadTls().connect(options);
     const limit = Math.max(1, Math.min(opts.connectTimeoutMs, Math.floor((first.timeoutMs * 2) / 3)));
     this.connectTimer = setTimeout(() => {
       this.connectTimer = null;

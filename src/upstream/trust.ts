@@ -4,7 +4,8 @@
 // bundled roots, and tls.caFile's PEM for a private PKI. The context is made
 // once per CA file, not per connection: parsing ~700 roots takes tens of ms.
 
-import { createSecureContext, getCACertificates, type SecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
+import { loadTls } from '../node-http.js';
 
 export class Trust {
   private ctx: SecureContext | null = null;
@@ -21,9 +22,10 @@ export class Trust {
   /** context is the secure context every encrypted upstream connection verifies with. */
   context(): SecureContext {
     if (this.ctx === null) {
-      const ca = [...new Set([...getCACertificates('system'), ...getCACertificates('bundled')])];
+      const tls = loadTls();
+      const ca = [...new Set([...tls.getCACertificates('system'), ...tls.getCACertificates('bundled')])];
       if (this.extra !== null) ca.push(this.extra);
-      this.ctx = createSecureContext({ ca });
+      this.ctx = tls.createSecureContext({ ca });
     }
     return this.ctx;
   }

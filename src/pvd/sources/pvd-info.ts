@@ -8,9 +8,10 @@
 // PvD ID as the TLS server name). Every failure is one line; when and how
 // often to fetch is ra.ts's business.
 
-import https from 'node:https';
+import type https from 'node:https';
 import type { LookupFunction } from 'node:net';
-import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
+import { loadHttps, loadTls } from '../../node-http.js';
 import ipaddr from 'ipaddr.js';
 import { parsePrefix } from '../../config/address.js';
 import { domainProblem, normalizeDomain } from '../schema.js';
@@ -121,7 +122,7 @@ function contextFor(ca: Buffer | string): SecureContext {
   let c = contexts.get(pem);
   if (c === undefined) {
     if (contexts.size >= 4) contexts.clear(); // a reloaded tls.caFile replaces the old one
-    c = createSecureContext({ ca: [...rootCertificates, pem] });
+    c = loadTls().createSecureContext({ ca: [...loadTls().rootCertificates, pem] });
     contexts.set(pem, c);
   }
   return c;
@@ -172,7 +173,7 @@ function get(url: URL, opts: FetchPvdInfoOptions, signal: AbortSignal): Promise<
       secureContext: opts.ca === undefined ? undefined : contextFor(opts.ca),
       signal,
     };
-    const req = https.request(options, (res) => {
+    const req = loadHttps().request(options, (res) => {
       const status = res.statusCode ?? 0;
       if (status < 200 || status > 299) {
         res.destroy(); // §4.1: close the connection on an error; a redirect's body is not read
