@@ -430,6 +430,8 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 
 // native/raw.c: the netlink and ICMPv6 raw sockets, registered on the same exports.
 napi_value raw_init(napi_env env, napi_value exports);
+// native/memory.cc: reclaim(), memory handed back after a burst of work.
+napi_value memory_init(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
@@ -447,7 +449,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value batch;
   napi_create_uint32(env, BATCH, &batch);
   napi_set_named_property(env, exports, "BATCH", batch);
-  return raw_init(env, exports);
+  return memory_init(env, raw_init(env, exports));
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { Registry } from './metrics/prom-client.js';
 import { registerProcessMetrics, type LoopDelay } from './metrics/process.js';
+import { registerReclaimMetrics, type IdleReclaimer } from './server/reclaim.js';
 import { parseSocketAddress, type SocketAddress } from './config/address.js';
 import { checkAgainstHost, directoryProblem } from './config/check.js';
 import { ConfigError, configErrorAt } from './config/load.js';
@@ -88,6 +89,8 @@ export interface AppOptions {
   clock?: () => number;
   /** Runs the host's tools (resolvectl, nmcli); tests feed recorded outputs through it. */
   runTool?: RunTool;
+  /** Hands memory back once queries stop (`pvdns serve` passes the process's; tests leave it out). */
+  reclaimer?: IdleReclaimer;
 }
 
 /** The addresses pvdns actually listens on (ports resolved when configured as 0). */
@@ -246,6 +249,7 @@ export class App {
       handler: (id) => {
         const h = new QueryHandler(forcedPipeline(id, () => this.pvds.get(id), () => this.pipelineNext), this.accessList, this.stats, this.log, this.limiter);
         h.observer = this.monitor; // pvdns monitor sees the PvD listeners' queries too
+        if (opts.reclaimer) h.activity = opts.reclaimer;
         return h;
       },
       tcp: () => this.config.tcp,
@@ -299,6 +303,11 @@ export class App {
     this.events.register(this.metrics, this.log);
     this.monitor.register(this.metrics);
     this.handler.observer = this.monitor;
+    if (opts.reclaimer) {
+      opts.reclaimer.log = this.log;
+      this.handler.activity = opts.reclaimer;
+      registerReclaimMetrics(this.metrics, opts.reclaimer);
+    }
     new CollectedValue('pvdns_queries_shed_total', 'Queries answered SERVFAIL at once because upstream.maxInflight upstream queries were in flight.', 'counter', () => [
       { labels: {}, value: this.forwarder.shed },
     ]).register(this.metrics);
@@ -645,6 +654,8 @@ export class App {
     this.dns64.start();
     this.captive.start();
     this.ddr.start();
+    // Start-up's garbage (the configuration's parsing, the schemas' first use) goes after a quiet moment.
+    this.opts.reclaimer?.touch();
     const bound = this.addresses();
     this.log.info(
       {
@@ -887,6 +898,7 @@ export class App {
     this.captive.close();
     this.ddr.close();
     this.loopDelay.stop();
+    this.opts.reclaimer?.stop();
     this.transport.close?.();
     this.pvds.close();
     this.listening = false;

@@ -10,6 +10,8 @@ import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { App } from './app.js';
 import { parseSocketAddress } from './config/address.js';
 import { ListenError } from './server/bind.js';
+import { IdleReclaimer } from './server/reclaim.js';
+import { reclaimMemory } from './native/memory.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { announce, ClientError, DEFAULT_API, DEFAULT_TOKEN_FILE, flush, monitor, query, readToken, reload, status, withdraw, type Credentials, type MonitorRequest, type Outcome } from './http/client.js';
@@ -306,7 +308,7 @@ function pvdFileHint(err: ConfigError): string {
 
 async function serve(file: string): Promise<void> {
   const config = await load(file);
-  const app = new App(config, { configFile: file });
+  const app = new App(config, { configFile: file, reclaimer: new IdleReclaimer({ reclaim: reclaimMemory, rss: () => process.memoryUsage.rss() }) });
   try {
     await app.start();
   } catch (err) {

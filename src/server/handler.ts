@@ -4,6 +4,7 @@
 // happens inside, the client gets an answer and the process lives on.
 
 import type { Logger } from 'pino';
+import { NO_ACTIVITY, type Activity } from './reclaim.js';
 import { ANSWER_SYNTHESIZED, errorAnswer, type Answer, type Ede } from '../dns/answer.js';
 import { CLASS_IN, EDE, RCODE, TYPE, rcodeName, typeName } from '../dns/constants.js';
 import { keyToName } from '../dns/name.js';
@@ -59,6 +60,8 @@ export class QueryHandler {
   private debug: boolean;
   /** Who watches the queries answered: the query monitor, when it is wired in. */
   observer: QueryObserver = UNWATCHED;
+  /** Told of every query: the reclaimer, which hands memory back once queries stop (src/server/reclaim.ts). */
+  activity: Activity = NO_ACTIVITY;
 
   constructor(
     private pipeline: Next,
@@ -90,6 +93,7 @@ export class QueryHandler {
    * return value says which, so TCP can count queries in flight.
    */
   handle(msg: Buffer, client: string, port: number, transport: Transport, sink: ReplySink): number {
+    this.activity.touch();
     const q = new Query(transport, client, performance.now());
     const status = parseQuery(msg, q);
     if (status === PARSE_DROP) {

@@ -1,0 +1,24 @@
+// reclaim() of the addon (native/memory.cc): V8's low-memory collection and
+// glibc's malloc_trim, to hand memory back after a burst of work. Without
+// the addon (not Linux, a failed build) there is nothing to call, and
+// pvdns's memory after a flood comes back only as V8 and glibc see fit.
+
+import { requireAddon } from './udp.js';
+
+let reclaimFn: (() => void) | null | undefined;
+
+/** canReclaim says whether this process has the addon's reclaim(). */
+export function canReclaim(): boolean {
+  if (reclaimFn === undefined) {
+    const addon = requireAddon();
+    reclaimFn = addon instanceof Error || typeof addon.reclaim !== 'function' ? null : (addon.reclaim as () => void);
+  }
+  return reclaimFn !== null;
+}
+
+/** reclaimMemory runs a full compacting GC and trims malloc's arenas; false when it cannot. */
+export function reclaimMemory(): boolean {
+  if (!canReclaim()) return false;
+  reclaimFn!();
+  return true;
+}
