@@ -2,9 +2,10 @@
 // DNS. States per PvD: unknown → open or captive. Evidence comes from:
 //
 // - probes, through the PvD's own cleartext servers (Pvd.clearServers: a
-//   portal answers port 53, not its encrypted resolver), every captive.probeIntervalS (and
-//   every 10 s while captive, so a login is noticed soon), at once when the
-//   PvD is announced or updated, and soon after an answer looked suspicious:
+//   portal answers port 53, not its encrypted resolver), every captive.probeIntervalS
+//   while the PvD is in use (and every 10 s while captive, so a login is
+//   noticed soon), at once when the PvD is announced or updated, and soon
+//   after an answer looked suspicious:
 //   names that cannot exist (any address is a rewrite) and the canary name
 //   (captive.canary: known addresses, or at least a public one);
 // - answers on the query path (noteAnswer): an address already known as the
@@ -13,6 +14,12 @@
 // - the RFC 8908 API of a PvD with a captivePortal URI, whose `captive`
 //   overrides the heuristics while it answers validly (RFC 8952 §2.1: the
 //   network's explicit word beats guessing).
+//
+// A PvD nobody used since its last round (no upstream answer) is not probed
+// on the clock: its next round waits for its next upstream answer, which
+// brings it at once when the interval has passed (issue 19: an idle pvdns
+// does not wake up, nor send probes, for nothing). A portal that appears
+// meanwhile shows in the answers that wake it.
 //
 // A PvD with noInternet (RFC 8801 §3.4.4) is never probed: a portal holds
 // back the Internet, which such a PvD does not offer, and its servers (a
@@ -84,6 +91,10 @@ interface Tracked {
   /** Evidence of a portal came while a round was out (its encrypted servers failing it): one more round at once. */
   again: boolean;
   lastProbeAt: number;
+  /** An upstream answer came in the PvD since its last round began. */
+  used: boolean;
+  /** Its rounds on the clock wait for it to be used (see the top of this file). */
+  dormant: boolean;
   /** The last valid RFC 8908 document, and the last error reading it. */
   api: CaptiveApiState | null;
   apiError: string | null;
@@ -127,7 +138,7 @@ export class CaptiveTracker {
     if (t === undefined) {
       t = {
         pvd, state: 'unknown', since: this.now(), reason: null, portal: new Set(), rewrites: 0, timer: null, generation: 0, transitions: 0,
-        probing: false, again: false, lastProbeAt: -Infinity, api: null, apiError: null, apiTimer: null, apiReading: false, dnsRewritten: null, sameAddress: new Map(), sameAddressSince: this.now(),
+        probing: false, again: false, lastProbeAt: -Infinity, used: true, dormant: false, api: null, apiError: null, apiTimer: null, apiReading: false, dnsRewritten: null, sameAddress: new Map(), sameAddressSince: this.now(),
       };
       this.byTag.set(pvd.tag, t);
       if (this.running) this.kick(t);
@@ -260,6 +271,10 @@ export class CaptiveTracker {
   noteAnswer(pvd: Pvd, nameKey: string, a: Answer, owned: boolean): boolean {
     const t = this.byTag.get(pvd.tag);
     if (t === undefined) return false;
+    if (!t.used) {
+      t.used = true;
+      if (t.dormant) this.wake(t);
+    }
     // One pass over the records' octets: how many addresses, whether one is special, where the first is.
     const { rr, body } = a;
     let count = 0;
@@ -342,13 +357,25 @@ export class CaptiveTracker {
     this.readApiSoon(t, 0);
   }
 
-  private schedule(t: Tracked, delayMs: number): void {
+  /** schedule arranges the next round; `onClock` rounds are skipped (dormant) when the PvD was not used since the last. */
+  private schedule(t: Tracked, delayMs: number, onClock = false): void {
     if (t.timer !== null) clearTimeout(t.timer);
+    t.dormant = false;
     t.timer = setTimeout(() => {
       t.timer = null;
+      if (onClock && !t.used && t.state !== 'captive') {
+        t.dormant = true;
+        return;
+      }
       this.probe(t).catch((err: unknown) => this.fault(t, err, 'probe'));
     }, delayMs);
     t.timer.unref();
+  }
+
+  /** wake brings a dormant PvD's round: at once when the interval since the last has passed. */
+  private wake(t: Tracked): void {
+    if (!this.running || this.opts.probeIntervalS === 0 || t.pvd.noInternet || t.probing || t.timer !== null) return;
+    this.schedule(t, Math.max(0, t.lastProbeAt + this.intervalMs - this.now()));
   }
 
   private get intervalMs(): number {
@@ -361,6 +388,7 @@ export class CaptiveTracker {
     if (t.probing || this.byTag.get(t.pvd.tag) !== t || t.pvd.clearServers.length === 0 || t.pvd.noInternet) return;
     const generation = t.generation;
     t.probing = true;
+    t.used = false;
     t.lastProbeAt = this.now();
     const missing = probeNames();
     const canary = this.opts.canary;
@@ -380,7 +408,9 @@ export class CaptiveTracker {
     const again = t.again && t.state !== 'captive';
     t.again = false;
     if (this.running && this.opts.probeIntervalS > 0) {
-      this.schedule(t, again ? 0 : t.state === 'captive' ? Math.min(this.intervalMs, CAPTIVE_RECHECK_MS) : this.intervalMs);
+      if (again) this.schedule(t, 0);
+      else if (t.state === 'captive') this.schedule(t, Math.min(this.intervalMs, CAPTIVE_RECHECK_MS));
+      else this.schedule(t, this.intervalMs, true);
     }
   }
 
@@ -502,7 +532,7 @@ export class CaptiveTracker {
       return;
     }
     t.probing = false;
-    if (this.opts.probeIntervalS > 0 && t.timer === null) this.schedule(t, this.intervalMs);
+    if (this.opts.probeIntervalS > 0 && t.timer === null) this.schedule(t, this.intervalMs, true);
   }
 
   private stopTimers(t: Tracked): void {

@@ -229,7 +229,7 @@ describe('CaptiveTracker', () => {
     expect(tracker.view(p)).toMatchObject({ captiveState: 'captive', portalAddresses: ['198.51.100.7'] });
   });
 
-  it('probes every 10 s while captive and every probeIntervalS while open, and opens when probes are clean', async () => {
+  it('probes every 10 s while captive and every probeIntervalS while open and in use, and opens when probes are clean', async () => {
     mode = 'portal';
     tracker.start();
     const p = pvd();
@@ -242,10 +242,20 @@ describe('CaptiveTracker', () => {
     await settle(10_000);
     expect(tracker.view(p).captiveState).toBe('open');
     expect(changes).toEqual([['captive', 'unknown'], ['open', 'captive']]);
+    // In use (an upstream answer in the PvD): the next round comes probeIntervalS later.
+    const used = (): unknown => tracker.noteAnswer(p, wireKey('www.example.com'), reply('www.example.com', { a: ['192.0.2.80'] }), false);
+    used();
     await settle(59_000);
     expect(asked).toHaveLength(9);
     await settle(1_000);
     expect(asked).toHaveLength(12);
+    // Not used since: the round on the clock is skipped, and nothing wakes pvdns until the PvD is used.
+    await settle(180_000);
+    expect(asked).toHaveLength(12);
+    // Used again, more than probeIntervalS after the last round: a round at once.
+    used();
+    await settle();
+    expect(asked).toHaveLength(15);
   });
 
   it('keeps its state when probes fail (timeouts, SERVFAIL)', async () => {
@@ -256,6 +266,7 @@ describe('CaptiveTracker', () => {
     await settle();
     expect(tracker.view(p).captiveState).toBe('unknown');
     mode = 'portal';
+    tracker.noteAnswer(p, wireKey('www.example.com'), reply('www.example.com', { a: ['192.0.2.80'] }), false); // in use
     await settle(60_000);
     expect(tracker.view(p).captiveState).toBe('captive');
     mode = 'down';
