@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // pvdns benchmark harness: compares pvdns with dnsmasq and unbound as caching
 // forwarders in front of the same local authoritative server (nsd), and pvdns
-// with unbound (and dnsdist) forwarding misses over DNS over TLS.
+// with unbound (and dnsdist) forwarding misses over DNS over TLS; and what each
+// of the three costs left idle, and the memory a flood leaves behind.
 //
 //   node bench/run.mjs [--duration S] [--names N] [--only pvdns,dnsmasq,unbound,dot]
 //
@@ -12,7 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import http from 'node:http';
 import {
-  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync,
+  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync,
   readSync, rmSync, statSync, writeFileSync, writeSync,
 } from 'node:fs';
 import os from 'node:os';
@@ -45,13 +46,28 @@ const TTL = 3600; // long enough that nothing expires during a run
 // - unbound: sized in bytes (see startUnbound); holds well over 1M names.
 const PVDNS_CACHE_ENTRIES = 2_000_000;
 const DNSMASQ_CACHE_ENTRIES = 5_000_000;
+/** unbound's caches in the throughput runs (see startUnbound); null is its defaults (4m each). */
+const UNBOUND_CACHE_BYTES = { msg: '256m', rrset: '512m' };
+
+// The idle workload runs each server as a host daemon is shipped, not as the
+// throughput runs set it up: pvdns with its default cache (cacheEntries null:
+// no cache.maxEntries in its config), dnsmasq with its documented recommended
+// maximum (5,000,000 allocates ~550 MB at start, which is no idle figure),
+// unbound with its default msg/rrset cache sizes.
+const IDLE_CACHES = {
+  pvdns: { cacheEntries: null },
+  dnsmasq: { cacheEntries: 10_000 },
+  unbound: { cacheBytes: null },
+};
+/** Seconds between the warm-up and the idle window: the warm-up's last answers and timers settle. */
+const IDLE_SETTLE_SECONDS = 5;
 
 // Each forwarder gets its own loopback address, so a leftover process of one
 // can never answer for another.
 const SERVERS = {
   pvdns: { host: '127.0.0.13', port: 5313, missPrefix: 'pv', cacheEntries: PVDNS_CACHE_ENTRIES, start: startPvdns },
   dnsmasq: { host: '127.0.0.11', port: 5311, missPrefix: 'dm', cacheEntries: DNSMASQ_CACHE_ENTRIES, start: startDnsmasq },
-  unbound: { host: '127.0.0.12', port: 5312, missPrefix: 'ub', cacheEntries: null, start: startUnbound },
+  unbound: { host: '127.0.0.12', port: 5312, missPrefix: 'ub', cacheEntries: null, cacheBytes: UNBOUND_CACHE_BYTES, start: startUnbound },
 };
 
 // The DoT workload (misses through DNS over TLS): each front forwards to one
@@ -99,7 +115,8 @@ function parseOptions(argv) {
       'soak-cache': { type: 'string', default: '100000' },
       interval: { type: 'string', default: '10' },
       'keep-tmp': { type: 'boolean', default: false },
-      workloads: { type: 'string', default: 'hits,latency,misses,footprint' },
+      workloads: { type: 'string', default: 'hits,latency,misses,footprint,idle' },
+      'idle-seconds': { type: 'string', default: '60' },
       monitor: { type: 'boolean', default: false },
       'monitor-query': { type: 'string', default: '' },
       subnet: { type: 'string' },
@@ -130,7 +147,9 @@ function parseOptions(argv) {
       '  --soak-cache   pvdns\'s cache.maxEntries in the soak (default 100000, its default)\n' +
       '  --interval     seconds between soak reports (default 10)\n' +
       '  --workloads    comma-separated workloads of the cleartext servers (default\n' +
-      '                 hits,latency,misses,footprint; footprint is pvdns\'s start-up and memory)\n' +
+      '                 hits,latency,misses,footprint,idle; footprint is pvdns\'s start-up and memory,\n' +
+      '                 idle each server\'s CPU, wake-ups and memory left alone, and after a flood)\n' +
+      '  --idle-seconds the idle workload\'s windows: idle, and after the flood (default 60)\n' +
       '  --monitor      attach one subscriber to pvdns\'s GET /v1/monitor (the query monitor)\n' +
       '                 for its timed runs, reading everything it is sent: the cost of watching\n' +
       '  --monitor-query  the subscriber\'s query string, e.g. "rate=100000" (default: none,\n' +
@@ -153,7 +172,7 @@ function parseOptions(argv) {
   if (only.length === 0) throw new BenchError('--only: no server selected');
   const workloads = values.workloads.split(',').map((s) => s.trim()).filter(Boolean);
   for (const w of workloads) {
-    if (!['hits', 'latency', 'misses', 'footprint'].includes(w)) throw new BenchError(`--workloads: unknown workload "${w}" (known: hits, latency, misses, footprint)`);
+    if (!['hits', 'latency', 'misses', 'footprint', 'idle'].includes(w)) throw new BenchError(`--workloads: unknown workload "${w}" (known: hits, latency, misses, footprint, idle)`);
   }
   if (values.subnet !== undefined && !/^127\.\d{1,3}\.\d{1,3}$/.test(values.subnet)) throw new BenchError(`--subnet must be the first three octets of a loopback /24, such as 127.0.44 (got "${values.subnet}")`);
   const dotFronts = values['dot-fronts'].split(',').map((s) => s.trim()).filter(Boolean);
@@ -180,6 +199,7 @@ function parseOptions(argv) {
     interval: positiveInt('interval', values.interval),
     keepTmp: values['keep-tmp'],
     workloads,
+    idleSeconds: positiveInt('idle-seconds', values['idle-seconds']),
     monitor: values.monitor ? values['monitor-query'] : null,
     subnet: values.subnet ?? null,
   };
@@ -645,7 +665,7 @@ function checkConfig(name, checker, args) {
 
 // ---------------------------------------------------------------- forwarders
 
-function startDnsmasq(tmp, { host, port }) {
+function startDnsmasq(tmp, { host, port, cacheEntries }) {
   // --conf-file=/dev/null: ignore /etc/dnsmasq.conf (and its conf-dir) if present.
   // --no-resolv/--no-hosts: only our --server, never /etc/resolv.conf or /etc/hosts.
   // --dns-forward-max: the default of 150 concurrent forwarded queries is below
@@ -663,7 +683,7 @@ function startDnsmasq(tmp, { host, port }) {
     `--listen-address=${host}`,
     '--bind-interfaces',
     `--port=${port}`,
-    `--cache-size=${DNSMASQ_CACHE_ENTRIES}`,
+    `--cache-size=${cacheEntries}`,
     '--dns-forward-max=1000',
     '--user=root',
     '--pid-file=',
@@ -672,10 +692,11 @@ function startDnsmasq(tmp, { host, port }) {
   return launch('dnsmasq', 'dnsmasq', args, { cwd: tmp, tmp, extraLogs: [['dnsmasq.log', log]] });
 }
 
-function startUnbound(tmp, { host, port }) {
+function startUnbound(tmp, { host, port, cacheBytes }) {
   // Roughly 1 KB per cached name across both caches, so 256m/512m holds over
   // a million names: like dnsmasq's, unbound's cache does not fill during a run
-  // (memory is only used as entries are added).
+  // (memory is only used as entries are added). cacheBytes null (the idle
+  // workload) leaves both at unbound's defaults.
   // local-zone "test." nodefault: unbound serves test. itself (RFC 6761) as an
   // empty static zone and would answer NXDOMAIN without forwarding.
   // module-config "iterator": no validator, so no DNSSEC, no trust anchor fetches.
@@ -698,9 +719,7 @@ function startUnbound(tmp, { host, port }) {
   username: ""
   directory: "${tmp}"
   pidfile: "${tmp}/unbound.pid"
-  msg-cache-size: 256m
-  rrset-cache-size: 512m
-  prefetch: no
+${cacheBytes ? `  msg-cache-size: ${cacheBytes.msg}\n  rrset-cache-size: ${cacheBytes.rrset}\n` : ''}  prefetch: no
 
 remote-control:
   control-enable: no
@@ -724,14 +743,18 @@ function checkPvdnsBuilt() {
   }
 }
 
+/**
+ * startPvdns starts pvdns in front of nsd with the bench PvD. cacheEntries is
+ * its cache.maxEntries; null leaves the key out, so pvdns runs with its
+ * default (the idle workload: pvdns as shipped).
+ */
 function startPvdns(tmp, { host, port, cacheEntries, inspect = null }) {
   checkPvdnsBuilt();
   const yaml = `listen: ["${host}:${port}"]
 http: { listen: "${host}:8053" }
 log: { level: warn }
 access: { allow: ["127.0.0.0/8"] }
-cache: { maxEntries: ${cacheEntries} }
-pvdSources: { host: false }
+${cacheEntries === null ? '' : `cache: { maxEntries: ${cacheEntries} }\n`}pvdSources: { host: false }
 forwardTestNames: true    # its zones are under test. (RFC 6761 §6.2: NXDOMAIN by default)
 pvds:
   - identifier: bench
@@ -1260,15 +1283,21 @@ setWebserverConfig({apiKey="bench", password="bench", acl="127.0.0.0/8"})
 /** The clock ticks of /proc/<pid>/stat's CPU times (USER_HZ). */
 const CLOCK_TICKS = Number(captureOutput('getconf', ['CLK_TCK']).trim()) || 100;
 
-/** cpuSeconds is the user+system CPU time a process (all its threads) has used, from /proc. */
-function cpuSeconds(pid) {
+/** cpuTicks is the user+system CPU time a process (all its threads, ended ones too) has used, in clock ticks, from /proc. */
+function cpuTicks(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime (fields 14, 15)
+    return Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14, 15)
   } catch {
     return null;
   }
+}
+
+/** cpuSeconds is cpuTicks in seconds. */
+function cpuSeconds(pid) {
+  const ticks = cpuTicks(pid);
+  return ticks === null ? null : ticks / CLOCK_TICKS;
 }
 
 /** Linux's count of TCP connections accepted (Tcp PassiveOpens in /proc/net/snmp), machine-wide. */
@@ -1512,6 +1541,171 @@ async function footprintOnce(tmp, opts, missPrefix) {
   }
 }
 
+// ---------------------------------------------------------------- idle
+
+/** procStatus reads what the idle workload reports from /proc/<pid>/status: RSS (all, anon, file; KiB) and threads. */
+function procStatus(pid) {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name) => {
+    const m = new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text);
+    return m ? Number(m[1]) : null;
+  };
+  return { rssKiB: field('VmRSS'), anonKiB: field('RssAnon'), fileKiB: field('RssFile'), threads: field('Threads') };
+}
+
+/**
+ * taskSchedstats maps each thread of a process to its name (comm) and its
+ * /proc/<pid>/task/<tid>/schedstat figures: time on a CPU (ns, the first
+ * field) and timeslices run (the third: how many times the scheduler put it on
+ * a CPU). A thread with nothing to do runs one timeslice per wake-up, so at
+ * idle the timeslices count the wake-ups.
+ */
+function taskSchedstats(pid) {
+  const tasks = new Map();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const [runNs, , slices] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+      tasks.set(tid, { comm: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(), runNs, slices });
+    } catch { /* the thread ended while we read */ }
+  }
+  return tasks;
+}
+
+/**
+ * idleWindow leaves a server alone for `seconds` and says what it did
+ * meanwhile: CPU ticks (utime + stime of the whole process), the CPU time the
+ * scheduler counted (schedstat, ns-exact where ticks are 10 ms steps),
+ * wake-ups (timeslices run, summed over its threads) per second, which threads
+ * woke, and its memory and thread count at the end. A thread started during
+ * the window counts all its timeslices; one that ended during it is missed
+ * (its CPU time is not: the process's stat keeps it).
+ */
+async function idleWindow(proc, seconds) {
+  const pid = proc.child.pid;
+  const before = { at: performance.now(), ticks: cpuTicks(pid), tasks: taskSchedstats(pid) };
+  await sleep(seconds * 1000);
+  if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} while idle`);
+  const after = { at: performance.now(), ticks: cpuTicks(pid), tasks: taskSchedstats(pid) };
+  let wakeups = 0;
+  let runNs = 0;
+  const threadsWoke = [];
+  for (const [tid, t] of after.tasks) {
+    const was = before.tasks.get(tid) ?? { slices: 0, runNs: 0 };
+    wakeups += t.slices - was.slices;
+    runNs += t.runNs - was.runNs;
+    if (t.slices > was.slices) threadsWoke.push({ tid: Number(tid), comm: t.comm, wakeups: t.slices - was.slices, cpuMs: (t.runNs - was.runNs) / 1e6 });
+  }
+  threadsWoke.sort((x, y) => y.wakeups - x.wakeups);
+  const measured = (after.at - before.at) / 1000;
+  const ticks = after.ticks - before.ticks;
+  return {
+    seconds: measured,
+    ticks,
+    cpuMs: (ticks * 1000) / CLOCK_TICKS,
+    schedCpuMs: runNs / 1e6,
+    wakeups,
+    wakeupsPerSec: wakeups / measured,
+    threadsWoke,
+    ...procStatus(pid),
+  };
+}
+
+/**
+ * idle measures each selected cleartext server as a host daemon runs it, one
+ * at a time, each in a fresh process with its default-sized cache
+ * (IDLE_CACHES): 1,000 names warmed, IDLE_SETTLE_SECONDS to settle, then
+ * nothing sent for --idle-seconds (CPU, wake-ups, threads, memory); then a
+ * flood of unique names at full load for --duration seconds, RSS at its end,
+ * and nothing again for --idle-seconds: how much memory the flood left behind.
+ */
+async function idle(tmp, hitsFile, opts) {
+  const servers = [];
+  for (const name of opts.only) servers.push(await idleOnce(name, tmp, hitsFile, opts));
+  return { idleSeconds: opts.idleSeconds, settleSeconds: IDLE_SETTLE_SECONDS, clockTicks: CLOCK_TICKS, servers };
+}
+
+async function idleOnce(name, tmp, hitsFile, opts) {
+  const server = { ...SERVERS[name], ...IDLE_CACHES[name], missPrefix: `${SERVERS[name].missPrefix}idle-` };
+  // Written first, so that making the file does not overlap anything measured.
+  say(`${name} (idle): writing ${opts.missNames.toLocaleString('en')} unique names for the flood`);
+  const floodFile = writeMissesFile(tmp, server.missPrefix, opts.missNames);
+  say(`${name} (idle): starting on ${server.host}:${server.port} with its default-sized cache`);
+  const proc = await server.start(tmp, server);
+  try {
+    await waitUntilAnswering(proc, server.host, server.port, hitName(1), name === 'pvdns' ? 20_000 : 10_000);
+    await checkAnswer(proc, server.host, server.port, `probe-${server.missPrefix}.miss.${ZONE}`, MISS_ADDRESS);
+    await warmCache(name, server, hitsFile, opts);
+    await sleep(IDLE_SETTLE_SECONDS * 1000);
+    say(`${name} (idle): nothing sent for ${opts.idleSeconds} s`);
+    const idleFigures = await idleWindow(proc, opts.idleSeconds);
+    say(`${name} (idle): ${idleFigures.ticks} ticks, ${fmt(idleFigures.wakeupsPerSec, 1)} wake-ups/s, RSS ${fmt(idleFigures.rssKiB / 1024, 1)} MiB; ` +
+      `flood of unique names for ${opts.duration} s`);
+    const ticksBefore = cpuTicks(proc.child.pid);
+    const flood = await dnsperf(`${name} flood`, server, floodFile, { ...opts, maxRuns: 1 });
+    // Right at its end, before anything has had time to hand memory back.
+    const floodEnd = { ...procStatus(proc.child.pid), ticks: cpuTicks(proc.child.pid) - ticksBefore };
+    if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during the flood`);
+    say(`${name} (idle): RSS ${fmt(floodEnd.rssKiB / 1024, 1)} MiB at the flood's end (${fmt(flood.qps, 0)} qps); nothing sent for ${opts.idleSeconds} s`);
+    const afterFlood = await idleWindow(proc, opts.idleSeconds);
+    return {
+      server: name,
+      cache: IDLE_CACHES[name],
+      idle: idleFigures,
+      flood: { ...flood, ...floodEnd },
+      afterFlood,
+      afterFloodRatio: afterFlood.rssKiB / idleFigures.rssKiB,
+    };
+  } finally {
+    await stop(proc);
+    rmSync(floodFile, { force: true });
+  }
+}
+
+/** IDLE_TARGETS are issue 19's targets for pvdns: idle CPU per 60 s, idle RSS, RSS after a flood against idle. */
+const IDLE_TARGETS = { ticksPer60s: 3, rssMiB: 52, afterFloodRatio: 2 };
+
+/** renderIdle is the report's idle section: one table, the servers side by side, and pvdns's targets. */
+function renderIdle(report) {
+  const { idle: r, options } = report;
+  const s = r.idleSeconds;
+  const mib = (kib) => fmt(kib / 1024, 1);
+  const caches = { pvdns: 'pvdns its default cache.maxEntries', dnsmasq: `dnsmasq --cache-size=${IDLE_CACHES.dnsmasq.cacheEntries}`, unbound: 'unbound its default msg/rrset caches and 1 thread' };
+  const lines = ['### Idle: each server left alone, and after a flood', ''];
+  lines.push(`- as a host daemon is shipped: ${r.servers.map((x) => caches[x.server]).join(', ')}; each in a fresh process, ` +
+    `${HIT_NAMES.toLocaleString('en')} names warmed, ${r.settleSeconds} s to settle, then nothing sent for ${s} s`);
+  lines.push(`- then a flood: unique names at full load for ${options.duration} s (dnsperf as in misses), RSS at its end, then nothing sent for ${s} s`);
+  lines.push(`- CPU: utime + stime from /proc/PID/stat in clock ticks (1 tick = ${fmt(1000 / r.clockTicks, 0)} ms); ` +
+    'wake-ups: timeslices run (/proc/PID/task/*/schedstat, third field), summed over the threads', '');
+  lines.push(`| server | idle RSS MiB (anon / file) | idle CPU ticks / ${s} s (ms) | wake-ups/s | threads | flood qps | RSS at flood end MiB | RSS ${s} s after MiB | CPU ticks / ${s} s after | after flood / idle |`);
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const x of r.servers) {
+    lines.push(`| ${x.server} | ${mib(x.idle.rssKiB)} (${mib(x.idle.anonKiB)} / ${mib(x.idle.fileKiB)}) | ${x.idle.ticks} (${fmt(x.idle.cpuMs, 0)}) | ` +
+      `${fmt(x.idle.wakeupsPerSec, 1)} | ${x.idle.threads} | ${fmt(x.flood.qps, 0)} | ${mib(x.flood.rssKiB)} | ${mib(x.afterFlood.rssKiB)} | ` +
+      `${x.afterFlood.ticks} | ${fmt(x.afterFloodRatio, 2)} |`);
+  }
+  const woke = (w) => {
+    if (w.threadsWoke.length === 0) return 'none';
+    // Threads of one name (a pool) are listed once, with how many of them woke.
+    const byName = new Map();
+    for (const t of w.threadsWoke) {
+      const g = byName.get(t.comm) ?? { n: 0, wakeups: 0 };
+      byName.set(t.comm, { n: g.n + 1, wakeups: g.wakeups + t.wakeups });
+    }
+    return [...byName].map(([comm, g]) => `${comm}${g.n > 1 ? ` ×${g.n}` : ''} ${g.wakeups}`).join(', ');
+  };
+  lines.push('', `Threads that woke while idle (wake-ups over ${s} s): ${r.servers.map((x) => `${x.server}: ${woke(x.idle)}`).join('; ')}.`);
+  const pv = r.servers.find((x) => x.server === 'pvdns');
+  if (pv) {
+    const per60 = (pv.idle.ticks * 60) / pv.idle.seconds;
+    const verdict = (ok) => (ok ? 'PASS' : 'FAIL');
+    lines.push('', `pvdns targets: idle CPU ${fmt(per60, 1)} ticks / 60 s (≤ ${IDLE_TARGETS.ticksPer60s}${s === 60 ? '' : `; measured over ${s} s`}): ${verdict(per60 <= IDLE_TARGETS.ticksPer60s)}; ` +
+      `idle RSS ${mib(pv.idle.rssKiB)} MiB (≤ ${IDLE_TARGETS.rssMiB}): ${verdict(pv.idle.rssKiB / 1024 <= IDLE_TARGETS.rssMiB)}; ` +
+      `${s} s after the flood ${fmt(pv.afterFloodRatio, 2)} × idle (≤ ${IDLE_TARGETS.afterFloodRatio}${s < 60 ? `, within 60 s: only ${s} s waited` : ''}): ` +
+      `${verdict(pv.afterFloodRatio <= IDLE_TARGETS.afterFloodRatio)}`);
+  }
+  return lines;
+}
+
 // ---------------------------------------------------------------- soak
 
 /**
@@ -1731,8 +1925,8 @@ function renderReport(report) {
   lines.push(`- dnsperf: UDP, ${options.duration} s per run, -c ${options.clients} -q ${options.outstanding} -t ${options.timeout}; ` +
     `hits = ${HIT_NAMES} warmed names looped, misses = unique names (-n 1, ${options.missNames.toLocaleString('en')} per server)`);
   lines.push('');
-  // The cleartext comparison (absent with --only dot).
-  if (options.only.length) {
+  // The cleartext comparison (absent with --only dot, or when no round workload ran).
+  if (results.length) {
     lines.push(`Median of ${options.rounds} rounds per server (qps of every round in the last column).`, '');
     lines.push('| workload | server | qps | avg latency (ms) | min (ms) | max (ms) | stddev (ms) | sent | lost | rcodes | qps per round |');
     lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|');
@@ -1778,6 +1972,7 @@ function renderReport(report) {
     lines.push(`pvdns memory: RSS ${fmt(f.emptyKiB / 1024, 1)} MiB empty, ${fmt(f.fullKiB / 1024, 1)} MiB with ${f.entries.toLocaleString('en')} cached answers: ` +
       `${fmt(f.bytesPerAnswer, 0)} bytes per answer (target ≤ 1024; median of ${f.runs.length} processes: ${each('bytesPerAnswer', 0)})`);
   }
+  if (report.idle) lines.push('', ...renderIdle(report));
   if (report.dot) lines.push('', ...renderDot(report));
   const warned = [...results, ...(report.dot?.results ?? [])].filter((r) => r.warnings.length);
   if (warned.length) {
@@ -1853,6 +2048,8 @@ async function main() {
   for (let round = 1; round <= opts.rounds; round++) {
     const order = entries.map((_, i) => entries[(i + round - 1) % entries.length]);
     for (const name of order) {
+      // With none of the round workloads selected (--workloads idle, footprint) the cleartext servers sit the rounds out.
+      if (!name.startsWith('dot:') && !opts.workloads.some((w) => ['hits', 'latency', 'misses'].includes(w))) continue;
       say(`round ${round}/${opts.rounds}`);
       if (name.startsWith('dot:')) runs.push(...(await benchmarkDot(name.slice(4), tmpDir, certs, opts, round)));
       else runs.push(...(await benchmarkServer(name, tmpDir, hitsFile, opts, round)));
@@ -1863,6 +2060,12 @@ async function main() {
   if (opts.only.includes('pvdns') && opts.workloads.includes('footprint')) {
     say('pvdns: start-up time and memory per cached answer');
     fp = await footprint(tmpDir, opts);
+  }
+  let idleResult = null;
+  if (opts.only.length && opts.workloads.includes('idle')) {
+    say(`idle: ${opts.only.join(', ')}, one at a time: ${opts.idleSeconds} s idle, a ${opts.duration} s flood, ${opts.idleSeconds} s idle again`);
+    idleResult = await idle(tmpDir, hitsFile, opts);
+    if (nsd.exit) throw serverError(nsd, `${describeExit(nsd.exit)} during the idle workload`);
   }
   await stop(nsd);
   const results = medians(runs.filter((r) => !r.workload.startsWith('dot-')), opts.only);
@@ -1892,6 +2095,7 @@ async function main() {
     results,
     ratios: computeRatios(results),
     footprint: fp,
+    idle: idleResult,
     dot,
   };
   mkdirSync(dirname(RESULTS_FILE), { recursive: true });
