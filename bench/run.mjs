@@ -1487,8 +1487,9 @@ const FOOTPRINT_RUNS = 3;
 /**
  * footprint measures pvdns alone, FOOTPRINT_RUNS times, each in a fresh
  * process: the time from starting it to its first answer (a local name: no
- * upstream in the way), and its RSS empty (3 s after that answer, once
- * start-up has settled) and 2 s after 100,000 distinct answers were cached,
+ * upstream in the way), and its RSS empty (4 s after that answer, once
+ * start-up has settled and pvdns has handed back what it no longer holds)
+ * and 4 s after 100,000 distinct answers were cached (likewise),
  * as bytes per cached answer. Where V8 last collected its heap makes single
  * figures swing by ±15 %; the medians are reported with every run's figure.
  */
@@ -1527,12 +1528,14 @@ async function footprintOnce(tmp, opts, missPrefix) {
   }
   let file = null;
   try {
-    await sleep(3000);
+    // pvdns hands memory back once it has been quiet 2 s after growing (src/server/reclaim.ts):
+    // both samples come after that, so they are what it keeps, not what a GC has yet to free.
+    await sleep(4000);
     const emptyKiB = rssKiB(proc.child.pid);
     const entries = 100_000;
     file = writeMissesFile(tmp, server.missPrefix, entries);
     const fill = await dnsperf('pvdns cache fill', server, file, { ...opts, duration: 120, maxRuns: 1 });
-    await sleep(2000);
+    await sleep(4000);
     const fullKiB = rssKiB(proc.child.pid);
     return { startupMs, emptyKiB, fullKiB, entries: fill.completed, bytesPerAnswer: ((fullKiB - emptyKiB) * 1024) / fill.completed };
   } finally {
