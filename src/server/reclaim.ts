@@ -103,7 +103,9 @@ export class IdleReclaimer implements Activity {
     }
     const started = this.now();
     if (!this.opts.reclaim()) return;
-    this.lastAt = this.now();
+    // The first reclaim is start-up's garbage (App.start arms it): a one-off, so it does not hold
+    // back the reclaim after the first burst of queries.
+    if (this.reclaims > 0) this.lastAt = this.now();
     const after = this.opts.rss();
     this.baseline = after;
     this.reclaims++;
