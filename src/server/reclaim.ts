@@ -9,8 +9,9 @@
 // grown by at least `minGrowthBytes` since the last reclaim, it asks for the
 // reclaim (src/native/memory.ts: a full compacting GC and malloc_trim),
 // which takes some milliseconds of the event loop: so only once quiet, at
-// most once per `minIntervalMs`, and never while queries come (a query
-// re-arms the timer instead). An idle pvdns has no timer at all.
+// most once per `minIntervalMs` (start-up's garbage, reclaimed once, does not
+// count), and never while queries come (a query re-arms the timer instead).
+// An idle pvdns has no timer at all.
 
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -103,14 +104,15 @@ export class IdleReclaimer implements Activity {
     }
     const started = this.now();
     if (!this.opts.reclaim()) return;
+    const ended = this.now();
     // The first reclaim is start-up's garbage (App.start arms it): a one-off, so it does not hold
     // back the reclaim after the first burst of queries.
-    if (this.reclaims > 0) this.lastAt = this.now();
+    if (this.reclaims > 0) this.lastAt = ended;
     const after = this.opts.rss();
     this.baseline = after;
     this.reclaims++;
     this.reclaimedBytes += Math.max(0, before - after);
-    this.log?.debug({ rssBefore: before, rssAfter: after, ms: Math.round(this.lastAt - started) }, 'memory handed back after a quiet spell');
+    this.log?.debug({ rssBefore: before, rssAfter: after, ms: Math.round(ended - started) }, 'memory handed back after a quiet spell');
   }
 }
 
