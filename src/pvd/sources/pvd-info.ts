@@ -109,6 +109,16 @@ interface Response {
   body: Buffer;
 }
 
+/**
+ * preparePvdInfo loads node:https and node:tls now (~20 ms, more on a busy
+ * machine), so that the first fetch, which holds a PvD's routing back, does
+ * not pay for it. A source that will fetch calls it when it starts; pvdns
+ * without one never loads them (src/node-http.ts).
+ */
+export function preparePvdInfo(): void {
+  loadHttps();
+}
+
 /** The TLS contexts made for an extra CA, by its PEM: few (tls.caFile), and kept. */
 const contexts = new Map<string, SecureContext>();
 
