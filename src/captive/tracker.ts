@@ -91,10 +91,8 @@ interface Tracked {
   /** Evidence of a portal came while a round was out (its encrypted servers failing it): one more round at once. */
   again: boolean;
   lastProbeAt: number;
-  /** An upstream answer came in the PvD since its last round began. */
+  /** An upstream answer came in the PvD since its last round began; without one its rounds on the clock wait (see the top of this file). */
   used: boolean;
-  /** Its rounds on the clock wait for it to be used (see the top of this file). */
-  dormant: boolean;
   /** The last valid RFC 8908 document, and the last error reading it. */
   api: CaptiveApiState | null;
   apiError: string | null;
@@ -138,7 +136,7 @@ export class CaptiveTracker {
     if (t === undefined) {
       t = {
         pvd, state: 'unknown', since: this.now(), reason: null, portal: new Set(), rewrites: 0, timer: null, generation: 0, transitions: 0,
-        probing: false, again: false, lastProbeAt: -Infinity, used: true, dormant: false, api: null, apiError: null, apiTimer: null, apiReading: false, dnsRewritten: null, sameAddress: new Map(), sameAddressSince: this.now(),
+        probing: false, again: false, lastProbeAt: -Infinity, used: true, api: null, apiError: null, apiTimer: null, apiReading: false, dnsRewritten: null, sameAddress: new Map(), sameAddressSince: this.now(),
       };
       this.byTag.set(pvd.tag, t);
       if (this.running) this.kick(t);
@@ -273,7 +271,7 @@ export class CaptiveTracker {
     if (t === undefined) return false;
     if (!t.used) {
       t.used = true;
-      if (t.dormant) this.wake(t);
+      this.wake(t);
     }
     // One pass over the records' octets: how many addresses, whether one is special, where the first is.
     const { rr, body } = a;
@@ -357,24 +355,23 @@ export class CaptiveTracker {
     this.readApiSoon(t, 0);
   }
 
-  /** schedule arranges the next round; `onClock` rounds are skipped (dormant) when the PvD was not used since the last. */
+  /** schedule arranges the next round; an `onClock` round is skipped when the PvD was not used since the last (wake brings it). */
   private schedule(t: Tracked, delayMs: number, onClock = false): void {
     if (t.timer !== null) clearTimeout(t.timer);
-    t.dormant = false;
     t.timer = setTimeout(() => {
       t.timer = null;
-      if (onClock && !t.used && t.state !== 'captive') {
-        t.dormant = true;
-        return;
-      }
+      if (onClock && !t.used && t.state !== 'captive') return;
       this.probe(t).catch((err: unknown) => this.fault(t, err, 'probe'));
     }, delayMs);
     t.timer.unref();
   }
 
-  /** wake brings a dormant PvD's round: at once when the interval since the last has passed. */
+  /**
+   * wake brings the round of a PvD whose round on the clock was skipped (no
+   * timer, no round out): at once when the interval since the last has passed.
+   */
   private wake(t: Tracked): void {
-    if (!this.running || this.opts.probeIntervalS === 0 || t.pvd.noInternet || t.probing || t.timer !== null) return;
+    if (!this.running || this.opts.probeIntervalS === 0 || t.pvd.noInternet || t.pvd.clearServers.length === 0 || t.probing || t.timer !== null) return;
     this.schedule(t, Math.max(0, t.lastProbeAt + this.intervalMs - this.now()));
   }
 

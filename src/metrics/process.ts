@@ -108,17 +108,13 @@ export class LoopDelay {
   register(registry: Registry): void {
     // nodejs_eventloop_lag_seconds: how long a callback queued now waits for its turn (prom-client's
     // meaning), measured at the scrape, so it needs no timer. The scrape reads the summary too.
+    const lag = { name: 'nodejs_eventloop_lag_seconds', help: 'Lag of event loop in seconds.', type: 'gauge', aggregator: 'average' };
     registry.registerMetric({
-      name: 'nodejs_eventloop_lag_seconds',
-      help: 'Lag of event loop in seconds.',
-      type: 'gauge',
-      aggregator: 'average',
+      ...lag,
       get: () => {
         this.scrape();
         const start = process.hrtime.bigint();
-        return new Promise((resolve) =>
-          setImmediate(() => resolve({ name: 'nodejs_eventloop_lag_seconds', help: 'Lag of event loop in seconds.', type: 'gauge', aggregator: 'average', values: [{ labels: {}, value: Number(process.hrtime.bigint() - start) / 1e9 }] })),
-        );
+        return new Promise((resolve) => setImmediate(() => resolve({ ...lag, values: [{ labels: {}, value: Number(process.hrtime.bigint() - start) / 1e9 }] })));
       },
     } as unknown as Metric<string>);
     SUMMARY.forEach(([name, summary], i) => {

@@ -7,18 +7,13 @@ import { requireAddon } from './udp.js';
 
 let reclaimFn: (() => void) | null | undefined;
 
-/** canReclaim says whether this process has the addon's reclaim(). */
-export function canReclaim(): boolean {
+/** reclaimMemory runs a full compacting GC and trims malloc's arenas; false when this process cannot (no addon). */
+export function reclaimMemory(): boolean {
   if (reclaimFn === undefined) {
     const addon = requireAddon();
     reclaimFn = addon instanceof Error || typeof addon.reclaim !== 'function' ? null : (addon.reclaim as () => void);
   }
-  return reclaimFn !== null;
-}
-
-/** reclaimMemory runs a full compacting GC and trims malloc's arenas; false when it cannot. */
-export function reclaimMemory(): boolean {
-  if (!canReclaim()) return false;
-  reclaimFn!();
+  if (reclaimFn === null) return false;
+  reclaimFn();
   return true;
 }
