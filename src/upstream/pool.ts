@@ -94,6 +94,15 @@ const SERVER_FAILURES = new Set<number>([RCODE.SERVFAIL, RCODE.REFUSED, RCODE.FO
 /** ". NS", the question of probes: every recursive server answers it, even one that only refuses it. */
 const PROBE_QUESTION = Buffer.from([0, TYPE.NS >> 8, TYPE.NS & 0xff, CLASS_IN >> 8, CLASS_IN & 0xff]);
 
+/**
+ * A down server is probed while its pool is in use: for this long after the
+ * pool's last client query. Then its probes pause until the next one (which
+ * tries the server itself, one at a time, and resumes them), so a host
+ * whose network is gone or unused does not wake up every couple of seconds
+ * to send packets nobody is waiting for (issue 19).
+ */
+export const PROBE_WITHOUT_QUERIES_MS = 60_000;
+
 /** An empty list shared by every Attempt until it needs one of its own. */
 const NONE: number[] = [];
 
@@ -114,6 +123,11 @@ export class UpstreamPool {
   /** Queries waiting for their turn at a down server. */
   private readonly waiting: Attempt[][];
   private closed = false;
+  /** performance.now() of the last client query (background questions are pvdns's own, not demand). */
+  private lastQueryAt: number;
+  /** Down servers whose probes pause for want of queries (PROBE_WITHOUT_QUERIES_MS), and how many. */
+  private readonly paused: boolean[];
+  private pausedCount = 0;
 
   constructor(
     /** The PvD's id: the pvd label of the metrics. */
@@ -132,6 +146,8 @@ export class UpstreamPool {
     this.probeSeq = servers.map(() => 0);
     this.trial = servers.map(() => null);
     this.waiting = servers.map(() => []);
+    this.paused = servers.map(() => false);
+    this.lastQueryAt = clock();
     this.statsOf = servers.map((s) => this.stats.get(s.label)!);
     // A DoH server named by a host name needs the others to find it.
     this.lookup = servers.some((s) => s.hostName !== null) ? (name, done) => this.lookupHost(name, done) : null;
@@ -195,6 +211,10 @@ export class UpstreamPool {
 
   /** resolve asks the servers until one answers or the query's budget is spent; it never rejects. */
   resolve(q: UpstreamQuery): Promise<Answer> {
+    if (q.background !== true) {
+      this.lastQueryAt = this.clock();
+      if (this.pausedCount > 0) this.resumeProbes();
+    }
     return new Promise((done) => new Attempt(this, q, done).next());
   }
 
@@ -364,6 +384,7 @@ export class UpstreamPool {
       const t = this.probes[i];
       if (t) clearTimeout(t);
       this.probes[i] = null;
+      this.unpause(i);
       // Queries waiting at any down server may now go to this one.
       for (let k = 0; k < this.servers.length; k++) this.wakeAll(k);
     }
@@ -395,6 +416,12 @@ export class UpstreamPool {
   private probe(i: number): void {
     const health = this.health[i]!;
     if (this.closed || health.state !== 'down') return;
+    if (this.clock() - this.lastQueryAt > PROBE_WITHOUT_QUERIES_MS) {
+      // Nobody has asked this pool anything for a while: no probe, no timer, until someone does.
+      this.paused[i] = true;
+      this.pausedCount++;
+      return;
+    }
     if (this.trial[i] !== null) {
       // A real query is testing it: that is the probe.
       health.nextProbeAt = this.clock() + health.backoffMs;
@@ -459,6 +486,28 @@ export class UpstreamPool {
       code: network ? EDE.NETWORK_ERROR : EDE.NO_REACHABLE_AUTHORITY,
       text: `pvd ${this.pvdName}: ${count} ${silent ? 'unreachable' : 'failed'} (${what})`.slice(0, 400),
     };
+  }
+
+  /** probesPaused says whether server i is down and unprobed for want of queries. */
+  probesPaused(i: number): boolean {
+    return this.paused[i]!;
+  }
+
+  /** resumeProbes probes the paused servers again, at once: a client query came. */
+  private resumeProbes(): void {
+    for (let i = 0; i < this.servers.length; i++) {
+      if (!this.paused[i]) continue;
+      this.unpause(i);
+      // Its next probe is overdue; one that finds the query trying the server waits a gap (probe()).
+      this.health[i]!.nextProbeAt = this.clock();
+      this.scheduleProbe(i);
+    }
+  }
+
+  private unpause(i: number): void {
+    if (!this.paused[i]) return;
+    this.paused[i] = false;
+    this.pausedCount--;
   }
 
   /** close stops the probes (the PvD was withdrawn or its pool replaced); queries in flight finish. */

@@ -1,0 +1,125 @@
+// A down server's probes (src/upstream/pool.ts) follow demand: while the
+// pool gets client queries they test the server every gap, so its return is
+// seen at once; a minute after the last one they pause, leaving no timer and
+// sending nothing (an idle host must not wake every two seconds for a network
+// nobody uses); the next client query resumes them. Background questions
+// (captive probes, Pref64 discovery) are pvdns's own and do not count.
+
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { parseResponse } from '../../src/dns/answer.js';
+import { CLASS_IN, RCODE, TYPE } from '../../src/dns/constants.js';
+import { encodeName, lowerWire } from '../../src/dns/name.js';
+import { encodeQuery } from '../../src/dns/query.js';
+import type { Exchange, ExchangeDone, ExchangeRequest, Transport } from '../../src/upstream/exchange.js';
+import { PROBE_WITHOUT_QUERIES_MS, UpstreamPool, type UpstreamQuery } from '../../src/upstream/pool.js';
+import { parseServer } from '../../src/upstream/server.js';
+
+/** A server that is unreachable (ICMP port unreachable) until `up`, then answers. */
+class Switchable implements Transport {
+  up = false;
+  readonly probes: number[] = [];
+  readonly queries: number[] = [];
+  query(req: ExchangeRequest, done: ExchangeDone): void {
+    (req.expect.qtype === TYPE.NS && req.expect.nameKey === '\0' ? this.probes : this.queries).push(Date.now());
+    if (!this.up) {
+      queueMicrotask(() => done({ ok: false, reason: 'unreachable', detail: 'port unreachable' }));
+      return;
+    }
+    const m = Buffer.from(req.message);
+    m.writeUInt16BE(0x8180, 2);
+    m.writeUInt16BE(0, 10);
+    const r = parseResponse(m.subarray(0, 12 + req.message.subarray(12).indexOf(0) + 5), req.expect);
+    if (!r.ok) throw new Error(r.reason);
+    const ex: Exchange = { ok: true, answer: r.answer, truncated: false };
+    queueMicrotask(() => done(ex));
+  }
+  tcp(req: ExchangeRequest, done: ExchangeDone): void {
+    this.query(req, done);
+  }
+}
+
+function question(name: string, background = false): UpstreamQuery {
+  const wire = encodeName(name);
+  const qs = Buffer.concat([wire, Buffer.from([0, TYPE.A, 0, CLASS_IN])]);
+  const msg = encodeQuery(1, qs, false, false);
+  return { msg, qEnd: 12 + qs.length, nameKey: lowerWire(wire, 0, wire.length), qtype: TYPE.A, qclass: CLASS_IN, flags: 0, dnssecOk: false, server: null, failedRcode: 0, background };
+}
+
+function setup(): { pool: UpstreamPool; server: Switchable } {
+  const s = parseServer('127.0.42.9:53', 'off');
+  if (typeof s === 'string') throw new Error(s);
+  const server = new Switchable();
+  const pool = new UpstreamPool('lab', 'lab', [s], { timeoutMs: 200, attempts: 2, queryTimeoutMs: 500, sourceAddress: null, probe: { initialMs: 1000, maxMs: 2000 } }, server, () => Date.now());
+  return { pool, server };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: 1_000_000 });
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("a down server's probes follow the pool's queries", () => {
+  it('probes every gap while queries came within the last minute, then pauses with no timer left', async () => {
+    const { pool, server } = setup();
+    const a = await pool.resolve(question('x.example'));
+    expect(a.rcode).toBe(RCODE.SERVFAIL);
+    expect(pool.health[0]!.state).toBe('down');
+    const downAt = Date.now();
+
+    await vi.advanceTimersByTimeAsync(30_000);
+    // Gaps of 1 s, then 2 s: about fifteen probes in the first half minute.
+    expect(server.probes.length).toBeGreaterThanOrEqual(13);
+    expect(server.probes.length).toBeLessThanOrEqual(17);
+
+    await vi.advanceTimersByTimeAsync(PROBE_WITHOUT_QUERIES_MS);
+    const sent = server.probes.length;
+    expect(server.probes.at(-1)! - downAt).toBeLessThanOrEqual(PROBE_WITHOUT_QUERIES_MS + 2000);
+    expect(pool.probesPaused(0)).toBe(true);
+    expect(vi.getTimerCount()).toBe(0);
+
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(server.probes.length).toBe(sent);
+    expect(pool.health[0]!.state).toBe('down'); // what was last seen; nobody asked since
+    pool.close();
+  });
+
+  it('the next client query resumes them at once, and a probe answered brings the server back', async () => {
+    const { pool, server } = setup();
+    await pool.resolve(question('x.example'));
+    await vi.advanceTimersByTimeAsync(PROBE_WITHOUT_QUERIES_MS + 5000);
+    expect(pool.probesPaused(0)).toBe(true);
+    const sent = server.probes.length;
+
+    const asked = Date.now();
+    expect((await pool.resolve(question('y.example'))).rcode).toBe(RCODE.SERVFAIL);
+    expect(server.queries.at(-1)).toBe(asked); // the query tries the down server itself
+    expect(pool.probesPaused(0)).toBe(false);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(server.probes.length).toBe(sent + 1); // the overdue probe, straight away
+
+    server.up = true;
+    await vi.advanceTimersByTimeAsync(2500);
+    expect(pool.health[0]!.state).toBe('operational');
+    const after = server.probes.length;
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(server.probes.length).toBe(after);
+    expect(vi.getTimerCount()).toBe(0);
+    pool.close();
+  });
+
+  it("pvdns's own background questions do not keep the probes going", async () => {
+    const { pool, server } = setup();
+    await pool.resolve(question('x.example'));
+    for (let t = 0; t < 4; t++) {
+      await vi.advanceTimersByTimeAsync(30_000);
+      await pool.resolve(question('captive.example', true));
+    }
+    expect(pool.probesPaused(0)).toBe(true);
+    const sent = server.probes.length;
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(server.probes.length).toBe(sent);
+    pool.close();
+  });
+});
