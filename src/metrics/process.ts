@@ -10,7 +10,8 @@
 // the event-loop delay series keep their names but the histogram behind them
 // runs only while there is something to measure: it starts at a scrape that
 // finds queries answered since the scrape before, and stops at a scrape that
-// finds none. Nobody scraping, or nothing asked: no timer.
+// finds none, or when no scrape came for STALE_MS (a one-off `curl /metrics`
+// must not leave it running). Nobody scraping, or nothing asked: no timer.
 
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Metric, Registry } from 'prom-client';
@@ -45,6 +46,12 @@ const DEFAULTS = [
 
 /** The histogram's sampling interval while it runs, as prom-client's default. */
 const RESOLUTION_MS = 10;
+/**
+ * The histogram stops when no scrape came for this long: over two of
+ * Prometheus's default 1-minute intervals, so a scraper that missed one
+ * keeps it, and whoever scraped once and went away does not.
+ */
+export const STALE_MS = 150_000;
 
 type IntervalHistogram = ReturnType<typeof monitorEventLoopDelay>;
 
@@ -68,8 +75,13 @@ export class LoopDelay {
   private lastAnswered: number;
   /** The summary read at the last scrape (seconds), or null when the histogram had nothing. */
   private summary: number[] | null = null;
+  /** Stops the histogram when no scrape follows (unref'd; exists only while the histogram runs). */
+  private stale: NodeJS.Timeout | null = null;
 
-  constructor(private readonly answered: () => number) {
+  constructor(
+    private readonly answered: () => number,
+    private readonly staleMs = STALE_MS,
+  ) {
     this.lastAnswered = answered();
   }
 
@@ -93,15 +105,21 @@ export class LoopDelay {
       this.histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
       this.histogram.enable();
     } else if (!busy && h !== null) {
-      h.disable();
-      this.histogram = null;
+      this.stop();
+    }
+    if (this.histogram !== null) {
+      if (this.stale !== null) clearTimeout(this.stale);
+      this.stale = setTimeout(() => this.stop(), this.staleMs);
+      this.stale.unref();
     }
   }
 
-  /** stop ends the histogram (shutdown). */
+  /** stop ends the histogram (no scrape wants it, or shutdown). */
   stop(): void {
     this.histogram?.disable();
     this.histogram = null;
+    if (this.stale !== null) clearTimeout(this.stale);
+    this.stale = null;
   }
 
   /** register adds nodejs_eventloop_lag_seconds and the histogram's summary series to a registry. */

@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { Registry } from '../../src/metrics/prom-client.js';
-import { registerProcessMetrics } from '../../src/metrics/process.js';
+import { LoopDelay, registerProcessMetrics } from '../../src/metrics/process.js';
 
 function sampleLines(text: string, name: string): string[] {
   return text.split('\n').filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
@@ -51,6 +51,27 @@ describe('process metrics', () => {
       expect(sampleLines(text, 'nodejs_eventloop_lag_p99_seconds')).toHaveLength(1);
       text = await registry.metrics();
       expect(sampleLines(text, 'nodejs_eventloop_lag_p99_seconds')).toEqual([]);
+    } finally {
+      loop.stop();
+    }
+  });
+
+  it('stops the histogram by itself when no scrape follows (a one-off curl leaves no timer)', async () => {
+    let answered = 0;
+    const loop = new LoopDelay(() => answered, 80);
+    try {
+      answered += 3;
+      loop.scrape();
+      expect(loop.running).toBe(true);
+      // A scrape within the time keeps it (queries still answered)...
+      await new Promise((r) => setTimeout(r, 50));
+      answered += 1;
+      loop.scrape();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(loop.running).toBe(true);
+      // ...none for longer stops it.
+      await new Promise((r) => setTimeout(r, 60));
+      expect(loop.running).toBe(false);
     } finally {
       loop.stop();
     }
