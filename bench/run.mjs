@@ -68,6 +68,9 @@ const SERVERS = {
   pvdns: { host: '127.0.0.13', port: 5313, missPrefix: 'pv', cacheEntries: PVDNS_CACHE_ENTRIES, start: startPvdns },
   dnsmasq: { host: '127.0.0.11', port: 5311, missPrefix: 'dm', cacheEntries: DNSMASQ_CACHE_ENTRIES, start: startDnsmasq },
   unbound: { host: '127.0.0.12', port: 5312, missPrefix: 'ub', cacheEntries: null, cacheBytes: UNBOUND_CACHE_BYTES, start: startUnbound },
+  // Not a DNS server: Node and pvdns's UDP addon answering each query with itself (bench/node-floor.mjs),
+  // measured beside pvdns in the hit-latency run only: the runtime's share of pvdns's tail.
+  'node-floor': { host: '127.0.0.14', port: 5314, missPrefix: 'nf', cacheEntries: null, start: startNodeFloor, reference: true },
 };
 
 // The DoT workload (misses through DNS over TLS): each front forwards to one
@@ -771,6 +774,16 @@ pvds:
 }
 
 /**
+ * startNodeFloor starts bench/node-floor.mjs: a bare Node "server" that
+ * answers each query with itself through pvdns's addon, read and sent by
+ * batch as pvdns's listener does, with no pvdns code in between.
+ */
+function startNodeFloor(tmp, { host, port }) {
+  checkPvdnsBuilt();
+  return launch('node-floor', process.execPath, [join(BENCH_DIR, 'node-floor.mjs'), host, String(port)], { cwd: REPO_ROOT, tmp });
+}
+
+/**
  * Inspector is a connection to a process's V8 inspector, to ask it for a
  * full garbage collection: memory sampled right after one is what the
  * process holds, not what V8 has yet to collect. V8 collects its old space
@@ -999,6 +1012,35 @@ function attachMonitor(host, query) {
     });
     req.on('error', (err) => rejectAttach(new BenchError(`pvdns: GET /v1/monitor: ${err.message}`)));
   });
+}
+
+/**
+ * benchmarkFloor runs the hit-latency workload against the Node floor as it
+ * runs against the servers: a full-load run first (not reported: its answers
+ * carry no records), then the same fixed-rate run.
+ */
+async function benchmarkFloor(tmp, hitsFile, opts, round) {
+  const name = 'node-floor';
+  const server = SERVERS[name];
+  say(`${name}: starting on ${server.host}:${server.port}`);
+  const proc = await server.start(tmp, server);
+  try {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during startup`);
+      const r = await queryA(server.host, server.port, hitName(1)).catch(() => null);
+      if (r?.rcode === 0) break;
+      if (Date.now() > deadline) throw serverError(proc, `no answer from ${server.host}:${server.port} within 10 s`);
+      await sleep(100);
+    }
+    say(`${name}: full load for ${opts.duration} s, then the fixed-rate run`);
+    await dnsperf(`${name} load`, server, hitsFile, { ...opts, maxRuns: null });
+    const latency = await latencyRun(`${name} hit latency`, server, hitsFile, opts);
+    if (proc.exit) throw serverError(proc, `${describeExit(proc.exit)} during the run`);
+    return [{ server: name, workload: 'latency', round, ...latency, warnings: [] }];
+  } finally {
+    await stop(proc);
+  }
 }
 
 async function benchmarkServer(name, tmp, hitsFile, opts, round) {
@@ -1949,8 +1991,12 @@ function renderReport(report) {
       lines.push('| server | p50 (ms) | p99 (ms) | p99.9 (ms) | answers | lost | p99 per round |');
       lines.push('|---|---:|---:|---:|---:|---:|---|');
       for (const r of latency) {
-        lines.push(`| ${r.server} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.p999Ms, 3)} | ${r.answers} | ${r.lost} | ` +
+        lines.push(`| ${r.server === 'node-floor' ? 'node floor (reference)' : r.server} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.p999Ms, 3)} | ${r.answers} | ${r.lost} | ` +
           `${r.p99Rounds.map((v) => fmt(v, 3)).join(' / ')} |`);
+      }
+      if (latency.some((r) => r.server === 'node-floor')) {
+        lines.push('', 'node floor: bench/node-floor.mjs, Node and pvdns\'s UDP addon answering each query with itself (no records), ' +
+          'read and sent by batch as pvdns\'s listener does, with no pvdns code: what the runtime alone costs the tail.');
       }
     }
     lines.push('');
@@ -2046,7 +2092,9 @@ async function main() {
   // is reported.
   // The DoT fronts take their turns in the same rotation, after the cleartext servers.
   const certs = opts.dotFronts.length ? makeDotCertificates(tmpDir) : null;
-  const entries = [...opts.only, ...opts.dotFronts.map((n) => `dot:${n}`)];
+  // The Node floor joins the rotation when pvdns's hit latency is measured.
+  const floor = opts.only.includes('pvdns') && opts.workloads.includes('latency') ? ['node-floor'] : [];
+  const entries = [...opts.only, ...floor, ...opts.dotFronts.map((n) => `dot:${n}`)];
   const runs = [];
   for (let round = 1; round <= opts.rounds; round++) {
     const order = entries.map((_, i) => entries[(i + round - 1) % entries.length]);
@@ -2055,6 +2103,7 @@ async function main() {
       if (!name.startsWith('dot:') && !opts.workloads.some((w) => ['hits', 'latency', 'misses'].includes(w))) continue;
       say(`round ${round}/${opts.rounds}`);
       if (name.startsWith('dot:')) runs.push(...(await benchmarkDot(name.slice(4), tmpDir, certs, opts, round)));
+      else if (name === 'node-floor') runs.push(...(await benchmarkFloor(tmpDir, hitsFile, opts, round)));
       else runs.push(...(await benchmarkServer(name, tmpDir, hitsFile, opts, round)));
       if (nsd.exit) throw serverError(nsd, `${describeExit(nsd.exit)} during the ${name} run`);
     }
@@ -2071,7 +2120,7 @@ async function main() {
     if (nsd.exit) throw serverError(nsd, `${describeExit(nsd.exit)} during the idle workload`);
   }
   await stop(nsd);
-  const results = medians(runs.filter((r) => !r.workload.startsWith('dot-')), opts.only);
+  const results = medians(runs.filter((r) => !r.workload.startsWith('dot-')), [...opts.only, ...floor]);
   const dotResults = dotMedians(runs, opts.dotFronts);
   const dot = opts.dotFronts.length === 0 ? null : {
     upstream: DOT_UPSTREAM,
