@@ -387,7 +387,7 @@ export class App {
       new LocalNames(routes),
       // 2. Choose the PvD; every stage after this works inside one PvD, and
       //    the router retries the next PvD of the same route on SERVFAIL.
-      new Router(routes, (p) => this.forwarder.usable(p) && !this.captive.isCaptive(p)),
+      new Router(routes, (p) => this.forwarder.routable(p) && !this.captive.isCaptive(p)),
       // 3. A CNAME chain into a name another PvD claims is finished in that
       //    PvD: after the router (it knows the answering PvD), before the
       //    cache, so each PvD's cache keeps its own answers as they came and

@@ -240,6 +240,19 @@ export class Forwarder {
   }
 
   /**
+   * routable is usable() as default routing asks it, for a query: a PvD
+   * passed over because its servers are all down is still wanted, so the
+   * query counts as demand for its pool and keeps its servers probed
+   * (UpstreamPool.noteDemand), and the PvD is taken back once one answers.
+   */
+  routable(pvd: Pvd): boolean {
+    const pool = this.poolIfAny(pvd);
+    if (pool === undefined || !pool.allDown) return true;
+    pool.noteDemand();
+    return false;
+  }
+
+  /**
    * noneUsable says why no PvD of `pvds` has a server that may be asked now
    * (/readyz's reason): none has a server, or every one's servers are down,
    * named with their last errors; null when one may be asked. A server not

@@ -211,10 +211,7 @@ export class UpstreamPool {
 
   /** resolve asks the servers until one answers or the query's budget is spent; it never rejects. */
   resolve(q: UpstreamQuery): Promise<Answer> {
-    if (q.background !== true) {
-      this.lastQueryAt = this.clock();
-      if (this.pausedCount > 0) this.resumeProbes();
-    }
+    if (q.background !== true) this.noteDemand();
     return new Promise((done) => new Attempt(this, q, done).next());
   }
 
@@ -486,6 +483,16 @@ export class UpstreamPool {
       code: network ? EDE.NETWORK_ERROR : EDE.NO_REACHABLE_AUTHORITY,
       text: `pvd ${this.pvdName}: ${count} ${silent ? 'unreachable' : 'failed'} (${what})`.slice(0, 400),
     };
+  }
+
+  /**
+   * noteDemand records a client query for this pool: one it answers, or one
+   * default routing sent elsewhere because every server here is down (the
+   * PvD is still wanted, and must be seen back). Paused probes resume.
+   */
+  noteDemand(): void {
+    this.lastQueryAt = this.clock();
+    if (this.pausedCount > 0) this.resumeProbes();
   }
 
   /** probesPaused says whether server i is down and unprobed for want of queries. */

@@ -3,13 +3,19 @@
 // seen at once; a minute after the last one they pause, leaving no timer and
 // sending nothing (an idle host must not wake every two seconds for a network
 // nobody uses); the next client query resumes them. Background questions
-// (captive probes, Pref64 discovery) are pvdns's own and do not count.
+// (captive probes, Pref64 discovery) are pvdns's own and do not count; a
+// query that default routing sends elsewhere because every server of the PvD
+// is down does (Forwarder.routable): the PvD is still wanted.
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseResponse } from '../../src/dns/answer.js';
 import { CLASS_IN, RCODE, TYPE } from '../../src/dns/constants.js';
 import { encodeName, lowerWire } from '../../src/dns/name.js';
-import { encodeQuery } from '../../src/dns/query.js';
+import { encodeQuery, parseQuery, questionMessage } from '../../src/dns/query.js';
+import { pvdFromSpec } from '../../src/pvd/model.js';
+import { pvdSpecSchema } from '../../src/pvd/schema.js';
+import { Forwarder } from '../../src/resolve/forward.js';
+import { Query } from '../../src/resolve/query.js';
 import type { Exchange, ExchangeDone, ExchangeRequest, Transport } from '../../src/upstream/exchange.js';
 import { PROBE_WITHOUT_QUERIES_MS, UpstreamPool, type UpstreamQuery } from '../../src/upstream/pool.js';
 import { parseServer } from '../../src/upstream/server.js';
@@ -54,7 +60,7 @@ function setup(): { pool: UpstreamPool; server: Switchable } {
 }
 
 beforeEach(() => {
-  vi.useFakeTimers({ now: 1_000_000 });
+  vi.useFakeTimers({ now: 1_000_000, toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'clearImmediate', 'Date', 'performance'] });
 });
 afterEach(() => {
   vi.useRealTimers();
@@ -121,5 +127,36 @@ describe("a down server's probes follow the pool's queries", () => {
     await vi.advanceTimersByTimeAsync(60_000);
     expect(server.probes.length).toBe(sent);
     pool.close();
+  });
+});
+
+describe('default routing passing over a PvD whose servers are all down', () => {
+  it('counts as demand: its probes resume, so the PvD is taken back once its server answers', async () => {
+    const server = new Switchable();
+    const fwd = new Forwarder({ timeoutMs: 200, attempts: 2, queryTimeoutMs: 500, maxInflight: 100, probeIntervalMs: 1000, probeMaxIntervalMs: 2000 }, server);
+    const wifi = pvdFromSpec(pvdSpecSchema.parse({ identifier: 'wifi', dnsServers: ['127.0.42.9:53'], default: true }), 'api', 0);
+    const q = new Query('udp', '127.0.0.1', performance.now());
+    parseQuery(questionMessage(encodeName('www.example'), TYPE.A), q);
+    q.pvd = wifi;
+    expect((await fwd.resolve(q)).rcode).toBe(RCODE.SERVFAIL);
+    const pool = fwd.poolIfAny(wifi)!;
+    expect(pool.allDown).toBe(true);
+    expect(fwd.routable(wifi)).toBe(false);
+
+    // The host went quiet: the probes pause.
+    await vi.advanceTimersByTimeAsync(PROBE_WITHOUT_QUERIES_MS + 5000);
+    expect(pool.probesPaused(0)).toBe(true);
+    const sent = server.probes.length;
+
+    // A query routed elsewhere because wifi is down is demand for wifi.
+    expect(fwd.routable(wifi)).toBe(false);
+    expect(pool.probesPaused(0)).toBe(false);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(server.probes.length).toBe(sent + 1);
+    server.up = true;
+    await vi.advanceTimersByTimeAsync(2500);
+    expect(fwd.routable(wifi)).toBe(true);
+    expect(fwd.usable(wifi)).toBe(true);
+    fwd.drop(wifi);
   });
 });
