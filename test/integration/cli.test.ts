@@ -41,7 +41,7 @@ describe('pvdns --help, --version, check-config', () => {
 
   it('runs as `npx pvdns` through its first line, V8 flags included', () => {
     // The first line carries node options (env -S); a line env cannot split would fail here.
-    expect(readFileSync(CLI, 'utf8').split('\n', 1)[0]).toMatch(/^#!\/usr\/bin\/env -S node --max-semi-space-size=\d+ --min-semi-space-size=\d+$/);
+    expect(readFileSync(CLI, 'utf8').split('\n', 1)[0]).toMatch(/^#!\/usr\/bin\/env -S node --max-semi-space-size=\d+ --min-semi-space-size=\d+ --no-memory-reducer$/);
     const env = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` };
     const r = spawnSync('npx', ['--no-install', 'pvdns', '--version'], { cwd: join(import.meta.dirname, '../..'), env, encoding: 'utf8', timeout: 60_000 });
     expect({ code: r.status, stdout: r.stdout }).toEqual({ code: 0, stdout: expect.stringMatching(/^pvdns \d+\.\d+\.\d+\n$/) });

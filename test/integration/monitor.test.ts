@@ -284,7 +284,7 @@ pvds:
   - { identifier: wifi, dnsServers: ["${up.address}"], default: true, dns64: "off" }
 `,
     );
-    child = spawn(process.execPath, ['--max-semi-space-size=16', '--min-semi-space-size=16', CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = spawn(process.execPath, ['--max-semi-space-size=16', '--min-semi-space-size=16', '--no-memory-reducer', CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     await eventually('pvdns to answer', async () => (await fetch(`${api}/healthz`).catch(() => null))?.status === 200, 20_000, () => stderr);
