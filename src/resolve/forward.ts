@@ -257,6 +257,7 @@ export class Forwarder {
    * (/readyz's reason): none has a server, or every one's servers are down,
    * named with their last errors; null when one may be asked. A server not
    * asked yet may be (a fresh pvdns is ready): down takes failures seen.
+   * Asking is demand for the down pools (UpstreamPool.noteDemand).
    */
   noneUsable(pvds: readonly Pvd[]): string | null {
     const withServers = pvds.filter((p) => p.servers.length + p.designated.length > 0);
@@ -264,6 +265,9 @@ export class Forwarder {
     if (withServers.some((p) => this.usable(p))) return null;
     const down = withServers.map((p) => {
       const pool = this.poolIfAny(p)!;
+      // A readiness check waits for a server to answer: demand, so their probes run (a
+      // load balancer that sends no query to an unready pvdns must still see it come back).
+      pool.noteDemand();
       return `${p.id}: ${pool.servers.map((s, i) => `${s.label}${pool.health[i]!.lastError ? ` (${pool.health[i]!.lastError})` : ''}`).join(', ')}`;
     });
     // One line, bounded: a host may have many PvDs.

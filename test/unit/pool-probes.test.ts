@@ -5,7 +5,8 @@
 // nobody uses); the next client query resumes them. Background questions
 // (captive probes, Pref64 discovery) are pvdns's own and do not count; a
 // query that default routing sends elsewhere because every server of the PvD
-// is down does (Forwarder.routable): the PvD is still wanted.
+// is down does (Forwarder.routable): the PvD is still wanted; so does a
+// readiness check that finds every server down (Forwarder.noneUsable).
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseResponse } from '../../src/dns/answer.js';
@@ -157,6 +158,24 @@ describe('default routing passing over a PvD whose servers are all down', () => 
     await vi.advanceTimersByTimeAsync(2500);
     expect(fwd.routable(wifi)).toBe(true);
     expect(fwd.usable(wifi)).toBe(true);
+    fwd.drop(wifi);
+  });
+
+  it('and so does a readiness check that finds every server down (/readyz): an unready pvdns gets no queries', async () => {
+    const server = new Switchable();
+    const fwd = new Forwarder({ timeoutMs: 200, attempts: 2, queryTimeoutMs: 500, maxInflight: 100, probeIntervalMs: 1000, probeMaxIntervalMs: 2000 }, server);
+    const wifi = pvdFromSpec(pvdSpecSchema.parse({ identifier: 'wifi', dnsServers: ['127.0.42.9:53'], default: true }), 'api', 0);
+    const q = new Query('udp', '127.0.0.1', performance.now());
+    parseQuery(questionMessage(encodeName('www.example'), TYPE.A), q);
+    q.pvd = wifi;
+    await fwd.resolve(q);
+    await vi.advanceTimersByTimeAsync(PROBE_WITHOUT_QUERIES_MS + 5000);
+    const pool = fwd.poolIfAny(wifi)!;
+    expect(pool.probesPaused(0)).toBe(true);
+    server.up = true;
+    expect(fwd.noneUsable([wifi])).toMatch(/^every DNS server is down: wifi: 127\.0\.42\.9:53/);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(fwd.noneUsable([wifi])).toBeNull();
     fwd.drop(wifi);
   });
 });
