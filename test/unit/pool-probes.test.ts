@@ -13,7 +13,7 @@ import { parseResponse } from '../../src/dns/answer.js';
 import { CLASS_IN, RCODE, TYPE } from '../../src/dns/constants.js';
 import { encodeName, lowerWire } from '../../src/dns/name.js';
 import { encodeQuery, parseQuery, questionMessage } from '../../src/dns/query.js';
-import { pvdFromSpec } from '../../src/pvd/model.js';
+import { pvdFromSpec, type Pvd } from '../../src/pvd/model.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
 import { Forwarder } from '../../src/resolve/forward.js';
 import { Query } from '../../src/resolve/query.js';
@@ -131,24 +131,28 @@ describe("a down server's probes follow the pool's queries", () => {
   });
 });
 
+/** A Forwarder with one default PvD, wifi, whose only server went down and was then left alone until its probes paused. */
+async function quietDownWifi(): Promise<{ fwd: Forwarder; wifi: Pvd; pool: UpstreamPool; server: Switchable }> {
+  const server = new Switchable();
+  const fwd = new Forwarder({ timeoutMs: 200, attempts: 2, queryTimeoutMs: 500, maxInflight: 100, probeIntervalMs: 1000, probeMaxIntervalMs: 2000 }, server);
+  const wifi = pvdFromSpec(pvdSpecSchema.parse({ identifier: 'wifi', dnsServers: ['127.0.42.9:53'], default: true }), 'api', 0);
+  const q = new Query('udp', '127.0.0.1', performance.now());
+  parseQuery(questionMessage(encodeName('www.example'), TYPE.A), q);
+  q.pvd = wifi;
+  expect((await fwd.resolve(q)).rcode).toBe(RCODE.SERVFAIL);
+  const pool = fwd.poolIfAny(wifi)!;
+  expect(pool.allDown).toBe(true);
+  expect(fwd.routable(wifi)).toBe(false);
+  // The host goes quiet: the probes pause.
+  await vi.advanceTimersByTimeAsync(PROBE_WITHOUT_QUERIES_MS + 5000);
+  expect(pool.probesPaused(0)).toBe(true);
+  return { fwd, wifi, pool, server };
+}
+
 describe('default routing passing over a PvD whose servers are all down', () => {
   it('counts as demand: its probes resume, so the PvD is taken back once its server answers', async () => {
-    const server = new Switchable();
-    const fwd = new Forwarder({ timeoutMs: 200, attempts: 2, queryTimeoutMs: 500, maxInflight: 100, probeIntervalMs: 1000, probeMaxIntervalMs: 2000 }, server);
-    const wifi = pvdFromSpec(pvdSpecSchema.parse({ identifier: 'wifi', dnsServers: ['127.0.42.9:53'], default: true }), 'api', 0);
-    const q = new Query('udp', '127.0.0.1', performance.now());
-    parseQuery(questionMessage(encodeName('www.example'), TYPE.A), q);
-    q.pvd = wifi;
-    expect((await fwd.resolve(q)).rcode).toBe(RCODE.SERVFAIL);
-    const pool = fwd.poolIfAny(wifi)!;
-    expect(pool.allDown).toBe(true);
-    expect(fwd.routable(wifi)).toBe(false);
-
-    // The host went quiet: the probes pause.
-    await vi.advanceTimersByTimeAsync(PROBE_WITHOUT_QUERIES_MS + 5000);
-    expect(pool.probesPaused(0)).toBe(true);
+    const { fwd, wifi, pool, server } = await quietDownWifi();
     const sent = server.probes.length;
-
     // A query routed elsewhere because wifi is down is demand for wifi.
     expect(fwd.routable(wifi)).toBe(false);
     expect(pool.probesPaused(0)).toBe(false);
@@ -162,16 +166,7 @@ describe('default routing passing over a PvD whose servers are all down', () => 
   });
 
   it('and so does a readiness check that finds every server down (/readyz): an unready pvdns gets no queries', async () => {
-    const server = new Switchable();
-    const fwd = new Forwarder({ timeoutMs: 200, attempts: 2, queryTimeoutMs: 500, maxInflight: 100, probeIntervalMs: 1000, probeMaxIntervalMs: 2000 }, server);
-    const wifi = pvdFromSpec(pvdSpecSchema.parse({ identifier: 'wifi', dnsServers: ['127.0.42.9:53'], default: true }), 'api', 0);
-    const q = new Query('udp', '127.0.0.1', performance.now());
-    parseQuery(questionMessage(encodeName('www.example'), TYPE.A), q);
-    q.pvd = wifi;
-    await fwd.resolve(q);
-    await vi.advanceTimersByTimeAsync(PROBE_WITHOUT_QUERIES_MS + 5000);
-    const pool = fwd.poolIfAny(wifi)!;
-    expect(pool.probesPaused(0)).toBe(true);
+    const { fwd, wifi, server } = await quietDownWifi();
     server.up = true;
     expect(fwd.noneUsable([wifi])).toMatch(/^every DNS server is down: wifi: 127\.0\.42\.9:53/);
     await vi.advanceTimersByTimeAsync(100);
