@@ -151,7 +151,8 @@ function parseOptions(argv) {
       '  --interval     seconds between soak reports (default 10)\n' +
       '  --workloads    comma-separated workloads of the cleartext servers (default\n' +
       '                 hits,latency,misses,footprint,idle; footprint is pvdns\'s start-up and memory,\n' +
-      '                 idle each server\'s CPU, wake-ups and memory left alone, and after a flood)\n' +
+      '                 idle each server\'s CPU, wake-ups and memory left alone, and after a flood;\n' +
+      '                 with pvdns and latency, the node floor (bench/node-floor.mjs) joins the rounds)\n' +
       '  --idle-seconds the idle workload\'s windows: idle, and after the flood (default 60)\n' +
       '  --monitor      attach one subscriber to pvdns\'s GET /v1/monitor (the query monitor)\n' +
       '                 for its timed runs, reading everything it is sent: the cost of watching\n' +
