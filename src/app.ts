@@ -941,6 +941,7 @@ function serverViews(servers: readonly UpstreamServer[], pool: UpstreamPool | un
       rttMs: h?.srttMs === null || h === undefined ? null : Math.round(h.srttMs * 1000) / 1000,
       since: h ? new Date(h.since).toISOString() : null,
       lastError: h?.lastError ?? null,
+      probesPaused: at >= 0 && pool!.probesPaused(at),
       transport: s.transport,
       authName: s.authName,
       encryption: s.transport === 'udp' ? null : (st?.via ?? null),

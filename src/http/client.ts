@@ -134,9 +134,11 @@ export async function status(server: string, asJson: boolean): Promise<string> {
       const rtt = s.rttMs === null ? '' : `  rtt ${s.rttMs.toFixed(1)} ms`;
       // Why a server is suspect or down: the first thing to know when names stop resolving.
       const err = (s.state === 'suspect' || s.state === 'down') && s.lastError ? `  (${s.lastError})` : '';
+      // A stale "down": nothing asked its PvD for a minute, so it is not probed until something does.
+      const paused = s.probesPaused ? '  (probes paused until a query: none for a minute)' : '';
       // Learned other than with the PvD itself: by DDR (RFC 9462) or DNR (RFC 9463).
       const how = s.learned === 'ddr' || s.learned === 'dnr' ? `  (${s.learned}${s.verified === false ? ', unverified' : ''})` : '';
-      lines.push(`  server ${s.address.padEnd(28)} ${s.state.padEnd(11)}${rtt}${err}${encryptionNote(s)}${how}`);
+      lines.push(`  server ${s.address.padEnd(28)} ${s.state.padEnd(11)}${rtt}${err}${paused}${encryptionNote(s)}${how}`);
     }
     for (const s of p.captive ? (p.cleartextServers ?? []) : []) lines.push(`  cleartext ${s.address.padEnd(25)} ${s.state.padEnd(11)} (the portal's names)`);
   }

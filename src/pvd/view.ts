@@ -65,6 +65,12 @@ export interface ServerView {
   /** When the state last changed (RFC 3339). */
   since: string | null;
   lastError: string | null;
+  /**
+   * A down server whose probes wait for its PvD's next client query (none came
+   * for a minute): its state is as of its last probe, and the next query tries
+   * it and probes it again. False otherwise.
+   */
+  probesPaused: boolean;
   /** How it is spoken to as configured: udp (cleartext UDP, TCP after truncation), tls (DoT) or https (DoH). */
   transport: 'udp' | 'tls' | 'https';
   /** The name its certificate must cover (RFC 8310), or null (the address, or none checked). */

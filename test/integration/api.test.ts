@@ -102,7 +102,7 @@ describe('control API (/v1)', () => {
         localNetwork: false,
         encryption: 'off',
         servers: [
-          { address: wifi.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null, learned: 'config', verified: null },
+          { address: wifi.address, state: 'untested', rttMs: null, since: null, lastError: null, probesPaused: false, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null, learned: 'config', verified: null },
         ],
         listen: [],
         cleartextServers: [],
@@ -210,7 +210,7 @@ describe('control API (/v1)', () => {
         dnsZones: ['corp.example'],
         expires: null,
         servers: [
-          { address: corp.address, state: 'untested', rttMs: null, since: null, lastError: null, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null, learned: 'api', verified: null },
+          { address: corp.address, state: 'untested', rttMs: null, since: null, lastError: null, probesPaused: false, transport: 'udp', authName: null, encryption: null, authenticated: null, encryptionError: null, fallback: null, learned: 'api', verified: null },
         ],
         cacheEntries: 0,
       });

@@ -100,6 +100,7 @@ interface ServerView {
   rttMs: number | null;
   since: string | null;
   lastError: string | null;
+  probesPaused: boolean;
 }
 
 /** servers is GET /v1/pvds/{id}'s servers[]. */
@@ -288,7 +289,7 @@ describe('a refusing server (nobody listens: ICMP port unreachable)', () => {
     expect(addresses(t.r)).toEqual(['192.0.2.6']);
     expect(t.ms).toBeLessThan(TIMEOUT / 3);
     const [se, sf] = await servers(pvdns, 'office');
-    expect(se).toMatchObject({ address: E.address, state: 'down', lastError: 'connection refused' });
+    expect(se).toMatchObject({ address: E.address, state: 'down', lastError: 'connection refused', probesPaused: false });
     expect(sf).toMatchObject({ address: F.address, state: 'operational' });
     const m = await scrape(pvdns);
     expect(metric(m, 'pvdns_upstream_up', { pvd: 'office', server: E.address })).toBe(0);
