@@ -923,9 +923,10 @@ async function latencyRun(label, server, file, opts) {
   if (r.code !== 0 || stats.qps === null) throw new BenchError(`dnsperf (${label}) failed (${r.signal ?? `exit ${r.code}`}):\n${r.stderr}`);
   const seconds = [];
   for (const m of r.stdout.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)) seconds.push(Number(m[1]));
+  const over1Ms = seconds.filter((x) => x > 0.001).length;
   seconds.sort((a, b) => a - b);
   const pct = (p) => (seconds.length ? 1000 * seconds[Math.min(seconds.length - 1, Math.floor((p / 100) * seconds.length))] : null);
-  return { ...stats, answers: seconds.length, p50Ms: pct(50), p99Ms: pct(99), p999Ms: pct(99.9), args: ['dnsperf', ...args].join(' ') };
+  return { ...stats, answers: seconds.length, over1Ms, p50Ms: pct(50), p99Ms: pct(99), p999Ms: pct(99.9), args: ['dnsperf', ...args].join(' ') };
 }
 
 /**
@@ -1919,7 +1920,7 @@ function medians(runs, servers) {
       const v = mine.map((r) => r[key]).filter((x) => x !== null).sort((a, b) => a - b);
       return v.length ? v[Math.floor((v.length - 1) / 2)] : null;
     };
-    out.push({ ...mine[0], p50Ms: mid('p50Ms'), p99Ms: mid('p99Ms'), p999Ms: mid('p999Ms'), qps: mid('qps'),
+    out.push({ ...mine[0], p50Ms: mid('p50Ms'), p99Ms: mid('p99Ms'), p999Ms: mid('p999Ms'), qps: mid('qps'), over1Ms: mid('over1Ms'),
       p99Rounds: mine.map((r) => r.p99Ms), lost: mine.reduce((n, r) => n + r.lost, 0), answers: mine.reduce((n, r) => n + r.answers, 0) });
   }
   return out;
@@ -1960,6 +1961,7 @@ function renderReport(report) {
     `node ${versions.node}, dnsperf ${versions.dnsperf}, nsd ${versions.nsd}, ` +
     `dnsmasq ${versions.dnsmasq}, unbound ${versions.unbound}`);
   lines.push(`- host: ${host.cpus} × ${host.cpuModel}, ${host.os}, load average at start ${host.loadavg.map((l) => l.toFixed(2)).join(' ')}`);
+  if (host.damon) lines.push(`- kernel: ${host.damon} (bench/README.md, "Latency on this machine")`);
   lines.push(`- caches: pvdns maxEntries ${PVDNS_CACHE_ENTRIES}, dnsmasq --cache-size ${DNSMASQ_CACHE_ENTRIES}, ` +
     'unbound msg 256m + rrset 512m; upstream nsd on ' + `${UPSTREAM.host}:${UPSTREAM.port}`);
   lines.push(`- dnsperf: UDP, ${options.duration} s per run, -c ${options.clients} -q ${options.outstanding} -t ${options.timeout}; ` +
@@ -1982,11 +1984,12 @@ function renderReport(report) {
     const latency = results.filter((x) => x.workload === 'latency');
     if (latency.length) {
       lines.push('', `Cache-hit latency at a fixed ${options.latencyQps} qps (dnsperf -Q, each answer's latency from -v; ` +
-        'median of the rounds):', '');
-      lines.push('| server | p50 (ms) | p99 (ms) | p99.9 (ms) | answers | lost | p99 per round |');
-      lines.push('|---|---:|---:|---:|---:|---:|---|');
+        'median of the rounds; "over 1 ms": answers slower than a millisecond, the median over the rounds):', '');
+      lines.push('| server | p50 (ms) | p99 (ms) | p99.9 (ms) | answers | over 1 ms | lost | p99 per round |');
+      lines.push('|---|---:|---:|---:|---:|---:|---:|---|');
       for (const r of latency) {
-        lines.push(`| ${r.server === 'node-floor' ? 'node floor (reference)' : r.server} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.p999Ms, 3)} | ${r.answers} | ${r.lost} | ` +
+        lines.push(`| ${r.server === 'node-floor' ? 'node floor (reference)' : r.server} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.p999Ms, 3)} | ${r.answers} | ` +
+          `${r.over1Ms ?? 'n/a'} | ${r.lost} | ` +
           `${r.p99Rounds.map((v) => fmt(v, 3)).join(' / ')} |`);
       }
       if (latency.some((r) => r.server === 'node-floor')) {
@@ -2034,7 +2037,42 @@ function hostInfo() {
     os: `${os.type()} ${os.release()}`,
     loadavg: os.loadavg(),
     memoryMB: Math.round(os.totalmem() / 2 ** 20),
+    damon: damonInfo(),
   };
+}
+
+/**
+ * damonInfo describes the kernel's DAMON monitors that are on, or null. A
+ * kdamond thread sampling memory (with a pageout scheme, as on the machine
+ * this bench was written on) takes a CPU for milliseconds at each sample, and
+ * on two cores that shows in every server's latency tail.
+ */
+function damonInfo() {
+  const root = '/sys/kernel/mm/damon/admin/kdamonds';
+  const read = (p) => {
+    try {
+      return readFileSync(p, 'utf8').trim();
+    } catch {
+      return null;
+    }
+  };
+  const on = [];
+  for (let k = 0; ; k++) {
+    const state = read(`${root}/${k}/state`);
+    if (state === null) break;
+    if (state !== 'on') continue;
+    const ctx = `${root}/${k}/contexts/0`;
+    const sampleUs = Number(read(`${ctx}/monitoring_attrs/intervals/sample_us`));
+    const actions = [];
+    for (let i = 0; ; i++) {
+      const a = read(`${ctx}/schemes/${i}/action`);
+      if (a === null) break;
+      actions.push(a);
+    }
+    on.push(`kdamond ${k} (${read(`${ctx}/operations`) ?? '?'}, a sample every ${Number.isFinite(sampleUs) ? sampleUs / 1000 : '?'} ms` +
+      `${actions.length ? `, schemes: ${actions.join(', ')}` : ''})`);
+  }
+  return on.length ? `DAMON on: ${on.join('; ')}` : null;
 }
 
 // ---------------------------------------------------------------- main
