@@ -4,14 +4,13 @@
 // resolved through the PvD's other servers only.
 
 import { describe, expect, it } from 'vitest';
-import { parseResponse, type Answer } from '../../src/dns/answer.js';
-import { CLASS_IN, RCODE, TYPE } from '../../src/dns/constants.js';
-import { encodeName, lowerWire } from '../../src/dns/name.js';
-import { encodeQuery } from '../../src/dns/query.js';
+import type { Answer } from '../../src/dns/answer.js';
+import { RCODE, TYPE } from '../../src/dns/constants.js';
 import type { Exchange, ExchangeDone, ExchangeRequest } from '../../src/upstream/exchange.js';
-import { UpstreamPool, type UpstreamQuery } from '../../src/upstream/pool.js';
+import { UpstreamPool } from '../../src/upstream/pool.js';
 import { parseServer, type Encryption, type UpstreamServer } from '../../src/upstream/server.js';
 import { RETRY_ENCRYPTION_MS, ServerTransports, type Carrier } from '../../src/upstream/transports.js';
+import { answerTo, upstreamQuestion } from '../helpers/scripted-upstream.js';
 
 /** A carrier that records what it was given and answers as `script` says (null: never). */
 class Scripted implements Carrier {
@@ -23,29 +22,6 @@ class Scripted implements Carrier {
     if (r !== null) queueMicrotask(() => done(r));
   }
   close(): void {}
-}
-
-function question(name: string, qtype: number): { msg: Buffer; q: UpstreamQuery } {
-  const wire = encodeName(name);
-  const qs = Buffer.concat([wire, Buffer.from([qtype >> 8, qtype & 0xff, 0, CLASS_IN])]);
-  const msg = encodeQuery(1, qs, false, false);
-  return {
-    msg,
-    q: { msg, qEnd: 12 + qs.length, nameKey: lowerWire(wire, 0, wire.length), qtype, qclass: CLASS_IN, flags: 0, dnssecOk: false, server: null, failedRcode: 0 },
-  };
-}
-
-/** reply answers `req` with one A record 192.0.2.7 (TTL 300), as a server would. */
-function reply(req: ExchangeRequest, address = [192, 0, 2, 7]): Exchange {
-  const m = Buffer.from(req.message);
-  m.writeUInt16BE(0x8180, 2);
-  m.writeUInt16BE(1, 6);
-  m.writeUInt16BE(0, 10); // the query's OPT is dropped: an answer needs none
-  const qEnd = 12 + req.message.subarray(12).indexOf(0) + 5;
-  const rr = Buffer.from([0xc0, 0x0c, 0, req.expect.qtype, 0, 1, 0, 0, 1, 44, 0, 4, ...address]);
-  const r = parseResponse(Buffer.concat([m.subarray(0, qEnd), rr]), req.expect);
-  if (!r.ok) throw new Error(r.reason);
-  return { ok: true, answer: r.answer, truncated: false };
 }
 
 function servers(mode: Encryption, ...texts: string[]): UpstreamServer[] {
@@ -66,10 +42,10 @@ const tlsFailure: Exchange = { ok: false, reason: 'tls', detail: 'tls certificat
 
 describe('strict', () => {
   it('a TLS failure is a server failure: SERVFAIL with an EDE naming the PvD and the reason, and nothing in the clear', async () => {
-    const udp = new Scripted(reply);
+    const udp = new Scripted(answerTo);
     const tls = new Scripted(() => tlsFailure);
     const p = pool(servers('strict', 'tls://192.0.2.53#dns.example.net'), { udp, tls });
-    const a: Answer = await p.resolve(question('www.example.com', TYPE.A).q);
+    const a: Answer = await p.resolve(upstreamQuestion('www.example.com', TYPE.A));
     expect(a.rcode).toBe(RCODE.SERVFAIL);
     expect(a.ede?.text).toBe('pvd corp: all servers unreachable (tls://192.0.2.53:853#dns.example.net tls certificate name mismatch: expected dns.example.net)');
     expect(udp.seen).toHaveLength(0);
@@ -87,17 +63,17 @@ describe('strict', () => {
       close: () => undefined,
     };
     const p = pool(servers('strict', 'tls://192.0.2.53#dns.example.net'), { tls });
-    const pending = p.resolve(question('slow.example.com', TYPE.A).q);
+    const pending = p.resolve(upstreamQuestion('slow.example.com', TYPE.A));
     await new Promise((r) => setTimeout(r, 250)); // two RTOs and more
     const [req, done] = held!;
-    done(reply(req));
+    done(answerTo(req));
     expect((await pending).rcode).toBe(RCODE.NOERROR);
   });
 
   it('goes on to the next encrypted server when the first is slow', async () => {
-    const tls = new Scripted((req) => (req.server.host === '192.0.2.54' ? reply(req) : null));
+    const tls = new Scripted((req) => (req.server.host === '192.0.2.54' ? answerTo(req) : null));
     const p = pool(servers('strict', 'tls://192.0.2.53#a.example', 'tls://192.0.2.54#b.example'), { tls });
-    const a = await p.resolve(question('www.example.com', TYPE.A).q);
+    const a = await p.resolve(upstreamQuestion('www.example.com', TYPE.A));
     expect(a.rcode).toBe(RCODE.NOERROR);
     expect(tls.seen.map((r) => r.server.host)).toEqual(['192.0.2.53', '192.0.2.54']);
   });
@@ -107,39 +83,39 @@ describe('opportunistic', () => {
   it('falls back to the cleartext address at once when TLS fails, stays there, and tries TLS again later', async () => {
     let now = 1_000_000;
     const clock = (): number => now;
-    const udp = new Scripted(reply);
+    const udp = new Scripted(answerTo);
     const tls = new Scripted(() => ({ ok: false, reason: 'unreachable', detail: 'connection refused' }));
     const list = servers('opportunistic', '192.0.2.53');
     const p = pool(list, { udp, tls }, clock);
-    expect((await p.resolve(question('a.example.com', TYPE.A).q)).rcode).toBe(RCODE.NOERROR);
+    expect((await p.resolve(upstreamQuestion('a.example.com', TYPE.A))).rcode).toBe(RCODE.NOERROR);
     expect(tls.seen).toHaveLength(1);
     expect(udp.seen.map((r) => r.server.label)).toEqual(['192.0.2.53:53']);
     expect(p.statsOf[0]).toMatchObject({ via: 'cleartext', encryptionError: 'connection refused', requests: 1, fallbackRequests: 1 });
     // The server is fine: a fallback is not a failure.
     expect(p.health[0]!.state).toBe('operational');
-    await p.resolve(question('b.example.com', TYPE.A).q);
+    await p.resolve(upstreamQuestion('b.example.com', TYPE.A));
     expect(tls.seen).toHaveLength(1);
     expect(p.statsOf[0]).toMatchObject({ requests: 2, fallbackRequests: 2 });
     now += RETRY_ENCRYPTION_MS + 1;
-    await p.resolve(question('c.example.com', TYPE.A).q);
+    await p.resolve(upstreamQuestion('c.example.com', TYPE.A));
     expect(tls.seen).toHaveLength(2);
   });
 
   it('does not fall back when TLS merely answers slowly', async () => {
-    const udp = new Scripted(reply);
+    const udp = new Scripted(answerTo);
     const tls = new Scripted(() => ({ ok: false, reason: 'timeout', detail: 'timeout' }));
     const p = pool(servers('opportunistic', '192.0.2.53'), { udp, tls });
-    await p.resolve(question('a.example.com', TYPE.A).q);
+    await p.resolve(upstreamQuestion('a.example.com', TYPE.A));
     expect(udp.seen).toHaveLength(0);
   });
 });
 
 describe('off', () => {
   it('asks a DoT-form server in the clear on port 53', async () => {
-    const udp = new Scripted(reply);
-    const tls = new Scripted(reply);
+    const udp = new Scripted(answerTo);
+    const tls = new Scripted(answerTo);
     const p = pool(servers('off', '192.0.2.53#dns.example.net'), { udp, tls });
-    expect((await p.resolve(question('a.example.com', TYPE.A).q)).rcode).toBe(RCODE.NOERROR);
+    expect((await p.resolve(upstreamQuestion('a.example.com', TYPE.A))).rcode).toBe(RCODE.NOERROR);
     expect(tls.seen).toHaveLength(0);
     expect(udp.seen[0]!.server.label).toBe('192.0.2.53:53');
   });
@@ -147,14 +123,14 @@ describe('off', () => {
 
 describe('a DoH server named by a host name', () => {
   it('is resolved through the PvD\'s other servers only, with the answer\'s TTL', async () => {
-    const tls = new Scripted((req) => reply(req, [192, 0, 2, 99]));
+    const tls = new Scripted((req) => answerTo(req, RCODE.NOERROR, [192, 0, 2, 99]));
     let found: unknown = null;
     const https = new Scripted((req) => {
       req.lookup!(req.server.hostName!, (r) => (found = r));
       return null;
     });
     const p = pool(servers('strict', 'https://dns.example.net/dns-query', 'tls://192.0.2.53#dns.example.net'), { tls, https });
-    void p.resolve(question('a.example.com', TYPE.A).q);
+    void p.resolve(upstreamQuestion('a.example.com', TYPE.A));
     await new Promise((r) => setTimeout(r, 20));
     expect(found).toEqual({ ok: true, addresses: [{ address: '192.0.2.99', family: 4 }], ttlS: 300 });
     expect(tls.seen[0]!.expect.qtype).toBe(TYPE.A);
@@ -168,7 +144,7 @@ describe('a DoH server named by a host name', () => {
       return { ok: false, reason: 'network', detail: 'x' };
     });
     const p = pool(servers('strict', 'https://dns.example.net/dns-query'), { https });
-    await p.resolve(question('a.example.com', TYPE.A).q);
+    await p.resolve(upstreamQuestion('a.example.com', TYPE.A));
     expect(found).toMatchObject({ ok: false, detail: expect.stringContaining('cannot be resolved') });
   });
 });
@@ -187,10 +163,10 @@ describe('a loop to pvdns itself', () => {
 
 describe('a busy encrypted server (its carrier refuses more outstanding queries)', () => {
   it('is not a failure: no health change, no fallback to the clear', async () => {
-    const udp = new Scripted(reply);
+    const udp = new Scripted(answerTo);
     const tls = new Scripted(() => ({ ok: false, reason: 'timeout', detail: 'too many queries outstanding' }));
     const p = pool(servers('opportunistic', '192.0.2.53'), { udp, tls });
-    const a = await p.resolve(question('a.example.com', TYPE.A).q);
+    const a = await p.resolve(upstreamQuestion('a.example.com', TYPE.A));
     expect(a.rcode).toBe(RCODE.SERVFAIL);
     expect(udp.seen).toHaveLength(0);
     expect(p.health[0]!.state).not.toBe('down');
@@ -202,10 +178,10 @@ describe('a busy encrypted server (its carrier refuses more outstanding queries)
 describe('an opportunistic server in the clear', () => {
   it('has a lost datagram sent again, as any cleartext server', async () => {
     let n = 0;
-    const udp = new Scripted((req) => (++n === 1 ? null : reply(req)));
+    const udp = new Scripted((req) => (++n === 1 ? null : answerTo(req)));
     const tls = new Scripted(() => ({ ok: false, reason: 'unreachable', detail: 'connection refused' }));
     const p = pool(servers('opportunistic', '192.0.2.53'), { udp, tls });
-    expect((await p.resolve(question('a.example.com', TYPE.A).q)).rcode).toBe(RCODE.NOERROR);
+    expect((await p.resolve(upstreamQuestion('a.example.com', TYPE.A))).rcode).toBe(RCODE.NOERROR);
     expect(udp.seen).toHaveLength(2);
     expect(p.statsOf[0]!.via).toBe('cleartext');
   });

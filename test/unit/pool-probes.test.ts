@@ -9,17 +9,17 @@
 // readiness check that finds every server down (Forwarder.noneUsable).
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { parseResponse } from '../../src/dns/answer.js';
-import { CLASS_IN, RCODE, TYPE } from '../../src/dns/constants.js';
-import { encodeName, lowerWire } from '../../src/dns/name.js';
-import { encodeQuery, parseQuery, questionMessage } from '../../src/dns/query.js';
+import { RCODE, TYPE } from '../../src/dns/constants.js';
+import { encodeName } from '../../src/dns/name.js';
+import { parseQuery, questionMessage } from '../../src/dns/query.js';
 import { pvdFromSpec, type Pvd } from '../../src/pvd/model.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
 import { Forwarder } from '../../src/resolve/forward.js';
 import { Query } from '../../src/resolve/query.js';
-import type { Exchange, ExchangeDone, ExchangeRequest, Transport } from '../../src/upstream/exchange.js';
-import { PROBE_WITHOUT_QUERIES_MS, UpstreamPool, type UpstreamQuery } from '../../src/upstream/pool.js';
+import type { ExchangeDone, ExchangeRequest, Transport } from '../../src/upstream/exchange.js';
+import { PROBE_WITHOUT_QUERIES_MS, UpstreamPool } from '../../src/upstream/pool.js';
 import { parseServer } from '../../src/upstream/server.js';
+import { answerTo, upstreamQuestion } from '../helpers/scripted-upstream.js';
 
 /** A server that is unreachable (ICMP port unreachable) until `up`, then answers. */
 class Switchable implements Transport {
@@ -32,24 +32,12 @@ class Switchable implements Transport {
       queueMicrotask(() => done({ ok: false, reason: 'unreachable', detail: 'port unreachable' }));
       return;
     }
-    const m = Buffer.from(req.message);
-    m.writeUInt16BE(0x8180, 2);
-    m.writeUInt16BE(0, 10);
-    const r = parseResponse(m.subarray(0, 12 + req.message.subarray(12).indexOf(0) + 5), req.expect);
-    if (!r.ok) throw new Error(r.reason);
-    const ex: Exchange = { ok: true, answer: r.answer, truncated: false };
+    const ex = answerTo(req, RCODE.NOERROR, null);
     queueMicrotask(() => done(ex));
   }
   tcp(req: ExchangeRequest, done: ExchangeDone): void {
     this.query(req, done);
   }
-}
-
-function question(name: string, background = false): UpstreamQuery {
-  const wire = encodeName(name);
-  const qs = Buffer.concat([wire, Buffer.from([0, TYPE.A, 0, CLASS_IN])]);
-  const msg = encodeQuery(1, qs, false, false);
-  return { msg, qEnd: 12 + qs.length, nameKey: lowerWire(wire, 0, wire.length), qtype: TYPE.A, qclass: CLASS_IN, flags: 0, dnssecOk: false, server: null, failedRcode: 0, background };
 }
 
 function setup(): { pool: UpstreamPool; server: Switchable } {
@@ -70,7 +58,7 @@ afterEach(() => {
 describe("a down server's probes follow the pool's queries", () => {
   it('probes every gap while queries came within the last minute, then pauses with no timer left', async () => {
     const { pool, server } = setup();
-    const a = await pool.resolve(question('x.example'));
+    const a = await pool.resolve(upstreamQuestion('x.example', TYPE.A));
     expect(a.rcode).toBe(RCODE.SERVFAIL);
     expect(pool.health[0]!.state).toBe('down');
     const downAt = Date.now();
@@ -94,13 +82,13 @@ describe("a down server's probes follow the pool's queries", () => {
 
   it('the next client query resumes them at once, and a probe answered brings the server back', async () => {
     const { pool, server } = setup();
-    await pool.resolve(question('x.example'));
+    await pool.resolve(upstreamQuestion('x.example', TYPE.A));
     await vi.advanceTimersByTimeAsync(PROBE_WITHOUT_QUERIES_MS + 5000);
     expect(pool.probesPaused(0)).toBe(true);
     const sent = server.probes.length;
 
     const asked = Date.now();
-    expect((await pool.resolve(question('y.example'))).rcode).toBe(RCODE.SERVFAIL);
+    expect((await pool.resolve(upstreamQuestion('y.example', TYPE.A))).rcode).toBe(RCODE.SERVFAIL);
     expect(server.queries.at(-1)).toBe(asked); // the query tries the down server itself
     expect(pool.probesPaused(0)).toBe(false);
     await vi.advanceTimersByTimeAsync(100);
@@ -118,10 +106,10 @@ describe("a down server's probes follow the pool's queries", () => {
 
   it("pvdns's own background questions do not keep the probes going", async () => {
     const { pool, server } = setup();
-    await pool.resolve(question('x.example'));
+    await pool.resolve(upstreamQuestion('x.example', TYPE.A));
     for (let t = 0; t < 4; t++) {
       await vi.advanceTimersByTimeAsync(30_000);
-      await pool.resolve(question('captive.example', true));
+      await pool.resolve(upstreamQuestion('captive.example', TYPE.A, true));
     }
     expect(pool.probesPaused(0)).toBe(true);
     const sent = server.probes.length;

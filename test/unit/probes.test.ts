@@ -5,7 +5,7 @@
 // instead (pvdns_probes_total); a client's query is counted as before.
 
 import { describe, expect, it } from 'vitest';
-import { parseResponse, type Answer } from '../../src/dns/answer.js';
+import type { Answer } from '../../src/dns/answer.js';
 import { EDE, RCODE, TYPE } from '../../src/dns/constants.js';
 import { encodeName } from '../../src/dns/name.js';
 import { parseQuery, questionMessage } from '../../src/dns/query.js';
@@ -14,7 +14,8 @@ import { pvdSpecSchema } from '../../src/pvd/schema.js';
 import { Forwarder } from '../../src/resolve/forward.js';
 import { probeResult, type ProbeKind } from '../../src/resolve/probes.js';
 import { Query } from '../../src/resolve/query.js';
-import type { Exchange, ExchangeDone, ExchangeRequest, Transport } from '../../src/upstream/exchange.js';
+import type { ExchangeDone, ExchangeRequest, Transport } from '../../src/upstream/exchange.js';
+import { ANSWER_ADDRESS, answerTo } from '../helpers/scripted-upstream.js';
 
 /** How a scripted server answers: with an RCODE, never, or by being unreachable. */
 type Behaviour = number | 'silent' | 'unreachable';
@@ -28,24 +29,12 @@ class Scripted implements Transport {
     const b = this.script[req.server.label] ?? RCODE.NOERROR;
     if (b === 'silent') return;
     if (b === 'unreachable') return queueMicrotask(() => done({ ok: false, reason: 'unreachable', detail: 'connection refused' }));
-    queueMicrotask(() => done(answerTo(req, b)));
+    // An A answer carries one record; other types are answered with none.
+    queueMicrotask(() => done(answerTo(req, b, req.expect.qtype === TYPE.A ? ANSWER_ADDRESS : null)));
   }
   tcp(req: ExchangeRequest, done: ExchangeDone): void {
     this.query(req, done);
   }
-}
-
-function answerTo(req: ExchangeRequest, rcode: number): Exchange {
-  const withRecord = rcode === RCODE.NOERROR && req.expect.qtype === TYPE.A;
-  const m = Buffer.from(req.message);
-  m.writeUInt16BE(0x8180 | rcode, 2);
-  m.writeUInt16BE(withRecord ? 1 : 0, 6);
-  m.writeUInt16BE(0, 10);
-  const qEnd = 12 + req.message.subarray(12).indexOf(0) + 5;
-  const rr = withRecord ? Buffer.from([0xc0, 0x0c, 0, TYPE.A, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 7]) : Buffer.alloc(0);
-  const r = parseResponse(Buffer.concat([m.subarray(0, qEnd), rr]), req.expect);
-  if (!r.ok) throw new Error(r.reason);
-  return { ok: true, answer: r.answer, truncated: false };
 }
 
 const A = '127.0.42.1:53';
