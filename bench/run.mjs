@@ -1920,8 +1920,9 @@ function medians(runs, servers) {
       const v = mine.map((r) => r[key]).filter((x) => x !== null).sort((a, b) => a - b);
       return v.length ? v[Math.floor((v.length - 1) / 2)] : null;
     };
-    out.push({ ...mine[0], p50Ms: mid('p50Ms'), p99Ms: mid('p99Ms'), p999Ms: mid('p999Ms'), qps: mid('qps'), over1Ms: mid('over1Ms'),
-      p99Rounds: mine.map((r) => r.p99Ms), lost: mine.reduce((n, r) => n + r.lost, 0), answers: mine.reduce((n, r) => n + r.answers, 0) });
+    out.push({ ...mine[0], p50Ms: mid('p50Ms'), p99Ms: mid('p99Ms'), p999Ms: mid('p999Ms'), qps: mid('qps'),
+      p99Rounds: mine.map((r) => r.p99Ms), lost: mine.reduce((n, r) => n + r.lost, 0), answers: mine.reduce((n, r) => n + r.answers, 0),
+      over1Ms: mine.reduce((n, r) => n + r.over1Ms, 0) });
   }
   return out;
 }
@@ -1984,7 +1985,7 @@ function renderReport(report) {
     const latency = results.filter((x) => x.workload === 'latency');
     if (latency.length) {
       lines.push('', `Cache-hit latency at a fixed ${options.latencyQps} qps (dnsperf -Q, each answer's latency from -v; ` +
-        'median of the rounds; "over 1 ms": answers slower than a millisecond, the median over the rounds):', '');
+        'the percentiles are the median of the rounds; answers, "over 1 ms" (slower than a millisecond) and lost count all the rounds):', '');
       lines.push('| server | p50 (ms) | p99 (ms) | p99.9 (ms) | answers | over 1 ms | lost | p99 per round |');
       lines.push('|---|---:|---:|---:|---:|---:|---:|---|');
       for (const r of latency) {
@@ -2042,10 +2043,11 @@ function hostInfo() {
 }
 
 /**
- * damonInfo describes the kernel's DAMON monitors that are on, or null. A
- * kdamond thread sampling memory (with a pageout scheme, as on the machine
- * this bench was written on) takes a CPU for milliseconds at each sample, and
- * on two cores that shows in every server's latency tail.
+ * damonInfo describes the kernel's DAMON monitors, or null when there are
+ * none. A kdamond thread sampling memory (with a pageout scheme, as on the
+ * machine this bench was written on) takes a CPU for milliseconds at each
+ * pass, and on two cores that shows in every server's latency tail. Its
+ * settings are readable by root only; a kdamond thread is visible to all.
  */
 function damonInfo() {
   const root = '/sys/kernel/mm/damon/admin/kdamonds';
@@ -2056,23 +2058,34 @@ function damonInfo() {
       return null;
     }
   };
+  const ms = (p) => {
+    const raw = read(p);
+    return raw === null || !/^\d+$/.test(raw) ? '?' : `${Number(raw) / 1000}`;
+  };
   const on = [];
   for (let k = 0; ; k++) {
     const state = read(`${root}/${k}/state`);
     if (state === null) break;
     if (state !== 'on') continue;
     const ctx = `${root}/${k}/contexts/0`;
-    const sampleUs = Number(read(`${ctx}/monitoring_attrs/intervals/sample_us`));
     const actions = [];
     for (let i = 0; ; i++) {
       const a = read(`${ctx}/schemes/${i}/action`);
       if (a === null) break;
       actions.push(a);
     }
-    on.push(`kdamond ${k} (${read(`${ctx}/operations`) ?? '?'}, a sample every ${Number.isFinite(sampleUs) ? sampleUs / 1000 : '?'} ms` +
-      `${actions.length ? `, schemes: ${actions.join(', ')}` : ''})`);
+    on.push(`kdamond ${k} (${read(`${ctx}/operations`) ?? '?'}, a sample every ${ms(`${ctx}/monitoring_attrs/intervals/sample_us`)} ms, ` +
+      `aggregated every ${ms(`${ctx}/monitoring_attrs/intervals/aggr_us`)} ms${actions.length ? `, schemes: ${actions.join(', ')}` : ''})`);
   }
-  return on.length ? `DAMON on: ${on.join('; ')}` : null;
+  if (on.length) return `DAMON on: ${on.join('; ')}`;
+  // Not root, or a monitor set up otherwise (DAMON_RECLAIM, DAMON_LRU_SORT): its threads still show.
+  let threads = 0;
+  try {
+    for (const pid of readdirSync('/proc')) if (/^\d+$/.test(pid) && read(`/proc/${pid}/comm`)?.startsWith('kdamond')) threads++;
+  } catch {
+    // no /proc: nothing to say
+  }
+  return threads ? `DAMON on: ${threads} kdamond thread${threads > 1 ? 's' : ''} (settings readable by root only)` : null;
 }
 
 // ---------------------------------------------------------------- main

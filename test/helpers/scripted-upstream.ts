@@ -3,14 +3,14 @@
 // answer a server would give to a request.
 
 import { parseResponse } from '../../src/dns/answer.js';
-import { CLASS_IN, RCODE } from '../../src/dns/constants.js';
+import { CLASS_IN, RCODE, TYPE } from '../../src/dns/constants.js';
 import { encodeName, lowerWire } from '../../src/dns/name.js';
 import { encodeQuery } from '../../src/dns/query.js';
 import type { Exchange, ExchangeRequest } from '../../src/upstream/exchange.js';
 import type { UpstreamQuery } from '../../src/upstream/pool.js';
 
 /** The address of the record answerTo gives by default. */
-export const ANSWER_ADDRESS = [192, 0, 2, 7];
+export const ANSWER_ADDRESS: readonly number[] = Object.freeze([192, 0, 2, 7]);
 
 /** upstreamQuestion is `name` `qtype` as the pool takes it; `background` for one pvdns asks itself. */
 export function upstreamQuestion(name: string, qtype: number, background = false): UpstreamQuery {
@@ -33,8 +33,17 @@ export function answerTo(req: ExchangeRequest, rcode: number = RCODE.NOERROR, ad
   m.writeUInt16BE(withRecord ? 1 : 0, 6);
   m.writeUInt16BE(0, 10);
   const qEnd = 12 + req.message.subarray(12).indexOf(0) + 5;
-  const rr = withRecord ? Buffer.from([0xc0, 0x0c, 0, req.expect.qtype, 0, 1, 0, 0, 1, 44, 0, address.length, ...address]) : Buffer.alloc(0);
+  const t = req.expect.qtype;
+  const rr = withRecord ? Buffer.from([0xc0, 0x0c, t >> 8, t & 0xff, 0, 1, 0, 0, 1, 44, 0, address.length, ...address]) : Buffer.alloc(0);
   const r = parseResponse(Buffer.concat([m.subarray(0, qEnd), rr]), req.expect);
   if (!r.ok) throw new Error(r.reason);
   return { ok: true, answer: r.answer, truncated: false };
+}
+
+/**
+ * answerAsServer answers `req` with `rcode` as a server would: an A question
+ * with one record (ANSWER_ADDRESS), any other with none (a probe's ". NS").
+ */
+export function answerAsServer(req: ExchangeRequest, rcode: number = RCODE.NOERROR): Exchange {
+  return answerTo(req, rcode, req.expect.qtype === TYPE.A ? ANSWER_ADDRESS : null);
 }

@@ -5,7 +5,7 @@
 // does with a captive encrypted PvD's queries under strict and opportunistic.
 
 import { describe, expect, it } from 'vitest';
-import { errorAnswer, parseResponse, type Answer } from '../../src/dns/answer.js';
+import { errorAnswer, type Answer } from '../../src/dns/answer.js';
 import { EDE, RCODE, TYPE } from '../../src/dns/constants.js';
 import { encodeName, wireKey } from '../../src/dns/name.js';
 import { parseQuery, questionMessage } from '../../src/dns/query.js';
@@ -19,6 +19,7 @@ import type { Exchange, ExchangeDone, ExchangeRequest } from '../../src/upstream
 import { UpstreamPool } from '../../src/upstream/pool.js';
 import { parseServer, type UpstreamServer } from '../../src/upstream/server.js';
 import { ServerTransports, type Carrier } from '../../src/upstream/transports.js';
+import { answerAsServer } from '../helpers/scripted-upstream.js';
 
 /** A carrier that records the servers it was asked and answers as `script` says (null: never). */
 class Scripted implements Carrier {
@@ -30,20 +31,6 @@ class Scripted implements Carrier {
     if (r !== null) queueMicrotask(() => done(r));
   }
   close(): void {}
-}
-
-/** reply answers `req` as a server would: an A question with one record 192.0.2.7, any other with none (the probes' ". NS"). */
-function reply(req: ExchangeRequest): Exchange {
-  const a = req.expect.qtype === TYPE.A;
-  const m = Buffer.from(req.message);
-  m.writeUInt16BE(0x8180, 2);
-  m.writeUInt16BE(a ? 1 : 0, 6);
-  m.writeUInt16BE(0, 10);
-  const qEnd = 12 + req.message.subarray(12).indexOf(0) + 5;
-  const rr = a ? Buffer.from([0xc0, 0x0c, 0, TYPE.A, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 7]) : Buffer.alloc(0);
-  const r = parseResponse(Buffer.concat([m.subarray(0, qEnd), rr]), req.expect);
-  if (!r.ok) throw new Error(r.reason);
-  return { ok: true, answer: r.answer, truncated: false };
 }
 
 const refused: Exchange = { ok: false, reason: 'unreachable', detail: 'connection refused' };
@@ -104,14 +91,14 @@ function preferredPool(tls: Carrier, timeoutMs: number, probeMs: number): Upstre
     'hotel',
     list,
     { timeoutMs, attempts: 3, queryTimeoutMs: 400, sourceAddress: null, probe: { initialMs: probeMs, maxMs: probeMs }, preferred: 1 },
-    new ServerTransports({ udp: new Scripted(reply), tcp: none, tls, https: none }),
+    new ServerTransports({ udp: new Scripted(answerAsServer), tcp: none, tls, https: none }),
   );
 }
 
 describe('the pool with preferred servers', () => {
   it('goes back to a designated resolver as soon as it answers again', async () => {
     let up = false;
-    const pool = preferredPool(new Scripted((req) => (up ? reply(req) : refused)), 100, 20);
+    const pool = preferredPool(new Scripted((req) => (up ? answerAsServer(req) : refused)), 100, 20);
     const p = pvd({ dnsServers: ['192.0.2.1'] });
     let q = query(p, 'www.example.com');
     await pool.resolve(q);
@@ -131,7 +118,7 @@ describe('the pool with preferred servers', () => {
 describe('the pool with preferred servers, when one times out once', () => {
   it('asks the suspect designated resolver again before the fallback, and takes the primary back when it answers', async () => {
     let silent = true;
-    const pool = preferredPool(new Scripted((req) => (silent ? null : reply(req))), 50, 10_000);
+    const pool = preferredPool(new Scripted((req) => (silent ? null : answerAsServer(req))), 50, 10_000);
     const p = pvd({ dnsServers: ['192.0.2.1'] });
     let q = query(p, 'a.example');
     await pool.resolve(q);
@@ -155,8 +142,8 @@ describe('the forwarder', () => {
   }
 
   it('sends a query marked clear to an encrypted PvD\'s cleartext servers, others to its encrypted ones', async () => {
-    const tls = new Scripted(reply);
-    const udp = new Scripted(reply);
+    const tls = new Scripted(answerAsServer);
+    const udp = new Scripted(answerAsServer);
     const f = forwarder(tls, udp);
     const p = pvd({ dnsServers: ['tls://192.0.2.53#d.example'] });
     await f.resolve(query(p, 'www.example.com'));
@@ -167,7 +154,7 @@ describe('the forwarder', () => {
   });
 
   it('answers SERVFAIL for a query marked clear when the PvD has no cleartext address (DoH by host name only)', async () => {
-    const f = forwarder(new Scripted(reply), new Scripted(reply));
+    const f = forwarder(new Scripted(answerAsServer), new Scripted(answerAsServer));
     const p = pvd({ dnsServers: ['https://doh.example/dns-query'] });
     const a = (await f.resolve(query(p, 'portal.example', true))) as Answer;
     expect(a.rcode).toBe(RCODE.SERVFAIL);
@@ -176,8 +163,8 @@ describe('the forwarder', () => {
   });
 
   it('has no second pool for a PvD in the clear anyway', async () => {
-    const udp = new Scripted(reply);
-    const f = forwarder(new Scripted(reply), udp);
+    const udp = new Scripted(answerAsServer);
+    const f = forwarder(new Scripted(answerAsServer), udp);
     const p = pvd({ dnsServers: ['192.0.2.1'] });
     await f.resolve(query(p, 'a.example', true));
     expect(f.encrypted(p)).toBe(false);
@@ -186,8 +173,8 @@ describe('the forwarder', () => {
   });
 
   it('puts DDR\'s designated resolvers before the PvD\'s own servers, and takes them away again', async () => {
-    const tls = new Scripted(reply);
-    const udp = new Scripted(reply);
+    const tls = new Scripted(answerAsServer);
+    const udp = new Scripted(answerAsServer);
     const f = forwarder(tls, udp);
     const p = pvd({ dnsServers: ['192.0.2.1'], ddr: true });
     f.setDiscovered(p, [parseServer('tls://192.0.2.1#dns.hotel.example', 'strict') as UpstreamServer]);
@@ -203,8 +190,8 @@ describe('the forwarder', () => {
 
   it('revalidate makes an opportunistic server try TLS again at once instead of after its minute in the clear', async () => {
     let tlsWorks = false;
-    const tls = new Scripted((req) => (tlsWorks ? reply(req) : refused));
-    const udp = new Scripted(reply);
+    const tls = new Scripted((req) => (tlsWorks ? answerAsServer(req) : refused));
+    const udp = new Scripted(answerAsServer);
     const f = forwarder(tls, udp);
     const p = pvd({ dnsServers: ['192.0.2.53#d.example'], encryption: 'opportunistic' });
     await f.resolve(query(p, 'a.example'));

@@ -15,7 +15,7 @@ import { Forwarder } from '../../src/resolve/forward.js';
 import { probeResult, type ProbeKind } from '../../src/resolve/probes.js';
 import { Query } from '../../src/resolve/query.js';
 import type { ExchangeDone, ExchangeRequest, Transport } from '../../src/upstream/exchange.js';
-import { ANSWER_ADDRESS, answerTo } from '../helpers/scripted-upstream.js';
+import { answerAsServer } from '../helpers/scripted-upstream.js';
 
 /** How a scripted server answers: with an RCODE, never, or by being unreachable. */
 type Behaviour = number | 'silent' | 'unreachable';
@@ -29,8 +29,7 @@ class Scripted implements Transport {
     const b = this.script[req.server.label] ?? RCODE.NOERROR;
     if (b === 'silent') return;
     if (b === 'unreachable') return queueMicrotask(() => done({ ok: false, reason: 'unreachable', detail: 'connection refused' }));
-    // An A answer carries one record; other types are answered with none.
-    queueMicrotask(() => done(answerTo(req, b, req.expect.qtype === TYPE.A ? ANSWER_ADDRESS : null)));
+    queueMicrotask(() => done(answerAsServer(req, b)));
   }
   tcp(req: ExchangeRequest, done: ExchangeDone): void {
     this.query(req, done);

@@ -46,8 +46,8 @@ beforeAll(async () => {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ pvds: [pvd], sources: [] }));
   });
-  await new Promise<void>((resolve) => api.listen(0, '127.0.0.151', resolve));
-  url = `http://127.0.0.151:${(api.address() as AddressInfo).port}`;
+  await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
 });
 
 afterAll(() => new Promise<void>((resolve) => api.close(() => resolve())));
