@@ -33,7 +33,8 @@ function ephemeralRange(): [number, number] {
 }
 
 const [PORT_LO, PORT_HI] = ephemeralRange();
-const PORT_SPAN = PORT_HI - PORT_LO + 1;
+/** How many ports randomPort draws from. */
+export const PORT_SPAN = PORT_HI - PORT_LO + 1;
 // Largest multiple of the span below 65536: rejecting draws above it keeps ports uniform.
 const PORT_LIMIT = 65536 - (65536 % PORT_SPAN);
 
