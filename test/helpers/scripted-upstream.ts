@@ -1,11 +1,13 @@
 // What the unit tests' scripted upstreams (transports and carriers that
-// answer without a network) share: a question as the pool takes it, and the
-// answer a server would give to a request.
+// answer without a network) share: a question as the pool or the Forwarder
+// takes it, and the answer a server would give to a request.
 
 import { parseResponse } from '../../src/dns/answer.js';
 import { CLASS_IN, RCODE, TYPE } from '../../src/dns/constants.js';
 import { encodeName, lowerWire } from '../../src/dns/name.js';
-import { encodeQuery } from '../../src/dns/query.js';
+import { encodeQuery, parseQuery, questionMessage } from '../../src/dns/query.js';
+import type { Pvd } from '../../src/pvd/model.js';
+import { Query } from '../../src/resolve/query.js';
 import type { Exchange, ExchangeRequest } from '../../src/upstream/exchange.js';
 import type { UpstreamQuery } from '../../src/upstream/pool.js';
 
@@ -18,6 +20,15 @@ export function upstreamQuestion(name: string, qtype: number, background = false
   const qs = Buffer.concat([wire, Buffer.from([qtype >> 8, qtype & 0xff, 0, CLASS_IN])]);
   const msg = encodeQuery(1, qs, false, false);
   return { msg, qEnd: 12 + qs.length, nameKey: lowerWire(wire, 0, wire.length), qtype, qclass: CLASS_IN, flags: 0, dnssecOk: false, server: null, failedRcode: 0, background };
+}
+
+/** queryIn is a query for `name` A already routed to `pvd` (`clear`: for its cleartext servers), as the Forwarder takes it. */
+export function queryIn(pvd: Pvd, name: string, clear = false): Query {
+  const q = new Query('api', '127.0.0.1', performance.now());
+  parseQuery(questionMessage(encodeName(name), TYPE.A), q);
+  q.pvd = pvd;
+  q.clear = clear;
+  return q;
 }
 
 /**

@@ -6,20 +6,19 @@
 
 import { describe, expect, it } from 'vitest';
 import { errorAnswer, type Answer } from '../../src/dns/answer.js';
-import { EDE, RCODE, TYPE } from '../../src/dns/constants.js';
-import { encodeName, wireKey } from '../../src/dns/name.js';
-import { parseQuery, questionMessage } from '../../src/dns/query.js';
+import { EDE, RCODE } from '../../src/dns/constants.js';
+import { wireKey } from '../../src/dns/name.js';
 import type { CaptiveTracker } from '../../src/captive/tracker.js';
 import { effectiveEncryption, pvdFromSpec, type Pvd, type PvdSource } from '../../src/pvd/model.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
 import { CaptiveStage } from '../../src/resolve/captive-stage.js';
 import { Forwarder } from '../../src/resolve/forward.js';
-import { Query } from '../../src/resolve/query.js';
+import type { Query } from '../../src/resolve/query.js';
 import type { Exchange, ExchangeDone, ExchangeRequest } from '../../src/upstream/exchange.js';
 import { UpstreamPool } from '../../src/upstream/pool.js';
 import { parseServer, type UpstreamServer } from '../../src/upstream/server.js';
 import { ServerTransports, type Carrier } from '../../src/upstream/transports.js';
-import { answerAsServer } from '../helpers/scripted-upstream.js';
+import { answerAsServer, queryIn } from '../helpers/scripted-upstream.js';
 
 /** A carrier that records the servers it was asked and answers as `script` says (null: never). */
 class Scripted implements Carrier {
@@ -37,14 +36,6 @@ const refused: Exchange = { ok: false, reason: 'unreachable', detail: 'connectio
 
 function pvd(spec: Record<string, unknown>, source: PvdSource = 'config'): Pvd {
   return pvdFromSpec(pvdSpecSchema.parse({ identifier: 'hotel', ...spec }), source, 0);
-}
-
-function query(p: Pvd, name: string, clear = false): Query {
-  const q = new Query('api', '127.0.0.1', performance.now());
-  parseQuery(questionMessage(encodeName(name), TYPE.A), q);
-  q.pvd = p;
-  q.clear = clear;
-  return q;
 }
 
 const OPTS = { timeoutMs: 100, attempts: 3, queryTimeoutMs: 400, maxInflight: 100, probeIntervalMs: 10_000, probeMaxIntervalMs: 10_000 };
@@ -100,7 +91,7 @@ describe('the pool with preferred servers', () => {
     let up = false;
     const pool = preferredPool(new Scripted((req) => (up ? answerAsServer(req) : refused)), 100, 20);
     const p = pvd({ dnsServers: ['192.0.2.1'] });
-    let q = query(p, 'www.example.com');
+    let q = queryIn(p, 'www.example.com');
     await pool.resolve(q);
     expect(q.server).toBe('192.0.2.1:53');
     expect(pool.preferredDown).toBe(true);
@@ -108,7 +99,7 @@ describe('the pool with preferred servers', () => {
     // The down designated resolver is probed in the background; its first answer takes the primary back.
     for (let i = 0; i < 50 && pool.preferredDown; i++) await new Promise((r) => setTimeout(r, 10));
     expect(pool.preferredDown).toBe(false);
-    q = query(p, 'www.example.com');
+    q = queryIn(p, 'www.example.com');
     await pool.resolve(q);
     expect(q.server).toBe('tls://192.0.2.53:853#d.example');
     pool.close();
@@ -120,15 +111,15 @@ describe('the pool with preferred servers, when one times out once', () => {
     let silent = true;
     const pool = preferredPool(new Scripted((req) => (silent ? null : answerAsServer(req))), 50, 10_000);
     const p = pvd({ dnsServers: ['192.0.2.1'] });
-    let q = query(p, 'a.example');
+    let q = queryIn(p, 'a.example');
     await pool.resolve(q);
     expect(q.server).toBe('192.0.2.1:53'); // the designated resolver was silent: the fallback answered
     expect(pool.health[0]!.state).toBe('suspect');
     silent = false;
-    q = query(p, 'b.example');
+    q = queryIn(p, 'b.example');
     await pool.resolve(q);
     expect(q.server).toBe('tls://192.0.2.53:853#d.example'); // asked first again, not left behind
-    q = query(p, 'c.example');
+    q = queryIn(p, 'c.example');
     await pool.resolve(q);
     expect(q.server).toBe('tls://192.0.2.53:853#d.example');
     pool.close();
@@ -146,8 +137,8 @@ describe('the forwarder', () => {
     const udp = new Scripted(answerAsServer);
     const f = forwarder(tls, udp);
     const p = pvd({ dnsServers: ['tls://192.0.2.53#d.example'] });
-    await f.resolve(query(p, 'www.example.com'));
-    await f.resolve(query(p, 'portal.hotel.example', true));
+    await f.resolve(queryIn(p, 'www.example.com'));
+    await f.resolve(queryIn(p, 'portal.hotel.example', true));
     expect(tls.seen).toEqual(['tls://192.0.2.53:853#d.example']);
     expect(udp.seen).toEqual(['192.0.2.53:53']);
     expect(f.clearPoolIfAny(p)?.servers.map((s) => s.label)).toEqual(['192.0.2.53:53']);
@@ -156,7 +147,7 @@ describe('the forwarder', () => {
   it('answers SERVFAIL for a query marked clear when the PvD has no cleartext address (DoH by host name only)', async () => {
     const f = forwarder(new Scripted(answerAsServer), new Scripted(answerAsServer));
     const p = pvd({ dnsServers: ['https://doh.example/dns-query'] });
-    const a = (await f.resolve(query(p, 'portal.example', true))) as Answer;
+    const a = (await f.resolve(queryIn(p, 'portal.example', true))) as Answer;
     expect(a.rcode).toBe(RCODE.SERVFAIL);
     expect(a.ede?.text).toBe('pvd hotel: no cleartext DNS servers');
     expect(f.clearPoolIfAny(p)).toBeUndefined();
@@ -166,7 +157,7 @@ describe('the forwarder', () => {
     const udp = new Scripted(answerAsServer);
     const f = forwarder(new Scripted(answerAsServer), udp);
     const p = pvd({ dnsServers: ['192.0.2.1'] });
-    await f.resolve(query(p, 'a.example', true));
+    await f.resolve(queryIn(p, 'a.example', true));
     expect(f.encrypted(p)).toBe(false);
     expect(f.clearPoolIfAny(p)).toBeUndefined();
     expect(udp.seen).toEqual(['192.0.2.1:53']);
@@ -179,11 +170,11 @@ describe('the forwarder', () => {
     const p = pvd({ dnsServers: ['192.0.2.1'], ddr: true });
     f.setDiscovered(p, [parseServer('tls://192.0.2.1#dns.hotel.example', 'strict') as UpstreamServer]);
     expect(f.encrypted(p)).toBe(true);
-    const q = query(p, 'www.example.com');
+    const q = queryIn(p, 'www.example.com');
     await f.resolve(q);
     expect(q.server).toBe('tls://192.0.2.1:853#dns.hotel.example');
     f.setDiscovered(p, []);
-    const q2 = query(p, 'www.example.com');
+    const q2 = queryIn(p, 'www.example.com');
     await f.resolve(q2);
     expect(q2.server).toBe('192.0.2.1:53');
   });
@@ -194,13 +185,13 @@ describe('the forwarder', () => {
     const udp = new Scripted(answerAsServer);
     const f = forwarder(tls, udp);
     const p = pvd({ dnsServers: ['192.0.2.53#d.example'], encryption: 'opportunistic' });
-    await f.resolve(query(p, 'a.example'));
+    await f.resolve(queryIn(p, 'a.example'));
     expect(udp.seen).toEqual(['192.0.2.53:53']); // fell back to the clear
     tlsWorks = true;
-    await f.resolve(query(p, 'b.example'));
+    await f.resolve(queryIn(p, 'b.example'));
     expect(tls.seen).toHaveLength(1); // still in the clear: RETRY_ENCRYPTION_MS
     f.revalidate(p);
-    const q = query(p, 'c.example');
+    const q = queryIn(p, 'c.example');
     await f.resolve(q);
     expect(tls.seen).toHaveLength(2);
     expect(q.server).toBe('tls://192.0.2.53:853#d.example');
@@ -228,10 +219,10 @@ describe('the captive stage with a captive encrypted PvD', () => {
 
   it('strict: the portal\'s names go in the clear, every other name is SERVFAIL with an EDE saying where to log in', () => {
     const stage = new CaptiveStage(tracker(true, 'https://portal.hotel.example/login'), () => false, () => 'strict');
-    const portal = query(p, 'www.portal.hotel.example');
+    const portal = queryIn(p, 'www.portal.hotel.example');
     stage.handle(portal, ok);
     expect(portal.clear).toBe(true);
-    const other = query(p, 'www.example.com');
+    const other = queryIn(p, 'www.example.com');
     let sent = false;
     const a = stage.handle(other, () => ((sent = true), errorAnswer(RCODE.NOERROR))) as Answer;
     expect(sent).toBe(false);
@@ -242,13 +233,13 @@ describe('the captive stage with a captive encrypted PvD', () => {
 
   it('strict without a login address still says it is a portal', () => {
     const stage = new CaptiveStage(tracker(true, null), () => false, () => 'strict');
-    const a = stage.handle(query(p, 'www.example.com'), () => errorAnswer(RCODE.NOERROR)) as Answer;
+    const a = stage.handle(queryIn(p, 'www.example.com'), () => errorAnswer(RCODE.NOERROR)) as Answer;
     expect(a.ede?.text).toBe("pvd hotel: captive portal, log in through the network's portal (encryption: strict sends nothing else in the clear)");
   });
 
   it('opportunistic: other names go in the clear too, and are counted', () => {
     const stage = new CaptiveStage(tracker(true, null), () => false, () => 'opportunistic');
-    const q = query(p, 'www.example.com');
+    const q = queryIn(p, 'www.example.com');
     stage.handle(q, ok);
     expect(q.clear).toBe(true);
     expect(stage.actions.get('hotel')?.get('cleartext')).toBe(1);
@@ -260,7 +251,7 @@ describe('the captive stage with a captive encrypted PvD', () => {
       [true, null],
     ] as const) {
       const stage = new CaptiveStage(tracker(captive, null), () => false, () => mode);
-      const q = query(p, 'www.example.com');
+      const q = queryIn(p, 'www.example.com');
       const a = stage.handle(q, ok) as Answer;
       expect(a.rcode).toBe(RCODE.NOERROR);
       expect(q.clear).toBe(false);

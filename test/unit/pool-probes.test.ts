@@ -10,16 +10,13 @@
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RCODE, TYPE } from '../../src/dns/constants.js';
-import { encodeName } from '../../src/dns/name.js';
-import { parseQuery, questionMessage } from '../../src/dns/query.js';
 import { pvdFromSpec, type Pvd } from '../../src/pvd/model.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
 import { Forwarder } from '../../src/resolve/forward.js';
-import { Query } from '../../src/resolve/query.js';
 import type { ExchangeDone, ExchangeRequest, Transport } from '../../src/upstream/exchange.js';
 import { PROBE_WITHOUT_QUERIES_MS, UpstreamPool } from '../../src/upstream/pool.js';
 import { parseServer } from '../../src/upstream/server.js';
-import { answerTo, upstreamQuestion } from '../helpers/scripted-upstream.js';
+import { answerTo, queryIn, upstreamQuestion } from '../helpers/scripted-upstream.js';
 
 /** A server that is unreachable (ICMP port unreachable) until `up`, then answers. */
 class Switchable implements Transport {
@@ -124,10 +121,7 @@ async function quietDownWifi(): Promise<{ fwd: Forwarder; wifi: Pvd; pool: Upstr
   const server = new Switchable();
   const fwd = new Forwarder({ timeoutMs: 200, attempts: 2, queryTimeoutMs: 500, maxInflight: 100, probeIntervalMs: 1000, probeMaxIntervalMs: 2000 }, server);
   const wifi = pvdFromSpec(pvdSpecSchema.parse({ identifier: 'wifi', dnsServers: ['127.0.42.9:53'], default: true }), 'api', 0);
-  const q = new Query('udp', '127.0.0.1', performance.now());
-  parseQuery(questionMessage(encodeName('www.example'), TYPE.A), q);
-  q.pvd = wifi;
-  expect((await fwd.resolve(q)).rcode).toBe(RCODE.SERVFAIL);
+  expect((await fwd.resolve(queryIn(wifi, 'www.example'))).rcode).toBe(RCODE.SERVFAIL);
   const pool = fwd.poolIfAny(wifi)!;
   expect(pool.allDown).toBe(true);
   expect(fwd.routable(wifi)).toBe(false);

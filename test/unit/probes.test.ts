@@ -6,16 +6,13 @@
 
 import { describe, expect, it } from 'vitest';
 import type { Answer } from '../../src/dns/answer.js';
-import { EDE, RCODE, TYPE } from '../../src/dns/constants.js';
-import { encodeName } from '../../src/dns/name.js';
-import { parseQuery, questionMessage } from '../../src/dns/query.js';
+import { EDE, RCODE } from '../../src/dns/constants.js';
 import { pvdFromSpec, type Pvd } from '../../src/pvd/model.js';
 import { pvdSpecSchema } from '../../src/pvd/schema.js';
 import { Forwarder } from '../../src/resolve/forward.js';
 import { probeResult, type ProbeKind } from '../../src/resolve/probes.js';
-import { Query } from '../../src/resolve/query.js';
 import type { ExchangeDone, ExchangeRequest, Transport } from '../../src/upstream/exchange.js';
-import { answerAsServer } from '../helpers/scripted-upstream.js';
+import { answerAsServer, queryIn } from '../helpers/scripted-upstream.js';
 
 /** How a scripted server answers: with an RCODE, never, or by being unreachable. */
 type Behaviour = number | 'silent' | 'unreachable';
@@ -46,13 +43,6 @@ function setup(script: Record<string, Behaviour>, dnsServers = [A, B]): { fwd: F
   return { fwd, vpn, transport };
 }
 
-function query(p: Pvd, name: string): Query {
-  const q = new Query('api', '(pvdns)', performance.now());
-  parseQuery(questionMessage(encodeName(name), TYPE.A), q);
-  q.pvd = p;
-  return q;
-}
-
 /** errors is every server's error counters of the PvD's pool, "server reason" → count. */
 function errors(fwd: Forwarder, p: Pvd): Record<string, number> {
   const out: Record<string, number> = {};
@@ -69,7 +59,7 @@ function probes(fwd: Forwarder): Record<string, number> {
   return out;
 }
 
-const probe = (fwd: Forwarder, p: Pvd, name: string, kind: ProbeKind = 'captive'): Promise<Answer> => fwd.probe(query(p, name), kind);
+const probe = (fwd: Forwarder, p: Pvd, name: string, kind: ProbeKind = 'captive'): Promise<Answer> => fwd.probe(queryIn(p, name), kind);
 
 describe('background probes are counted apart from client errors', () => {
   it('a server that refuses the probes: their REFUSED is no server error, a client query refused still is', async () => {
@@ -85,7 +75,7 @@ describe('background probes are counted apart from client errors', () => {
     expect(fwd.poolIfAny(vpn)!.statsOf.map((s) => s.requests)).toEqual([4, 4]);
 
     // A client's query refused is the client's error, as before.
-    expect((await fwd.resolve(query(vpn, 'www.example.com'))).rcode).toBe(RCODE.SERVFAIL);
+    expect((await fwd.resolve(queryIn(vpn, 'www.example.com'))).rcode).toBe(RCODE.SERVFAIL);
     expect(errors(fwd, vpn)).toEqual({ [`${A} refused`]: 1, [`${B} refused`]: 1 });
     expect(probes(fwd)).toEqual({ 'vpn captive refused': 3, 'vpn dns64 refused': 1 });
   });
@@ -115,14 +105,14 @@ describe('background probes are counted apart from client errors', () => {
     expect(gone.fwd.poolIfAny(gone.vpn)!.health[0]!.state).toBe('down');
 
     // A client's query to the same silent server counts its timeout.
-    await silent.fwd.resolve(query(silent.vpn, 'www.example.com'));
+    await silent.fwd.resolve(queryIn(silent.vpn, 'www.example.com'));
     expect(errors(silent.fwd, silent.vpn)[`${A} timeout`]).toBeGreaterThanOrEqual(1);
   });
 
   it('counts a probe of a PvD with no server as error, and forgets a withdrawn PvD', async () => {
     const { fwd } = setup({});
     const bare = pvdFromSpec(pvdSpecSchema.parse({ identifier: 'bare', dnsZones: ['bare.example'] }), 'api', 0);
-    const q = query(bare, 'canary.test');
+    const q = queryIn(bare, 'canary.test');
     const a = await fwd.probe(q, 'captive');
     expect(probeResult(q, a, true)).toBe('error');
     expect(probes(fwd)).toEqual({ 'bare captive error': 1 });
