@@ -16,10 +16,12 @@
 //   server and fetched, the zone routed), and from an RA with router
 //   lifetime 0 to the first corp answer from wifi again;
 // - corp queries the client sent after pvdns announced the RA's PvD (it has
-//   the RA; the zone comes only with the information) and before the
-//   withdrawing RA that the wifi server was asked: target 0, as the feed
-//   holds the routing gate while the information is fetched (100 ms at
-//   most). Without the hold, 13 in 5 cycles here.
+//   the RA; the zone comes only with the information) that the wifi server
+//   was asked before pvdns withdrew the PvD: target 0, as the feed holds the
+//   routing gate while the information is fetched (100 ms at most). Without
+//   the hold, 13 in 5 cycles here. The first fetch is the one at risk of
+//   outlasting the hold: pvdns readies its TLS context and request code
+//   when the RA source starts (first fetch 60-70 ms here without that).
 //
 // RFC 8801 §4.1 asks at least 10 s between two requests for one PvD's
 // information and at most 5 requests on one network in 10 s. So each cycle
@@ -272,18 +274,22 @@ describe('pvdns following RFC 8801 PvDs in Router Advertisements', () => {
       down.push(back.t - t2);
       const announced = await waitLog((l) => l.msg === 'pvd announced' && pvdOf(l) === id, `announce of ${id}`);
       const updated = await waitLog((l) => l.msg === 'pvd updated' && pvdOf(l) === id, `update of ${id} with its information`);
+      const withdrawn = await waitLog((l) => l.msg === 'pvd withdrawn' && pvdOf(l) === id, `withdrawal of ${id}`);
       fetchMs.push(updated.ms - announced.ms);
       // A leak: a corp query the client sent after pvdns had announced the PvD (so it reached pvdns
-      // after; pino stamps whole ms: from the next one) and before the withdrawing RA, asked of wifi.
-      // Judged by the query, not by when wifi saw it: one pvdns sent to wifi just before the RA may
-      // show there several ms later on a loaded machine.
+      // after; pino stamps whole ms: from the next one) that wifi was asked before pvdns withdrew the
+      // PvD (before the whole ms of its line, so routed before it). The start is judged by the
+      // query's sending, not by when wifi saw it: one pvdns sent to wifi just before the announce
+      // may show there several ms later on a loaded machine. The end by when wifi saw it, not by the
+      // sending: a query sent just before the withdrawing RA may reach pvdns after it (a
+      // local run counted one sent 1,572 ms into a cycle, just before that RA).
       const leaks = events.filter((e) => {
         if (e.kind !== 'asked' || e.server !== 'wifi' || !e.name!.endsWith(CORP)) return false;
         const sentAt = sentAtOf.get(e.name!);
-        return sentAt !== undefined && sentAt > announced.ms + 1 && sentAt < t2;
+        return sentAt !== undefined && sentAt > announced.ms + 1 && e.t < withdrawn.ms;
       });
       leaked += leaks.length;
-      for (const e of leaks) leakAt.push(`${id}: sent ${(sentAtOf.get(e.name!)! - t0).toFixed(1)} ms after the RA, its fetch ${updated.ms - announced.ms} ms`);
+      for (const e of leaks) leakAt.push(`${id}: sent ${(sentAtOf.get(e.name!)! - t0).toFixed(1)} ms after the RA, asked of wifi ${(withdrawn.ms - e.t).toFixed(1)} ms before the withdrawal, its fetch ${updated.ms - announced.ms} ms`);
       corpAnswers += events.filter((e) => e.kind === 'answer' && e.address === VPN_ANSWER && e.t > t0 && e.t < t2).length;
       await sleep(Math.max(0, t0 + CYCLE_MS - now()));
     }
@@ -291,17 +297,19 @@ describe('pvdns following RFC 8801 PvDs in Router Advertisements', () => {
     const fmt = (x: { median: number; worst: number }): string => `median ${x.median.toFixed(1)} ms, worst ${x.worst.toFixed(1)} ms`;
     console.log(
       `[e2e RA] RA → first corp answer from the RA PvD's server: ${fmt(u)}; router lifetime 0 → first from wifi: ${fmt(d)}; ` +
-        `pvdns's announce → update with the fetched information: ${fmt(f)}; ` +
+        `pvdns's announce → update with the fetched information: ${fmt(f)}, the first ${fetchMs[0]} ms; ` +
         `corp queries wifi saw from the announce to the withdrawal: ${leaked} (of ${corpAnswers} answered by the RA PvD), ${CYCLES} cycles, a query every ${CLIENT_MS} ms`,
     );
     if (leakAt.length > 0) console.log(`[e2e RA] leaks: ${leakAt.join('; ')}`);
     // The routing gate's own counts, to tell a hold refused or forced open from one never taken.
     const metrics = execFileSync('ip', ['netns', 'exec', NS_HOST, 'curl', '-s', 'http://127.0.0.1:8053/metrics'], { encoding: 'utf8' });
-    console.log(`[e2e RA] ${metrics.split('\n').filter((l) => l.startsWith('pvdns_route_gate_total')).join(', ')}`);
+    const gate = metrics.split('\n').filter((l) => l.startsWith('pvdns_route_gate_total')).join(', ');
+    console.log(`[e2e RA] ${gate}`);
     expect(corpAnswers).toBeGreaterThan(CYCLES * 50);
-    expect(leaked).toBe(0);
-    expect(u.worst).toBeLessThanOrEqual(TARGET_MS);
-    expect(d.worst).toBeLessThanOrEqual(TARGET_MS);
+    // The failure's own message says why (CI shows the end of a run, not these lines above).
+    expect(leaked, `leaks: ${leakAt.join('; ')}; ${gate}; fetches ${fetchMs.join(', ')} ms`).toBe(0);
+    expect(u.worst, `RA → first corp answer per cycle: ${up.map((x) => x.toFixed(1)).join(', ')} ms; fetches ${fetchMs.join(', ')} ms; ${gate}`).toBeLessThanOrEqual(TARGET_MS);
+    expect(d.worst, `router lifetime 0 → first from wifi per cycle: ${down.map((x) => x.toFixed(1)).join(', ')} ms`).toBeLessThanOrEqual(TARGET_MS);
     // Every information request came from the host's address in the PvD's prefix (§4.1), one per PvD.
     const served = events.filter((e) => 'served' in e) as unknown as Array<{ served: { path: string; from: string } }>;
     expect(served).toHaveLength(CYCLES);

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { fetchPvdInfo, readPvdInfo, uncoveredPrefixes, type FetchPvdInfoOptions } from '../../src/pvd/sources/pvd-info.js';
+import { fetchPvdInfo, preparePvdInfo, readPvdInfo, uncoveredPrefixes, type FetchPvdInfoOptions } from '../../src/pvd/sources/pvd-info.js';
 
 const ID = 'cafe.example.com';
 const FUTURE = '2099-01-01T00:00:00Z';
@@ -80,6 +80,17 @@ describe('fetchPvdInfo', () => {
     expect(r).toEqual({ identifier: ID, expires: FUTURE, expiresAt: Date.parse(FUTURE), prefixes: ['2001:db8:cafe::/48'], dnsZones: ['cafe.example.com'], noInternet: true });
     expect(lookups).toEqual([ID]);
     expect(seen).toEqual([{ path: '/.well-known/pvd', accept: 'application/pvd+json', host: ID, from: '127.0.0.1' }]);
+  });
+
+  it('is readied by preparePvdInfo without a lookup, a connection or a request, and fetches with that CA after', async () => {
+    const sockets = (): number => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap' || r === 'TLSWrap').length;
+    const before = sockets(); // the last test's, closing
+    preparePvdInfo(ca);
+    await new Promise((r) => setTimeout(r, 50)); // its request, made on the next turn, has failed at its lookup
+    expect(sockets()).toBeLessThanOrEqual(before);
+    expect(seen).toEqual([]);
+    expect(lookups).toEqual([]);
+    expect(typeof (await fetchPvdInfo(ID, opts()))).toBe('object');
   });
 
   it('connects from the local address it is given', async () => {

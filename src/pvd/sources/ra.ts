@@ -52,7 +52,7 @@ import { parsePref64 } from '../../dns64/prefix.js';
 import { designatedProblem, MAX_DNS_SERVERS, pvdSpecSchema, serverProblem, type PvdSpec } from '../schema.js';
 import { DOH_PORT, DOT_PORT } from '../../upstream/server.js';
 import { interfaceNames } from './ifnames.js';
-import { preparePvdInfo, uncoveredPrefixes, type PvdInfo } from './pvd-info.js';
+import { uncoveredPrefixes, type PvdInfo } from './pvd-info.js';
 import { INFINITE_LIFETIME, parseRouterAdvertisement, type EncryptedDnsOption, type RaOptions } from './ra-wire.js';
 import type { PvdFeed, SourceSink } from './source.js';
 
@@ -188,8 +188,6 @@ export class RaFeed implements PvdFeed {
 
   async start(sink: SourceSink): Promise<void> {
     this.sink = sink;
-    // PvD information is fetched over HTTPS while the PvD's routing waits: its modules load now.
-    if (this.opts.fetchInfo !== undefined) preparePvdInfo();
     this.receiver = this.opts.receiver((ra) => this.receive(ra));
   }
 

@@ -17,7 +17,7 @@ import { HostFeed, type LinkWatch } from './host.js';
 import { PolledTool, runTool, type RunTool } from './host-tools.js';
 import { LinkMonitor } from './netlink.js';
 import { NetworkManagerBackend } from './networkmanager.js';
-import { fetchPvdInfo } from './pvd-info.js';
+import { fetchPvdInfo, preparePvdInfo } from './pvd-info.js';
 import { RaFeed } from './ra.js';
 import { ResolvedBackend } from './resolved.js';
 import type { LinkBackend, PvdFeed, SourceSink } from './source.js';
@@ -292,6 +292,9 @@ export class SourceSet {
     // its router next advertises (up to MaxRtrAdvInterval, 600 s).
     this.raCa = ca;
     const key = config.pvdSources.routerAdvertisements ? 'on' : null;
+    // A PvD's first fetch holds its routing back: what it would pay for on first use (modules, the
+    // CA's TLS context, Node's request code) is readied now, and again for a new CA.
+    if (key !== null) preparePvdInfo(ca ?? undefined);
     return this.serial((current) =>
       this.runNow(current, 'ra', key, () =>
         new RaFeed({
