@@ -935,11 +935,16 @@ async function latencyRun(label, server, file, opts) {
  * the losses are overload drops, not a server failing to answer.
  */
 function udpReceiveBufferDrops() {
+  return snmpCounter('Udp', 'RcvbufErrors');
+}
+
+/** One counter of /proc/net/snmp (its protocol's header row, then its values row), or null where unreadable. */
+function snmpCounter(protocol, name) {
   try {
     const [header, values] = readFileSync('/proc/net/snmp', 'utf8').split('\n')
-      .filter((line) => line.startsWith('Udp:'))
+      .filter((line) => line.startsWith(`${protocol}:`))
       .map((line) => line.trim().split(/\s+/));
-    const i = header.indexOf('RcvbufErrors');
+    const i = header.indexOf(name);
     return i > 0 ? Number(values[i]) : null;
   } catch {
     return null;
@@ -1340,15 +1345,7 @@ function cpuSeconds(pid) {
 
 /** Linux's count of TCP connections accepted (Tcp PassiveOpens in /proc/net/snmp), machine-wide. */
 function tcpPassiveOpens() {
-  try {
-    const [header, values] = readFileSync('/proc/net/snmp', 'utf8').split('\n')
-      .filter((line) => line.startsWith('Tcp:'))
-      .map((line) => line.trim().split(/\s+/));
-    const i = header.indexOf('PassiveOpens');
-    return i > 0 ? Number(values[i]) : null;
-  } catch {
-    return null;
-  }
+  return snmpCounter('Tcp', 'PassiveOpens');
 }
 
 /**
