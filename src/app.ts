@@ -240,6 +240,7 @@ export class App {
       runTool: opts.runTool,
       loopProblem: (spec) => this.loopProblem(spec),
       resolveIn: (pvdId, name) => this.resolveIn(pvdId, name),
+      tlsContext: () => this.trust.context(),
     });
     this.accessList = new AccessList(config.access.allow);
     this.limiter = new RateLimiter(config.access.rateLimit);
@@ -837,8 +838,9 @@ export class App {
 
   /**
    * applyFileSources follows the PvD directory and Router Advertisements as
-   * `config` asks. A folder that has gone, a CA file that cannot be read
-   * and a socket pvdns may not open (CAP_NET_RAW) are configuration errors.
+   * `config` asks. A folder that has gone and a socket pvdns may not open
+   * (CAP_NET_RAW) are configuration errors (and so is a CA file that cannot
+   * be read, where start and reload read it).
    */
   private async applyFileSources(config: Config): Promise<void> {
     const dir = config.pvdSources.directory;
@@ -846,9 +848,9 @@ export class App {
     const problem = dir === null ? null : await directoryProblem(dir);
     if (problem) throw configErrorAt(config, ['pvdSources', 'directory'], problem, this.opts.configFile);
     await this.sources.applyDirectory(config);
-    const ca = await this.readCa(config);
     try {
-      await this.sources.applyRouterAdvertisements(config, ca);
+      // RA PvDs' information is verified with this.trust, which start and reload gave tls.caFile first.
+      await this.sources.applyRouterAdvertisements(config);
     } catch (err) {
       throw configErrorAt(config, ['pvdSources', 'routerAdvertisements'], (err as Error).message, this.opts.configFile);
     }

@@ -278,7 +278,9 @@ describe('pvdns following RFC 8801 PvDs in Router Advertisements', () => {
       fetchMs.push(updated.ms - announced.ms);
       // A leak: a corp query the client sent after pvdns had announced the PvD (so it reached pvdns
       // after; pino stamps whole ms: from the next one) that wifi was asked before pvdns withdrew the
-      // PvD (before the whole ms of its line, so routed before it). The start is judged by the
+      // PvD (before the whole ms of its line: the line is written in the registry's 'withdrawn'
+      // event, in the same turn as and before the 'changed' one that rebuilds the routes, so the
+      // query was routed before the PvD went). The start is judged by the
       // query's sending, not by when wifi saw it: one pvdns sent to wifi just before the announce
       // may show there several ms later on a loaded machine. The end by when wifi saw it, not by the
       // sending: a query sent just before the withdrawing RA may reach pvdns after it (a

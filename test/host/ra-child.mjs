@@ -31,10 +31,11 @@ if (mode === 'server') {
   const { fetchPvdInfo } = await import(new URL('pvd/sources/pvd-info.js', dist).href);
   let fetchInfo;
   if (env.PVD_INFO_CA) {
-    const ca = readFileSync(env.PVD_INFO_CA);
+    const { createSecureContext } = await import('node:tls');
+    const secureContext = createSecureContext({ ca: readFileSync(env.PVD_INFO_CA) });
     fetchInfo = async (id, via) => {
       out({ fetch: { id, via } });
-      const r = await fetchPvdInfo(id, { lookup: async () => [env.PVD_INFO_ADDR], ca, localAddress: via.localAddress, advertisedPrefixes: via.prefixes });
+      const r = await fetchPvdInfo(id, { lookup: async () => [env.PVD_INFO_ADDR], secureContext, localAddress: via.localAddress, advertisedPrefixes: via.prefixes });
       out({ fetched: typeof r === 'string' ? { problem: r } : r });
       return r;
     };

@@ -15,7 +15,7 @@
 // sandboxing, the capability, the ordering against nss-lookup.target at boot.
 // `systemd-analyze verify` (where the machine has it) checks the unit's syntax
 // and the executables it names. /usr/bin/node in the unit becomes the Node.js
-// running this test: the README tells to point it at a Node >= 22.12.
+// running this test: the README tells to point it at a Node >= 22.15.
 
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';

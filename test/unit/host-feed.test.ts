@@ -18,6 +18,11 @@ import type { HostLink, LinkBackend } from '../../src/pvd/sources/source.js';
 import { SourceSet } from '../../src/pvd/sources/sources.js';
 import { RouteTable } from '../../src/resolve/routes.js';
 
+/** No RA source runs here: nothing verifies a TLS server. */
+const noTls = (): never => {
+  throw new Error('no TLS context in this test');
+};
+
 const tmp = mkdtempSync(join(tmpdir(), `pvdns-hostfeed-${process.pid}-`));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -111,6 +116,7 @@ beforeEach(() => {
     ownListeners: () => own,
     loopProblem: () => null,
     resolveIn: () => Promise.resolve([]),
+    tlsContext: noTls,
   });
 });
 afterEach(() => {

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -18,7 +19,7 @@ const FUTURE = '2099-01-01T00:00:00Z';
 const GOOD = { identifier: 'Cafe.Example.COM.', expires: FUTURE, prefixes: ['2001:db8:cafe::/48'], dnsZones: ['cafe.example.com'], noInternet: true, 'vendor-x': { a: 1 } };
 
 let dir: string;
-let ca: Buffer;
+let context: SecureContext;
 let server: Server;
 let port: number;
 /** What the server answers next: status, headers, body (or null: never answer). */
@@ -33,7 +34,7 @@ beforeAll(async () => {
   ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', `/CN=${ID}`);
   writeFileSync(join(dir, 'ext.cnf'), `subjectAltName=DNS:${ID},DNS:moved.example.com\n`);
   ssl('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.pem', '-days', '1', '-extfile', 'ext.cnf');
-  ca = readFileSync(join(dir, 'ca.pem'));
+  context = createSecureContext({ ca: readFileSync(join(dir, 'ca.pem')) });
   server = createServer({ key: readFileSync(join(dir, 'srv.key')), cert: readFileSync(join(dir, 'srv.pem')) }, (req, res) => {
     seen.push({ path: req.url ?? '', accept: req.headers.accept, host: req.headers.host, from: req.socket.remoteAddress });
     const r = reply(req.url ?? '');
@@ -67,7 +68,7 @@ function opts(o: Partial<FetchPvdInfoOptions> = {}): FetchPvdInfoOptions {
       lookups.push(host);
       return ['127.0.0.1'];
     },
-    ca,
+    secureContext: context,
     port,
     timeoutMs: 3000,
     ...o,
@@ -82,15 +83,20 @@ describe('fetchPvdInfo', () => {
     expect(seen).toEqual([{ path: '/.well-known/pvd', accept: 'application/pvd+json', host: ID, from: '127.0.0.1' }]);
   });
 
-  it('is readied by preparePvdInfo without a lookup, a connection or a request, and fetches with that CA after', async () => {
+  it('is readied by preparePvdInfo without a lookup, a connection or a request, and fetches with that context after', async () => {
     const sockets = (): number => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap' || r === 'TLSWrap').length;
-    const before = sockets(); // the last test's, closing
-    preparePvdInfo(ca);
-    await new Promise((r) => setTimeout(r, 50)); // its request, made on the next turn, has failed at its lookup
-    expect(sockets()).toBeLessThanOrEqual(before);
+    await new Promise((r) => setTimeout(r, 100)); // the last test's sockets closed
+    const before = sockets();
+    let asked = 0;
+    await preparePvdInfo(() => (asked++, context)); // its request has failed at its own lookup
+    await new Promise((r) => setImmediate(r));
+    expect(asked).toBe(1);
+    expect(sockets()).toBe(before);
     expect(seen).toEqual([]);
-    expect(lookups).toEqual([]);
     expect(typeof (await fetchPvdInfo(ID, opts()))).toBe('object');
+    // A later call gets the context again: a reload may bring a new CA.
+    await preparePvdInfo(() => (asked++, context));
+    expect(asked).toBe(2);
   });
 
   it('connects from the local address it is given', async () => {
@@ -100,7 +106,7 @@ describe('fetchPvdInfo', () => {
 
   it('refuses a certificate that does not name the PvD ID, and one from a CA it was not given', async () => {
     expect(await fetchPvdInfo('evil.example.com', opts())).toMatch(/^https:\/\/evil\.example\.com\/\.well-known\/pvd: .*(altnames|Hostname\/IP does not match)/);
-    expect(await fetchPvdInfo(ID, opts({ ca: undefined }))).toMatch(/certificate/);
+    expect(await fetchPvdInfo(ID, opts({ secureContext: undefined }))).toMatch(/certificate/);
     expect(seen).toEqual([]);
   });
 

@@ -19,6 +19,11 @@ import type { RunTool } from '../../src/pvd/sources/host.js';
 import type { PvdFeed, SourceSink } from '../../src/pvd/sources/source.js';
 import { SourceSet } from '../../src/pvd/sources/sources.js';
 
+/** No RA source runs here: nothing verifies a TLS server. */
+const noTls = (): never => {
+  throw new Error('no TLS context in this test');
+};
+
 const tmp = mkdtempSync(join(tmpdir(), `pvdns-hostfeed-sources-${process.pid}-`));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const resolvConf = join(tmp, 'resolv.conf');
@@ -74,6 +79,7 @@ beforeEach(() => {
     busAddress: `unix:path=${join(tmp, 'no-such-bus')}`,
     loopProblem: () => null,
     resolveIn: () => Promise.resolve([]),
+    tlsContext: noTls,
   });
 });
 afterEach(() => set.stop());
@@ -172,7 +178,7 @@ describe('SourceSet.apply', () => {
       if (slow) await new Promise((r) => setTimeout(r, 20));
       return tool(cmd, args);
     };
-    set = new SourceSet({ registry, log, hold: () => () => undefined, ownListeners: () => own, runTool: wait, loopProblem: () => null, resolveIn: () => Promise.resolve([]) });
+    set = new SourceSet({ registry, log, hold: () => () => undefined, ownListeners: () => own, runTool: wait, loopProblem: () => null, resolveIn: () => Promise.resolve([]), tlsContext: noTls });
     const first = set.apply(config({ hostBackend: 'resolvectl', hostPollIntervalS: 1 }));
     const second = set.apply(config({ hostBackend: 'resolvectl', hostPollIntervalS: 3600 }));
     await Promise.all([first, second]);
@@ -192,7 +198,7 @@ describe('SourceSet.apply', () => {
       await new Promise((r) => setTimeout(r, 20));
       return tool(cmd, args);
     };
-    set = new SourceSet({ registry, log, hold: () => () => undefined, ownListeners: () => own, runTool: wait, loopProblem: () => null, resolveIn: () => Promise.resolve([]) });
+    set = new SourceSet({ registry, log, hold: () => () => undefined, ownListeners: () => own, runTool: wait, loopProblem: () => null, resolveIn: () => Promise.resolve([]), tlsContext: noTls });
     const applying = set.apply(config({ hostBackend: 'resolvectl', hostPollIntervalS: 1 }));
     set.stop();
     await applying;

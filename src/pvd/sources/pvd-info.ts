@@ -11,7 +11,7 @@
 import type https from 'node:https';
 import type { LookupFunction } from 'node:net';
 import type { SecureContext } from 'node:tls';
-import { loadHttps, loadTls } from '../../node-http.js';
+import { loadHttps } from '../../node-http.js';
 import ipaddr from 'ipaddr.js';
 import { parsePrefix } from '../../config/address.js';
 import { domainProblem, normalizeDomain } from '../schema.js';
@@ -46,8 +46,8 @@ export interface FetchPvdInfoOptions {
   lookup: (host: string) => Promise<string[]>;
   /** The PvD's address on its interface, to connect from (§4.1: source address selection within the PvD). */
   localAddress?: string | null;
-  /** A CA trusted beside the system's (a private PKI, pvdns's tls.caFile). */
-  ca?: Buffer | string;
+  /** The authorities the server's certificate must chain to (pvdns's Trust: the system's, Node's and tls.caFile's); Node's own by default. */
+  secureContext?: SecureContext;
   /** The prefixes the RA advertised (its PIOs): each must lie inside one of the object's `prefixes` (§4.1, §4.3). */
   advertisedPrefixes?: readonly string[];
   timeoutMs?: number;
@@ -110,55 +110,45 @@ interface Response {
 }
 
 /**
- * preparePvdInfo readies, once, what the first fetch would otherwise pay for
- * while it holds a PvD's routing back (the gate's hold ends at 100 ms, and a
- * busy machine stretches first uses most). From an RA's announce to the
- * update with its information, test/host/pvdns-ra.test.ts saw 60-70 ms for
- * the first PvD without this, 39-48 ms with it, 10-30 ms for the next ones:
- * - node:https and node:tls loaded (~20 ms);
- * - the TLS context that trusts `ca` beside the system's authorities
- *   (contextFor: every root certificate parsed, 10-60 ms);
- * - one request through get() for a name under .invalid whose lookup fails
- *   at once (RFC 6761 §6.4: it never resolves), so Node's request and TLS
- *   socket code is compiled (~30 ms). Nothing is sent, nothing is asked.
- * The first two happen now, the request (once a process) on the next turn of
- * the event loop. A source that will fetch calls it when it starts, and
- * again with a new CA; pvdns without one never loads any of it
- * (src/node-http.ts).
+ * preparePvdInfo readies what the first fetch would otherwise pay for while
+ * it holds a PvD's routing back (the gate's hold ends at 100 ms, and a busy
+ * machine stretches first uses most). From an RA's announce to the update
+ * with its information, test/host/pvdns-ra.test.ts saw 60-70 ms for the
+ * first PvD without this, 39-48 ms with it, 10-30 ms for the next ones. On
+ * the next turn of the event loop it:
+ * - loads node:https and node:tls (~20 ms);
+ * - gets `context()`, the trust the fetches verify with (the caller's: pvdns
+ *   builds it once per tls.caFile, parsing every root, tens of ms);
+ * - once a process, makes one request through get() for a name under
+ *   .invalid whose lookup fails at once (RFC 6761 §6.4: it never resolves),
+ *   so that Node's request and TLS socket code is compiled (~30 ms). Nothing
+ *   is sent and nothing is asked.
+ * It resolves when that is done, and never rejects: a context that cannot be
+ * made is the fetch's to report. A source that fetches calls it when it
+ * starts and on every reload (a new tls.caFile is a new context); pvdns
+ * without one never loads any of it (src/node-http.ts).
  */
-export function preparePvdInfo(ca?: Buffer | string): void {
-  loadHttps();
-  if (ca !== undefined) contextFor(ca);
-  if (requestPrepared) return;
-  requestPrepared = true;
-  setImmediate(() => {
-    const lookup = (): Promise<string[]> => Promise.reject(new Error('not looked up: preparing'));
-    void get(new URL(`https://${PREPARE_HOST}/.well-known/pvd`), { lookup, ca }, new AbortController().signal);
+export function preparePvdInfo(context: () => SecureContext): Promise<void> {
+  return new Promise((resolve) => {
+    setImmediate(() => {
+      let secureContext: SecureContext;
+      try {
+        loadHttps();
+        secureContext = context();
+      } catch {
+        return resolve();
+      }
+      if (requestPrepared) return resolve();
+      requestPrepared = true;
+      const lookup = (): Promise<string[]> => Promise.reject(new Error('not looked up: preparing'));
+      void get(new URL(`https://${PREPARE_HOST}/.well-known/pvd`), { lookup, secureContext }, new AbortController().signal).then(() => resolve());
+    });
   });
 }
 
 /** The name preparePvdInfo's request is for: under .invalid (RFC 6761 §6.4), and never looked up. */
 const PREPARE_HOST = 'pvdns-prepare.invalid';
 let requestPrepared = false;
-
-/** The TLS contexts made for an extra CA, by its PEM: few (tls.caFile), and kept. */
-const contexts = new Map<string, SecureContext>();
-
-/**
- * contextFor trusts `ca` beside the system's authorities. Making such a
- * context parses every root certificate (20 to 60 ms here), which each fetch
- * would pay, while the routing gate waits for it: it is made once per CA.
- */
-function contextFor(ca: Buffer | string): SecureContext {
-  const pem = ca.toString();
-  let c = contexts.get(pem);
-  if (c === undefined) {
-    if (contexts.size >= 4) contexts.clear(); // a reloaded tls.caFile replaces the old one
-    c = loadTls().createSecureContext({ ca: [...loadTls().rootCertificates, pem] });
-    contexts.set(pem, c);
-  }
-  return c;
-}
 
 /** get makes one request, resolving the URL's host through opts.lookup only. */
 function get(url: URL, opts: FetchPvdInfoOptions, signal: AbortSignal): Promise<Response | string> {
@@ -202,7 +192,7 @@ function get(url: URL, opts: FetchPvdInfoOptions, signal: AbortSignal): Promise<
       localAddress: local,
       family: family === 0 ? undefined : family,
       agent: false,
-      secureContext: opts.ca === undefined ? undefined : contextFor(opts.ca),
+      secureContext: opts.secureContext,
       signal,
     };
     const req = loadHttps().request(options, (res) => {

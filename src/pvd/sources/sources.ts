@@ -3,6 +3,7 @@
 // registry. The App calls apply() at start and on every reload, views() for
 // the API and status, and stop() at the end; nothing else starts a source.
 
+import type { SecureContext } from 'node:tls';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import type { SocketAddress } from '../../config/address.js';
@@ -42,6 +43,12 @@ export interface SourceSetDeps {
    * Information server is found (§4.1).
    */
   resolveIn: (pvdId: string, name: string) => Promise<string[]>;
+  /**
+   * The authorities an RFC 8801 PvD's Additional Information server is
+   * verified with: the encrypted upstreams' (the system's, Node's and
+   * tls.caFile's), made once per CA file.
+   */
+  tlsContext: () => SecureContext;
 }
 
 /** A source in use, as /v1/pvds and `pvdns status` show it. */
@@ -283,18 +290,18 @@ export class SourceSet {
   /**
    * applyRouterAdvertisements follows RFC 8801 PvDs in Router
    * Advertisements (pvdSources.routerAdvertisements), fetching a PvD's
-   * Additional Information through that PvD (§4.1) and trusting `ca` (the
-   * PEM of tls.caFile) beside the system's authorities. Throws when the
-   * receiving socket cannot be opened (CAP_NET_RAW).
+   * Additional Information through that PvD (§4.1) and verifying its server
+   * with deps.tlsContext (the encrypted upstreams' trust, tls.caFile
+   * included). Throws when the receiving socket cannot be opened
+   * (CAP_NET_RAW).
    */
-  applyRouterAdvertisements(config: Config, ca: Buffer | null): Promise<void> {
-    // A new CA applies to the next fetch: restarting the feed would withdraw every RA PvD until
-    // its router next advertises (up to MaxRtrAdvInterval, 600 s).
-    this.raCa = ca;
+  applyRouterAdvertisements(config: Config): Promise<void> {
     const key = config.pvdSources.routerAdvertisements ? 'on' : null;
-    // A PvD's first fetch holds its routing back: what it would pay for on first use (modules, the
-    // CA's TLS context, Node's request code) is readied now, and again for a new CA.
-    if (key !== null) preparePvdInfo(ca ?? undefined);
+    // A PvD's first fetch holds its routing back: what it would pay for on first use (the modules,
+    // the trust context, Node's request code) is readied now, and on a reload, which may bring a
+    // new tls.caFile (applying to the next fetch: restarting the feed would withdraw every RA PvD
+    // until its router next advertises, up to MaxRtrAdvInterval, 600 s).
+    if (key !== null) void preparePvdInfo(this.deps.tlsContext);
     return this.serial((current) =>
       this.runNow(current, 'ra', key, () =>
         new RaFeed({
@@ -304,16 +311,13 @@ export class SourceSet {
             fetchPvdInfo(pvdId, {
               lookup: (host) => this.deps.resolveIn(pvdId, host),
               localAddress: via.localAddress ?? undefined,
-              ca: this.raCa ?? undefined,
+              secureContext: this.deps.tlsContext(),
               advertisedPrefixes: via.prefixes,
             }),
         }),
       ),
     );
   }
-
-  /** tls.caFile's PEM, for the Additional Information fetches of RA PvDs. */
-  private raCa: Buffer | null = null;
 
   /** run runs another source (the PvD directory, Router Advertisements) under this set, replacing the one of its kind. */
   run(kind: PvdSource, key: string | null, make: () => PvdFeed): Promise<void> {
