@@ -113,8 +113,9 @@ interface Response {
  * preparePvdInfo readies what the first fetch would otherwise pay for while
  * it holds a PvD's routing back (the gate's hold ends at 100 ms, and a busy
  * machine stretches first uses most). From an RA's announce to the update
- * with its information, test/host/pvdns-ra.test.ts saw 60-70 ms for the
- * first PvD without this, 35-48 ms with it, 10-30 ms for the next ones. On
+ * with its information, test/host/pvdns-ra.test.ts alone saw 60-70 ms for
+ * the first PvD without this, 35-48 ms with it (40 and 60 in whole CI runs),
+ * 10-30 ms for the next ones. On
  * the next turn of the event loop it:
  * - loads node:https and node:tls (~20 ms);
  * - gets `context()`, the trust the fetches verify with (the caller's: pvdns
