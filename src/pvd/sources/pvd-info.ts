@@ -115,8 +115,7 @@ interface Response {
  * machine stretches first uses most). From an RA's announce to the update
  * with its information, test/host/pvdns-ra.test.ts alone saw 60-70 ms for
  * the first PvD without this, 35-48 ms with it (40 and 60 in whole CI runs),
- * 10-30 ms for the next ones. On
- * the next turn of the event loop it:
+ * 10-30 ms for the next ones. On the next turn of the event loop it:
  * - loads node:https and node:tls (~20 ms);
  * - gets `context()`, the trust the fetches verify with (the caller's: pvdns
  *   builds it once per tls.caFile, parsing every root, tens of ms);
